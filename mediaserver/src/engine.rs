@@ -1,0 +1,1109 @@
+//! The media engine: one tokio task that owns the UDP socket and every leg's `str0m::Rtc`.
+//!
+//! str0m is sans-IO, and this task is its only driver, so there are no locks: requests arrive
+//! as [`Command`]s over an mpsc channel into the same `tokio::select!` as the socket and the
+//! timer. The rule of the loop, as in str0m's own examples:
+//!
+//! **After every input (a datagram, a timeout, a command), drain that leg's `poll_output()`
+//! until it returns `Timeout`, then re-arm the one timer at the earliest leg deadline.**
+//!
+//! Datagrams are routed to legs first by a map of known remote addresses, then by
+//! `Rtc::accepts` (STUN credentials) for the first packets of a new leg. Media that a leg
+//! receives is written, per the [`crate::routing`] table, to the other legs of its call
+//! (SFU: no mixing, no transcoding), and those legs are drained at once so forwarding adds
+//! no timer delay.
+
+use crate::config::MediaConfig;
+use crate::error::MediaError;
+use crate::metrics::MetricsSnapshot;
+use crate::routing::{LegKey, LegMediaShape, RoutingTable, TrackKind};
+use shared::media::{LegAnswer, LegOffer, LegStats, MediaEvent, MediaServerStatus};
+use shared::{CallId, MediaServerId};
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use str0m::change::SdpOffer;
+use str0m::config::DtlsCert;
+use str0m::media::{KeyframeRequest, MediaData, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+
+/// Largest datagram read from the socket (str0m's MTU is ~1150; leave room).
+const RECEIVE_BUFFER: usize = 2048;
+/// Datagrams read per wake-up before the other `select!` arms get a turn.
+const RECEIVE_BATCH: usize = 64;
+/// Housekeeping cadence: connect timeouts, ended legs, status publication.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
+/// Status is published to the heartbeat this often.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+/// Longest leg or call name accepted.
+const MAX_NAME_LEN: usize = 128;
+
+/// A request to the engine. Every variant carries its own reply channel.
+pub(crate) enum Command {
+    AddLeg {
+        call: CallId,
+        offer: LegOffer,
+        reply: oneshot::Sender<Result<LegAnswer, MediaError>>,
+    },
+    RemoveLeg {
+        call: CallId,
+        leg: String,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    EndCall {
+        call: CallId,
+        reply: oneshot::Sender<Result<usize, MediaError>>,
+    },
+    CallStats {
+        call: CallId,
+        reply: oneshot::Sender<Result<Vec<LegStats>, MediaError>>,
+    },
+    Status {
+        reply: oneshot::Sender<MediaServerStatus>,
+    },
+    Metrics {
+        reply: oneshot::Sender<MetricsSnapshot>,
+    },
+    Shutdown,
+}
+
+/// Direct access to a running media engine: the same operations as the control API, as async
+/// methods. Cheap to clone; every clone talks to the same engine task.
+#[derive(Clone)]
+pub struct MediaHandle {
+    commands: mpsc::Sender<Command>,
+    /// The engine task and its companions (the Redis link), taken by the first `shutdown()`
+    /// to wait for them; dropped (aborting them) with the last handle otherwise.
+    tasks: Arc<Mutex<Option<JoinSet<()>>>>,
+    id: MediaServerId,
+}
+
+impl MediaHandle {
+    /// This server's id.
+    pub fn id(&self) -> &MediaServerId {
+        &self.id
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, MediaError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| MediaError::EngineStopped)?;
+        answer.await.map_err(|_| MediaError::EngineStopped)
+    }
+
+    /// Adds a participant's peer connection to a call (creating the call) and returns the SDP
+    /// answer. On any error nothing of the leg is kept.
+    pub async fn add_leg(&self, call: CallId, offer: LegOffer) -> Result<LegAnswer, MediaError> {
+        self.ask(|reply| Command::AddLeg { call, offer, reply })
+            .await?
+    }
+
+    /// Closes one leg (a `Closed` event follows).
+    pub async fn remove_leg(&self, call: CallId, leg: String) -> Result<(), MediaError> {
+        self.ask(|reply| Command::RemoveLeg { call, leg, reply })
+            .await?
+    }
+
+    /// Closes every leg of a call; returns how many there were.
+    pub async fn end_call(&self, call: CallId) -> Result<usize, MediaError> {
+        self.ask(|reply| Command::EndCall { call, reply }).await?
+    }
+
+    /// Counters of every leg of a call.
+    pub async fn call_stats(&self, call: CallId) -> Result<Vec<LegStats>, MediaError> {
+        self.ask(|reply| Command::CallStats { call, reply }).await?
+    }
+
+    /// The heartbeat record as of now.
+    pub async fn status(&self) -> Result<MediaServerStatus, MediaError> {
+        self.ask(|reply| Command::Status { reply }).await
+    }
+
+    /// The engine's counters as of now.
+    pub async fn metrics(&self) -> Result<MetricsSnapshot, MediaError> {
+        self.ask(|reply| Command::Metrics { reply }).await
+    }
+
+    /// Stops the engine (closing every leg) and waits for its task to end. Idempotent.
+    pub async fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+        let tasks = self.tasks.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(mut tasks) = tasks {
+            while let Some(result) = tasks.join_next().await {
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "a media engine task ended abnormally");
+                }
+            }
+        }
+    }
+}
+
+/// What the engine was started with, resolved (ports bound, ids fixed).
+pub(crate) struct EngineSetup {
+    pub config: MediaConfig,
+    pub socket: UdpSocket,
+    /// The address put into ICE candidates (public IP + bound port).
+    pub media_addr: SocketAddr,
+    pub control_url: String,
+    pub incarnation: String,
+    /// Where leg events go (the embedder, or the Redis publisher).
+    pub events: Vec<mpsc::Sender<MediaEvent>>,
+    /// Where the heartbeat record is published every second.
+    pub status: watch::Sender<MediaServerStatus>,
+}
+
+/// Spawns the engine task into `tasks` (which may hold its companions) and returns the handle
+/// that owns them all.
+pub(crate) fn spawn_engine(
+    setup: EngineSetup,
+    mut tasks: JoinSet<()>,
+) -> Result<MediaHandle, anyhow::Error> {
+    install_crypto_provider();
+    let certificate = str0m::crypto::from_feature_flags()
+        .dtls_provider
+        .generate_certificate()
+        .ok_or_else(|| anyhow::anyhow!("the crypto provider cannot generate a DTLS certificate"))?;
+    let (commands_tx, commands_rx) = mpsc::channel(256);
+    let id = setup.config.id.clone();
+    let engine = Engine::new(setup, certificate);
+    tasks.spawn(engine.run(commands_rx));
+    Ok(MediaHandle {
+        commands: commands_tx,
+        tasks: Arc::new(Mutex::new(Some(tasks))),
+        id,
+    })
+}
+
+fn install_crypto_provider() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
+}
+
+/// Why a leg ended.
+#[derive(Debug, Clone)]
+enum LegEnd {
+    /// Removed on request, or the remote closed DTLS.
+    Closed,
+    /// ICE timeout, ICE loss, DTLS failure.
+    Failed {
+        reason: String,
+        dtls: bool,
+        ice_timeout: bool,
+    },
+}
+
+/// One m-line of a leg as the server sees it.
+#[derive(Debug, Clone, Copy)]
+struct LegMedia {
+    mid: Mid,
+    kind: TrackKind,
+    /// The server receives on it (the client sends).
+    receiving: bool,
+    /// The server may send on it (a receive slot of the client).
+    sending: bool,
+}
+
+/// Per-leg counters for `LegStats`.
+#[derive(Debug, Default, Clone, Copy)]
+struct LegCounters {
+    datagrams_in: u64,
+    datagrams_out: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+/// Per kind (audio, video): the receiving legs and the mid on which each gets this media.
+type Fanout = [Vec<(LegKey, Mid)>; 2];
+
+/// One participant's peer connection.
+struct Leg {
+    key: LegKey,
+    call: CallId,
+    name: String,
+    rtc: Rtc,
+    created: Instant,
+    connected: bool,
+    /// When str0m wants `handle_input(Timeout)` next.
+    next_timeout: Instant,
+    media: Vec<LegMedia>,
+    /// Receive slots (m-lines the server sends on) per kind, in m-line order.
+    slot_mids: [Vec<Mid>; 2],
+    /// Cached routing: where this leg's media of each kind goes, as (leg, mid there).
+    fanout: Fanout,
+    /// For keyframe requests: which sending leg feeds each of this leg's slots.
+    slot_sources: HashMap<Mid, LegKey>,
+    /// Remote addresses routed to this leg (to clean the address map on removal).
+    remote_addrs: Vec<SocketAddr>,
+    counters: LegCounters,
+    /// Set when the leg must be removed at the next housekeeping.
+    end: Option<LegEnd>,
+}
+
+impl Leg {
+    fn kind_of(&self, mid: Mid) -> Option<TrackKind> {
+        self.media.iter().find(|m| m.mid == mid).map(|m| m.kind)
+    }
+
+    fn shape(&self) -> LegMediaShape {
+        let mut shape = LegMediaShape::default();
+        for media in &self.media {
+            let index = kind_index(media.kind);
+            shape.sends[index] |= media.receiving;
+        }
+        shape.receive_slots = [self.slot_mids[0].len(), self.slot_mids[1].len()];
+        shape
+    }
+
+    fn stats(&self) -> LegStats {
+        LegStats {
+            leg: self.name.clone(),
+            connected: self.connected,
+            packets_in: self.counters.datagrams_in,
+            packets_out: self.counters.datagrams_out,
+            bytes_in: self.counters.bytes_in,
+            bytes_out: self.counters.bytes_out,
+        }
+    }
+}
+
+fn kind_index(kind: TrackKind) -> usize {
+    match kind {
+        TrackKind::Audio => 0,
+        TrackKind::Video => 1,
+    }
+}
+
+/// Something a drained leg produced that concerns other legs. Nearly all are `Media`, so
+/// boxing it to shrink the rare `Keyframe` would only add an allocation per packet.
+#[allow(clippy::large_enum_variant)]
+enum Propagation {
+    Media {
+        source: LegKey,
+        kind: TrackKind,
+        data: MediaData,
+    },
+    Keyframe {
+        receiver: LegKey,
+        request: KeyframeRequest,
+    },
+}
+
+/// The socket side of draining: sends and counts. Kept apart from the leg map so a leg can
+/// be drained while it is borrowed from the map (or before it is in the map).
+struct Io {
+    socket: UdpSocket,
+    metrics: MetricsSnapshot,
+}
+
+impl Io {
+    fn send(&mut self, destination: SocketAddr, contents: &[u8], counters: &mut LegCounters) {
+        match self.socket.try_send_to(contents, destination) {
+            Ok(_) => {
+                self.metrics.datagrams_out += 1;
+                counters.datagrams_out += 1;
+                counters.bytes_out += contents.len() as u64;
+            }
+            Err(e) => {
+                self.metrics.send_errors += 1;
+                if e.kind() != ErrorKind::WouldBlock {
+                    tracing::debug!(error = %e, %destination, "UDP send failed");
+                }
+            }
+        }
+    }
+}
+
+/// Polls a leg until str0m returns a timeout, sending its transmits and collecting what
+/// concerns other legs. Marks the leg ended on errors.
+fn drain_leg(
+    leg: &mut Leg,
+    io: &mut Io,
+    out: &mut Vec<Propagation>,
+    events: &mut Vec<(LegKey, LegNote)>,
+) {
+    loop {
+        if !leg.rtc.is_alive() {
+            if leg.end.is_none() {
+                leg.end = Some(LegEnd::Closed);
+            }
+            return;
+        }
+        let output = match leg.rtc.poll_output() {
+            Ok(output) => output,
+            Err(e) => {
+                fail_leg(leg, &e);
+                return;
+            }
+        };
+        match output {
+            Output::Timeout(at) => {
+                leg.next_timeout = at;
+                return;
+            }
+            Output::Transmit(transmit) => {
+                io.send(transmit.destination, &transmit.contents, &mut leg.counters);
+            }
+            Output::Event(event) => match event {
+                Event::Connected if !leg.connected => {
+                    leg.connected = true;
+                    events.push((leg.key, LegNote::Connected));
+                }
+                Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                    leg.end = Some(LegEnd::Failed {
+                        reason: "ICE connection lost (no consent from the client)".into(),
+                        dtls: false,
+                        ice_timeout: false,
+                    });
+                    leg.rtc.disconnect();
+                }
+                Event::MediaData(data) => {
+                    if let Some(kind) = leg.kind_of(data.mid) {
+                        out.push(Propagation::Media {
+                            source: leg.key,
+                            kind,
+                            data,
+                        });
+                    }
+                }
+                Event::KeyframeRequest(request) => {
+                    out.push(Propagation::Keyframe {
+                        receiver: leg.key,
+                        request,
+                    });
+                }
+                Event::Closed if leg.end.is_none() => {
+                    leg.end = Some(LegEnd::Closed);
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
+fn fail_leg(leg: &mut Leg, error: &RtcError) {
+    let dtls = matches!(error, RtcError::Dtls(_));
+    let reason = if dtls {
+        format!("DTLS failed: {error}")
+    } else {
+        format!("media session failed: {error}")
+    };
+    tracing::warn!(call = %leg.call, leg = %leg.name, %reason, "leg failed");
+    leg.end = Some(LegEnd::Failed {
+        reason,
+        dtls,
+        ice_timeout: false,
+    });
+    leg.rtc.disconnect();
+}
+
+/// Lifecycle notes collected while draining, turned into `MediaEvent`s by the engine.
+enum LegNote {
+    Connected,
+}
+
+struct Engine {
+    config: MediaConfig,
+    io: Io,
+    media_addr: SocketAddr,
+    control_url: String,
+    incarnation: String,
+    certificate: DtlsCert,
+    legs: HashMap<LegKey, Leg>,
+    /// (call, leg name) -> key.
+    by_name: HashMap<(String, String), LegKey>,
+    /// Remote address -> leg, the fast path of datagram routing.
+    by_addr: HashMap<SocketAddr, LegKey>,
+    routing: RoutingTable,
+    next_key: LegKey,
+    events: Vec<mpsc::Sender<MediaEvent>>,
+    status: watch::Sender<MediaServerStatus>,
+    /// Scratch buffers reused across iterations (no allocation per forwarded packet).
+    propagations: Vec<Propagation>,
+    propagations_spare: Vec<Propagation>,
+    targets: Vec<(LegKey, Mid)>,
+    notes: Vec<(LegKey, LegNote)>,
+    dirty: Vec<LegKey>,
+    last_status: Instant,
+    next_housekeeping: Instant,
+}
+
+impl Engine {
+    fn new(setup: EngineSetup, certificate: DtlsCert) -> Self {
+        let now = Instant::now();
+        let metrics = MetricsSnapshot {
+            capacity: setup.config.capacity as u64,
+            ..Default::default()
+        };
+        Self {
+            config: setup.config,
+            io: Io {
+                socket: setup.socket,
+                metrics,
+            },
+            media_addr: setup.media_addr,
+            control_url: setup.control_url,
+            incarnation: setup.incarnation,
+            certificate,
+            legs: HashMap::new(),
+            by_name: HashMap::new(),
+            by_addr: HashMap::new(),
+            routing: RoutingTable::default(),
+            next_key: 1,
+            events: setup.events,
+            status: setup.status,
+            propagations: Vec::new(),
+            propagations_spare: Vec::new(),
+            targets: Vec::new(),
+            notes: Vec::new(),
+            dirty: Vec::new(),
+            last_status: now,
+            next_housekeeping: now + HOUSEKEEPING_EVERY,
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        tracing::info!(media_addr = %self.media_addr, "media engine running");
+        let mut buffer = vec![0u8; RECEIVE_BUFFER];
+        let timer = tokio::time::sleep_until(self.next_deadline().into());
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Shutdown) | None => break,
+                    Some(command) => self.handle_command(command),
+                },
+                ready = self.io.socket.readable() => {
+                    if let Err(e) = ready {
+                        tracing::error!(error = %e, "media socket failed; stopping the engine");
+                        break;
+                    }
+                    self.receive_batch(&mut buffer);
+                },
+                _ = &mut timer => {}
+            }
+            let now = Instant::now();
+            self.handle_due_timeouts(now);
+            if now >= self.next_housekeeping {
+                self.housekeeping(now);
+            }
+            timer.as_mut().reset(self.next_deadline().into());
+        }
+        self.close_all();
+        tracing::info!("media engine stopped");
+    }
+
+    /// The earliest moment anything needs the engine: a leg deadline or housekeeping.
+    fn next_deadline(&self) -> Instant {
+        let mut deadline = self.next_housekeeping;
+        for leg in self.legs.values() {
+            if leg.next_timeout < deadline {
+                deadline = leg.next_timeout;
+            }
+        }
+        deadline
+    }
+
+    fn receive_batch(&mut self, buffer: &mut [u8]) {
+        for _ in 0..RECEIVE_BATCH {
+            let (length, source) = match self.io.socket.try_recv_from(buffer) {
+                Ok(received) => received,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // ICMP errors (port unreachable of a gone client) surface here on Linux.
+                    tracing::debug!(error = %e, "UDP receive error");
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            self.handle_datagram(now, source, &buffer[..length]);
+        }
+    }
+
+    fn handle_datagram(&mut self, now: Instant, source: SocketAddr, bytes: &[u8]) {
+        self.io.metrics.datagrams_in += 1;
+        let Ok(contents) = bytes.try_into() else {
+            self.io.metrics.datagrams_unrouted += 1;
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.media_addr,
+                contents,
+            },
+        );
+        let mut target = self.by_addr.get(&source).copied().filter(|key| {
+            self.legs
+                .get(key)
+                .is_some_and(|leg| leg.rtc.accepts(&input))
+        });
+        if target.is_none() {
+            target = self
+                .legs
+                .values()
+                .find(|leg| leg.end.is_none() && leg.rtc.accepts(&input))
+                .map(|leg| leg.key);
+            if let Some(key) = target {
+                self.by_addr.insert(source, key);
+                if let Some(leg) = self.legs.get_mut(&key)
+                    && !leg.remote_addrs.contains(&source)
+                {
+                    leg.remote_addrs.push(source);
+                }
+            }
+        }
+        let Some(key) = target else {
+            self.io.metrics.datagrams_unrouted += 1;
+            return;
+        };
+        let Some(leg) = self.legs.get_mut(&key) else {
+            return;
+        };
+        leg.counters.datagrams_in += 1;
+        leg.counters.bytes_in += bytes.len() as u64;
+        if let Err(e) = leg.rtc.handle_input(input) {
+            fail_leg(leg, &e);
+        }
+        drain_leg(leg, &mut self.io, &mut self.propagations, &mut self.notes);
+        let forwarded = self.propagate();
+        if forwarded {
+            self.io.metrics.forward_latency.record(now.elapsed());
+        }
+        self.flush_notes();
+    }
+
+    /// Writes collected media to the receiving legs and drains them, until nothing is left.
+    /// Returns true when at least one packet was forwarded.
+    fn propagate(&mut self) -> bool {
+        let mut forwarded = false;
+        while !self.propagations.is_empty() {
+            let mut batch = std::mem::take(&mut self.propagations_spare);
+            std::mem::swap(&mut batch, &mut self.propagations);
+            for propagation in batch.drain(..) {
+                match propagation {
+                    Propagation::Media { source, kind, data } => {
+                        self.targets.clear();
+                        match self.legs.get(&source) {
+                            Some(leg) => self
+                                .targets
+                                .extend_from_slice(&leg.fanout[kind_index(kind)]),
+                            None => continue,
+                        }
+                        for index in 0..self.targets.len() {
+                            let (receiver, mid) = self.targets[index];
+                            if self.write_media(receiver, mid, &data) {
+                                forwarded = true;
+                                if !self.dirty.contains(&receiver) {
+                                    self.dirty.push(receiver);
+                                }
+                            }
+                        }
+                    }
+                    Propagation::Keyframe { receiver, request } => {
+                        self.forward_keyframe_request(receiver, request)
+                    }
+                }
+            }
+            self.propagations_spare = batch;
+            for index in 0..self.dirty.len() {
+                let key = self.dirty[index];
+                if let Some(leg) = self.legs.get_mut(&key) {
+                    drain_leg(leg, &mut self.io, &mut self.propagations, &mut self.notes);
+                }
+            }
+            self.dirty.clear();
+        }
+        forwarded
+    }
+
+    fn write_media(&mut self, receiver: LegKey, mid: Mid, data: &MediaData) -> bool {
+        let Some(leg) = self.legs.get_mut(&receiver) else {
+            return false;
+        };
+        if !leg.connected || leg.end.is_some() {
+            return false;
+        }
+        let Some(writer) = leg.rtc.writer(mid) else {
+            return false;
+        };
+        // Same codec parameters if possible, else any payload type of the same codec.
+        let pt = writer.match_params(data.params).or_else(|| {
+            writer
+                .payload_params()
+                .find(|p| p.spec().codec == data.params.spec().codec)
+                .map(|p| p.pt())
+        });
+        let Some(pt) = pt else { return false };
+        match writer.write(pt, data.network_time, data.time, data.data.clone()) {
+            Ok(()) => {
+                self.io.metrics.packets_relayed += 1;
+                self.io.metrics.bytes_relayed += data.data.len() as u64;
+                true
+            }
+            Err(e) => {
+                tracing::debug!(call = %leg.call, leg = %leg.name, error = %e, "media write failed");
+                false
+            }
+        }
+    }
+
+    /// A receiver asked for a keyframe on one of its slots: ask the leg that feeds it.
+    fn forward_keyframe_request(&mut self, receiver: LegKey, request: KeyframeRequest) {
+        let Some(source) = self
+            .legs
+            .get(&receiver)
+            .and_then(|leg| leg.slot_sources.get(&request.mid).copied())
+        else {
+            return;
+        };
+        let Some(leg) = self.legs.get_mut(&source) else {
+            return;
+        };
+        let source_mid = leg
+            .media
+            .iter()
+            .find(|m| m.kind == TrackKind::Video && m.receiving)
+            .map(|m| m.mid);
+        if let Some(mid) = source_mid {
+            if let Some(mut writer) = leg.rtc.writer(mid) {
+                let _ = writer.request_keyframe(None, request.kind);
+            }
+            if !self.dirty.contains(&source) {
+                self.dirty.push(source);
+            }
+        }
+    }
+
+    fn handle_due_timeouts(&mut self, now: Instant) {
+        let due: Vec<LegKey> = self
+            .legs
+            .values()
+            .filter(|leg| leg.next_timeout <= now)
+            .map(|leg| leg.key)
+            .collect();
+        for key in due {
+            if let Some(leg) = self.legs.get_mut(&key) {
+                if let Err(e) = leg.rtc.handle_input(Input::Timeout(now)) {
+                    fail_leg(leg, &e);
+                }
+                drain_leg(leg, &mut self.io, &mut self.propagations, &mut self.notes);
+            }
+        }
+        self.propagate();
+        self.flush_notes();
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        self.next_housekeeping = now + HOUSEKEEPING_EVERY;
+        let connect_timeout = self.config.connect_timeout;
+        for leg in self.legs.values_mut() {
+            if !leg.connected
+                && leg.end.is_none()
+                && now.duration_since(leg.created) > connect_timeout
+            {
+                leg.end = Some(LegEnd::Failed {
+                    reason: format!(
+                        "ICE/DTLS not established within {} ms",
+                        connect_timeout.as_millis()
+                    ),
+                    dtls: false,
+                    ice_timeout: true,
+                });
+            }
+        }
+        let ended: Vec<(LegKey, LegEnd)> = self
+            .legs
+            .values()
+            .filter_map(|leg| leg.end.clone().map(|end| (leg.key, end)))
+            .collect();
+        for (key, end) in ended {
+            self.remove_leg(key, end);
+        }
+        if now.duration_since(self.last_status) >= STATUS_EVERY {
+            self.last_status = now;
+            let status = self.status_record();
+            self.status.send_replace(status);
+        }
+    }
+
+    fn flush_notes(&mut self) {
+        let notes: Vec<(LegKey, LegNote)> = std::mem::take(&mut self.notes);
+        for (key, note) in notes {
+            let Some(leg) = self.legs.get(&key) else {
+                continue;
+            };
+            match note {
+                LegNote::Connected => {
+                    self.io.metrics.legs_connected_total += 1;
+                    tracing::info!(call = %leg.call, leg = %leg.name, "leg connected");
+                    let event = MediaEvent::Connected {
+                        media: self.config.id.clone(),
+                        call: leg.call.clone(),
+                        leg: leg.name.clone(),
+                    };
+                    self.emit(event);
+                }
+            }
+        }
+    }
+
+    fn emit(&self, event: MediaEvent) {
+        for sink in &self.events {
+            if let Err(e) = sink.try_send(event.clone()) {
+                tracing::warn!(error = %e, "media event dropped: receiver is slow or gone");
+            }
+        }
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::AddLeg { call, offer, reply } => {
+                let result = self.add_leg(call, offer);
+                let _ = reply.send(result);
+                self.propagate();
+                self.flush_notes();
+            }
+            Command::RemoveLeg { call, leg, reply } => {
+                let key = self.by_name.get(&(call.0.clone(), leg.clone())).copied();
+                let result = match key {
+                    Some(key) => {
+                        self.remove_leg(key, LegEnd::Closed);
+                        Ok(())
+                    }
+                    None => Err(MediaError::LegNotFound { call: call.0, leg }),
+                };
+                let _ = reply.send(result);
+            }
+            Command::EndCall { call, reply } => {
+                let keys = self.call_leg_keys(&call);
+                let result = if keys.is_empty() {
+                    Err(MediaError::CallNotFound { call: call.0 })
+                } else {
+                    for key in &keys {
+                        self.remove_leg(*key, LegEnd::Closed);
+                    }
+                    Ok(keys.len())
+                };
+                let _ = reply.send(result);
+            }
+            Command::CallStats { call, reply } => {
+                let keys = self.call_leg_keys(&call);
+                let result = if keys.is_empty() {
+                    Err(MediaError::CallNotFound { call: call.0 })
+                } else {
+                    Ok(keys
+                        .iter()
+                        .filter_map(|key| self.legs.get(key))
+                        .map(Leg::stats)
+                        .collect())
+                };
+                let _ = reply.send(result);
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status_record());
+            }
+            Command::Metrics { reply } => {
+                let _ = reply.send(self.metrics_snapshot());
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    /// Legs of a call in the order they joined.
+    fn call_leg_keys(&self, call: &CallId) -> Vec<LegKey> {
+        let mut keys: Vec<LegKey> = self
+            .legs
+            .values()
+            .filter(|leg| leg.call == *call)
+            .map(|leg| leg.key)
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    fn add_leg(&mut self, call: CallId, offer: LegOffer) -> Result<LegAnswer, MediaError> {
+        check_name("call id", call.as_str())?;
+        check_name("leg name", &offer.leg)?;
+        if offer.sdp.len() > shared::limits::MAX_SDP_BYTES {
+            return Err(MediaError::BadOffer {
+                reason: format!(
+                    "the SDP is larger than {} bytes",
+                    shared::limits::MAX_SDP_BYTES
+                ),
+            });
+        }
+        let name_key = (call.0.clone(), offer.leg.clone());
+        if self.by_name.contains_key(&name_key) {
+            return Err(MediaError::DuplicateLeg {
+                call: call.0,
+                leg: offer.leg,
+            });
+        }
+        if self.legs.len() >= self.config.capacity as usize {
+            return Err(MediaError::CapacityReached {
+                capacity: self.config.capacity,
+            });
+        }
+        let sdp_offer =
+            SdpOffer::from_sdp_string(&offer.sdp).map_err(|e| MediaError::BadOffer {
+                reason: format!("not a valid SDP offer: {e}"),
+            })?;
+
+        let now = Instant::now();
+        let mut rtc = Rtc::builder()
+            .set_dtls_cert(self.certificate.clone())
+            .build(now);
+        let candidate =
+            Candidate::host(self.media_addr, "udp").map_err(|e| MediaError::BadOffer {
+                reason: format!("server candidate refused: {e}"),
+            })?;
+        rtc.add_local_candidate(candidate);
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(sdp_offer)
+            .map_err(|e| MediaError::BadOffer {
+                reason: format!("the offer cannot be negotiated: {e}"),
+            })?;
+
+        let key = self.next_key;
+        self.next_key += 1;
+        let mut leg = Leg {
+            key,
+            call: call.clone(),
+            name: offer.leg.clone(),
+            rtc,
+            created: now,
+            connected: false,
+            next_timeout: now,
+            media: Vec::new(),
+            slot_mids: [Vec::new(), Vec::new()],
+            fanout: [Vec::new(), Vec::new()],
+            slot_sources: HashMap::new(),
+            remote_addrs: Vec::new(),
+            counters: LegCounters::default(),
+            end: None,
+        };
+        // Learn the m-lines before the leg joins the routing: the mids in offer order, with
+        // kind and (local) direction as str0m negotiated them.
+        for mid in offer_mids(&offer.sdp) {
+            let Some(media) = leg.rtc.media(mid) else {
+                continue;
+            };
+            if media.disabled() {
+                continue;
+            }
+            let kind = match media.kind() {
+                MediaKind::Audio => TrackKind::Audio,
+                MediaKind::Video => TrackKind::Video,
+            };
+            let direction = media.direction();
+            let line = LegMedia {
+                mid,
+                kind,
+                receiving: direction.is_receiving(),
+                sending: direction.is_sending(),
+            };
+            if line.sending {
+                leg.slot_mids[kind_index(kind)].push(mid);
+            }
+            leg.media.push(line);
+        }
+        let mut propagations = Vec::new();
+        drain_leg(&mut leg, &mut self.io, &mut propagations, &mut self.notes);
+        if leg.media.is_empty() {
+            return Err(MediaError::BadOffer {
+                reason: "the offer has no audio or video m-line".into(),
+            });
+        }
+        if let Some(LegEnd::Failed { reason, .. }) = &leg.end {
+            return Err(MediaError::BadOffer {
+                reason: reason.clone(),
+            });
+        }
+        let shape = leg.shape();
+        self.legs.insert(key, leg);
+        self.by_name.insert(name_key, key);
+        self.routing.join(call.as_str(), key, shape);
+        self.rebuild_fanout(call.as_str());
+        self.io.metrics.legs_added += 1;
+        tracing::info!(
+            call = %call,
+            leg = %offer.leg,
+            audio_slots = shape.receive_slots[0],
+            video_slots = shape.receive_slots[1],
+            "leg added"
+        );
+        Ok(LegAnswer {
+            call,
+            leg: offer.leg,
+            sdp: answer.to_sdp_string(),
+        })
+    }
+
+    /// Turns the call's routing table into each leg's cached fan-out list.
+    fn rebuild_fanout(&mut self, call: &str) {
+        let Some(routing) = self.routing.call(call) else {
+            return;
+        };
+        let keys: Vec<LegKey> = self
+            .legs
+            .values()
+            .filter(|l| l.call.as_str() == call)
+            .map(|l| l.key)
+            .collect();
+        let mut fanouts: Vec<(LegKey, Fanout)> = Vec::new();
+        let mut sources: HashMap<LegKey, HashMap<Mid, LegKey>> = HashMap::new();
+        for &source in &keys {
+            let mut fanout = [Vec::new(), Vec::new()];
+            for kind in TrackKind::ALL {
+                for (receiver, slot) in routing.destinations(source, kind) {
+                    let Some(mid) = self
+                        .legs
+                        .get(&receiver)
+                        .and_then(|r| r.slot_mids[kind_index(kind)].get(slot))
+                    else {
+                        continue;
+                    };
+                    fanout[kind_index(kind)].push((receiver, *mid));
+                    sources.entry(receiver).or_default().insert(*mid, source);
+                }
+            }
+            fanouts.push((source, fanout));
+        }
+        let unserved = routing.unserved();
+        for (key, fanout) in fanouts {
+            if let Some(leg) = self.legs.get_mut(&key) {
+                leg.fanout = fanout;
+                leg.slot_sources = sources.remove(&key).unwrap_or_default();
+            }
+        }
+        if unserved > 0 {
+            tracing::info!(
+                call,
+                unserved,
+                "some participants lack receive m-lines to hear everybody"
+            );
+        }
+    }
+
+    fn remove_leg(&mut self, key: LegKey, end: LegEnd) {
+        let Some(mut leg) = self.legs.remove(&key) else {
+            return;
+        };
+        // Tell the client politely (DTLS close_notify, RTCP BYE) when it is still there.
+        if leg.rtc.is_alive() && matches!(end, LegEnd::Closed) {
+            let _ = leg.rtc.close();
+            let mut ignored = Vec::new();
+            let mut notes = Vec::new();
+            drain_leg(&mut leg, &mut self.io, &mut ignored, &mut notes);
+        }
+        self.by_name.remove(&(leg.call.0.clone(), leg.name.clone()));
+        for addr in &leg.remote_addrs {
+            if self.by_addr.get(addr) == Some(&key) {
+                self.by_addr.remove(addr);
+            }
+        }
+        self.routing.leave(leg.call.as_str(), key);
+        self.rebuild_fanout(leg.call.as_str());
+        let media = self.config.id.clone();
+        let event = match end {
+            LegEnd::Closed => {
+                tracing::info!(call = %leg.call, leg = %leg.name, "leg closed");
+                MediaEvent::Closed {
+                    media,
+                    call: leg.call.clone(),
+                    leg: leg.name.clone(),
+                }
+            }
+            LegEnd::Failed {
+                reason,
+                dtls,
+                ice_timeout,
+            } => {
+                self.io.metrics.legs_failed += 1;
+                if dtls {
+                    self.io.metrics.dtls_failures += 1;
+                }
+                if ice_timeout {
+                    self.io.metrics.ice_timeouts += 1;
+                }
+                tracing::warn!(call = %leg.call, leg = %leg.name, %reason, "leg failed and was removed");
+                MediaEvent::Failed {
+                    media,
+                    call: leg.call.clone(),
+                    leg: leg.name.clone(),
+                    reason,
+                }
+            }
+        };
+        self.emit(event);
+    }
+
+    fn close_all(&mut self) {
+        let keys: Vec<LegKey> = self.legs.keys().copied().collect();
+        for key in keys {
+            self.remove_leg(key, LegEnd::Closed);
+        }
+    }
+
+    fn status_record(&self) -> MediaServerStatus {
+        MediaServerStatus {
+            id: self.config.id.clone(),
+            control_url: self.control_url.clone(),
+            media_addr: self.media_addr.to_string(),
+            capacity: self.config.capacity,
+            legs: self.legs.len() as u32,
+            calls: self.routing.call_count() as u32,
+            incarnation: self.incarnation.clone(),
+            updated_ms: shared::now_ms(),
+        }
+    }
+
+    fn metrics_snapshot(&self) -> MetricsSnapshot {
+        let mut snapshot = self.io.metrics.clone();
+        snapshot.legs = self.legs.len() as u64;
+        snapshot.legs_connected = self.legs.values().filter(|l| l.connected).count() as u64;
+        snapshot.calls = self.routing.call_count() as u64;
+        let mut calls: Vec<&str> = self.legs.values().map(|l| l.call.as_str()).collect();
+        calls.sort_unstable();
+        calls.dedup();
+        snapshot.unserved_routes = calls
+            .iter()
+            .filter_map(|c| self.routing.call(c))
+            .map(|r| r.unserved() as u64)
+            .sum();
+        snapshot
+    }
+}
+
+/// The `a=mid:` values of an SDP, in m-line order.
+fn offer_mids(sdp: &str) -> Vec<Mid> {
+    sdp.lines()
+        .filter_map(|line| line.trim_end().strip_prefix("a=mid:"))
+        .filter(|mid| !mid.is_empty() && mid.len() <= 16)
+        .map(Mid::from)
+        .collect()
+}
+
+fn check_name(what: &'static str, value: &str) -> Result<(), MediaError> {
+    if value.is_empty() || value.len() > MAX_NAME_LEN || value.chars().any(char::is_control) {
+        return Err(MediaError::InvalidName {
+            what,
+            value: value.chars().take(MAX_NAME_LEN).collect(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,441 @@
+//! REST bodies of the client API (`/api/v1`) and the admin API (`/api/v1/admin`).
+//! The routes themselves are listed in `docs/api.md`.
+
+use crate::presence::{Availability, Capability, PresenceView};
+use crate::{ConversationId, DeviceId, GroupId, MediaServerId, ServerId, TimestampMs, UserId};
+use serde::{Deserialize, Serialize};
+
+/// Every error answer of every Switchboard HTTP surface and WebSocket: a stable code for
+/// programs and a sentence for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is not well formed (bad JSON, a missing or invalid field).
+    BadRequest,
+    /// Wrong user name or password.
+    InvalidCredentials,
+    /// Missing, expired or revoked session token.
+    Unauthorized,
+    /// Too many failed logins; wait and try again.
+    TooManyAttempts,
+    /// The caller may not do this (not an admin, not a delegate of that user, ...).
+    Forbidden,
+    /// The thing asked for does not exist.
+    NotFound,
+    /// Posting to or reading a conversation one is not a member of.
+    NotAMember,
+    /// The user lives on another server; `home_url` says where to log in.
+    WrongServer,
+    /// No free license of the needed kind.
+    LicenseExhausted,
+    /// The thing exists already, or was changed by someone else meanwhile.
+    Conflict,
+    /// A body, frame or field is larger than allowed.
+    PayloadTooLarge,
+    /// A WebSocket frame that is not JSON or not a known command.
+    MalformedFrame,
+    /// A WebSocket frame whose `type` is not known.
+    UnknownType,
+    /// A server or service the request needs cannot be reached now.
+    ServerUnavailable,
+    /// Something broke inside the server; the log says what.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status that goes with the code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::BadRequest | Self::MalformedFrame | Self::UnknownType => 400,
+            Self::InvalidCredentials | Self::Unauthorized => 401,
+            Self::Forbidden | Self::NotAMember => 403,
+            Self::NotFound => 404,
+            Self::WrongServer | Self::Conflict => 409,
+            Self::PayloadTooLarge => 413,
+            Self::TooManyAttempts => 429,
+            Self::LicenseExhausted | Self::ServerUnavailable => 503,
+            Self::Internal => 500,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::Unauthorized => "unauthorized",
+            Self::TooManyAttempts => "too_many_attempts",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::NotAMember => "not_a_member",
+            Self::WrongServer => "wrong_server",
+            Self::LicenseExhausted => "license_exhausted",
+            Self::Conflict => "conflict",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::MalformedFrame => "malformed_frame",
+            Self::UnknownType => "unknown_type",
+            Self::ServerUnavailable => "server_unavailable",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Body of every error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{error}: {message}")]
+pub struct ApiError {
+    pub error: ErrorCode,
+    pub message: String,
+    /// With `wrong_server`: the user's home server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_server: Option<ServerId>,
+    /// With `wrong_server`: the base URL to log in at instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_url: Option<String>,
+    /// With `too_many_attempts`: how long to wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(error: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            error,
+            message: message.into(),
+            home_server: None,
+            home_url: None,
+            retry_after_ms: None,
+        }
+    }
+}
+
+/// `POST /api/v1/login` and `POST /api/v1/admin/login`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub user: UserId,
+    pub password: String,
+    /// The device this session is for; the server picks one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginResponse {
+    /// Bearer token for every further request and for the WebSocket.
+    pub token: String,
+    pub user: UserId,
+    pub device: DeviceId,
+    pub display_name: String,
+    /// The server that issued the token (the user's home server for client logins).
+    pub server: ServerId,
+    pub admin: bool,
+}
+
+/// A user as the directory and the admin API show them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub id: UserId,
+    pub display_name: String,
+    pub home_server: ServerId,
+    pub admin: bool,
+    /// True when at least one device of the user is connected, on any server.
+    pub online: bool,
+}
+
+/// `POST /api/v1/admin/users`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CreateUser {
+    pub id: UserId,
+    pub password: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Defaults to the server that receives the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_server: Option<ServerId>,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// `PATCH /api/v1/admin/users/{id}`: every field optional.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct UpdateUser {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_server: Option<ServerId>,
+}
+
+/// `POST /api/v1/admin/groups`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CreateGroup {
+    pub id: GroupId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    pub id: GroupId,
+    pub display_name: String,
+    pub members: Vec<UserId>,
+}
+
+/// `POST /api/v1/admin/groups/{id}/members`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AddMember {
+    pub user: UserId,
+}
+
+/// One UCServer as `server list` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub id: ServerId,
+    pub url: String,
+    pub alive: bool,
+    /// Users with at least one device connected.
+    pub sessions: u64,
+    /// Connected devices.
+    pub devices: u64,
+    pub last_seen_ms: TimestampMs,
+}
+
+/// One MediaServer as `server list` and `media list` show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MediaServerInfo {
+    pub id: MediaServerId,
+    pub control_url: String,
+    pub alive: bool,
+    pub calls: u32,
+    pub legs: u32,
+    pub capacity: u32,
+    /// legs / capacity, 0.0 to 1.0.
+    pub load: f64,
+    pub last_seen_ms: TimestampMs,
+}
+
+/// `GET /api/v1/admin/servers`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerList {
+    pub servers: Vec<ServerInfo>,
+    #[serde(default)]
+    pub media: Vec<MediaServerInfo>,
+}
+
+/// One license kind of the pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenseInfo {
+    pub kind: String,
+    /// `None` means not limited (no capacity was set).
+    pub capacity: Option<u32>,
+    pub in_use: u32,
+}
+
+/// `PUT /api/v1/admin/licenses/{kind}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SetLicense {
+    pub capacity: u32,
+}
+
+/// `POST /api/v1/admin/media`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AddMediaServer {
+    pub id: MediaServerId,
+    pub control_url: String,
+}
+
+/// `PUT /api/v1/presence`: set one's own presence, or another user's with the right.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SetPresence {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<Availability>,
+    /// `Some("")` clears the note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Set this user's presence instead of one's own (admins and delegates only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserId>,
+}
+
+/// An entry of the contact list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub user: UserId,
+    pub display_name: String,
+    /// The contact-list group this entry is filed under ("" for none).
+    pub group: String,
+    pub presence: PresenceView,
+}
+
+/// `PUT /api/v1/contacts/{user}`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PutContact {
+    #[serde(default)]
+    pub group: String,
+}
+
+/// `POST /api/v1/messages`: send to a user (1:1) or to a conversation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SendMessage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<UserId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<ConversationId>,
+    pub body: String,
+    /// Chosen by the client; a resend with the same id is stored once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+/// A stored chat message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub conversation: ConversationId,
+    /// Position in the conversation: 1, 2, 3, ... without gaps.
+    pub seq: u64,
+    pub id: String,
+    pub sender: UserId,
+    pub body: String,
+    pub sent_ms: TimestampMs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationKind {
+    Direct,
+    Group,
+}
+
+/// A conversation as the caller sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    pub id: ConversationId,
+    pub kind: ConversationKind,
+    pub name: String,
+    pub members: Vec<UserId>,
+    pub last_seq: u64,
+    /// The caller's read marker.
+    pub last_read_seq: u64,
+    pub unread: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<ChatMessage>,
+}
+
+/// `POST /api/v1/conversations`: an ad-hoc group conversation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CreateConversation {
+    pub name: String,
+    pub members: Vec<UserId>,
+}
+
+/// `POST /api/v1/conversations/{id}/read`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MarkRead {
+    /// Defaults to the conversation's latest message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadMarker {
+    pub conversation: ConversationId,
+    pub user: UserId,
+    pub seq: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalKind {
+    Chat,
+    Call,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Incoming,
+    Outgoing,
+}
+
+/// How a call ended, for the journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallResult {
+    Answered,
+    Missed,
+    Rejected,
+    Busy,
+    Forwarded,
+    PickedUp,
+    Failed,
+}
+
+/// One line of a user's journal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub id: String,
+    pub user: UserId,
+    pub kind: JournalKind,
+    pub direction: Direction,
+    /// The other party (for a group chat: the conversation's name).
+    pub party: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<ConversationId>,
+    pub started_ms: TimestampMs,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_ms: Option<TimestampMs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<TimestampMs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<CallResult>,
+    /// Chat entries: messages in the conversation that this entry covers.
+    #[serde(default)]
+    pub messages: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+}
+
+/// `GET /healthz` and `GET /readyz`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Health {
+    pub server: ServerId,
+    pub ok: bool,
+    #[serde(default)]
+    pub checks: Vec<HealthCheck>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub name: String,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Capabilities a device announces when it connects (`?caps=chat,audio` on the WebSocket).
+pub fn parse_capabilities(text: &str) -> Result<Vec<Capability>, String> {
+    let mut caps = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let cap = match part {
+            "chat" => Capability::Chat,
+            "audio" => Capability::Audio,
+            "video" => Capability::Video,
+            "screen_share" | "screen-share" => Capability::ScreenShare,
+            "softphone" => Capability::Softphone,
+            other => return Err(format!("unknown capability '{other}'")),
+        };
+        if !caps.contains(&cap) {
+            caps.push(cap);
+        }
+    }
+    caps.sort();
+    Ok(caps)
+}

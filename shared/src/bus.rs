@@ -1,0 +1,95 @@
+//! Server-to-server messages carried by the cluster bus (Redis pub/sub, or in-process).
+//! Durable things are in SQL before they are announced here, so a lost bus message loses no
+//! data: receivers catch up from SQL or from the presence snapshots.
+
+use crate::api::{ChatMessage, ReadMarker};
+use crate::presence::PresenceSnapshot;
+use crate::{ConversationId, ServerId, TimestampMs, UserId};
+use serde::{Deserialize, Serialize};
+
+/// Version of the bus format; a receiver drops messages of a version it does not know.
+pub const BUS_VERSION: u16 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BusMessage {
+    pub v: u16,
+    pub from: ServerId,
+    pub body: BusBody,
+}
+
+impl BusMessage {
+    pub fn new(from: ServerId, body: BusBody) -> Self {
+        Self {
+            v: BUS_VERSION,
+            from,
+            body,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BusBody {
+    /// A user's presence changed; `watchers` are the receiving server's users who watch them.
+    Presence {
+        snapshot: PresenceSnapshot,
+        watchers: Vec<UserId>,
+    },
+    /// Stored messages, each for its `recipients` who live on the receiving server. One bus
+    /// message carries a whole write batch for one destination server.
+    Messages { deliveries: Vec<Delivery> },
+    /// A read marker moved, for `recipients` on the receiving server.
+    Read {
+        marker: ReadMarker,
+        recipients: Vec<UserId>,
+    },
+    /// Typing notification for `recipients` on the receiving server.
+    Typing {
+        conversation: ConversationId,
+        user: UserId,
+        typing: bool,
+        recipients: Vec<UserId>,
+    },
+    /// Set a user's presence at their home server on behalf of `by` (already authorised).
+    SetPresence {
+        user: UserId,
+        by: UserId,
+        availability: Option<crate::presence::Availability>,
+        note: Option<String>,
+    },
+    /// Users, groups, contacts or memberships changed: drop cached relations of these users.
+    RelationsChanged { users: Vec<UserId> },
+    /// A conversation changed (created, members added); members should learn of it.
+    ConversationChanged {
+        conversation: ConversationId,
+        recipients: Vec<UserId>,
+    },
+    /// License capacities changed in SQL.
+    LicensesChanged,
+    /// A server was found dead and cleaned up by `from`.
+    ServerDown {
+        server: ServerId,
+        at_ms: TimestampMs,
+    },
+    /// Sessions of `user` must end (user deleted or moved to another home server).
+    KickUser { user: UserId, reason: String },
+}
+
+/// One stored message and the receiving server's users it is for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub message: ChatMessage,
+    pub recipients: Vec<UserId>,
+}
+
+/// The heartbeat record of a UCServer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerHeartbeat {
+    pub id: ServerId,
+    pub url: String,
+    /// Random per process start.
+    pub incarnation: String,
+    pub sessions: u64,
+    pub devices: u64,
+    pub at_ms: TimestampMs,
+}

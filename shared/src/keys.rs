@@ -1,0 +1,43 @@
+//! Names of Redis keys and channels. Every part that touches Redis takes its names from here.
+
+use crate::{MediaServerId, ServerId, UserId};
+
+/// Prefix of every key and channel, so a Redis may be shared with other software.
+pub const PREFIX: &str = "uc";
+
+/// Channel a UCServer subscribes to for messages addressed to it.
+pub fn server_channel(server: &ServerId) -> String {
+    format!("{PREFIX}:to:{server}")
+}
+/// Channel every UCServer subscribes to.
+pub const BROADCAST_CHANNEL: &str = "uc:all";
+/// Sorted set of UCServer ids scored by last heartbeat (ms).
+pub const SERVERS_SEEN: &str = "uc:servers:seen";
+/// Hash server id -> JSON heartbeat record.
+pub const SERVERS_INFO: &str = "uc:servers:info";
+/// Presence snapshot of a user (JSON), written by its home server.
+pub fn presence(user: &UserId) -> String {
+    format!("{PREFIX}:presence:{user}")
+}
+/// Set of users with at least one device online at a server.
+pub fn online_users(server: &ServerId) -> String {
+    format!("{PREFIX}:online:{server}")
+}
+/// Hash lease key -> holding server id, for one license kind.
+pub fn leases(kind: &str) -> String {
+    format!("{PREFIX}:leases:{kind}")
+}
+/// Lock taken by the server that cleans up after a dead one.
+pub fn cleanup_lock(server: &ServerId) -> String {
+    format!("{PREFIX}:cleanup:{server}")
+}
+/// Sorted set of MediaServer ids scored by last heartbeat (ms).
+pub const MEDIA_SEEN: &str = "uc:media:seen";
+/// Hash media id -> JSON [`crate::media::MediaServerStatus`].
+pub const MEDIA_INFO: &str = "uc:media:info";
+/// Channel on which MediaServers publish [`crate::media::MediaEvent`]s.
+pub const MEDIA_EVENTS_CHANNEL: &str = "uc:media:events";
+/// Heartbeat key of one MediaServer (for readers that want one record).
+pub fn media_status(media: &MediaServerId) -> String {
+    format!("{PREFIX}:media:status:{media}")
+}

@@ -1,0 +1,124 @@
+//! The client WebSocket (`GET /api/v1/ws`): commands a device sends and events it receives.
+//! One JSON object per text frame. A command may carry `ref`, echoed in its `ack` or `error`.
+
+use crate::api::{ChatMessage, ConversationSummary, ErrorCode};
+use crate::presence::{Availability, PresenceView};
+use crate::{ConversationId, DeviceId, ServerId, UserId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A command from a device, with its optional correlation id.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClientEnvelope {
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<u64>,
+    #[serde(flatten)]
+    pub command: ClientCommand,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientCommand {
+    /// Keep-alive; answered with `pong`.
+    Ping,
+    /// Set one's own presence (or another user's, with `user`, for admins and delegates).
+    PresenceSet {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        availability: Option<Availability>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<UserId>,
+    },
+    /// Quiet mode and idle state of this device. `active: false` = in the background.
+    DeviceState {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        active: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idle: Option<bool>,
+    },
+    /// Send a chat message to a user (1:1) or a conversation.
+    Send {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<UserId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        conversation: Option<ConversationId>,
+        body: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+    /// Move one's read marker forward.
+    Read {
+        conversation: ConversationId,
+        seq: u64,
+    },
+    /// Typing notification (not stored).
+    Typing {
+        conversation: ConversationId,
+        typing: bool,
+    },
+    /// Ask for every message after the given sequence numbers.
+    Sync {
+        since: BTreeMap<ConversationId, u64>,
+    },
+}
+
+/// An event pushed to a device.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerEvent {
+    /// First frame after connecting.
+    Hello {
+        user: UserId,
+        device: DeviceId,
+        server: ServerId,
+        conversations: Vec<ConversationSummary>,
+        /// Presence of everyone the user watches, as the user may see it.
+        presence: Vec<PresenceView>,
+    },
+    /// A command succeeded.
+    Ack {
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<ChatMessage>,
+    },
+    /// A command failed; the connection stays open.
+    Error {
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<u64>,
+        error: ErrorCode,
+        message: String,
+    },
+    Pong,
+    Presence {
+        presence: PresenceView,
+    },
+    /// A chat message. `alert` asks the device to notify its user (only the active device, or
+    /// all when none is active). `replay` marks a message sent again after a reconnect.
+    Message {
+        message: ChatMessage,
+        alert: bool,
+        #[serde(default)]
+        replay: bool,
+    },
+    /// Someone (possibly the user on another device) read up to `seq`.
+    Read {
+        conversation: ConversationId,
+        user: UserId,
+        seq: u64,
+    },
+    Typing {
+        conversation: ConversationId,
+        user: UserId,
+        typing: bool,
+    },
+    /// A conversation was created or its members changed.
+    Conversation {
+        conversation: ConversationSummary,
+    },
+    /// The server is going away; reconnect (maybe elsewhere) after a pause.
+    Goodbye {
+        reason: String,
+    },
+}

@@ -1,0 +1,230 @@
+//! The cluster conformance suite: the same checks against the in-process cluster and
+//! against Redis (a real `redis-server` started by the harness). Two handles on one
+//! cluster stand for two UCServers.
+
+use shared::bus::{BusBody, BusMessage, ServerHeartbeat};
+use shared::presence::{Availability, PresenceSnapshot};
+use shared::{ServerId, UserId};
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_tests::Redis;
+use ucserver::cluster::{BusInput, Cluster, LocalCluster, LocalHub, RedisCluster};
+use ucserver::core::license::LeaseOutcome;
+
+/// Two handles on one cluster, as two servers would hold.
+type Pair = (Arc<dyn Cluster>, Arc<dyn Cluster>);
+
+fn local_pair() -> Pair {
+    let hub = LocalHub::new();
+    (
+        Arc::new(LocalCluster::new(hub.clone())),
+        Arc::new(LocalCluster::new(hub)),
+    )
+}
+
+async fn redis_pair(redis: &Redis) -> Pair {
+    let a = RedisCluster::connect(&redis.url())
+        .await
+        .expect("connect a");
+    let b = RedisCluster::connect(&redis.url())
+        .await
+        .expect("connect b");
+    (Arc::new(a), Arc::new(b))
+}
+
+async fn next_message(rx: &mut tokio::sync::mpsc::Receiver<BusInput>) -> BusMessage {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+            Ok(Some(BusInput::Message(message))) => return *message,
+            Ok(Some(BusInput::Resync)) => continue,
+            Ok(None) => panic!("bus closed"),
+            Err(_) => panic!("no bus message within 10 s"),
+        }
+    }
+}
+
+async fn bus_delivers_to_the_addressed_server_and_broadcasts((a, b): Pair) {
+    let s1 = ServerId::from("s1");
+    let s2 = ServerId::from("s2");
+    let mut rx1 = a.subscribe(&s1).await.unwrap();
+    let mut rx2 = b.subscribe(&s2).await.unwrap();
+    let direct = BusMessage::new(s1.clone(), BusBody::LicensesChanged);
+    a.publish(&s2, &direct).await.unwrap();
+    assert_eq!(next_message(&mut rx2).await, direct);
+    let everyone = BusMessage::new(
+        s2.clone(),
+        BusBody::RelationsChanged {
+            users: vec![UserId::from("x")],
+        },
+    );
+    b.broadcast(&everyone).await.unwrap();
+    assert_eq!(next_message(&mut rx1).await, everyone);
+    assert_eq!(next_message(&mut rx2).await, everyone);
+    // s1 got nothing addressed to s2.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), rx1.recv())
+            .await
+            .is_err()
+    );
+}
+
+async fn presence_keeps_the_newest_version((a, b): Pair) {
+    let alice = UserId::from("alice");
+    let mut snapshot = PresenceSnapshot::offline(alice.clone());
+    snapshot.availability = Availability::Busy;
+    snapshot.version = 5;
+    a.put_presence(&snapshot).await.unwrap();
+    let mut older = snapshot.clone();
+    older.version = 4;
+    older.availability = Availability::Away;
+    b.put_presence(&older).await.unwrap();
+    let got = b
+        .get_presence(&[alice.clone(), UserId::from("nobody")])
+        .await
+        .unwrap();
+    assert_eq!(got[0].as_ref().unwrap().availability, Availability::Busy);
+    assert_eq!(got[0].as_ref().unwrap().version, 5);
+    assert!(got[1].is_none());
+    assert!(a.get_presence(&[]).await.unwrap().is_empty());
+}
+
+async fn online_sets_per_server((a, b): Pair) {
+    let s1 = ServerId::from("s1");
+    a.set_online(&s1, &UserId::from("bob"), true).await.unwrap();
+    a.set_online(&s1, &UserId::from("amy"), true).await.unwrap();
+    a.set_online(&s1, &UserId::from("bob"), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.online_users(&s1).await.unwrap(),
+        vec![UserId::from("amy")]
+    );
+    b.clear_online(&s1).await.unwrap();
+    assert!(a.online_users(&s1).await.unwrap().is_empty());
+}
+
+async fn leases_are_shared_and_bounded((a, b): Pair) {
+    let s1 = ServerId::from("s1");
+    let s2 = ServerId::from("s2");
+    assert_eq!(
+        a.lease_acquire("uc-seat", "alice", &s1, Some(2))
+            .await
+            .unwrap(),
+        LeaseOutcome::Granted
+    );
+    assert_eq!(
+        b.lease_acquire("uc-seat", "alice", &s1, Some(2))
+            .await
+            .unwrap(),
+        LeaseOutcome::AlreadyHeld
+    );
+    assert_eq!(
+        b.lease_acquire("uc-seat", "bob", &s2, Some(2))
+            .await
+            .unwrap(),
+        LeaseOutcome::Granted
+    );
+    assert_eq!(
+        a.lease_acquire("uc-seat", "carol", &s1, Some(2))
+            .await
+            .unwrap(),
+        LeaseOutcome::Exhausted { capacity: 2 }
+    );
+    assert_eq!(
+        a.lease_acquire("softphone", "call-1", &s2, None)
+            .await
+            .unwrap(),
+        LeaseOutcome::Granted
+    );
+    assert_eq!(a.lease_count("uc-seat").await.unwrap(), 2);
+    assert!(a.lease_release("uc-seat", "alice").await.unwrap());
+    assert!(!b.lease_release("uc-seat", "alice").await.unwrap());
+    assert_eq!(a.lease_release_holder(&s2).await.unwrap(), 2);
+    assert_eq!(b.lease_count("uc-seat").await.unwrap(), 0);
+    assert_eq!(b.lease_count("softphone").await.unwrap(), 0);
+}
+
+async fn concurrent_leases_never_exceed_capacity((a, b): Pair) {
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let cluster = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            cluster
+                .lease_acquire("race", &format!("k{i}"), &ServerId::from("s1"), Some(7))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut granted = 0;
+    for task in tasks {
+        if task.await.unwrap() == LeaseOutcome::Granted {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 7);
+    assert_eq!(a.lease_count("race").await.unwrap(), 7);
+}
+
+async fn heartbeats_and_locks((a, b): Pair) {
+    let beat = ServerHeartbeat {
+        id: ServerId::from("s1"),
+        url: "http://localhost:1".into(),
+        incarnation: "x".into(),
+        sessions: 3,
+        devices: 4,
+        at_ms: 0,
+    };
+    a.heartbeat(&beat).await.unwrap();
+    let seen = b.servers().await.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].heartbeat.sessions, 3);
+    assert!(seen[0].age_ms < 5_000, "age {}", seen[0].age_ms);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(b.servers().await.unwrap()[0].age_ms >= 250);
+    b.forget_server(&ServerId::from("s1")).await.unwrap();
+    assert!(a.servers().await.unwrap().is_empty());
+
+    assert!(a.try_lock("cleanup:s9", "s1", 10_000).await.unwrap());
+    assert!(!b.try_lock("cleanup:s9", "s2", 10_000).await.unwrap());
+    assert!(
+        a.try_lock("cleanup:s9", "s1", 10_000).await.unwrap(),
+        "the holder may renew"
+    );
+    assert!(b.try_lock("other", "s2", 100).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        a.try_lock("other", "s1", 100).await.unwrap(),
+        "an expired lock can be taken"
+    );
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::local_pair()).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let redis = switchboard_tests::Redis::start();
+                    super::$name(super::redis_pair(&redis).await).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    bus_delivers_to_the_addressed_server_and_broadcasts,
+    presence_keeps_the_newest_version,
+    online_sets_per_server,
+    leases_are_shared_and_bounded,
+    concurrent_leases_never_exceed_capacity,
+    heartbeats_and_locks,
+);

@@ -1,0 +1,681 @@
+//! `ucadmin`: administers a Switchboard cluster over the admin API (users, groups, servers,
+//! licenses, MediaServers). Every command logs in, acts and logs out. Failures print
+//! `error: <code>: <message>` on stderr and exit with 1. The syntax is a contract other tools
+//! script against (issue 2, "Interfaces"): change it only by adding.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use comfy_table::{Table, presets};
+use serde::Serialize;
+use shared::api::{
+    CreateGroup, CreateUser, GroupInfo, LicenseInfo, MediaServerInfo, ServerList, UpdateUser,
+    UserInfo,
+};
+use shared::{GroupId, MediaServerId, ServerId, UserId};
+use std::process::ExitCode;
+use ucclient::text::format_age;
+use ucclient::{AdminClient, ClientError};
+
+#[derive(Debug, Parser)]
+#[command(name = "ucadmin", version, about = "Switchboard administration tool")]
+struct Cli {
+    /// Base URL of any UCServer of the cluster.
+    #[arg(long, env = "UC_URL")]
+    url: String,
+    /// An admin user.
+    #[arg(long, env = "UC_USER")]
+    user: String,
+    #[arg(long, env = "UC_PASSWORD", hide_env_values = true)]
+    password: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Users: add, list, set, remove.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Admin-managed groups and their members.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// The cluster's UCServers and MediaServers.
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// The license pool.
+    #[command(subcommand)]
+    License(LicenseCommand),
+    /// MediaServers made known to the cluster.
+    #[command(subcommand)]
+    Media(MediaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    Add {
+        name: String,
+        #[arg(long)]
+        password: String,
+        /// Home server id (default: the server receiving the request).
+        #[arg(long)]
+        home: Option<String>,
+        /// Display name.
+        #[arg(long)]
+        display: Option<String>,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Remove {
+        name: String,
+    },
+    /// Change a user's home server, display name or password.
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true).args(["home", "display", "password"])))]
+    Set {
+        name: String,
+        #[arg(long)]
+        home: Option<String>,
+        #[arg(long)]
+        display: Option<String>,
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupCommand {
+    Add {
+        name: String,
+        #[arg(long)]
+        display: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    #[command(subcommand)]
+    Member(MemberCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum MemberCommand {
+    Add { group: String, user: String },
+    Remove { group: String, user: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum ServerCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LicenseCommand {
+    Set {
+        kind: String,
+        capacity: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MediaCommand {
+    Add {
+        id: String,
+        control_url: String,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Remove {
+        id: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: internal: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let text = match error.downcast_ref::<ClientError>() {
+                Some(client_error) => client_error.to_string(),
+                None => format!("client: {error:#}"),
+            };
+            eprintln!("error: {text}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let admin =
+        AdminClient::login(&cli.url, &UserId::from(cli.user.as_str()), &cli.password).await?;
+    let result = act(&admin, cli.command).await;
+    let logout = admin.logout().await;
+    result?;
+    logout?;
+    Ok(())
+}
+
+async fn act(admin: &AdminClient, command: Command) -> anyhow::Result<()> {
+    let now_ms = shared::now_ms();
+    match command {
+        Command::User(UserCommand::Add {
+            name,
+            password,
+            home,
+            display,
+            admin: is_admin,
+            json,
+        }) => {
+            let request = CreateUser {
+                id: UserId::new(name),
+                password,
+                display_name: display,
+                home_server: home.map(ServerId::new),
+                admin: is_admin,
+            };
+            let user = admin.create_user(request).await?;
+            print(json, &user, || {
+                format!("added user {} (home {})", user.id, user.home_server)
+            })
+        }
+        Command::User(UserCommand::List { json }) => {
+            let users = admin.users().await?;
+            print(json, &users, || users_table(&users))
+        }
+        Command::User(UserCommand::Remove { name }) => {
+            admin.delete_user(&UserId::new(name.clone())).await?;
+            emit(&format!("removed user {name}"))?;
+            Ok(())
+        }
+        Command::User(UserCommand::Set {
+            name,
+            home,
+            display,
+            password,
+            json,
+        }) => {
+            let request = UpdateUser {
+                password,
+                display_name: display,
+                home_server: home.map(ServerId::new),
+            };
+            let user = admin.update_user(&UserId::new(name), request).await?;
+            print(json, &user, || {
+                format!(
+                    "updated user {} ({}, home {})",
+                    user.id, user.display_name, user.home_server
+                )
+            })
+        }
+        Command::Group(GroupCommand::Add {
+            name,
+            display,
+            json,
+        }) => {
+            let group = admin
+                .create_group(CreateGroup {
+                    id: GroupId::new(name),
+                    display_name: display,
+                })
+                .await?;
+            print(json, &group, || format!("added group {}", group.id))
+        }
+        Command::Group(GroupCommand::List { json }) => {
+            let groups = admin.groups().await?;
+            print(json, &groups, || groups_table(&groups))
+        }
+        Command::Group(GroupCommand::Member(MemberCommand::Add { group, user })) => {
+            let info = admin
+                .add_member(&GroupId::new(group), &UserId::new(user.clone()))
+                .await?;
+            emit(&format!(
+                "added {user} to {} ({} members)",
+                info.id,
+                info.members.len()
+            ))?;
+            Ok(())
+        }
+        Command::Group(GroupCommand::Member(MemberCommand::Remove { group, user })) => {
+            let info = admin
+                .remove_member(&GroupId::new(group), &UserId::new(user.clone()))
+                .await?;
+            emit(&format!(
+                "removed {user} from {} ({} members)",
+                info.id,
+                info.members.len()
+            ))?;
+            Ok(())
+        }
+        Command::Server(ServerCommand::List { json }) => {
+            let list = admin.servers().await?;
+            print(json, &list, || servers_text(&list, now_ms))
+        }
+        Command::License(LicenseCommand::Set {
+            kind,
+            capacity,
+            json,
+        }) => {
+            let license = admin.set_license(&kind, capacity).await?;
+            print(json, &license, || {
+                format!("license {}: {}", license.kind, license_usage(&license))
+            })
+        }
+        Command::License(LicenseCommand::Show { json }) => {
+            let licenses = admin.licenses().await?;
+            print(json, &licenses, || licenses_table(&licenses))
+        }
+        Command::Media(MediaCommand::Add { id, control_url }) => {
+            admin
+                .add_media(&MediaServerId::new(id.clone()), &control_url)
+                .await?;
+            emit(&format!("added MediaServer {id} at {control_url}"))?;
+            Ok(())
+        }
+        Command::Media(MediaCommand::List { json }) => {
+            let media = admin.media().await?;
+            print(json, &media, || media_table(&media, now_ms))
+        }
+        Command::Media(MediaCommand::Remove { id }) => {
+            admin.remove_media(&MediaServerId::new(id.clone())).await?;
+            emit(&format!("removed MediaServer {id}"))?;
+            Ok(())
+        }
+    }
+}
+
+/// Prints the API's JSON with `--json`, else the human form.
+fn print<T: Serialize>(
+    json: bool,
+    value: &T,
+    human: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if json {
+        emit(&serde_json::to_string_pretty(value).context("encoding the answer")?)?;
+    } else {
+        emit(&human())?;
+    }
+    Ok(())
+}
+
+/// A table with a header and no borders: easy to read and to `grep`.
+fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::NOTHING)
+        .set_header(header.iter().copied());
+    table
+}
+
+fn yes_no(value: bool) -> &'static str {
+    if value { "yes" } else { "no" }
+}
+
+fn users_table(users: &[UserInfo]) -> String {
+    let mut table = table(&["ID", "DISPLAY NAME", "HOME SERVER", "ONLINE", "ADMIN"]);
+    for user in users {
+        table.add_row(vec![
+            user.id.to_string(),
+            user.display_name.clone(),
+            user.home_server.to_string(),
+            yes_no(user.online).to_string(),
+            yes_no(user.admin).to_string(),
+        ]);
+    }
+    table.to_string()
+}
+
+fn groups_table(groups: &[GroupInfo]) -> String {
+    let mut table = table(&["ID", "DISPLAY NAME", "MEMBERS"]);
+    for group in groups {
+        let members: Vec<&str> = group.members.iter().map(UserId::as_str).collect();
+        table.add_row(vec![
+            group.id.to_string(),
+            group.display_name.clone(),
+            members.join(","),
+        ]);
+    }
+    table.to_string()
+}
+
+fn servers_text(list: &ServerList, now_ms: i64) -> String {
+    let mut table = table(&["ID", "URL", "ALIVE", "SESSIONS", "DEVICES", "LAST SEEN"]);
+    for server in &list.servers {
+        table.add_row(vec![
+            server.id.to_string(),
+            server.url.clone(),
+            yes_no(server.alive).to_string(),
+            server.sessions.to_string(),
+            server.devices.to_string(),
+            format_age(now_ms, server.last_seen_ms),
+        ]);
+    }
+    let mut text = table.to_string();
+    if !list.media.is_empty() {
+        text.push_str("\n\nMediaServers\n");
+        text.push_str(&media_table(&list.media, now_ms));
+    }
+    text
+}
+
+fn media_table(media: &[MediaServerInfo], now_ms: i64) -> String {
+    let mut table = table(&[
+        "ID",
+        "CONTROL URL",
+        "ALIVE",
+        "CALLS",
+        "LEGS",
+        "LOAD",
+        "LAST SEEN",
+    ]);
+    for server in media {
+        table.add_row(vec![
+            server.id.to_string(),
+            server.control_url.clone(),
+            yes_no(server.alive).to_string(),
+            server.calls.to_string(),
+            format!("{}/{}", server.legs, server.capacity),
+            format!("{:.0}%", server.load * 100.0),
+            format_age(now_ms, server.last_seen_ms),
+        ]);
+    }
+    table.to_string()
+}
+
+fn license_usage(license: &LicenseInfo) -> String {
+    match license.capacity {
+        Some(capacity) => format!("{} of {capacity} in use", license.in_use),
+        None => format!("{} in use, not limited", license.in_use),
+    }
+}
+
+fn licenses_table(licenses: &[LicenseInfo]) -> String {
+    let mut table = table(&["KIND", "CAPACITY", "IN USE", "FREE"]);
+    for license in licenses {
+        let (capacity, free) = match license.capacity {
+            Some(capacity) => (
+                capacity.to_string(),
+                capacity.saturating_sub(license.in_use).to_string(),
+            ),
+            None => ("unlimited".to_string(), "-".to_string()),
+        };
+        table.add_row(vec![
+            license.kind.clone(),
+            capacity,
+            license.in_use.to_string(),
+            free,
+        ]);
+    }
+    table.to_string()
+}
+
+/// Writes one line to stdout. A closed pipe (`ucadmin user list | head -1`) is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(error).context("writing to stdout"))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use shared::api::ServerInfo;
+
+    const LOGIN: [&str; 7] = [
+        "ucadmin",
+        "--url",
+        "http://a:1",
+        "--user",
+        "admin",
+        "--password",
+        "pw",
+    ];
+
+    fn parse(words: &[&str]) -> Command {
+        let all: Vec<&str> = LOGIN.iter().chain(words).copied().collect();
+        Cli::try_parse_from(all)
+            .unwrap_or_else(|error| panic!("{words:?}: {error}"))
+            .command
+    }
+
+    fn refused(words: &[&str]) -> bool {
+        let all: Vec<&str> = LOGIN.iter().chain(words).copied().collect();
+        Cli::try_parse_from(all).is_err()
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn user_commands() {
+        match parse(&[
+            "user",
+            "add",
+            "alice",
+            "--password",
+            "pw1",
+            "--home",
+            "s2",
+            "--display",
+            "Alice A",
+        ]) {
+            Command::User(UserCommand::Add {
+                name,
+                password,
+                home,
+                display,
+                admin,
+                json,
+            }) => {
+                assert_eq!((name.as_str(), password.as_str()), ("alice", "pw1"));
+                assert_eq!(home.as_deref(), Some("s2"));
+                assert_eq!(display.as_deref(), Some("Alice A"));
+                assert!(!admin && !json);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["user", "add", "root2", "--password", "x", "--admin"]),
+            Command::User(UserCommand::Add {
+                admin: true,
+                home: None,
+                ..
+            })
+        ));
+        assert!(refused(&["user", "add", "alice"]), "--password is required");
+        assert!(matches!(
+            parse(&["user", "list"]),
+            Command::User(UserCommand::List { json: false })
+        ));
+        assert!(matches!(
+            parse(&["user", "list", "--json"]),
+            Command::User(UserCommand::List { json: true })
+        ));
+        assert!(matches!(
+            parse(&["user", "remove", "alice"]),
+            Command::User(UserCommand::Remove { name }) if name == "alice"
+        ));
+        match parse(&["user", "set", "alice", "--home", "s1", "--password", "new"]) {
+            Command::User(UserCommand::Set {
+                name,
+                home,
+                display,
+                password,
+                ..
+            }) => {
+                assert_eq!(name, "alice");
+                assert_eq!(home.as_deref(), Some("s1"));
+                assert_eq!(display, None);
+                assert_eq!(password.as_deref(), Some("new"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(refused(&["user", "set", "alice"]), "nothing to change");
+    }
+
+    #[test]
+    fn group_commands() {
+        assert!(matches!(
+            parse(&["group", "add", "ops"]),
+            Command::Group(GroupCommand::Add { name, display: None, .. }) if name == "ops"
+        ));
+        assert!(matches!(
+            parse(&["group", "list", "--json"]),
+            Command::Group(GroupCommand::List { json: true })
+        ));
+        assert!(matches!(
+            parse(&["group", "member", "add", "ops", "alice"]),
+            Command::Group(GroupCommand::Member(MemberCommand::Add { group, user })) if group == "ops" && user == "alice"
+        ));
+        assert!(matches!(
+            parse(&["group", "member", "remove", "ops", "alice"]),
+            Command::Group(GroupCommand::Member(MemberCommand::Remove { group, user })) if group == "ops" && user == "alice"
+        ));
+        assert!(refused(&["group", "member", "add", "ops"]));
+    }
+
+    #[test]
+    fn server_license_media_commands() {
+        assert!(matches!(
+            parse(&["server", "list"]),
+            Command::Server(ServerCommand::List { json: false })
+        ));
+        assert!(matches!(
+            parse(&["server", "list", "--json"]),
+            Command::Server(ServerCommand::List { json: true })
+        ));
+        assert!(matches!(
+            parse(&["license", "set", "uc-seat", "100"]),
+            Command::License(LicenseCommand::Set { kind, capacity: 100, .. }) if kind == "uc-seat"
+        ));
+        assert!(refused(&["license", "set", "uc-seat", "many"]));
+        assert!(matches!(
+            parse(&["license", "show", "--json"]),
+            Command::License(LicenseCommand::Show { json: true })
+        ));
+        assert!(matches!(
+            parse(&["media", "add", "m1", "http://10.0.0.5:7100"]),
+            Command::Media(MediaCommand::Add { id, control_url }) if id == "m1" && control_url == "http://10.0.0.5:7100"
+        ));
+        assert!(matches!(
+            parse(&["media", "list"]),
+            Command::Media(MediaCommand::List { json: false })
+        ));
+        assert!(
+            matches!(parse(&["media", "remove", "m1"]), Command::Media(MediaCommand::Remove { id }) if id == "m1")
+        );
+    }
+
+    #[test]
+    fn tables() {
+        let users = [UserInfo {
+            id: UserId::from("alice"),
+            display_name: "Alice A".into(),
+            home_server: ServerId::from("s2"),
+            admin: false,
+            online: true,
+        }];
+        let text = users_table(&users);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for word in ["ID", "DISPLAY NAME", "HOME SERVER", "ONLINE"] {
+            assert!(lines[0].contains(word), "{text}");
+        }
+        for word in ["alice", "Alice A", "s2", "yes"] {
+            assert!(lines[1].contains(word), "{text}");
+        }
+
+        let list = ServerList {
+            servers: vec![ServerInfo {
+                id: ServerId::from("s1"),
+                url: "http://127.0.0.1:7001".into(),
+                alive: true,
+                sessions: 3,
+                devices: 4,
+                last_seen_ms: 9_000,
+            }],
+            media: Vec::new(),
+        };
+        let text = servers_text(&list, 10_000);
+        assert!(
+            text.lines()
+                .nth(1)
+                .unwrap()
+                .contains("http://127.0.0.1:7001"),
+            "{text}"
+        );
+        assert!(!text.contains("MediaServers"), "{text}");
+        let with_media = ServerList {
+            media: vec![MediaServerInfo {
+                id: MediaServerId::from("m1"),
+                control_url: "http://127.0.0.1:7100".into(),
+                alive: false,
+                calls: 2,
+                legs: 5,
+                capacity: 100,
+                load: 0.05,
+                last_seen_ms: 0,
+            }],
+            ..list
+        };
+        let text = servers_text(&with_media, 10_000);
+        assert!(
+            text.contains("MediaServers") && text.contains("5%") && text.contains("never"),
+            "{text}"
+        );
+
+        let licenses = [
+            LicenseInfo {
+                kind: "uc-seat".into(),
+                capacity: Some(10),
+                in_use: 3,
+            },
+            LicenseInfo {
+                kind: "video".into(),
+                capacity: None,
+                in_use: 1,
+            },
+        ];
+        let text = licenses_table(&licenses);
+        assert!(text.lines().nth(1).unwrap().contains('7'), "{text}");
+        assert!(text.contains("unlimited"), "{text}");
+        assert_eq!(license_usage(&licenses[0]), "3 of 10 in use");
+    }
+}

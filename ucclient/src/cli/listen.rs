@@ -1,0 +1,366 @@
+//! `ucclient listen`: stay connected, print every event as one JSON line, survive restarts.
+//!
+//! Scripts and tests read this output line by line while servers are killed and restarted, so
+//! the loop never gives up on a dropped connection: it reports `{"type":"reconnecting",…}` on
+//! stderr, waits (exponential backoff with jitter, capped), logs in again and reconnects with
+//! the same device id. After a reconnect it asks (`sync`) for messages of the conversations
+//! whose `last_seq` in the new `hello` is past what it printed, and prints replayed messages it
+//! has already printed only once. Only a refused login (wrong password, forbidden) ends it, or
+//! SIGINT/SIGTERM, which closes the socket and logs out.
+//!
+//! Not printed: `pong` and `ack`, which only answer the keep-alive and `sync` this loop sends.
+
+use shared::api::ErrorCode;
+use shared::presence::Capability;
+use shared::ws::{ClientCommand, ServerEvent};
+use shared::{ConversationId, DeviceId, UserId};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::Write;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::time::Instant;
+use ucclient::{Client, ClientError, Connection, HttpClient};
+
+/// How often the loop pings the server when nothing else arrives.
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
+/// Silence after which the connection is taken as dead (a half-open TCP connection).
+const SILENCE_LIMIT: Duration = Duration::from_secs(45);
+/// First reconnect delay; doubles per failed attempt.
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// Largest reconnect delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Time given to closing the socket and logging out on shutdown or before a new login.
+const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct ListenOptions {
+    pub url: String,
+    pub user: UserId,
+    pub password: String,
+    pub device: Option<DeviceId>,
+    pub capabilities: Vec<Capability>,
+}
+
+pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Why one connected session ended.
+enum SessionEnd {
+    Shutdown,
+    /// The consumer of stdout went away: nothing left to do.
+    OutputClosed,
+    Dropped(String),
+}
+
+/// Runs until `shutdown` completes or a login is refused for good.
+pub async fn listen(options: ListenOptions, mut shutdown: Shutdown) -> Result<(), ClientError> {
+    let http = HttpClient::new()?;
+    let mut device = options.device.clone();
+    let mut printed = Printed::default();
+    let mut first_attempt = true;
+    let mut failures: u32 = 0;
+    let mut previous: Option<Client> = None;
+    loop {
+        if let Some(old) = previous.take() {
+            let _ = tokio::time::timeout(FAREWELL_TIMEOUT, old.logout()).await;
+        }
+        let connected = tokio::select! {
+            connected = login_and_connect(&http, &options, device.as_ref()) => connected,
+            () = &mut shutdown => return Ok(()),
+        };
+        let (reason, retry_after) = match connected {
+            Ok((client, mut connection)) => {
+                failures = 0;
+                device = Some(client.device().clone());
+                let end =
+                    run_session(&mut connection, &mut printed, first_attempt, &mut shutdown).await;
+                first_attempt = false;
+                match end {
+                    SessionEnd::Shutdown | SessionEnd::OutputClosed => {
+                        let _ = tokio::time::timeout(FAREWELL_TIMEOUT, connection.close()).await;
+                        let _ = tokio::time::timeout(FAREWELL_TIMEOUT, client.logout()).await;
+                        return Ok(());
+                    }
+                    SessionEnd::Dropped(reason) => {
+                        let _ = tokio::time::timeout(FAREWELL_TIMEOUT, connection.close()).await;
+                        previous = Some(client);
+                        (reason, None)
+                    }
+                }
+            }
+            Err(error) if first_attempt || is_final(&error) => return Err(error),
+            Err(error) => {
+                let retry_after = error
+                    .api()
+                    .and_then(|api| api.retry_after_ms)
+                    .map(Duration::from_millis);
+                (error.to_string(), retry_after)
+            }
+        };
+        failures = failures.saturating_add(1);
+        let delay =
+            backoff_delay(failures, rand::random::<f64>()).max(retry_after.unwrap_or_default());
+        let line = serde_json::json!({
+            "type": "reconnecting",
+            "reason": reason,
+            "attempt": failures,
+            "delay_ms": delay.as_millis() as u64,
+        });
+        eprintln!("{line}");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = &mut shutdown => return Ok(()),
+        }
+    }
+}
+
+async fn login_and_connect(
+    http: &HttpClient,
+    options: &ListenOptions,
+    device: Option<&DeviceId>,
+) -> Result<(Client, Connection), ClientError> {
+    let client = Client::login_with(
+        http,
+        &options.url,
+        &options.user,
+        &options.password,
+        device.cloned(),
+    )
+    .await?;
+    match client.connect(None, &options.capabilities).await {
+        Ok(connection) => Ok((client, connection)),
+        Err(error) => {
+            let _ = tokio::time::timeout(FAREWELL_TIMEOUT, client.logout()).await;
+            Err(error)
+        }
+    }
+}
+
+/// Errors that another attempt will not fix.
+fn is_final(error: &ClientError) -> bool {
+    [
+        ErrorCode::InvalidCredentials,
+        ErrorCode::Forbidden,
+        ErrorCode::BadRequest,
+    ]
+    .into_iter()
+    .any(|code| error.is(code))
+}
+
+/// The delay before reconnect attempt `failures` (1, 2, …): `BACKOFF_BASE * 2^(failures-1)`,
+/// capped at `BACKOFF_MAX`, then scaled into its upper half by `jitter` (0.0 to 1.0) so many
+/// clients restarting together do not reconnect in step.
+pub fn backoff_delay(failures: u32, jitter: f64) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    let full = BACKOFF_BASE.saturating_mul(1 << exponent).min(BACKOFF_MAX);
+    full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
+/// The newest message sequence printed per conversation, to ask for what a reconnect missed
+/// and to print replays once.
+#[derive(Default)]
+pub struct Printed {
+    last_seq: BTreeMap<ConversationId, u64>,
+}
+
+impl Printed {
+    /// After `hello`: on the first connection, remember where each conversation is; on a
+    /// reconnect, return what to `sync` (conversations that moved past what was printed).
+    pub fn on_hello(&mut self, event: &ServerEvent, first: bool) -> BTreeMap<ConversationId, u64> {
+        let mut since = BTreeMap::new();
+        let ServerEvent::Hello { conversations, .. } = event else {
+            return since;
+        };
+        for conversation in conversations {
+            match self.last_seq.get(&conversation.id) {
+                None if first => {
+                    self.last_seq
+                        .insert(conversation.id.clone(), conversation.last_seq);
+                }
+                None if conversation.last_seq > 0 => {
+                    since.insert(conversation.id.clone(), 0);
+                }
+                Some(&seen) if conversation.last_seq > seen => {
+                    since.insert(conversation.id.clone(), seen);
+                }
+                _ => {}
+            }
+        }
+        since
+    }
+
+    /// Whether to print `event`; updates what was printed.
+    pub fn should_print(&mut self, event: &ServerEvent) -> bool {
+        match event {
+            ServerEvent::Pong | ServerEvent::Ack { .. } => false,
+            ServerEvent::Message {
+                message, replay, ..
+            } => {
+                let seen = self
+                    .last_seq
+                    .entry(message.conversation.clone())
+                    .or_insert(0);
+                if *replay && message.seq <= *seen {
+                    return false;
+                }
+                *seen = (*seen).max(message.seq);
+                true
+            }
+            ServerEvent::Conversation { conversation } => {
+                self.last_seq
+                    .entry(conversation.id.clone())
+                    .or_insert(conversation.last_seq);
+                true
+            }
+            _ => true,
+        }
+    }
+}
+
+async fn run_session(
+    connection: &mut Connection,
+    printed: &mut Printed,
+    first: bool,
+    shutdown: &mut Shutdown,
+) -> SessionEnd {
+    let hello = connection.hello().to_event();
+    let since = printed.on_hello(&hello, first);
+    if !print_line(&hello) {
+        return SessionEnd::OutputClosed;
+    }
+    if !since.is_empty() {
+        if let Err(error) = connection.send(ClientCommand::Sync { since }).await {
+            return SessionEnd::Dropped(error.to_string());
+        }
+    }
+    let mut keepalive = tokio::time::interval_at(Instant::now() + KEEPALIVE_EVERY, KEEPALIVE_EVERY);
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            event = connection.next_event() => match event {
+                None => return SessionEnd::Dropped("the server closed the connection".to_string()),
+                Some(Err(error @ ClientError::Transport(_))) => {
+                    return SessionEnd::Dropped(error.to_string());
+                }
+                Some(Err(error)) => {
+                    // A frame we cannot read; the socket may still be fine (a newer server).
+                    let line = serde_json::json!({"type": "client_error", "error": error.to_string()});
+                    eprintln!("{line}");
+                }
+                Some(Ok(event)) => {
+                    last_heard = Instant::now();
+                    if printed.should_print(&event) && !print_line(&event) {
+                        return SessionEnd::OutputClosed;
+                    }
+                    if let ServerEvent::Goodbye { reason } = event {
+                        return SessionEnd::Dropped(format!("goodbye: {reason}"));
+                    }
+                }
+            },
+            _ = keepalive.tick() => {
+                if last_heard.elapsed() > SILENCE_LIMIT {
+                    return SessionEnd::Dropped(format!("nothing heard for {}s", SILENCE_LIMIT.as_secs()));
+                }
+                if let Err(error) = connection.send(ClientCommand::Ping).await {
+                    return SessionEnd::Dropped(error.to_string());
+                }
+            }
+            () = &mut *shutdown => return SessionEnd::Shutdown,
+        }
+    }
+}
+
+/// Prints one event as a JSON line and flushes; false when stdout is gone.
+fn print_line(event: &ServerEvent) -> bool {
+    let Ok(text) = serde_json::to_string(event) else {
+        return true;
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")
+        .and_then(|()| stdout.flush())
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::ServerId;
+    use shared::api::{ChatMessage, ConversationKind, ConversationSummary};
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        assert_eq!(backoff_delay(1, 1.0), Duration::from_millis(200));
+        assert_eq!(backoff_delay(2, 1.0), Duration::from_millis(400));
+        assert_eq!(backoff_delay(3, 0.0), Duration::from_millis(400));
+        assert_eq!(backoff_delay(10, 1.0), BACKOFF_MAX);
+        assert_eq!(backoff_delay(u32::MAX, 1.0), BACKOFF_MAX);
+        assert_eq!(backoff_delay(u32::MAX, 0.0), BACKOFF_MAX / 2);
+    }
+
+    fn hello(conversations: &[(&str, u64)]) -> ServerEvent {
+        ServerEvent::Hello {
+            user: UserId::from("alice"),
+            device: DeviceId::from("desk"),
+            server: ServerId::from("s1"),
+            conversations: conversations
+                .iter()
+                .map(|(id, last_seq)| ConversationSummary {
+                    id: ConversationId::from(*id),
+                    kind: ConversationKind::Direct,
+                    name: id.to_string(),
+                    members: Vec::new(),
+                    last_seq: *last_seq,
+                    last_read_seq: 0,
+                    unread: 0,
+                    last_message: None,
+                })
+                .collect(),
+            presence: Vec::new(),
+        }
+    }
+
+    fn message(conversation: &str, seq: u64, replay: bool) -> ServerEvent {
+        ServerEvent::Message {
+            message: ChatMessage {
+                conversation: ConversationId::from(conversation),
+                seq,
+                id: format!("{conversation}/{seq}"),
+                sender: UserId::from("bob"),
+                body: "hi".into(),
+                sent_ms: 1,
+                client_id: None,
+            },
+            alert: true,
+            replay,
+        }
+    }
+
+    #[test]
+    fn a_reconnect_syncs_what_was_missed_and_prints_replays_once() {
+        let mut printed = Printed::default();
+        assert!(
+            printed
+                .on_hello(&hello(&[("d:alice:bob", 4)]), true)
+                .is_empty()
+        );
+        assert!(printed.should_print(&message("d:alice:bob", 5, false)));
+        assert!(!printed.should_print(&ServerEvent::Pong));
+
+        // Reconnect: two more messages in the old conversation, one new conversation.
+        let since = printed.on_hello(
+            &hello(&[("d:alice:bob", 7), ("g:ops", 2), ("g:quiet", 0)]),
+            false,
+        );
+        let expected: BTreeMap<ConversationId, u64> = [
+            (ConversationId::from("d:alice:bob"), 5),
+            (ConversationId::from("g:ops"), 0),
+        ]
+        .into();
+        assert_eq!(since, expected);
+
+        assert!(!printed.should_print(&message("d:alice:bob", 5, true)));
+        assert!(printed.should_print(&message("d:alice:bob", 6, true)));
+        assert!(printed.should_print(&message("d:alice:bob", 7, true)));
+        assert!(!printed.should_print(&message("d:alice:bob", 7, true)));
+        assert!(printed.should_print(&message("g:ops", 1, true)));
+    }
+}

@@ -1,0 +1,24 @@
+//! Rust client of Switchboard's client and admin APIs, used by the `ucclient` and `ucadmin`
+//! command-line tools, by the `uc-bench` load generator and by the integration tests.
+//!
+//! Everything is `async` and typed with the wire types of the `shared` crate, so a test reads
+//! like the API document: [`Client::login`] (following `wrong_server` to the home server),
+//! then REST calls such as [`Client::send_to_user`], and [`Client::connect`] for the WebSocket
+//! ([`Connection`]). Admin routes are on [`AdminClient`]. Every failure is a [`ClientError`]
+//! that keeps the server's typed error when there is one.
+
+mod admin;
+mod client;
+mod connection;
+mod error;
+mod http;
+mod login;
+pub mod ops;
+pub mod text;
+
+pub use admin::AdminClient;
+pub use client::{Client, capabilities_text, new_client_id, websocket_url};
+pub use connection::{Connection, Hello, event_type};
+pub use error::{ClientError, TransportError};
+pub use http::{HttpClient, normalize_base_url};
+pub use login::MAX_LOGIN_HOPS;

@@ -1,0 +1,250 @@
+//! The in-process cluster: plain maps behind one mutex, and mpsc channels as the bus.
+//! Several servers in one process share a [`LocalHub`]; a single-node server has its own.
+
+use super::{BusInput, Cluster, ClusterResult, SeenServer};
+use crate::core::license::{LeaseOutcome, LeaseTable};
+use async_trait::async_trait;
+use shared::bus::{BusMessage, ServerHeartbeat};
+use shared::media::MediaServerStatus;
+use shared::presence::PresenceSnapshot;
+use shared::{MediaServerId, ServerId, TimestampMs, UserId};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// Bus queue per server; a full queue means the reader is too slow, and it gets `Resync`.
+const QUEUE: usize = 65_536;
+
+#[derive(Default)]
+struct HubState {
+    subscribers: HashMap<ServerId, mpsc::Sender<BusInput>>,
+    servers: HashMap<ServerId, SeenServer>,
+    locks: HashMap<String, (String, TimestampMs)>,
+    presence: HashMap<UserId, PresenceSnapshot>,
+    online: HashMap<ServerId, BTreeSet<UserId>>,
+    leases: LeaseTable,
+    media: HashMap<MediaServerId, (MediaServerStatus, TimestampMs)>,
+}
+
+/// State shared by every [`LocalCluster`] handle made from it.
+#[derive(Clone, Default)]
+pub struct LocalHub {
+    state: Arc<Mutex<HubState>>,
+}
+
+impl LocalHub {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a MediaServer heartbeat (the embedded MediaServer of a single node).
+    pub fn media_heartbeat(&self, status: MediaServerStatus) {
+        let now = shared::now_ms();
+        self.state
+            .lock()
+            .unwrap()
+            .media
+            .insert(status.id.clone(), (status, now));
+    }
+}
+
+/// One server's handle on a [`LocalHub`].
+#[derive(Clone)]
+pub struct LocalCluster {
+    hub: LocalHub,
+}
+
+impl LocalCluster {
+    pub fn new(hub: LocalHub) -> Self {
+        Self { hub }
+    }
+
+    fn deliver(sender: &mpsc::Sender<BusInput>, message: &BusMessage) {
+        if sender
+            .try_send(BusInput::Message(Box::new(message.clone())))
+            .is_err()
+        {
+            let _ = sender.try_send(BusInput::Resync);
+        }
+    }
+}
+
+#[async_trait]
+impl Cluster for LocalCluster {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    async fn ping(&self) -> ClusterResult<()> {
+        Ok(())
+    }
+
+    async fn subscribe(&self, me: &ServerId) -> ClusterResult<mpsc::Receiver<BusInput>> {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        self.hub
+            .state
+            .lock()
+            .unwrap()
+            .subscribers
+            .insert(me.clone(), sender);
+        Ok(receiver)
+    }
+
+    async fn publish(&self, to: &ServerId, message: &BusMessage) -> ClusterResult<()> {
+        let state = self.hub.state.lock().unwrap();
+        if let Some(sender) = state.subscribers.get(to) {
+            Self::deliver(sender, message);
+        }
+        Ok(())
+    }
+
+    async fn broadcast(&self, message: &BusMessage) -> ClusterResult<()> {
+        let state = self.hub.state.lock().unwrap();
+        for sender in state.subscribers.values() {
+            Self::deliver(sender, message);
+        }
+        Ok(())
+    }
+
+    async fn heartbeat(&self, heartbeat: &ServerHeartbeat) -> ClusterResult<()> {
+        let now = shared::now_ms();
+        let seen = SeenServer {
+            heartbeat: heartbeat.clone(),
+            last_seen_ms: now,
+            age_ms: 0,
+        };
+        self.hub
+            .state
+            .lock()
+            .unwrap()
+            .servers
+            .insert(heartbeat.id.clone(), seen);
+        Ok(())
+    }
+
+    async fn servers(&self) -> ClusterResult<Vec<SeenServer>> {
+        let now = shared::now_ms();
+        let mut servers: Vec<SeenServer> = self
+            .hub
+            .state
+            .lock()
+            .unwrap()
+            .servers
+            .values()
+            .cloned()
+            .collect();
+        for server in &mut servers {
+            server.age_ms = now - server.last_seen_ms;
+        }
+        servers.sort_by(|a, b| a.heartbeat.id.cmp(&b.heartbeat.id));
+        Ok(servers)
+    }
+
+    async fn forget_server(&self, server: &ServerId) -> ClusterResult<()> {
+        let mut state = self.hub.state.lock().unwrap();
+        state.servers.remove(server);
+        state.subscribers.remove(server);
+        Ok(())
+    }
+
+    async fn try_lock(&self, name: &str, holder: &str, ttl_ms: u64) -> ClusterResult<bool> {
+        let now = shared::now_ms();
+        let mut state = self.hub.state.lock().unwrap();
+        match state.locks.get(name) {
+            Some((owner, until)) if *until > now && owner != holder => Ok(false),
+            _ => {
+                state
+                    .locks
+                    .insert(name.to_string(), (holder.to_string(), now + ttl_ms as i64));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn put_presence(&self, snapshot: &PresenceSnapshot) -> ClusterResult<()> {
+        let mut state = self.hub.state.lock().unwrap();
+        let newer = state
+            .presence
+            .get(&snapshot.user)
+            .is_none_or(|held| held.version < snapshot.version);
+        if newer {
+            state
+                .presence
+                .insert(snapshot.user.clone(), snapshot.clone());
+        }
+        Ok(())
+    }
+
+    async fn get_presence(&self, users: &[UserId]) -> ClusterResult<Vec<Option<PresenceSnapshot>>> {
+        let state = self.hub.state.lock().unwrap();
+        Ok(users
+            .iter()
+            .map(|user| state.presence.get(user).cloned())
+            .collect())
+    }
+
+    async fn set_online(
+        &self,
+        server: &ServerId,
+        user: &UserId,
+        online: bool,
+    ) -> ClusterResult<()> {
+        let mut state = self.hub.state.lock().unwrap();
+        let users = state.online.entry(server.clone()).or_default();
+        if online {
+            users.insert(user.clone());
+        } else {
+            users.remove(user);
+        }
+        Ok(())
+    }
+
+    async fn online_users(&self, server: &ServerId) -> ClusterResult<Vec<UserId>> {
+        let state = self.hub.state.lock().unwrap();
+        Ok(state
+            .online
+            .get(server)
+            .map(|users| users.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn clear_online(&self, server: &ServerId) -> ClusterResult<()> {
+        self.hub.state.lock().unwrap().online.remove(server);
+        Ok(())
+    }
+
+    async fn lease_acquire(
+        &self,
+        kind: &str,
+        key: &str,
+        holder: &ServerId,
+        capacity: Option<u32>,
+    ) -> ClusterResult<LeaseOutcome> {
+        Ok(self
+            .hub
+            .state
+            .lock()
+            .unwrap()
+            .leases
+            .acquire(kind, key, holder, capacity))
+    }
+
+    async fn lease_release(&self, kind: &str, key: &str) -> ClusterResult<bool> {
+        Ok(self.hub.state.lock().unwrap().leases.release(kind, key))
+    }
+
+    async fn lease_release_holder(&self, holder: &ServerId) -> ClusterResult<u32> {
+        Ok(self.hub.state.lock().unwrap().leases.release_holder(holder))
+    }
+
+    async fn lease_count(&self, kind: &str) -> ClusterResult<u32> {
+        Ok(self.hub.state.lock().unwrap().leases.in_use(kind))
+    }
+
+    async fn media_servers(&self) -> ClusterResult<Vec<(MediaServerStatus, TimestampMs)>> {
+        let state = self.hub.state.lock().unwrap();
+        let mut media: Vec<_> = state.media.values().cloned().collect();
+        media.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        Ok(media)
+    }
+}

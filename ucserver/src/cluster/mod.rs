@@ -1,0 +1,98 @@
+//! The cluster: everything UCServers share that is not durable. One trait covers the bus
+//! (server-to-server messages), the volatile store (presence snapshots, who is online where,
+//! heartbeats, MediaServer load) and the license leases.
+//!
+//! Two implementations pass the same conformance suite (`tests/tests/cluster.rs`):
+//! [`LocalCluster`] (in-process; the single-node default, and several servers in one test
+//! process) and [`RedisCluster`] (fred; a real multi-server deployment).
+
+mod local;
+mod redis;
+
+pub use local::{LocalCluster, LocalHub};
+pub use redis::RedisCluster;
+
+use crate::core::license::LeaseOutcome;
+use async_trait::async_trait;
+use shared::bus::{BusMessage, ServerHeartbeat};
+use shared::media::MediaServerStatus;
+use shared::presence::PresenceSnapshot;
+use shared::{ServerId, TimestampMs, UserId};
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("the cluster store (Redis) cannot be reached: {0}")]
+    Unavailable(String),
+    #[error("cluster store error: {0}")]
+    Backend(String),
+}
+
+pub type ClusterResult<T> = Result<T, ClusterError>;
+
+/// What the bus delivers to a server.
+#[derive(Debug)]
+pub enum BusInput {
+    Message(Box<BusMessage>),
+    /// Messages may have been lost (a slow reader, a reconnect): re-read state and
+    /// re-publish one's own.
+    Resync,
+}
+
+/// A server's last heartbeat and when it was seen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeenServer {
+    pub heartbeat: ServerHeartbeat,
+    /// When the heartbeat arrived, by the cluster store's clock.
+    pub last_seen_ms: TimestampMs,
+    /// How long ago that was, by the same clock (so server clocks may differ).
+    pub age_ms: i64,
+}
+
+#[async_trait]
+pub trait Cluster: Send + Sync + 'static {
+    /// Short name for logs and metrics: "local" or "redis".
+    fn kind(&self) -> &'static str;
+    async fn ping(&self) -> ClusterResult<()>;
+
+    // ---- bus ----
+    /// Starts delivery of messages addressed to `me` and of broadcasts. Call once.
+    async fn subscribe(&self, me: &ServerId) -> ClusterResult<mpsc::Receiver<BusInput>>;
+    async fn publish(&self, to: &ServerId, message: &BusMessage) -> ClusterResult<()>;
+    async fn broadcast(&self, message: &BusMessage) -> ClusterResult<()>;
+
+    // ---- heartbeats ----
+    async fn heartbeat(&self, heartbeat: &ServerHeartbeat) -> ClusterResult<()>;
+    async fn servers(&self) -> ClusterResult<Vec<SeenServer>>;
+    /// Forgets a server's heartbeat (after it was cleaned up as dead).
+    async fn forget_server(&self, server: &ServerId) -> ClusterResult<()>;
+    /// Takes a named lock for `ttl_ms` unless someone else holds it.
+    async fn try_lock(&self, name: &str, holder: &str, ttl_ms: u64) -> ClusterResult<bool>;
+
+    // ---- presence and who is online where ----
+    /// Stores a snapshot unless a newer version is stored already.
+    async fn put_presence(&self, snapshot: &PresenceSnapshot) -> ClusterResult<()>;
+    /// One answer per user, in order; `None` for users never seen.
+    async fn get_presence(&self, users: &[UserId]) -> ClusterResult<Vec<Option<PresenceSnapshot>>>;
+    async fn set_online(&self, server: &ServerId, user: &UserId, online: bool)
+    -> ClusterResult<()>;
+    async fn online_users(&self, server: &ServerId) -> ClusterResult<Vec<UserId>>;
+    async fn clear_online(&self, server: &ServerId) -> ClusterResult<()>;
+
+    // ---- license leases ----
+    async fn lease_acquire(
+        &self,
+        kind: &str,
+        key: &str,
+        holder: &ServerId,
+        capacity: Option<u32>,
+    ) -> ClusterResult<LeaseOutcome>;
+    async fn lease_release(&self, kind: &str, key: &str) -> ClusterResult<bool>;
+    /// Releases every lease `holder` has, of every kind; returns how many.
+    async fn lease_release_holder(&self, holder: &ServerId) -> ClusterResult<u32>;
+    async fn lease_count(&self, kind: &str) -> ClusterResult<u32>;
+
+    // ---- MediaServers ----
+    /// Heartbeat records of MediaServers with when they were last seen.
+    async fn media_servers(&self) -> ClusterResult<Vec<(MediaServerStatus, TimestampMs)>>;
+}

@@ -1,0 +1,500 @@
+//! The cluster over Redis with fred: pub/sub channels per server plus a broadcast channel,
+//! and keys for the volatile state. Multi-step changes are Lua scripts, so they are atomic
+//! across servers. Times come from Redis's own clock (`TIME`), so servers whose clocks
+//! differ still agree on who is dead.
+//!
+//! fred traps handled here (see DEPENDENCIES.md): only a `SubscriberClient` with
+//! `manage_subscriptions` re-subscribes after a reconnect; a reconnect or a lagging reader
+//! is reported as [`BusInput::Resync`] so the server re-publishes its state; the broadcast
+//! buffer is raised from 32; an unresponsive connection is cut after a timeout.
+
+use super::{BusInput, Cluster, ClusterError, ClusterResult, SeenServer};
+use crate::core::license::LeaseOutcome;
+use async_trait::async_trait;
+use fred::clients::SubscriberClient;
+use fred::prelude::*;
+use shared::bus::{BusMessage, ServerHeartbeat};
+use shared::keys;
+use shared::media::MediaServerStatus;
+use shared::presence::PresenceSnapshot;
+use shared::{ServerId, TimestampMs, UserId};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+const LEASE_KINDS: &str = "uc:leases:kinds";
+
+const ACQUIRE: &str = r#"
+redis.call('SADD', KEYS[2], ARGV[4])
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return -2
+end
+local cap = tonumber(ARGV[3])
+if cap >= 0 and redis.call('HLEN', KEYS[1]) >= cap then return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 0
+"#;
+
+const RELEASE_HOLDER: &str = r#"
+local n = 0
+for _, kind in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local hash = ARGV[2] .. kind
+  local all = redis.call('HGETALL', hash)
+  for i = 1, #all, 2 do
+    if all[i + 1] == ARGV[1] then
+      redis.call('HDEL', hash, all[i])
+      n = n + 1
+    end
+  end
+end
+return n
+"#;
+
+const HEARTBEAT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return now
+"#;
+
+/// Returns {now, id1, score1, json1, id2, ...}.
+const SEEN: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = { tostring(now) }
+local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #all, 2 do
+  local json = redis.call('HGET', KEYS[2], all[i])
+  if json then
+    table.insert(out, all[i])
+    table.insert(out, all[i + 1])
+    table.insert(out, json)
+  end
+end
+return out
+"#;
+
+const PUT_PRESENCE: &str = r#"
+local v = redis.call('HGET', KEYS[1], 'v')
+if v and tonumber(v) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'j', ARGV[2])
+return 1
+"#;
+
+const GET_PRESENCE: &str = r#"
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HGET', key, 'j') end
+return out
+"#;
+
+const TRY_LOCK: &str = r#"
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
+pub struct RedisCluster {
+    client: Client,
+    subscriber: SubscriberClient,
+    /// Tasks that forward pub/sub messages and reconnect notices; aborted on drop.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn backend(error: fred::error::Error) -> ClusterError {
+    use fred::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled | ErrorKind::NotFound => {
+            ClusterError::Unavailable(error.to_string())
+        }
+        _ => ClusterError::Backend(error.to_string()),
+    }
+}
+
+fn config(url: &str) -> ClusterResult<Builder> {
+    let config =
+        Config::from_url(url).map_err(|e| ClusterError::Backend(format!("bad Redis URL: {e}")))?;
+    let mut builder = Builder::from_config(config);
+    builder
+        .with_performance_config(|perf| {
+            perf.broadcast_channel_capacity = 65_536;
+            perf.default_command_timeout = Duration::from_secs(5);
+        })
+        .with_connection_config(|conn| {
+            conn.connection_timeout = Duration::from_secs(3);
+            conn.internal_command_timeout = Duration::from_secs(5);
+            conn.unresponsive.max_timeout = Some(Duration::from_secs(6));
+            conn.unresponsive.interval = Duration::from_secs(1);
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+    Ok(builder)
+}
+
+impl RedisCluster {
+    /// Connects both clients; fails if Redis cannot be reached within a few seconds.
+    pub async fn connect(url: &str) -> ClusterResult<Self> {
+        let client = config(url)?.build().map_err(backend)?;
+        let subscriber = config(url)?.build_subscriber_client().map_err(backend)?;
+        let unreachable = || ClusterError::Unavailable(format!("no answer from Redis at {url}"));
+        let wait = Duration::from_secs(10);
+        tokio::time::timeout(wait, client.init())
+            .await
+            .map_err(|_| unreachable())?
+            .map_err(backend)?;
+        tokio::time::timeout(wait, subscriber.init())
+            .await
+            .map_err(|_| unreachable())?
+            .map_err(backend)?;
+        Ok(Self {
+            client,
+            subscriber,
+            tasks: Mutex::new(Vec::new()),
+        })
+    }
+
+    async fn eval(
+        &self,
+        script: &str,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> ClusterResult<Value> {
+        self.client.eval(script, keys, args).await.map_err(backend)
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+fn as_i64(value: &Value) -> i64 {
+    match value {
+        Value::Integer(n) => *n,
+        other => other.as_string().and_then(|s| s.parse().ok()).unwrap_or(0),
+    }
+}
+
+#[async_trait]
+impl Cluster for RedisCluster {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn ping(&self) -> ClusterResult<()> {
+        let _: Value = self.client.ping(None).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn subscribe(&self, me: &ServerId) -> ClusterResult<mpsc::Receiver<BusInput>> {
+        let (sender, receiver) = mpsc::channel(65_536);
+        let mut messages = self.subscriber.message_rx();
+        let mut reconnects = self.subscriber.reconnect_rx();
+        let manager = self.subscriber.manage_subscriptions();
+        self.subscriber
+            .subscribe(vec![
+                keys::server_channel(me),
+                keys::BROADCAST_CHANNEL.to_string(),
+            ])
+            .await
+            .map_err(backend)?;
+        let forward = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    received = messages.recv() => match received {
+                        Ok(message) => {
+                            let Some(text) = message.value.as_bytes() else { continue };
+                            if text.len() > shared::limits::MAX_BUS_MESSAGE_BYTES {
+                                tracing::warn!(bytes = text.len(), "dropped an oversized bus message");
+                                continue;
+                            }
+                            match serde_json::from_slice::<BusMessage>(text) {
+                                Ok(parsed) if parsed.v == shared::bus::BUS_VERSION => {
+                                    if sender.send(BusInput::Message(Box::new(parsed))).await.is_err() {
+                                        break;
+                                    }
+                                }
+                                Ok(parsed) => tracing::warn!(version = parsed.v, "dropped a bus message of an unknown version"),
+                                Err(error) => tracing::warn!(%error, "dropped a malformed bus message"),
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(lost)) => {
+                            tracing::warn!(lost, "bus reader lagged; resyncing");
+                            if sender.send(BusInput::Resync).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                    reconnected = reconnects.recv() => match reconnected {
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                            tracing::info!("Redis subscriber reconnected; resyncing");
+                            if sender.send(BusInput::Resync).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                }
+            }
+        });
+        let mut tasks = self.tasks.lock().unwrap();
+        tasks.push(forward);
+        tasks.push(tokio::spawn(async move {
+            let _ = manager.await;
+        }));
+        Ok(receiver)
+    }
+
+    async fn publish(&self, to: &ServerId, message: &BusMessage) -> ClusterResult<()> {
+        let text =
+            serde_json::to_string(message).map_err(|e| ClusterError::Backend(e.to_string()))?;
+        let _: Value = self
+            .client
+            .publish(keys::server_channel(to), text)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn broadcast(&self, message: &BusMessage) -> ClusterResult<()> {
+        let text =
+            serde_json::to_string(message).map_err(|e| ClusterError::Backend(e.to_string()))?;
+        let _: Value = self
+            .client
+            .publish(keys::BROADCAST_CHANNEL, text)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn heartbeat(&self, heartbeat: &ServerHeartbeat) -> ClusterResult<()> {
+        let json =
+            serde_json::to_string(heartbeat).map_err(|e| ClusterError::Backend(e.to_string()))?;
+        self.eval(
+            HEARTBEAT,
+            vec![keys::SERVERS_SEEN.into(), keys::SERVERS_INFO.into()],
+            vec![heartbeat.id.to_string(), json],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn servers(&self) -> ClusterResult<Vec<SeenServer>> {
+        let value = self
+            .eval(
+                SEEN,
+                vec![keys::SERVERS_SEEN.into(), keys::SERVERS_INFO.into()],
+                vec![],
+            )
+            .await?;
+        let items: Vec<Value> = value.into_array();
+        let now = items.first().map(as_i64).unwrap_or(0);
+        let mut servers = Vec::new();
+        for chunk in items[1..].chunks(3) {
+            if chunk.len() < 3 {
+                break;
+            }
+            let last_seen_ms = as_i64(&chunk[1]);
+            let Some(json) = chunk[2].as_bytes() else {
+                continue;
+            };
+            match serde_json::from_slice::<ServerHeartbeat>(json) {
+                Ok(heartbeat) => servers.push(SeenServer {
+                    heartbeat,
+                    last_seen_ms,
+                    age_ms: now - last_seen_ms,
+                }),
+                Err(error) => tracing::warn!(%error, "skipped a malformed heartbeat record"),
+            }
+        }
+        Ok(servers)
+    }
+
+    async fn forget_server(&self, server: &ServerId) -> ClusterResult<()> {
+        let _: Value = self
+            .client
+            .zrem(keys::SERVERS_SEEN, server.to_string())
+            .await
+            .map_err(backend)?;
+        let _: Value = self
+            .client
+            .hdel(keys::SERVERS_INFO, server.to_string())
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn try_lock(&self, name: &str, holder: &str, ttl_ms: u64) -> ClusterResult<bool> {
+        let value = self
+            .eval(
+                TRY_LOCK,
+                vec![format!("{}:lock:{name}", keys::PREFIX)],
+                vec![holder.to_string(), ttl_ms.to_string()],
+            )
+            .await?;
+        Ok(as_i64(&value) == 1)
+    }
+
+    async fn put_presence(&self, snapshot: &PresenceSnapshot) -> ClusterResult<()> {
+        let json =
+            serde_json::to_string(snapshot).map_err(|e| ClusterError::Backend(e.to_string()))?;
+        self.eval(
+            PUT_PRESENCE,
+            vec![keys::presence(&snapshot.user)],
+            vec![snapshot.version.to_string(), json],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn get_presence(&self, users: &[UserId]) -> ClusterResult<Vec<Option<PresenceSnapshot>>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity(users.len());
+        // Bounded key count per script call keeps each call short.
+        for chunk in users.chunks(500) {
+            let value = self
+                .eval(
+                    GET_PRESENCE,
+                    chunk.iter().map(keys::presence).collect(),
+                    vec![],
+                )
+                .await?;
+            let mut items = value.into_array();
+            items.resize(chunk.len(), Value::Null);
+            for item in items {
+                out.push(
+                    item.as_bytes()
+                        .and_then(|json| serde_json::from_slice(json).ok()),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    async fn set_online(
+        &self,
+        server: &ServerId,
+        user: &UserId,
+        online: bool,
+    ) -> ClusterResult<()> {
+        let key = keys::online_users(server);
+        let _: Value = if online {
+            self.client.sadd(key, user.to_string()).await
+        } else {
+            self.client.srem(key, user.to_string()).await
+        }
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn online_users(&self, server: &ServerId) -> ClusterResult<Vec<UserId>> {
+        let members: Vec<String> = self
+            .client
+            .smembers(keys::online_users(server))
+            .await
+            .map_err(backend)?;
+        let mut users: Vec<UserId> = members.into_iter().map(UserId).collect();
+        users.sort();
+        Ok(users)
+    }
+
+    async fn clear_online(&self, server: &ServerId) -> ClusterResult<()> {
+        let _: Value = self
+            .client
+            .del(keys::online_users(server))
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn lease_acquire(
+        &self,
+        kind: &str,
+        key: &str,
+        holder: &ServerId,
+        capacity: Option<u32>,
+    ) -> ClusterResult<LeaseOutcome> {
+        let capacity_arg = capacity.map_or(-1, i64::from);
+        let value = self
+            .eval(
+                ACQUIRE,
+                vec![keys::leases(kind), LEASE_KINDS.into()],
+                vec![
+                    key.to_string(),
+                    holder.to_string(),
+                    capacity_arg.to_string(),
+                    kind.to_string(),
+                ],
+            )
+            .await?;
+        Ok(match as_i64(&value) {
+            -2 => LeaseOutcome::AlreadyHeld,
+            -1 => LeaseOutcome::Exhausted {
+                capacity: capacity.unwrap_or(0),
+            },
+            _ => LeaseOutcome::Granted,
+        })
+    }
+
+    async fn lease_release(&self, kind: &str, key: &str) -> ClusterResult<bool> {
+        let removed: i64 = self
+            .client
+            .hdel(keys::leases(kind), key.to_string())
+            .await
+            .map_err(backend)?;
+        Ok(removed > 0)
+    }
+
+    async fn lease_release_holder(&self, holder: &ServerId) -> ClusterResult<u32> {
+        let prefix = format!("{}:leases:", keys::PREFIX);
+        let value = self
+            .eval(
+                RELEASE_HOLDER,
+                vec![LEASE_KINDS.into()],
+                vec![holder.to_string(), prefix],
+            )
+            .await?;
+        Ok(as_i64(&value).max(0) as u32)
+    }
+
+    async fn lease_count(&self, kind: &str) -> ClusterResult<u32> {
+        let count: i64 = self
+            .client
+            .hlen(keys::leases(kind))
+            .await
+            .map_err(backend)?;
+        Ok(count.max(0) as u32)
+    }
+
+    async fn media_servers(&self) -> ClusterResult<Vec<(MediaServerStatus, TimestampMs)>> {
+        let value = self
+            .eval(
+                SEEN,
+                vec![keys::MEDIA_SEEN.into(), keys::MEDIA_INFO.into()],
+                vec![],
+            )
+            .await?;
+        let items: Vec<Value> = value.into_array();
+        let mut media = Vec::new();
+        for chunk in items.get(1..).unwrap_or_default().chunks(3) {
+            if chunk.len() < 3 {
+                break;
+            }
+            let Some(json) = chunk[2].as_bytes() else {
+                continue;
+            };
+            if let Ok(status) = serde_json::from_slice::<MediaServerStatus>(json) {
+                media.push((status, as_i64(&chunk[1])));
+            }
+        }
+        Ok(media)
+    }
+}

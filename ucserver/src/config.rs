@@ -1,0 +1,241 @@
+//! Server configuration: an optional TOML file (`--config PATH` or `UC_CONFIG`), then the
+//! `UC_*` environment on top. Loaded once in `main`, validated, printed with secrets masked.
+
+use serde::Deserialize;
+use shared::ServerId;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `UC_SERVER_ID`: this server's id in the cluster. Default `uc1`.
+    pub server_id: String,
+    /// `UC_LISTEN`: address of the HTTP/WebSocket listener. Default `127.0.0.1:8080`.
+    pub listen: String,
+    /// `UC_PUBLIC_URL`: the URL clients and peers use to reach this server (sent to clients
+    /// that must log in here). Default `http://<listen>` with `localhost` for 127.0.0.1.
+    pub public_url: Option<String>,
+    /// `UC_DATABASE_URL`: `sqlite:PATH` or `postgres://...`. Default `sqlite:<data_dir>/switchboard.db`.
+    pub database_url: Option<String>,
+    /// `UC_REDIS_URL`: the cluster's Redis; absent = single node with an in-process bus.
+    pub redis_url: Option<String>,
+    /// `UC_ADMIN_PASSWORD`: password of the initial `admin` user, used only when no admin
+    /// exists yet. Absent = one is generated and printed once.
+    pub admin_password: Option<String>,
+    /// `UC_DATA_DIR`: where the single-node default keeps its files. Default `./data`.
+    pub data_dir: PathBuf,
+    /// `UC_HEARTBEAT_MS`: heartbeat period. Default 2000.
+    pub heartbeat_ms: u64,
+    /// `UC_DEAD_AFTER_MS`: a peer silent this long is dead and gets cleaned up. Default 10000.
+    pub dead_after_ms: u64,
+    /// `UC_MDM_BUFFER_LIMIT`: events held for a quiet device before a flush. Default 100.
+    pub mdm_buffer_limit: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_id: "uc1".into(),
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            database_url: None,
+            redis_url: None,
+            admin_password: None,
+            data_dir: PathBuf::from("data"),
+            heartbeat_ms: 2_000,
+            dead_after_ms: crate::core::failure::DEAD_AFTER_MS as u64,
+            mdm_buffer_limit: 100,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the file (if any), then the environment, then checks the result.
+    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let mut config: Config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read config file {}: {e}", path.display())
+                })?;
+                toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("bad config file {}: {e}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Overrides fields from `UC_*` variables (a function, so tests need no process env).
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        let number = |name: &str, value: String| -> anyhow::Result<u64> {
+            value
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{name} must be a whole number, not '{value}'"))
+        };
+        if let Some(v) = var("UC_SERVER_ID") {
+            self.server_id = v;
+        }
+        if let Some(v) = var("UC_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = var("UC_PUBLIC_URL") {
+            self.public_url = Some(v);
+        }
+        if let Some(v) = var("UC_DATABASE_URL") {
+            self.database_url = Some(v);
+        }
+        if let Some(v) = var("UC_REDIS_URL") {
+            self.redis_url = if v.is_empty() { None } else { Some(v) };
+        }
+        if let Some(v) = var("UC_ADMIN_PASSWORD") {
+            self.admin_password = Some(v);
+        }
+        if let Some(v) = var("UC_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = var("UC_HEARTBEAT_MS") {
+            self.heartbeat_ms = number("UC_HEARTBEAT_MS", v)?;
+        }
+        if let Some(v) = var("UC_DEAD_AFTER_MS") {
+            self.dead_after_ms = number("UC_DEAD_AFTER_MS", v)?;
+        }
+        if let Some(v) = var("UC_MDM_BUFFER_LIMIT") {
+            self.mdm_buffer_limit = number("UC_MDM_BUFFER_LIMIT", v)? as usize;
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        shared::validate_name(&self.server_id).map_err(|e| anyhow::anyhow!("UC_SERVER_ID: {e}"))?;
+        self.listen_addr()?;
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                anyhow::bail!(
+                    "UC_DATABASE_URL must start with sqlite: or postgres://, not '{url}'"
+                );
+            }
+        }
+        if let Some(url) = &self.redis_url {
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("redis-sentinel://"))
+            {
+                anyhow::bail!(
+                    "UC_REDIS_URL must start with redis://, rediss:// or redis-sentinel://"
+                );
+            }
+        }
+        if self.heartbeat_ms == 0 || self.dead_after_ms < 2 * self.heartbeat_ms {
+            anyhow::bail!(
+                "UC_DEAD_AFTER_MS must be at least twice UC_HEARTBEAT_MS (and that above 0)"
+            );
+        }
+        if let Some(password) = &self.admin_password {
+            if password.len() < 8 {
+                anyhow::bail!("UC_ADMIN_PASSWORD must have at least 8 characters");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn server_id(&self) -> ServerId {
+        ServerId::new(self.server_id.clone())
+    }
+
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.listen.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "UC_LISTEN must be host:port with an IP, not '{}'",
+                self.listen
+            )
+        })
+    }
+
+    /// The URL clients use; derived from the listen address when not set.
+    pub fn public_url_for(&self, bound: SocketAddr) -> String {
+        if let Some(url) = &self.public_url {
+            return url.trim_end_matches('/').to_string();
+        }
+        let host = if bound.ip().is_loopback() || bound.ip().is_unspecified() {
+            "localhost".to_string()
+        } else {
+            bound.ip().to_string()
+        };
+        format!("http://{host}:{}", bound.port())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("switchboard.db").display()))
+    }
+
+    /// One line per setting, secrets masked, for the start-up log.
+    pub fn describe(&self) -> String {
+        let mask = |url: &str| match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+            }
+            _ => url.to_string(),
+        };
+        format!(
+            "server_id={} listen={} public_url={} database={} redis={} admin_password={} heartbeat_ms={} dead_after_ms={} mdm_buffer_limit={}",
+            self.server_id,
+            self.listen,
+            self.public_url.as_deref().unwrap_or("(derived)"),
+            mask(&self.database_url()),
+            self.redis_url
+                .as_deref()
+                .map(mask)
+                .unwrap_or_else(|| "(none: single node)".into()),
+            if self.admin_password.is_some() {
+                "***"
+            } else {
+                "(generated if needed)"
+            },
+            self.heartbeat_ms,
+            self.dead_after_ms,
+            self.mdm_buffer_limit,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_and_validation() {
+        let mut config = Config::default();
+        let env = |name: &str| match name {
+            "UC_SERVER_ID" => Some("s2".to_string()),
+            "UC_REDIS_URL" => Some("redis://user:secret@10.0.0.1:6379".to_string()),
+            "UC_DATABASE_URL" => Some("postgres://uc:pw@db/uc".to_string()),
+            _ => None,
+        };
+        config.apply_env(env).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.server_id, "s2");
+        let described = config.describe();
+        assert!(
+            !described.contains("secret") && !described.contains(":pw@"),
+            "{described}"
+        );
+        assert!(
+            described.contains("redis://***@10.0.0.1:6379"),
+            "{described}"
+        );
+
+        config
+            .apply_env(|name| (name == "UC_HEARTBEAT_MS").then(|| "soon".to_string()))
+            .unwrap_err();
+        config.server_id = "Bad Id".into();
+        assert!(config.validate().is_err());
+    }
+}

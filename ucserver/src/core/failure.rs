@@ -1,0 +1,37 @@
+//! Failure detection from heartbeats: which servers are dead at `now`.
+
+use shared::{ServerId, TimestampMs};
+
+/// How long a heartbeat may be missing before its server counts as dead. With a 2 s beat,
+/// 10 s leaves room for four lost beats and still meets the 15 s promise of the issue.
+pub const DEAD_AFTER_MS: i64 = 10_000;
+
+/// Servers whose last heartbeat is older than `dead_after_ms`, except `me`.
+pub fn dead_servers(
+    seen: &[(ServerId, TimestampMs)],
+    me: &ServerId,
+    now: TimestampMs,
+    dead_after_ms: i64,
+) -> Vec<ServerId> {
+    seen.iter()
+        .filter(|(id, last)| id != me && now - last > dead_after_ms)
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_silent_peers_are_dead() {
+        let seen = vec![
+            (ServerId::from("me"), 0),
+            (ServerId::from("fresh"), 95_000),
+            (ServerId::from("edge"), 90_000),
+            (ServerId::from("gone"), 80_000),
+        ];
+        let dead = dead_servers(&seen, &ServerId::from("me"), 100_000, DEAD_AFTER_MS);
+        assert_eq!(dead, vec![ServerId::from("gone")]);
+    }
+}

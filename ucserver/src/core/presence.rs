@@ -1,0 +1,199 @@
+//! Presence aggregation: one user's devices and manual state in, one snapshot out.
+//!
+//! The rule: no device online means `offline`. Otherwise a manual `busy`, `dnd` or `away`
+//! wins; a manual `available` shows as `away` when every device reports its user idle. The
+//! telephony state is the strongest over the user's calls; capabilities are the union over
+//! devices.
+
+use shared::presence::{
+    Availability, Capability, DevicePresence, PresenceSnapshot, TelephonyState,
+};
+use shared::{DeviceId, TimestampMs, UserId};
+use std::collections::BTreeMap;
+
+/// The presence inputs of one user that its home server holds.
+#[derive(Clone, Debug)]
+pub struct UserPresence {
+    pub user: UserId,
+    /// What the user chose; `Available` until they choose otherwise.
+    pub manual: Availability,
+    pub note: Option<String>,
+    pub telephony: TelephonyState,
+    pub devices: BTreeMap<DeviceId, DevicePresence>,
+    /// Version of the last published snapshot.
+    version: u64,
+    /// Availability and time of the last published snapshot.
+    last: Option<(Availability, TimestampMs)>,
+    last_published: Option<PresenceSnapshot>,
+}
+
+impl UserPresence {
+    /// A user with no device online. `version` continues from an earlier snapshot (after a
+    /// restart) so watchers never see the version go back.
+    pub fn new(user: UserId, version: u64) -> Self {
+        Self {
+            user,
+            manual: Availability::Available,
+            note: None,
+            telephony: TelephonyState::Idle,
+            devices: BTreeMap::new(),
+            version,
+            last: None,
+            last_published: None,
+        }
+    }
+
+    /// The availability the rule gives for the current inputs.
+    pub fn aggregate_availability(&self) -> Availability {
+        if self.devices.is_empty() {
+            return Availability::Offline;
+        }
+        match self.manual {
+            Availability::Available => {
+                if self.devices.values().all(|d| d.idle) {
+                    Availability::Away
+                } else {
+                    Availability::Available
+                }
+            }
+            Availability::Offline => Availability::Offline,
+            other => other,
+        }
+    }
+
+    /// Builds the snapshot for the current inputs. Returns `None` when nothing a watcher
+    /// sees has changed since the last snapshot; otherwise the version grows by one.
+    pub fn publish(&mut self, now: TimestampMs) -> Option<PresenceSnapshot> {
+        let availability = self.aggregate_availability();
+        let mut capabilities: Vec<Capability> = self
+            .devices
+            .values()
+            .flat_map(|d| d.capabilities.iter().copied())
+            .collect();
+        capabilities.sort();
+        capabilities.dedup();
+        let since_ms = match self.last {
+            Some((previous, since)) if previous == availability => since,
+            _ => now,
+        };
+        let candidate = PresenceSnapshot {
+            user: self.user.clone(),
+            availability,
+            note: self.note.clone(),
+            telephony: if self.devices.is_empty() {
+                TelephonyState::Idle
+            } else {
+                self.telephony
+            },
+            capabilities,
+            devices: self.devices.values().cloned().collect(),
+            version: 0,
+            since_ms,
+        };
+        if let Some(previous) = &self.last_published {
+            if *previous == candidate {
+                return None;
+            }
+        }
+        self.version += 1;
+        let snapshot = PresenceSnapshot {
+            version: self.version,
+            ..candidate.clone()
+        };
+        self.last = Some((availability, since_ms));
+        self.last_published = Some(candidate);
+        Some(snapshot)
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(name: &str, caps: &[Capability], idle: bool) -> DevicePresence {
+        DevicePresence {
+            device: DeviceId::from(name),
+            capabilities: caps.to_vec(),
+            active: true,
+            idle,
+        }
+    }
+
+    /// Renders a snapshot on one line for the checks below.
+    fn render(s: &Option<PresenceSnapshot>) -> String {
+        match s {
+            None => "unchanged".into(),
+            Some(s) => format!(
+                "v{} {} note={:?} tel={:?} caps={:?} devices={} since={}",
+                s.version,
+                s.availability.as_str(),
+                s.note,
+                s.telephony,
+                s.capabilities,
+                s.devices.len(),
+                s.since_ms
+            ),
+        }
+    }
+
+    #[test]
+    fn aggregation_follows_devices_and_manual_state() {
+        let mut p = UserPresence::new(UserId::from("alice"), 0);
+        assert_eq!(
+            render(&p.publish(10)),
+            "v1 offline note=None tel=Idle caps=[] devices=0 since=10"
+        );
+        assert_eq!(render(&p.publish(11)), "unchanged");
+
+        p.devices.insert(
+            DeviceId::from("desk"),
+            device("desk", &[Capability::Chat, Capability::Audio], false),
+        );
+        assert_eq!(
+            render(&p.publish(20)),
+            "v2 available note=None tel=Idle caps=[Chat, Audio] devices=1 since=20"
+        );
+        p.devices.insert(
+            DeviceId::from("phone"),
+            device("phone", &[Capability::Chat, Capability::Video], true),
+        );
+        assert_eq!(
+            render(&p.publish(30)),
+            "v3 available note=None tel=Idle caps=[Chat, Audio, Video] devices=2 since=20"
+        );
+        // All devices idle: available shows as away.
+        p.devices.get_mut(&DeviceId::from("desk")).unwrap().idle = true;
+        assert_eq!(
+            render(&p.publish(40)),
+            "v4 away note=None tel=Idle caps=[Chat, Audio, Video] devices=2 since=40"
+        );
+        // A manual dnd wins over idleness.
+        p.manual = Availability::Dnd;
+        p.note = Some("focus".into());
+        assert_eq!(
+            render(&p.publish(50)),
+            "v5 dnd note=Some(\"focus\") tel=Idle caps=[Chat, Audio, Video] devices=2 since=50"
+        );
+        p.telephony = TelephonyState::InCall;
+        assert_eq!(
+            render(&p.publish(60)),
+            "v6 dnd note=Some(\"focus\") tel=InCall caps=[Chat, Audio, Video] devices=2 since=50"
+        );
+        // Last device leaves: offline, whatever was chosen.
+        p.devices.clear();
+        assert_eq!(
+            render(&p.publish(70)),
+            "v7 offline note=Some(\"focus\") tel=Idle caps=[] devices=0 since=70"
+        );
+    }
+
+    #[test]
+    fn version_continues_after_restart() {
+        let mut p = UserPresence::new(UserId::from("bob"), 41);
+        assert_eq!(p.publish(1).unwrap().version, 42);
+    }
+}

@@ -1,0 +1,169 @@
+//! The UCServer: owns its users' live sessions and shares state with its peers over the
+//! cluster (Redis or in-process) and SQL. See ARCHITECTURE.md for the map.
+
+pub mod auth;
+pub mod cluster;
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod store;
+pub mod ws;
+
+use cluster::{Cluster, LocalCluster, LocalHub, RedisCluster};
+use config::Config;
+use server::Server;
+use std::future::Future;
+use std::sync::Arc;
+use store::{SqlStore, Store, UserRecord};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// What `start` hands back: where the server listens and a way to stop it.
+pub struct Running {
+    pub server: Arc<Server>,
+    pub url: String,
+    pub local_addr: std::net::SocketAddr,
+    /// The initial admin password when this start generated one (print it once).
+    pub generated_admin_password: Option<String>,
+}
+
+/// Opens SQL and the cluster named in the config (an in-process cluster when no Redis).
+pub async fn open_backends(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Cluster>)> {
+    let store = SqlStore::connect(&config.database_url())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", config.database_url()))?;
+    let cluster: Arc<dyn Cluster> = match &config.redis_url {
+        Some(url) => Arc::new(
+            RedisCluster::connect(url)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot reach Redis: {e}"))?,
+        ),
+        None => Arc::new(LocalCluster::new(LocalHub::new())),
+    };
+    Ok((Arc::new(store), cluster))
+}
+
+/// Creates the `admin` user when no administrator exists yet.
+async fn ensure_admin(config: &Config, store: &dyn Store) -> anyhow::Result<Option<String>> {
+    if store.list_users().await?.iter().any(|u| u.admin) {
+        return Ok(None);
+    }
+    let (password, generated) = match &config.admin_password {
+        Some(password) => (password.clone(), false),
+        None => (auth::random_hex(9), true),
+    };
+    let hash_input = password.clone();
+    let password_hash = tokio::task::spawn_blocking(move || auth::hash_password(&hash_input))
+        .await?
+        .map_err(|e| anyhow::anyhow!("hashing the admin password: {e}"))?;
+    let record = UserRecord {
+        id: shared::UserId::from("admin"),
+        password_hash,
+        display_name: "Administrator".into(),
+        home_server: config.server_id(),
+        admin: true,
+        created_ms: shared::now_ms(),
+    };
+    match store.create_user(&record).await {
+        Ok(()) => Ok(generated.then_some(password)),
+        // Another server created it at the same moment.
+        Err(store::StoreError::Conflict(_)) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Starts a server on `listener` with the given backends, and runs it until `shutdown`
+/// completes. Every task it spawns lives in `tasks` and ends with it.
+pub async fn start(
+    config: Config,
+    store: Arc<dyn Store>,
+    cluster: Arc<dyn Cluster>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<Running> {
+    let local_addr = listener.local_addr()?;
+    let url = config.public_url_for(local_addr);
+    let generated_admin_password = ensure_admin(&config, store.as_ref()).await?;
+    let (server, chat_writer) =
+        Server::new(config.clone(), url.clone(), store.clone(), cluster.clone());
+
+    store
+        .register_server(&store::ServerRecord {
+            id: server.id.clone(),
+            url: url.clone(),
+            registered_ms: shared::now_ms(),
+        })
+        .await?;
+    // A previous incarnation of this server may have left users online and leases taken.
+    server.clean_up_after(&server.id.clone()).await;
+    let mut bus = cluster
+        .subscribe(&server.id)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to the bus: {e}"))?;
+    server.heartbeat().await;
+
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+
+    tasks.spawn(chat_writer.run(server.clone()));
+
+    let bus_server = server.clone();
+    let mut stop = stop_tx.subscribe();
+    tasks.spawn(async move {
+        loop {
+            tokio::select! {
+                input = bus.recv() => match input {
+                    Some(input) => bus_server.handle_bus(input).await,
+                    None => break,
+                },
+                _ = stop.recv() => break,
+            }
+        }
+    });
+
+    let beat_server = server.clone();
+    let mut stop = stop_tx.subscribe();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(
+            beat_server.config.heartbeat_ms,
+        ));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    beat_server.heartbeat().await;
+                    beat_server.sweep_dead_servers().await;
+                    beat_server.expire_tokens(shared::now_ms(), server::TOKEN_IDLE_MS).await;
+                }
+                _ = stop.recv() => break,
+            }
+        }
+    });
+
+    let app =
+        http::router(server.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let http_server = server.clone();
+    tasks.spawn(async move {
+        let graceful = async move {
+            shutdown.await;
+            let _ = stop_tx.send(());
+            http_server.shut_down().await;
+        };
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(graceful)
+            .await
+        {
+            tracing::error!(%error, "HTTP server failed");
+        }
+    });
+
+    tracing::info!(server = %server.id, %url, cluster = cluster.kind(), "UCServer ready");
+    Ok(Running {
+        server,
+        url,
+        local_addr,
+        generated_admin_password,
+    })
+}

@@ -1,0 +1,236 @@
+//! Durable state: one storage trait, implemented over SQL (SQLite for the single-node
+//! default, PostgreSQL in a cluster). Every implementation passes the same conformance
+//! suite (`tests/tests/storage.rs`).
+//!
+//! Ids and timestamps are made in Rust and passed in, so every backend stores exactly what
+//! it is given and no dialect-specific defaults or upserts are needed.
+
+mod sql;
+
+pub use sql::SqlStore;
+
+use async_trait::async_trait;
+use shared::api::{ChatMessage, ConversationKind, ConversationSummary, JournalEntry};
+use shared::{ConversationId, GroupId, MediaServerId, ServerId, TimestampMs, UserId};
+
+/// What went wrong in storage, in words for the person who sees the error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("the database cannot be reached: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A user as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: UserId,
+    /// PHC string (argon2id).
+    pub password_hash: String,
+    pub display_name: String,
+    pub home_server: ServerId,
+    pub admin: bool,
+    pub created_ms: TimestampMs,
+}
+
+/// Changes to a user; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct UserUpdate {
+    pub password_hash: Option<String>,
+    pub display_name: Option<String>,
+    pub home_server: Option<ServerId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub id: GroupId,
+    pub display_name: String,
+    /// Sorted by id.
+    pub members: Vec<UserId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContactRecord {
+    pub contact: UserId,
+    /// Contact-list group label, "" for none.
+    pub group: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationRecord {
+    pub id: ConversationId,
+    pub kind: ConversationKind,
+    pub name: String,
+    pub created_by: UserId,
+    pub created_ms: TimestampMs,
+    /// Sequence number of the newest message, 0 when empty.
+    pub last_seq: u64,
+    /// Sorted by id.
+    pub members: Vec<UserId>,
+}
+
+/// A message to store; the store assigns `seq`.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub conversation: ConversationId,
+    /// UUIDv7 made by the caller.
+    pub id: String,
+    pub sender: UserId,
+    pub body: String,
+    pub sent_ms: TimestampMs,
+    /// When set, a second message with the same (conversation, sender, client_id) is not
+    /// stored again: the first one is returned instead.
+    pub client_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LicenseRecord {
+    pub kind: String,
+    pub capacity: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerRecord {
+    pub id: ServerId,
+    pub url: String,
+    pub registered_ms: TimestampMs,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaServerRecord {
+    pub id: MediaServerId,
+    pub control_url: String,
+    pub added_ms: TimestampMs,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub at_ms: TimestampMs,
+    pub actor: UserId,
+    pub action: String,
+    pub detail: String,
+}
+
+/// Where a page of history starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryPage {
+    /// The newest `limit` messages.
+    Latest,
+    /// The `limit` messages right before `seq` (exclusive).
+    Before(u64),
+    /// The `limit` messages right after `seq` (exclusive).
+    After(u64),
+}
+
+/// The durable store. Cheap to clone behind `Arc<dyn Store>`; every method is one short
+/// transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Round trip to the database, for readiness checks and latency metrics.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ---- users ----
+    /// `Conflict` when the id exists.
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()>;
+    async fn get_user(&self, id: &UserId) -> StoreResult<Option<UserRecord>>;
+    /// Sorted by id.
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
+    /// Users whose id or display name contains `text` (case-insensitive), sorted by id.
+    async fn search_users(&self, text: &str, limit: u32) -> StoreResult<Vec<UserRecord>>;
+    /// `NotFound` when the user does not exist. Returns the user after the change.
+    async fn update_user(&self, id: &UserId, update: &UserUpdate) -> StoreResult<UserRecord>;
+    /// Removes the user with their contacts, delegations and memberships (messages stay).
+    async fn delete_user(&self, id: &UserId) -> StoreResult<()>;
+
+    // ---- groups ----
+    /// Creates the group and its (empty) group conversation `g:<id>`. `Conflict` if it exists.
+    async fn create_group(
+        &self,
+        id: &GroupId,
+        display_name: &str,
+        created_by: &UserId,
+        now: TimestampMs,
+    ) -> StoreResult<()>;
+    async fn get_group(&self, id: &GroupId) -> StoreResult<Option<GroupRecord>>;
+    async fn list_groups(&self) -> StoreResult<Vec<GroupRecord>>;
+    /// Adds the user to the group and to its conversation; adding twice is not an error.
+    async fn add_group_member(&self, group: &GroupId, user: &UserId) -> StoreResult<()>;
+    async fn remove_group_member(&self, group: &GroupId, user: &UserId) -> StoreResult<()>;
+    /// Users who share at least one group with `user`, without `user`, sorted, no repeats.
+    async fn group_mates(&self, user: &UserId) -> StoreResult<Vec<UserId>>;
+
+    // ---- contacts and delegation ----
+    /// Adds or re-files a contact. `NotFound` if the contact user does not exist.
+    async fn put_contact(&self, owner: &UserId, contact: &UserId, group: &str) -> StoreResult<()>;
+    async fn delete_contact(&self, owner: &UserId, contact: &UserId) -> StoreResult<()>;
+    /// Sorted by contact id.
+    async fn contacts(&self, owner: &UserId) -> StoreResult<Vec<ContactRecord>>;
+    /// Users who have `user` in their contact list, sorted.
+    async fn contact_owners(&self, user: &UserId) -> StoreResult<Vec<UserId>>;
+    async fn put_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<()>;
+    async fn delete_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<()>;
+    async fn is_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<bool>;
+
+    // ---- conversations and messages ----
+    /// Creates the conversation with its members, or does nothing if the id exists.
+    /// Each member gets a chat journal entry (`JournalKind::Chat`, outgoing for the creator).
+    async fn ensure_conversation(&self, conversation: &ConversationRecord) -> StoreResult<()>;
+    async fn get_conversation(
+        &self,
+        id: &ConversationId,
+    ) -> StoreResult<Option<ConversationRecord>>;
+    async fn add_conversation_member(
+        &self,
+        id: &ConversationId,
+        user: &UserId,
+        now: TimestampMs,
+    ) -> StoreResult<()>;
+    /// The user's conversations with their read marker, unread count and newest message,
+    /// newest activity first.
+    async fn conversations_of(&self, user: &UserId) -> StoreResult<Vec<ConversationSummary>>;
+    /// Stores a batch in one transaction. Each message gets the next `seq` of its
+    /// conversation; the sender's read marker moves to it; the chat journal entries of the
+    /// conversation's members count it. One result per input, in order: a message to an
+    /// unknown conversation or from a non-member fails alone (`NotFound`), the others are
+    /// stored.
+    async fn append_messages(
+        &self,
+        batch: &[NewMessage],
+    ) -> StoreResult<Vec<StoreResult<ChatMessage>>>;
+    /// Ascending by seq.
+    async fn messages(
+        &self,
+        id: &ConversationId,
+        page: HistoryPage,
+        limit: u32,
+    ) -> StoreResult<Vec<ChatMessage>>;
+    /// Moves the read marker to `min(seq, last_seq)` unless it is already further.
+    /// Returns the marker after the call. `NotFound` if the user is not a member.
+    async fn mark_read(&self, id: &ConversationId, user: &UserId, seq: u64) -> StoreResult<u64>;
+
+    // ---- journal ----
+    async fn add_journal(&self, entry: &JournalEntry) -> StoreResult<()>;
+    /// Newest first (by `started_ms`, then by last change).
+    async fn journal(&self, user: &UserId, limit: u32) -> StoreResult<Vec<JournalEntry>>;
+
+    // ---- licenses, servers, media servers, audit ----
+    async fn set_license(&self, kind: &str, capacity: u32) -> StoreResult<()>;
+    async fn licenses(&self) -> StoreResult<Vec<LicenseRecord>>;
+    /// Inserts or updates the server's URL.
+    async fn register_server(&self, server: &ServerRecord) -> StoreResult<()>;
+    async fn list_servers(&self) -> StoreResult<Vec<ServerRecord>>;
+    /// `Conflict` if the id exists.
+    async fn add_media_server(&self, media: &MediaServerRecord) -> StoreResult<()>;
+    async fn remove_media_server(&self, id: &MediaServerId) -> StoreResult<()>;
+    async fn list_media_servers(&self) -> StoreResult<Vec<MediaServerRecord>>;
+    async fn audit(&self, record: &AuditRecord) -> StoreResult<()>;
+    /// Newest first.
+    async fn audit_log(&self, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+}

@@ -1,0 +1,1744 @@
+//! `Store` over sqlx, one implementation for SQLite and PostgreSQL.
+//!
+//! Every query goes through sqlx's `Any` driver and is written in the SQL both databases
+//! understand: `$n` placeholders, plain `INSERT`/`UPDATE`/`DELETE`, `UPDATE ... RETURNING`
+//! (SQLite ≥ 3.35), no dialect-specific upserts (an upsert is `UPDATE`, then `INSERT` when
+//! no row changed, in one transaction), integers and booleans as `BIGINT`. Only the schema
+//! differs, in `migrations/sqlite` and `migrations/postgres` (same version numbers).
+//!
+//! Invariants that the code below keeps:
+//! - **Sequence numbers.** Every writer of a conversation's messages first locks the
+//!   conversation row (`UPDATE conversations SET last_seq = last_seq ... RETURNING`), so seqs
+//!   are handed out one writer at a time, gap-free; the primary key `(conversation_id, seq)`
+//!   backs this up. Batches lock their conversations in id order, so two batches cannot
+//!   deadlock.
+//! - **Client-id dedup** is checked after that lock, so a resend racing its original finds it
+//!   instead of tripping the unique index `messages_client_id`.
+//! - **SQLite writes** all go through one connection (`write` pool of size 1, `BEGIN
+//!   IMMEDIATE`): writers queue in the pool instead of failing with `SQLITE_BUSY`, while reads
+//!   use other connections beside them (WAL).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Connection, Row, Transaction};
+
+use super::{
+    AuditRecord, ContactRecord, ConversationRecord, GroupRecord, HistoryPage, LicenseRecord,
+    MediaServerRecord, NewMessage, ServerRecord, Store, StoreError, StoreResult, UserRecord,
+    UserUpdate,
+};
+use shared::api::{
+    CallResult, ChatMessage, ConversationKind, ConversationSummary, Direction, JournalEntry,
+    JournalKind,
+};
+use shared::{ConversationId, GroupId, MediaServerId, ServerId, TimestampMs, UserId};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Messages per multi-row `INSERT` (6 parameters each, far below both databases' limits).
+const INSERT_CHUNK: usize = 100;
+/// Values per `IN (...)` list.
+const IN_CHUNK: usize = 200;
+/// Length of a chat journal entry's `summary`, in characters.
+const SUMMARY_CHARS: usize = 80;
+/// How long a caller waits for a pooled connection before the database counts as unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The SQL store. Cloning shares the pools.
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    /// Connections for transactions that write. SQLite: exactly one connection, so writers
+    /// queue here instead of meeting `SQLITE_BUSY`; PostgreSQL: the same pool as `read`.
+    write: AnyPool,
+    /// Connections for plain reads (SQLite: several, which WAL lets run beside the writer).
+    read: AnyPool,
+    backend: Backend,
+}
+
+impl SqlStore {
+    /// Connects, brings the schema up to date, and returns a ready store.
+    ///
+    /// `url` is `sqlite:PATH` (also `sqlite://PATH`; the file and its directory are created
+    /// when missing; `sqlite::memory:` for a throw-away database) or `postgres://...`.
+    pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("sqlite:") {
+            Self::connect_sqlite(url).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::connect_postgres(url).await
+        } else {
+            Err(StoreError::Backend(format!(
+                "unsupported database URL '{}': use sqlite:PATH or postgres://...",
+                mask_password(url)
+            )))
+        }
+    }
+
+    async fn connect_sqlite(url: &str) -> Result<SqlStore, StoreError> {
+        let rest = url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:");
+        let (path, params) = match rest.split_once('?') {
+            Some((path, params)) => (path, Some(params)),
+            None => (rest, None),
+        };
+        let in_memory = path == ":memory:" || params.is_some_and(|p| p.contains("mode=memory"));
+        let url = if in_memory || params.is_some_and(|p| p.contains("mode=")) {
+            url.to_string()
+        } else {
+            if let Some(parent) = std::path::Path::new(path).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+            match params {
+                Some(params) => format!("sqlite:{path}?{params}&mode=rwc"),
+                None => format!("sqlite:{path}?mode=rwc"),
+            }
+        };
+
+        let options = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .min_connections(if in_memory { 1 } else { 0 })
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .max_lifetime(None)
+                .idle_timeout(None)
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        // WAL makes NORMAL safe against corruption; only the newest commits
+                        // can be lost on power failure, never on a process crash.
+                        sqlx::raw_sql("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+        };
+
+        if in_memory {
+            // Every connection to `:memory:` would be a database of its own: one connection.
+            let pool = options(1).connect(&url).await.map_err(map_error)?;
+            SQLITE_MIGRATIONS
+                .run(&pool)
+                .await
+                .map_err(map_migrate_error)?;
+            return Ok(SqlStore {
+                write: pool.clone(),
+                read: pool,
+                backend: Backend::Sqlite,
+            });
+        }
+
+        // WAL is a property of the file: set it once, before the pools open.
+        let mut setup = AnyConnection::connect(&url).await.map_err(map_error)?;
+        sqlx::raw_sql("PRAGMA journal_mode = WAL")
+            .execute(&mut setup)
+            .await
+            .map_err(map_error)?;
+        SQLITE_MIGRATIONS
+            .run(&mut setup)
+            .await
+            .map_err(map_migrate_error)?;
+        setup.close().await.map_err(map_error)?;
+
+        let write = options(1).connect(&url).await.map_err(map_error)?;
+        let read = options(4).connect(&url).await.map_err(map_error)?;
+        Ok(SqlStore {
+            write,
+            read,
+            backend: Backend::Sqlite,
+        })
+    }
+
+    async fn connect_postgres(url: &str) -> Result<SqlStore, StoreError> {
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await
+            .map_err(map_error)?;
+        // sqlx serializes concurrent migrators (several UCServers starting at once) with an
+        // advisory lock.
+        POSTGRES_MIGRATIONS
+            .run(&pool)
+            .await
+            .map_err(map_migrate_error)?;
+        Ok(SqlStore {
+            write: pool.clone(),
+            read: pool,
+            backend: Backend::Postgres,
+        })
+    }
+
+    /// Closes every connection; later calls fail with `Unavailable`.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so a read inside it can never need an upgrade that fails.
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Any>> {
+        match self.backend {
+            Backend::Sqlite => self
+                .write
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(map_error),
+            Backend::Postgres => self.write.begin().await.map_err(map_error),
+        }
+    }
+
+    /// `UPDATE` then, when no row matched, `INSERT`, in one transaction. On PostgreSQL two
+    /// callers can both find no row and both insert; the loser retries once and updates.
+    async fn upsert(
+        &self,
+        update: &'static str,
+        update_args: &[Arg],
+        insert: &'static str,
+        insert_args: &[Arg],
+    ) -> StoreResult<()> {
+        let mut attempt = 0;
+        loop {
+            let result: StoreResult<()> = async {
+                let mut tx = self.begin_write().await?;
+                let changed = bind(sqlx::query(update), update_args)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_error)?
+                    .rows_affected();
+                if changed == 0 {
+                    bind(sqlx::query(insert), insert_args)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_error)?;
+                }
+                tx.commit().await.map_err(map_error)
+            }
+            .await;
+            match result {
+                Err(StoreError::Conflict(_)) if attempt == 0 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// errors and values
+
+/// Turns a sqlx error into a `StoreError`: connection trouble is `Unavailable`, a unique
+/// violation `Conflict`, a foreign key violation `NotFound`.
+fn map_error(err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => StoreError::Unavailable(err.to_string()),
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            if db.is_unique_violation() {
+                StoreError::Conflict("a record with the same key".to_string())
+            } else if db.is_foreign_key_violation() {
+                StoreError::NotFound("a record this one refers to".to_string())
+            } else if code.starts_with("08") || code.starts_with("57P") || code == "53300" {
+                // connection exceptions, admin/crash shutdown, too many connections
+                StoreError::Unavailable(db.message().to_string())
+            } else {
+                StoreError::Backend(err.to_string())
+            }
+        }
+        _ => StoreError::Backend(err.to_string()),
+    }
+}
+
+/// `map_error`, naming the thing that already exists on a unique violation.
+fn map_conflict(err: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    match map_error(err) {
+        StoreError::Conflict(_) => StoreError::Conflict(what()),
+        other => other,
+    }
+}
+
+fn map_migrate_error(err: sqlx::migrate::MigrateError) -> StoreError {
+    match err {
+        sqlx::migrate::MigrateError::Execute(inner) => map_error(inner),
+        other => StoreError::Backend(format!("migration failed: {other}")),
+    }
+}
+
+fn mask_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A value bound to a placeholder, for helpers that take their arguments as a slice.
+#[derive(Clone, Debug)]
+enum Arg {
+    Text(String),
+    Int(i64),
+    OptText(Option<String>),
+    OptInt(Option<i64>),
+}
+
+fn bind<'q>(
+    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    args: &[Arg],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    for arg in args {
+        query = match arg {
+            Arg::Text(v) => query.bind(v.clone()),
+            Arg::Int(v) => query.bind(*v),
+            Arg::OptText(v) => query.bind(v.clone()),
+            Arg::OptInt(v) => query.bind(*v),
+        };
+    }
+    query
+}
+
+/// `$from, $from+1, ...` for `count` values.
+fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn seq_to_db(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn seq_from_db(seq: i64) -> u64 {
+    u64::try_from(seq).unwrap_or(0)
+}
+
+fn decode<T>(row: &AnyRow, column: &str) -> StoreResult<T>
+where
+    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get(column).map_err(map_error)
+}
+
+fn kind_to_db(kind: ConversationKind) -> &'static str {
+    match kind {
+        ConversationKind::Direct => "direct",
+        ConversationKind::Group => "group",
+    }
+}
+
+fn kind_from_db(kind: &str) -> StoreResult<ConversationKind> {
+    match kind {
+        "direct" => Ok(ConversationKind::Direct),
+        "group" => Ok(ConversationKind::Group),
+        other => Err(StoreError::Backend(format!(
+            "unknown conversation kind '{other}' in database"
+        ))),
+    }
+}
+
+fn journal_kind_to_db(kind: JournalKind) -> &'static str {
+    match kind {
+        JournalKind::Chat => "chat",
+        JournalKind::Call => "call",
+    }
+}
+
+fn journal_kind_from_db(kind: &str) -> StoreResult<JournalKind> {
+    match kind {
+        "chat" => Ok(JournalKind::Chat),
+        "call" => Ok(JournalKind::Call),
+        other => Err(StoreError::Backend(format!(
+            "unknown journal kind '{other}' in database"
+        ))),
+    }
+}
+
+fn direction_to_db(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Incoming => "incoming",
+        Direction::Outgoing => "outgoing",
+    }
+}
+
+fn direction_from_db(direction: &str) -> StoreResult<Direction> {
+    match direction {
+        "incoming" => Ok(Direction::Incoming),
+        "outgoing" => Ok(Direction::Outgoing),
+        other => Err(StoreError::Backend(format!(
+            "unknown journal direction '{other}' in database"
+        ))),
+    }
+}
+
+const CALL_RESULTS: [(CallResult, &str); 7] = [
+    (CallResult::Answered, "answered"),
+    (CallResult::Missed, "missed"),
+    (CallResult::Rejected, "rejected"),
+    (CallResult::Busy, "busy"),
+    (CallResult::Forwarded, "forwarded"),
+    (CallResult::PickedUp, "picked_up"),
+    (CallResult::Failed, "failed"),
+];
+
+fn result_to_db(result: CallResult) -> &'static str {
+    CALL_RESULTS
+        .iter()
+        .find(|(r, _)| *r == result)
+        .map(|(_, s)| *s)
+        .unwrap_or("failed")
+}
+
+fn result_from_db(result: &str) -> StoreResult<CallResult> {
+    CALL_RESULTS
+        .iter()
+        .find(|(_, s)| *s == result)
+        .map(|(r, _)| *r)
+        .ok_or_else(|| StoreError::Backend(format!("unknown call result '{result}' in database")))
+}
+
+/// The first `SUMMARY_CHARS` characters of a message body.
+fn summary_of(body: &str) -> String {
+    body.chars().take(SUMMARY_CHARS).collect()
+}
+
+/// The id of `user`'s chat journal entry for a conversation: one entry per (member,
+/// conversation), so the id is derived from both and joining twice finds it.
+fn chat_journal_id(user: &str, conversation: &str) -> String {
+    format!("chat:{user}:{conversation}")
+}
+
+const USER_COLUMNS: &str = "id, password_hash, display_name, home_server, admin, created_ms";
+
+fn user_from_row(row: &AnyRow) -> StoreResult<UserRecord> {
+    Ok(UserRecord {
+        id: UserId(decode(row, "id")?),
+        password_hash: decode(row, "password_hash")?,
+        display_name: decode(row, "display_name")?,
+        home_server: ServerId(decode(row, "home_server")?),
+        admin: decode::<i64>(row, "admin")? != 0,
+        created_ms: decode(row, "created_ms")?,
+    })
+}
+
+const MESSAGE_COLUMNS: &str = "seq, id, sender, body, sent_ms, client_id";
+
+fn message_from_row(conversation: &ConversationId, row: &AnyRow) -> StoreResult<ChatMessage> {
+    Ok(ChatMessage {
+        conversation: conversation.clone(),
+        seq: seq_from_db(decode(row, "seq")?),
+        id: decode(row, "id")?,
+        sender: UserId(decode(row, "sender")?),
+        body: decode(row, "body")?,
+        sent_ms: decode(row, "sent_ms")?,
+        client_id: decode(row, "client_id")?,
+    })
+}
+
+const JOURNAL_COLUMNS: &str = "id, user_id, kind, direction, party, conversation_id, started_ms, \
+     answered_ms, ended_ms, result, messages, summary";
+
+fn journal_from_row(row: &AnyRow) -> StoreResult<JournalEntry> {
+    Ok(JournalEntry {
+        id: decode(row, "id")?,
+        user: UserId(decode(row, "user_id")?),
+        kind: journal_kind_from_db(&decode::<String>(row, "kind")?)?,
+        direction: direction_from_db(&decode::<String>(row, "direction")?)?,
+        party: decode(row, "party")?,
+        conversation: decode::<Option<String>>(row, "conversation_id")?.map(ConversationId),
+        started_ms: decode(row, "started_ms")?,
+        answered_ms: decode(row, "answered_ms")?,
+        ended_ms: decode(row, "ended_ms")?,
+        result: decode::<Option<String>>(row, "result")?
+            .map(|r| result_from_db(&r))
+            .transpose()?,
+        messages: seq_from_db(decode(row, "messages")?),
+        summary: decode(row, "summary")?,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// helpers that run inside a caller's transaction
+
+/// Users among `ids` that do not exist, sorted.
+async fn missing_users(conn: &mut AnyConnection, ids: &[&str]) -> StoreResult<Vec<String>> {
+    let wanted: BTreeSet<&str> = ids.iter().copied().collect();
+    let wanted: Vec<&str> = wanted.into_iter().collect();
+    let mut found = HashSet::new();
+    for chunk in wanted.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT id FROM users WHERE id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == 1);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(map_error)? {
+            found.insert(decode::<String>(&row, "id")?);
+        }
+    }
+    Ok(wanted
+        .into_iter()
+        .filter(|id| !found.contains(*id))
+        .map(str::to_string)
+        .collect())
+}
+
+async fn require_users(conn: &mut AnyConnection, ids: &[&str]) -> StoreResult<()> {
+    match missing_users(conn, ids).await?.first() {
+        Some(missing) => Err(StoreError::NotFound(format!("user {missing}"))),
+        None => Ok(()),
+    }
+}
+
+/// A conversation row, locked for the rest of the transaction (see the module doc).
+struct LockedConversation {
+    kind: ConversationKind,
+    name: String,
+    created_by: String,
+    created_ms: TimestampMs,
+    last_seq: i64,
+}
+
+async fn lock_conversation(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> StoreResult<Option<LockedConversation>> {
+    let row = sqlx::query(
+        "UPDATE conversations SET last_seq = last_seq WHERE id = $1 \
+         RETURNING kind, name, created_by, created_ms, last_seq",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(LockedConversation {
+        kind: kind_from_db(&decode::<String>(&row, "kind")?)?,
+        name: decode(&row, "name")?,
+        created_by: decode(&row, "created_by")?,
+        created_ms: decode(&row, "created_ms")?,
+        last_seq: decode(&row, "last_seq")?,
+    }))
+}
+
+/// Who `user` talks to in a conversation: the other member of a 1:1, else its name.
+fn journal_party(
+    id: &str,
+    kind: ConversationKind,
+    name: &str,
+    user: &str,
+    members: &[&str],
+) -> String {
+    if kind == ConversationKind::Direct {
+        if let Some((a, b)) = ConversationId(id.to_string()).direct_members() {
+            if a.as_str() == user {
+                return b.0;
+            }
+            if b.as_str() == user {
+                return a.0;
+            }
+        }
+        if let Some(other) = members.iter().find(|m| **m != user) {
+            return other.to_string();
+        }
+    }
+    name.to_string()
+}
+
+/// Makes `user` a member of a locked conversation with its chat journal entry; a member
+/// stays as they are. A member who joins later starts with the read marker at `last_seq`
+/// (nothing unread) and a journal entry that counts the messages from then on.
+async fn join_conversation(
+    conn: &mut AnyConnection,
+    id: &str,
+    conversation: &LockedConversation,
+    user: &str,
+    started_ms: TimestampMs,
+    party: &str,
+) -> StoreResult<()> {
+    let member = sqlx::query(
+        "SELECT 1 AS one FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
+    )
+    .bind(id)
+    .bind(user)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    if member.is_none() {
+        sqlx::query("INSERT INTO conversation_members (conversation_id, user_id, last_read_seq) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(user)
+            .bind(conversation.last_seq)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| map_conflict(e, || format!("member {user} of {id}")))?;
+    }
+    let journal_id = chat_journal_id(user, id);
+    let entry = sqlx::query("SELECT 1 AS one FROM journal WHERE id = $1")
+        .bind(&journal_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_error)?;
+    if entry.is_none() {
+        let direction = if conversation.created_by == user {
+            Direction::Outgoing
+        } else {
+            Direction::Incoming
+        };
+        sqlx::query(
+            "INSERT INTO journal (id, user_id, kind, direction, party, conversation_id, started_ms, \
+             answered_ms, ended_ms, result, messages, summary, changed_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, NULL, 0, NULL, $7)",
+        )
+        .bind(&journal_id)
+        .bind(user)
+        .bind(journal_kind_to_db(JournalKind::Chat))
+        .bind(direction_to_db(direction))
+        .bind(party)
+        .bind(id)
+        .bind(started_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| map_conflict(e, || format!("journal entry {journal_id}")))?;
+    }
+    Ok(())
+}
+
+/// Members of a conversation, sorted.
+async fn members_of_conversation(conn: &mut AnyConnection, id: &str) -> StoreResult<Vec<UserId>> {
+    let rows = sqlx::query(
+        "SELECT user_id FROM conversation_members WHERE conversation_id = $1 ORDER BY user_id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    rows.iter()
+        .map(|row| Ok(UserId(decode(row, "user_id")?)))
+        .collect()
+}
+
+/// Stores the messages `indexes` of `batch`, all for conversation `id`, writing each one's
+/// outcome into `results`.
+async fn append_to_conversation(
+    conn: &mut AnyConnection,
+    id: &str,
+    batch: &[NewMessage],
+    indexes: &[usize],
+    results: &mut [Option<StoreResult<ChatMessage>>],
+) -> StoreResult<()> {
+    let Some(conversation) = lock_conversation(conn, id).await? else {
+        for &i in indexes {
+            results[i] = Some(Err(StoreError::NotFound(format!("conversation {id}"))));
+        }
+        return Ok(());
+    };
+
+    // Which senders are members.
+    let senders: Vec<&str> = indexes
+        .iter()
+        .map(|&i| batch[i].sender.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut members: HashSet<String> = HashSet::new();
+    for chunk in senders.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT user_id FROM conversation_members WHERE conversation_id = $1 AND user_id IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .persistent(chunk.len() == 1)
+            .bind(id);
+        for sender in chunk {
+            query = query.bind(*sender);
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(map_error)? {
+            members.insert(decode(&row, "user_id")?);
+        }
+    }
+
+    // Messages already stored under the batch's client ids (a resend finds its original).
+    let conversation_id = ConversationId(id.to_string());
+    let client_ids: Vec<&str> = indexes
+        .iter()
+        .filter(|&&i| members.contains(batch[i].sender.as_str()))
+        .filter_map(|&i| batch[i].client_id.as_deref())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut by_client_id: HashMap<(String, String), ChatMessage> = HashMap::new();
+    for chunk in client_ids.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND client_id IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .persistent(chunk.len() == 1)
+            .bind(id);
+        for client_id in chunk {
+            query = query.bind(*client_id);
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(map_error)? {
+            let message = message_from_row(&conversation_id, &row)?;
+            let key = (
+                message.sender.0.clone(),
+                message.client_id.clone().unwrap_or_default(),
+            );
+            by_client_id.insert(key, message);
+        }
+    }
+
+    // Seqs, in batch order.
+    let mut last_seq = conversation.last_seq;
+    // Stored by this call, ascending seq.
+    let mut new: Vec<ChatMessage> = Vec::new();
+    for &i in indexes {
+        let message = &batch[i];
+        if !members.contains(message.sender.as_str()) {
+            results[i] = Some(Err(StoreError::NotFound(format!(
+                "member {} of conversation {id}",
+                message.sender
+            ))));
+            continue;
+        }
+        if let Some(client_id) = &message.client_id
+            && let Some(original) = by_client_id.get(&(message.sender.0.clone(), client_id.clone()))
+        {
+            results[i] = Some(Ok(original.clone()));
+            continue;
+        }
+        last_seq += 1;
+        let stored = ChatMessage {
+            conversation: conversation_id.clone(),
+            seq: seq_from_db(last_seq),
+            id: message.id.clone(),
+            sender: message.sender.clone(),
+            body: message.body.clone(),
+            sent_ms: message.sent_ms,
+            client_id: message.client_id.clone(),
+        };
+        if let Some(client_id) = &message.client_id {
+            by_client_id.insert(
+                (message.sender.0.clone(), client_id.clone()),
+                stored.clone(),
+            );
+        }
+        new.push(stored.clone());
+        results[i] = Some(Ok(stored));
+    }
+    let Some(newest) = new.last() else {
+        return Ok(());
+    };
+
+    for chunk in new.chunks(INSERT_CHUNK) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| format!("($1, {})", placeholders(2 + r * 6, 6)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO messages (conversation_id, seq, id, sender, body, sent_ms, client_id) VALUES {}",
+            rows.join(", ")
+        );
+        let persistent = chunk.len() == 1 || chunk.len() == INSERT_CHUNK;
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .persistent(persistent)
+            .bind(id);
+        for message in chunk {
+            query = query
+                .bind(seq_to_db(message.seq))
+                .bind(message.id.as_str())
+                .bind(message.sender.as_str())
+                .bind(message.body.as_str())
+                .bind(message.sent_ms)
+                .bind(message.client_id.as_deref());
+        }
+        query
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| map_conflict(e, || format!("a message in {id}")))?;
+    }
+
+    sqlx::query("UPDATE conversations SET last_seq = $2, last_activity_ms = $3 WHERE id = $1")
+        .bind(id)
+        .bind(last_seq)
+        .bind(newest.sent_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_error)?;
+
+    // Each sender has read up to their own newest message.
+    let mut read_up_to: BTreeMap<&str, u64> = BTreeMap::new();
+    for message in &new {
+        read_up_to.insert(message.sender.as_str(), message.seq);
+    }
+    for (sender, seq) in read_up_to {
+        sqlx::query(
+            "UPDATE conversation_members SET last_read_seq = $3 \
+             WHERE conversation_id = $1 AND user_id = $2 AND last_read_seq < $3",
+        )
+        .bind(id)
+        .bind(sender)
+        .bind(seq_to_db(seq))
+        .execute(&mut *conn)
+        .await
+        .map_err(map_error)?;
+    }
+
+    // One statement for the journal entries of all members.
+    sqlx::query(
+        "UPDATE journal SET ended_ms = $2, changed_ms = $2, messages = messages + $3, summary = $4 \
+         WHERE conversation_id = $1 AND kind = 'chat' \
+         AND user_id IN (SELECT user_id FROM conversation_members WHERE conversation_id = $1)",
+    )
+    .bind(id)
+    .bind(newest.sent_ms)
+    .bind(new.len() as i64)
+    .bind(summary_of(&newest.body))
+    .execute(&mut *conn)
+    .await
+    .map_err(map_error)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1 AS one")
+            .fetch_one(&self.read)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    // ---- users ----
+
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (id, password_hash, display_name, home_server, admin, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(user.id.as_str())
+        .bind(user.password_hash.as_str())
+        .bind(user.display_name.as_str())
+        .bind(user.home_server.as_str())
+        .bind(i64::from(user.admin))
+        .bind(user.created_ms)
+        .execute(&self.write)
+        .await
+        .map_err(|e| map_conflict(e, || format!("user {}", user.id)))?;
+        Ok(())
+    }
+
+    async fn get_user(&self, id: &UserId) -> StoreResult<Option<UserRecord>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_error)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.read)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn search_users(&self, text: &str, limit: u32) -> StoreResult<Vec<UserRecord>> {
+        let mut pattern = String::from("%");
+        for c in text.to_lowercase().chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users \
+             WHERE LOWER(id) LIKE $1 ESCAPE '\\' OR LOWER(display_name) LIKE $1 ESCAPE '\\' \
+             ORDER BY id LIMIT $2"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(pattern)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn update_user(&self, id: &UserId, update: &UserUpdate) -> StoreResult<UserRecord> {
+        let mut tx = self.begin_write().await?;
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound(format!("user {id}")));
+        };
+        let mut user = user_from_row(&row)?;
+        if let Some(hash) = &update.password_hash {
+            user.password_hash = hash.clone();
+        }
+        if let Some(name) = &update.display_name {
+            user.display_name = name.clone();
+        }
+        if let Some(home) = &update.home_server {
+            user.home_server = home.clone();
+        }
+        sqlx::query("UPDATE users SET password_hash = $2, display_name = $3, home_server = $4 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(user.password_hash.as_str())
+            .bind(user.display_name.as_str())
+            .bind(user.home_server.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(user)
+    }
+
+    async fn delete_user(&self, id: &UserId) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        for sql in [
+            "DELETE FROM contacts WHERE owner_id = $1 OR contact_id = $1",
+            "DELETE FROM delegates WHERE owner_id = $1 OR delegate_id = $1",
+            "DELETE FROM group_members WHERE user_id = $1",
+            "DELETE FROM conversation_members WHERE user_id = $1",
+            "DELETE FROM journal WHERE user_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_error)?;
+        }
+        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound(format!("user {id}")));
+        }
+        tx.commit().await.map_err(map_error)
+    }
+
+    // ---- groups ----
+
+    async fn create_group(
+        &self,
+        id: &GroupId,
+        display_name: &str,
+        created_by: &UserId,
+        now: TimestampMs,
+    ) -> StoreResult<()> {
+        let conversation = ConversationId::group(id);
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO user_groups (id, display_name, created_by, created_ms) VALUES ($1, $2, $3, $4)")
+            .bind(id.as_str())
+            .bind(display_name)
+            .bind(created_by.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_conflict(e, || format!("group {id}")))?;
+        sqlx::query(
+            "INSERT INTO conversations (id, kind, name, created_by, created_ms, last_seq, last_activity_ms) \
+             VALUES ($1, $2, $3, $4, $5, 0, $5)",
+        )
+        .bind(conversation.as_str())
+        .bind(kind_to_db(ConversationKind::Group))
+        .bind(display_name)
+        .bind(created_by.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_conflict(e, || format!("conversation {conversation}")))?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn get_group(&self, id: &GroupId) -> StoreResult<Option<GroupRecord>> {
+        let mut conn = self.read.acquire().await.map_err(map_error)?;
+        let row = sqlx::query("SELECT id, display_name FROM user_groups WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let members =
+            sqlx::query("SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id")
+                .bind(id.as_str())
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(map_error)?
+                .iter()
+                .map(|row| Ok(UserId(decode(row, "user_id")?)))
+                .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Some(GroupRecord {
+            id: GroupId(decode(&row, "id")?),
+            display_name: decode(&row, "display_name")?,
+            members,
+        }))
+    }
+
+    async fn list_groups(&self) -> StoreResult<Vec<GroupRecord>> {
+        let mut conn = self.read.acquire().await.map_err(map_error)?;
+        let groups = sqlx::query("SELECT id, display_name FROM user_groups ORDER BY id")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_error)?;
+        let mut members: HashMap<String, Vec<UserId>> = HashMap::new();
+        for row in
+            sqlx::query("SELECT group_id, user_id FROM group_members ORDER BY group_id, user_id")
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(map_error)?
+        {
+            members
+                .entry(decode(&row, "group_id")?)
+                .or_default()
+                .push(UserId(decode(&row, "user_id")?));
+        }
+        groups
+            .iter()
+            .map(|row| {
+                let id: String = decode(row, "id")?;
+                Ok(GroupRecord {
+                    members: members.remove(&id).unwrap_or_default(),
+                    id: GroupId(id),
+                    display_name: decode(row, "display_name")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_group_member(&self, group: &GroupId, user: &UserId) -> StoreResult<()> {
+        let conversation_id = ConversationId::group(group);
+        let mut tx = self.begin_write().await?;
+        // Locking the group conversation first also serializes concurrent adds of the group.
+        let conversation = lock_conversation(&mut tx, conversation_id.as_str()).await?;
+        let exists = sqlx::query("SELECT 1 AS one FROM user_groups WHERE id = $1")
+            .bind(group.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(format!("group {group}")));
+        }
+        require_users(&mut tx, &[user.as_str()]).await?;
+        let member =
+            sqlx::query("SELECT 1 AS one FROM group_members WHERE group_id = $1 AND user_id = $2")
+                .bind(group.as_str())
+                .bind(user.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_error)?;
+        if member.is_none() {
+            sqlx::query("INSERT INTO group_members (group_id, user_id) VALUES ($1, $2)")
+                .bind(group.as_str())
+                .bind(user.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_conflict(e, || format!("member {user} of group {group}")))?;
+        }
+        let Some(conversation) = conversation else {
+            return Err(StoreError::NotFound(format!(
+                "conversation {conversation_id}"
+            )));
+        };
+        // No clock is passed in: the entry starts when the group chat did.
+        let started_ms = conversation.created_ms;
+        let party = conversation.name.clone();
+        join_conversation(
+            &mut tx,
+            conversation_id.as_str(),
+            &conversation,
+            user.as_str(),
+            started_ms,
+            &party,
+        )
+        .await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn remove_group_member(&self, group: &GroupId, user: &UserId) -> StoreResult<()> {
+        let conversation_id = ConversationId::group(group);
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
+            .bind(group.as_str())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        sqlx::query("DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2")
+            .bind(conversation_id.as_str())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn group_mates(&self, user: &UserId) -> StoreResult<Vec<UserId>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT other.user_id FROM group_members mine \
+             JOIN group_members other ON other.group_id = mine.group_id \
+             WHERE mine.user_id = $1 AND other.user_id <> $1 ORDER BY other.user_id",
+        )
+        .bind(user.as_str())
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| Ok(UserId(decode(row, "user_id")?)))
+            .collect()
+    }
+
+    // ---- contacts and delegation ----
+
+    async fn put_contact(&self, owner: &UserId, contact: &UserId, group: &str) -> StoreResult<()> {
+        {
+            let mut conn = self.read.acquire().await.map_err(map_error)?;
+            require_users(&mut conn, &[contact.as_str()]).await?;
+            require_users(&mut conn, &[owner.as_str()]).await?;
+        }
+        // A user deleted meanwhile trips the foreign key: `NotFound` too.
+        let args = [
+            Arg::Text(owner.0.clone()),
+            Arg::Text(contact.0.clone()),
+            Arg::Text(group.to_string()),
+        ];
+        self.upsert(
+            "UPDATE contacts SET label = $3 WHERE owner_id = $1 AND contact_id = $2",
+            &args,
+            "INSERT INTO contacts (owner_id, contact_id, label) VALUES ($1, $2, $3)",
+            &args,
+        )
+        .await
+    }
+
+    async fn delete_contact(&self, owner: &UserId, contact: &UserId) -> StoreResult<()> {
+        sqlx::query("DELETE FROM contacts WHERE owner_id = $1 AND contact_id = $2")
+            .bind(owner.as_str())
+            .bind(contact.as_str())
+            .execute(&self.write)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn contacts(&self, owner: &UserId) -> StoreResult<Vec<ContactRecord>> {
+        let rows = sqlx::query(
+            "SELECT contact_id, label FROM contacts WHERE owner_id = $1 ORDER BY contact_id",
+        )
+        .bind(owner.as_str())
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(ContactRecord {
+                    contact: UserId(decode(row, "contact_id")?),
+                    group: decode(row, "label")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn contact_owners(&self, user: &UserId) -> StoreResult<Vec<UserId>> {
+        let rows =
+            sqlx::query("SELECT owner_id FROM contacts WHERE contact_id = $1 ORDER BY owner_id")
+                .bind(user.as_str())
+                .fetch_all(&self.read)
+                .await
+                .map_err(map_error)?;
+        rows.iter()
+            .map(|row| Ok(UserId(decode(row, "owner_id")?)))
+            .collect()
+    }
+
+    async fn put_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        require_users(&mut tx, &[owner.as_str()]).await?;
+        require_users(&mut tx, &[delegate.as_str()]).await?;
+        let exists =
+            sqlx::query("SELECT 1 AS one FROM delegates WHERE owner_id = $1 AND delegate_id = $2")
+                .bind(owner.as_str())
+                .bind(delegate.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_error)?;
+        if exists.is_none() {
+            let inserted =
+                sqlx::query("INSERT INTO delegates (owner_id, delegate_id) VALUES ($1, $2)")
+                    .bind(owner.as_str())
+                    .bind(delegate.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_error);
+            match inserted {
+                // Someone else made the same delegation meanwhile: that is what was asked.
+                Err(StoreError::Conflict(_)) => return Ok(()),
+                other => {
+                    other?;
+                }
+            }
+        }
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn delete_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<()> {
+        sqlx::query("DELETE FROM delegates WHERE owner_id = $1 AND delegate_id = $2")
+            .bind(owner.as_str())
+            .bind(delegate.as_str())
+            .execute(&self.write)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn is_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<bool> {
+        let row =
+            sqlx::query("SELECT 1 AS one FROM delegates WHERE owner_id = $1 AND delegate_id = $2")
+                .bind(owner.as_str())
+                .bind(delegate.as_str())
+                .fetch_optional(&self.read)
+                .await
+                .map_err(map_error)?;
+        Ok(row.is_some())
+    }
+
+    // ---- conversations and messages ----
+
+    async fn ensure_conversation(&self, conversation: &ConversationRecord) -> StoreResult<()> {
+        let id = conversation.id.as_str();
+        let mut attempt = 0;
+        loop {
+            let result: StoreResult<()> = async {
+                let mut tx = self.begin_write().await?;
+                let exists = sqlx::query("SELECT 1 AS one FROM conversations WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_error)?;
+                if exists.is_some() {
+                    return Ok(());
+                }
+                let members: Vec<&str> =
+                    conversation.members.iter().map(UserId::as_str).collect::<BTreeSet<_>>().into_iter().collect();
+                require_users(&mut tx, &members).await?;
+                sqlx::query(
+                    "INSERT INTO conversations (id, kind, name, created_by, created_ms, last_seq, last_activity_ms) \
+                     VALUES ($1, $2, $3, $4, $5, 0, $5)",
+                )
+                .bind(id)
+                .bind(kind_to_db(conversation.kind))
+                .bind(conversation.name.as_str())
+                .bind(conversation.created_by.as_str())
+                .bind(conversation.created_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_conflict(e, || format!("conversation {id}")))?;
+                let locked = LockedConversation {
+                    kind: conversation.kind,
+                    name: conversation.name.clone(),
+                    created_by: conversation.created_by.0.clone(),
+                    created_ms: conversation.created_ms,
+                    last_seq: 0,
+                };
+                for member in &members {
+                    let party = journal_party(id, locked.kind, &locked.name, member, &members);
+                    join_conversation(&mut tx, id, &locked, member, conversation.created_ms, &party).await?;
+                }
+                tx.commit().await.map_err(map_error)
+            }
+            .await;
+            match result {
+                // Created by someone else meanwhile (PostgreSQL): the next round sees it.
+                Err(StoreError::Conflict(_)) if attempt == 0 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn get_conversation(
+        &self,
+        id: &ConversationId,
+    ) -> StoreResult<Option<ConversationRecord>> {
+        let mut conn = self.read.acquire().await.map_err(map_error)?;
+        let row = sqlx::query(
+            "SELECT kind, name, created_by, created_ms, last_seq FROM conversations WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let members = members_of_conversation(&mut conn, id.as_str()).await?;
+        Ok(Some(ConversationRecord {
+            id: id.clone(),
+            kind: kind_from_db(&decode::<String>(&row, "kind")?)?,
+            name: decode(&row, "name")?,
+            created_by: UserId(decode(&row, "created_by")?),
+            created_ms: decode(&row, "created_ms")?,
+            last_seq: seq_from_db(decode(&row, "last_seq")?),
+            members,
+        }))
+    }
+
+    async fn add_conversation_member(
+        &self,
+        id: &ConversationId,
+        user: &UserId,
+        now: TimestampMs,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let Some(conversation) = lock_conversation(&mut tx, id.as_str()).await? else {
+            return Err(StoreError::NotFound(format!("conversation {id}")));
+        };
+        require_users(&mut tx, &[user.as_str()]).await?;
+        let members = members_of_conversation(&mut tx, id.as_str()).await?;
+        let members: Vec<&str> = members.iter().map(UserId::as_str).collect();
+        let party = journal_party(
+            id.as_str(),
+            conversation.kind,
+            &conversation.name,
+            user.as_str(),
+            &members,
+        );
+        join_conversation(
+            &mut tx,
+            id.as_str(),
+            &conversation,
+            user.as_str(),
+            now,
+            &party,
+        )
+        .await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn conversations_of(&self, user: &UserId) -> StoreResult<Vec<ConversationSummary>> {
+        let mut conn = self.read.acquire().await.map_err(map_error)?;
+        let rows = sqlx::query(
+            "SELECT c.id AS conversation_id, c.kind, c.name, c.last_seq, m.last_read_seq, \
+                    msg.seq, msg.id, msg.sender, msg.body, msg.sent_ms, msg.client_id \
+             FROM conversation_members m \
+             JOIN conversations c ON c.id = m.conversation_id \
+             LEFT JOIN messages msg ON msg.conversation_id = c.id AND msg.seq = c.last_seq \
+             WHERE m.user_id = $1 \
+             ORDER BY c.last_activity_ms DESC, c.id",
+        )
+        .bind(user.as_str())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_error)?;
+        let mut members: HashMap<String, Vec<UserId>> = HashMap::new();
+        for row in sqlx::query(
+            "SELECT other.conversation_id, other.user_id FROM conversation_members mine \
+             JOIN conversation_members other ON other.conversation_id = mine.conversation_id \
+             WHERE mine.user_id = $1 ORDER BY other.conversation_id, other.user_id",
+        )
+        .bind(user.as_str())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_error)?
+        {
+            members
+                .entry(decode(&row, "conversation_id")?)
+                .or_default()
+                .push(UserId(decode(&row, "user_id")?));
+        }
+        rows.iter()
+            .map(|row| {
+                let id = ConversationId(decode(row, "conversation_id")?);
+                let last_seq = seq_from_db(decode(row, "last_seq")?);
+                let last_read_seq = seq_from_db(decode(row, "last_read_seq")?).min(last_seq);
+                let last_message = match decode::<Option<i64>>(row, "seq")? {
+                    Some(_) => Some(message_from_row(&id, row)?),
+                    None => None,
+                };
+                Ok(ConversationSummary {
+                    members: members.remove(id.as_str()).unwrap_or_default(),
+                    kind: kind_from_db(&decode::<String>(row, "kind")?)?,
+                    name: decode(row, "name")?,
+                    last_seq,
+                    last_read_seq,
+                    unread: last_seq - last_read_seq,
+                    last_message,
+                    id,
+                })
+            })
+            .collect()
+    }
+
+    async fn append_messages(
+        &self,
+        batch: &[NewMessage],
+    ) -> StoreResult<Vec<StoreResult<ChatMessage>>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Conversations in id order: the order in which their rows are locked.
+        let mut by_conversation: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, message) in batch.iter().enumerate() {
+            by_conversation
+                .entry(message.conversation.as_str())
+                .or_default()
+                .push(i);
+        }
+        let mut results: Vec<Option<StoreResult<ChatMessage>>> =
+            (0..batch.len()).map(|_| None).collect();
+        let mut tx = self.begin_write().await?;
+        for (id, indexes) in &by_conversation {
+            append_to_conversation(&mut tx, id, batch, indexes, &mut results).await?;
+        }
+        tx.commit().await.map_err(map_error)?;
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(StoreError::Backend("message was not handled".to_string())))
+            })
+            .collect())
+    }
+
+    async fn messages(
+        &self,
+        id: &ConversationId,
+        page: HistoryPage,
+        limit: u32,
+    ) -> StoreResult<Vec<ChatMessage>> {
+        let limit = i64::from(limit);
+        let query = match page {
+            HistoryPage::Latest => sqlx::query(
+                "SELECT seq, id, sender, body, sent_ms, client_id FROM messages \
+                 WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $2",
+            )
+            .bind(id.as_str())
+            .bind(limit),
+            HistoryPage::Before(seq) => sqlx::query(
+                "SELECT seq, id, sender, body, sent_ms, client_id FROM messages \
+                 WHERE conversation_id = $1 AND seq < $3 ORDER BY seq DESC LIMIT $2",
+            )
+            .bind(id.as_str())
+            .bind(limit)
+            .bind(seq_to_db(seq)),
+            HistoryPage::After(seq) => sqlx::query(
+                "SELECT seq, id, sender, body, sent_ms, client_id FROM messages \
+                 WHERE conversation_id = $1 AND seq > $3 ORDER BY seq ASC LIMIT $2",
+            )
+            .bind(id.as_str())
+            .bind(limit)
+            .bind(seq_to_db(seq)),
+        };
+        let rows = query.fetch_all(&self.read).await.map_err(map_error)?;
+        let mut messages = rows
+            .iter()
+            .map(|row| message_from_row(id, row))
+            .collect::<StoreResult<Vec<_>>>()?;
+        if !matches!(page, HistoryPage::After(_)) {
+            messages.reverse();
+        }
+        Ok(messages)
+    }
+
+    async fn mark_read(&self, id: &ConversationId, user: &UserId, seq: u64) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "SELECT c.last_seq, m.last_read_seq FROM conversation_members m \
+             JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.conversation_id = $1 AND m.user_id = $2",
+        )
+        .bind(id.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound(format!(
+                "member {user} of conversation {id}"
+            )));
+        };
+        let last_seq: i64 = decode(&row, "last_seq")?;
+        let current: i64 = decode(&row, "last_read_seq")?;
+        let target = seq_to_db(seq).min(last_seq);
+        if target <= current {
+            return Ok(seq_from_db(current));
+        }
+        let changed = sqlx::query(
+            "UPDATE conversation_members SET last_read_seq = $3 \
+             WHERE conversation_id = $1 AND user_id = $2 AND last_read_seq < $3",
+        )
+        .bind(id.as_str())
+        .bind(user.as_str())
+        .bind(target)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?
+        .rows_affected();
+        let marker = if changed == 1 {
+            target
+        } else {
+            // Moved further by someone else meanwhile (PostgreSQL): report where it is.
+            let row = sqlx::query("SELECT last_read_seq FROM conversation_members WHERE conversation_id = $1 AND user_id = $2")
+                .bind(id.as_str())
+                .bind(user.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_error)?;
+            decode(&row, "last_read_seq")?
+        };
+        tx.commit().await.map_err(map_error)?;
+        Ok(seq_from_db(marker))
+    }
+
+    // ---- journal ----
+
+    async fn add_journal(&self, entry: &JournalEntry) -> StoreResult<()> {
+        let changed_ms = [Some(entry.started_ms), entry.answered_ms, entry.ended_ms]
+            .into_iter()
+            .flatten()
+            .max();
+        let args = [
+            Arg::Text(entry.id.clone()),
+            Arg::Text(entry.user.0.clone()),
+            Arg::Text(journal_kind_to_db(entry.kind).to_string()),
+            Arg::Text(direction_to_db(entry.direction).to_string()),
+            Arg::Text(entry.party.clone()),
+            Arg::OptText(entry.conversation.as_ref().map(|c| c.0.clone())),
+            Arg::Int(entry.started_ms),
+            Arg::OptInt(entry.answered_ms),
+            Arg::OptInt(entry.ended_ms),
+            Arg::OptText(entry.result.map(|r| result_to_db(r).to_string())),
+            Arg::Int(seq_to_db(entry.messages)),
+            Arg::OptText(entry.summary.clone()),
+            Arg::Int(changed_ms.unwrap_or(entry.started_ms)),
+        ];
+        self.upsert(
+            "UPDATE journal SET user_id = $2, kind = $3, direction = $4, party = $5, conversation_id = $6, \
+             started_ms = $7, answered_ms = $8, ended_ms = $9, result = $10, messages = $11, summary = $12, \
+             changed_ms = $13 WHERE id = $1",
+            &args,
+            "INSERT INTO journal (id, user_id, kind, direction, party, conversation_id, started_ms, \
+             answered_ms, ended_ms, result, messages, summary, changed_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            &args,
+        )
+        .await
+    }
+
+    async fn journal(&self, user: &UserId, limit: u32) -> StoreResult<Vec<JournalEntry>> {
+        let sql = format!(
+            "SELECT {JOURNAL_COLUMNS} FROM journal WHERE user_id = $1 \
+             ORDER BY started_ms DESC, changed_ms DESC, id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(user.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(map_error)?;
+        rows.iter().map(journal_from_row).collect()
+    }
+
+    // ---- licenses, servers, media servers, audit ----
+
+    async fn set_license(&self, kind: &str, capacity: u32) -> StoreResult<()> {
+        let args = [Arg::Text(kind.to_string()), Arg::Int(i64::from(capacity))];
+        self.upsert(
+            "UPDATE licenses SET capacity = $2 WHERE kind = $1",
+            &args,
+            "INSERT INTO licenses (kind, capacity) VALUES ($1, $2)",
+            &args,
+        )
+        .await
+    }
+
+    async fn licenses(&self) -> StoreResult<Vec<LicenseRecord>> {
+        let rows = sqlx::query("SELECT kind, capacity FROM licenses ORDER BY kind")
+            .fetch_all(&self.read)
+            .await
+            .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let capacity: i64 = decode(row, "capacity")?;
+                Ok(LicenseRecord {
+                    kind: decode(row, "kind")?,
+                    capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
+                })
+            })
+            .collect()
+    }
+
+    async fn register_server(&self, server: &ServerRecord) -> StoreResult<()> {
+        self.upsert(
+            "UPDATE servers SET url = $2 WHERE id = $1",
+            &[
+                Arg::Text(server.id.0.clone()),
+                Arg::Text(server.url.clone()),
+            ],
+            "INSERT INTO servers (id, url, registered_ms) VALUES ($1, $2, $3)",
+            &[
+                Arg::Text(server.id.0.clone()),
+                Arg::Text(server.url.clone()),
+                Arg::Int(server.registered_ms),
+            ],
+        )
+        .await
+    }
+
+    async fn list_servers(&self) -> StoreResult<Vec<ServerRecord>> {
+        let rows = sqlx::query("SELECT id, url, registered_ms FROM servers ORDER BY id")
+            .fetch_all(&self.read)
+            .await
+            .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(ServerRecord {
+                    id: ServerId(decode(row, "id")?),
+                    url: decode(row, "url")?,
+                    registered_ms: decode(row, "registered_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_media_server(&self, media: &MediaServerRecord) -> StoreResult<()> {
+        sqlx::query("INSERT INTO media_servers (id, control_url, added_ms) VALUES ($1, $2, $3)")
+            .bind(media.id.as_str())
+            .bind(media.control_url.as_str())
+            .bind(media.added_ms)
+            .execute(&self.write)
+            .await
+            .map_err(|e| map_conflict(e, || format!("media server {}", media.id)))?;
+        Ok(())
+    }
+
+    async fn remove_media_server(&self, id: &MediaServerId) -> StoreResult<()> {
+        sqlx::query("DELETE FROM media_servers WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&self.write)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn list_media_servers(&self) -> StoreResult<Vec<MediaServerRecord>> {
+        let rows = sqlx::query("SELECT id, control_url, added_ms FROM media_servers ORDER BY id")
+            .fetch_all(&self.read)
+            .await
+            .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(MediaServerRecord {
+                    id: MediaServerId(decode(row, "id")?),
+                    control_url: decode(row, "control_url")?,
+                    added_ms: decode(row, "added_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn audit(&self, record: &AuditRecord) -> StoreResult<()> {
+        sqlx::query("INSERT INTO audit (at_ms, actor, action, detail) VALUES ($1, $2, $3, $4)")
+            .bind(record.at_ms)
+            .bind(record.actor.as_str())
+            .bind(record.action.as_str())
+            .bind(record.detail.as_str())
+            .execute(&self.write)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn audit_log(&self, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT at_ms, actor, action, detail FROM audit ORDER BY at_ms DESC, id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditRecord {
+                    at_ms: decode(row, "at_ms")?,
+                    actor: UserId(decode(row, "actor")?),
+                    action: decode(row, "action")?,
+                    detail: decode(row, "detail")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            mask_password("postgres://u:secret@host/db"),
+            "postgres://u:***@host/db"
+        );
+        assert_eq!(mask_password("postgres://host/db"), "postgres://host/db");
+    }
+
+    #[test]
+    fn summary_counts_characters_not_bytes() {
+        let body = "é".repeat(100);
+        assert_eq!(summary_of(&body).chars().count(), 80);
+    }
+
+    #[test]
+    fn party_of_a_direct_conversation_is_the_other_user() {
+        let id = "d:alice:bob";
+        assert_eq!(
+            journal_party(id, ConversationKind::Direct, "x", "alice", &[]),
+            "bob"
+        );
+        assert_eq!(
+            journal_party(id, ConversationKind::Direct, "x", "bob", &[]),
+            "alice"
+        );
+        assert_eq!(
+            journal_party("g:team", ConversationKind::Group, "Team", "bob", &[]),
+            "Team"
+        );
+    }
+}
