@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod bus;
+pub mod call;
 pub mod ids;
 pub mod keys;
 pub mod limits;

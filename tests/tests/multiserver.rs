@@ -806,3 +806,62 @@ async fn bad_input_gets_typed_errors_and_the_session_survives() {
         .unwrap();
     assert_eq!(history.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_republish_their_state_when_redis_comes_back_empty() {
+    let mut lab = Lab::start("redisrestart").await;
+    let alice = lab.user("alice", "s1").await;
+    let bob = lab.user("bob", "s2").await;
+    let alice_client = lab.login(&alice, "desk").await;
+    let bob_client = lab.login(&bob, "desk").await;
+    alice_client.put_contact(&bob, "").await.unwrap();
+    let mut alice_conn = connect(&alice_client).await;
+    let mut bob_conn = connect(&bob_client).await;
+    bob_client
+        .set_presence(SetPresence {
+            availability: Some(Availability::Busy),
+            note: Some("before".into()),
+            user: None,
+        })
+        .await
+        .unwrap();
+    presence_of(&mut alice_conn, &bob, |p| {
+        p.availability == Availability::Busy
+    })
+    .await;
+
+    // Redis dies and comes back with nothing in it.
+    lab.redis.restart();
+
+    // Same-server features never stopped; once reconnected, s2 re-publishes bob's presence
+    // and the bus carries new changes again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = alice_client.get_presence(&bob).await.unwrap();
+        if view.availability == Availability::Busy && view.note.as_deref() == Some("before") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bob's presence was not re-published after the Redis restart: {view:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bob_conn
+        .request(ClientCommand::PresenceSet {
+            availability: Some(Availability::Away),
+            note: Some("after".into()),
+            user: None,
+        })
+        .await
+        .unwrap();
+    presence_of(&mut alice_conn, &bob, |p| {
+        p.availability == Availability::Away && p.note.as_deref() == Some("after")
+    })
+    .await;
+    alice_client
+        .send_to_user(&bob, "over the new bus")
+        .await
+        .unwrap();
+    message_in(&mut bob_conn, "over the new bus").await;
+}

@@ -133,7 +133,7 @@ pub async fn start(
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    beat_server.heartbeat().await;
+                    beat_server.heartbeat_and_check().await;
                     beat_server.sweep_dead_servers().await;
                     beat_server.expire_tokens(shared::now_ms(), server::TOKEN_IDLE_MS).await;
                 }

@@ -67,6 +67,14 @@ struct Cache {
     delivered_versions: HashMap<UserId, u64>,
 }
 
+/// The cluster store as the heartbeat last saw it.
+#[derive(Default)]
+struct ClusterState {
+    epoch: Option<String>,
+    /// The last attempt failed: the next success means an outage ended.
+    unreachable: bool,
+}
+
 /// A message waiting for the chat writer.
 struct ChatJob {
     message: NewMessage,
@@ -88,6 +96,8 @@ pub struct Server {
     tokens: Mutex<HashMap<String, (TokenInfo, TimestampMs)>>,
     pub throttle: Mutex<LoginThrottle>,
     cache: Mutex<Cache>,
+    /// What the heartbeat last saw of the cluster store, to notice outages and restarts.
+    cluster_state: Mutex<ClusterState>,
     chat_tx: mpsc::Sender<ChatJob>,
     next_conn: AtomicU64,
 }
@@ -121,6 +131,7 @@ impl Server {
             tokens: Mutex::new(HashMap::new()),
             throttle: Mutex::new(LoginThrottle::default()),
             cache: Mutex::new(Cache::default()),
+            cluster_state: Mutex::new(ClusterState::default()),
             chat_tx,
             next_conn: AtomicU64::new(1),
         });
@@ -487,11 +498,7 @@ impl Server {
         if local.devices.is_empty() {
             return None;
         }
-        let mut copy = local.presence.clone();
-        copy.publish(now_ms()).map(|mut s| {
-            s.version = local.presence.version();
-            s
-        })
+        Some(local.presence.snapshot(now_ms()))
     }
 
     // ------------------------------------------------------------------ devices
@@ -1305,14 +1312,10 @@ impl Server {
                 .await;
             let snapshot = {
                 let sessions = self.sessions.lock().unwrap();
-                sessions.users.get(user).map(|local| {
-                    let mut copy = local.presence.clone();
-                    let mut snapshot = copy
-                        .publish(now_ms())
-                        .unwrap_or_else(|| PresenceSnapshot::offline(user.clone()));
-                    snapshot.version = local.presence.version();
-                    snapshot
-                })
+                sessions
+                    .users
+                    .get(user)
+                    .map(|local| local.presence.snapshot(now_ms()))
             };
             if let Some(snapshot) = snapshot {
                 self.fan_out_presence(snapshot).await;
@@ -1326,6 +1329,39 @@ impl Server {
     }
 
     // ------------------------------------------------------------------ heartbeats and failures
+
+    /// Heartbeat plus outage detection: when the cluster store comes back after failures, or
+    /// comes back empty (a new epoch), everything this server owns is re-published.
+    pub async fn heartbeat_and_check(&self) {
+        let epoch = self.bus("epoch", self.cluster.epoch()).await;
+        let resync_needed = {
+            let mut state = self.cluster_state.lock().unwrap();
+            match epoch {
+                Some(epoch) => {
+                    let changed = state
+                        .epoch
+                        .as_ref()
+                        .is_some_and(|previous| *previous != epoch);
+                    let needed = changed || state.unreachable;
+                    *state = ClusterState {
+                        epoch: Some(epoch),
+                        unreachable: false,
+                    };
+                    needed
+                }
+                None => {
+                    state.unreachable = true;
+                    false
+                }
+            }
+        };
+        if resync_needed {
+            tracing::info!("the cluster store is back (or restarted empty); re-publishing state");
+            self.resync().await;
+        } else {
+            self.heartbeat().await;
+        }
+    }
 
     pub async fn heartbeat(&self) {
         let heartbeat = ServerHeartbeat {

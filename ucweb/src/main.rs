@@ -1,1 +1,40 @@
-fn main() {}
+//! `ucweb`: serves the browser client and forwards `/api/*` to one UCServer.
+//!
+//! - `UC_UPSTREAM`: the UCServer's base URL, e.g. `http://127.0.0.1:8080` (required).
+//! - `UC_WEB_LISTEN`: where to listen. Default `127.0.0.1:8090`.
+use anyhow::Context;
+use axum::routing::get;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let upstream = std::env::var("UC_UPSTREAM")
+        .context("UC_UPSTREAM is not set (the UCServer's URL, e.g. http://127.0.0.1:8080)")?;
+    let upstream: reqwest::Url = upstream
+        .parse()
+        .with_context(|| format!("UC_UPSTREAM is not a URL: '{upstream}'"))?;
+    let listen = std::env::var("UC_WEB_LISTEN").unwrap_or_else(|_| "127.0.0.1:8090".into());
+    let app = ucweb::proxy::proxy_router(upstream.clone())?
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(ucweb::client_router());
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(%listen, %upstream, "ucweb listening; open http://{}/", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        })
+        .await?;
+    Ok(())
+}

@@ -79,6 +79,10 @@ impl Cluster for LocalCluster {
         Ok(())
     }
 
+    async fn epoch(&self) -> ClusterResult<String> {
+        Ok("local".into())
+    }
+
     async fn subscribe(&self, me: &ServerId) -> ClusterResult<mpsc::Receiver<BusInput>> {
         let (sender, receiver) = mpsc::channel(QUEUE);
         self.hub

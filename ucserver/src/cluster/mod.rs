@@ -54,6 +54,9 @@ pub trait Cluster: Send + Sync + 'static {
     /// Short name for logs and metrics: "local" or "redis".
     fn kind(&self) -> &'static str;
     async fn ping(&self) -> ClusterResult<()>;
+    /// Changes when the cluster store lost its state (Redis restarted: its `run_id`), so a
+    /// server knows to re-publish everything.
+    async fn epoch(&self) -> ClusterResult<String>;
 
     // ---- bus ----
     /// Starts delivery of messages addressed to `me` and of broadcasts. Call once.

@@ -191,6 +191,18 @@ impl Cluster for RedisCluster {
         Ok(())
     }
 
+    async fn epoch(&self) -> ClusterResult<String> {
+        let info: String = self
+            .client
+            .info(Some(fred::types::InfoKind::Server))
+            .await
+            .map_err(backend)?;
+        info.lines()
+            .find_map(|line| line.strip_prefix("run_id:"))
+            .map(|id| id.trim().to_string())
+            .ok_or_else(|| ClusterError::Backend("INFO server has no run_id".into()))
+    }
+
     async fn subscribe(&self, me: &ServerId) -> ClusterResult<mpsc::Receiver<BusInput>> {
         let (sender, receiver) = mpsc::channel(65_536);
         let mut messages = self.subscriber.message_rx();

@@ -3,9 +3,11 @@
 //! crate feed these cores and carry out what they return. A test
 //! (`core_has_no_io_imports`) keeps it that way.
 
+pub mod call;
 pub mod failure;
 pub mod license;
 pub mod mdm;
+pub mod media_choice;
 pub mod presence;
 pub mod visibility;
 

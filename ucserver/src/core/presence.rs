@@ -61,9 +61,9 @@ impl UserPresence {
         }
     }
 
-    /// Builds the snapshot for the current inputs. Returns `None` when nothing a watcher
-    /// sees has changed since the last snapshot; otherwise the version grows by one.
-    pub fn publish(&mut self, now: TimestampMs) -> Option<PresenceSnapshot> {
+    /// The snapshot for the current inputs, under the current version (what a watcher who
+    /// asks now, or a resync, should get).
+    pub fn snapshot(&self, now: TimestampMs) -> PresenceSnapshot {
         let availability = self.aggregate_availability();
         let mut capabilities: Vec<Capability> = self
             .devices
@@ -76,7 +76,7 @@ impl UserPresence {
             Some((previous, since)) if previous == availability => since,
             _ => now,
         };
-        let candidate = PresenceSnapshot {
+        PresenceSnapshot {
             user: self.user.clone(),
             availability,
             note: self.note.clone(),
@@ -87,20 +87,27 @@ impl UserPresence {
             },
             capabilities,
             devices: self.devices.values().cloned().collect(),
-            version: 0,
+            version: self.version,
             since_ms,
+        }
+    }
+
+    /// Builds the snapshot for the current inputs. Returns `None` when nothing a watcher
+    /// sees has changed since the last snapshot; otherwise the version grows by one.
+    pub fn publish(&mut self, now: TimestampMs) -> Option<PresenceSnapshot> {
+        let candidate = PresenceSnapshot {
+            version: 0,
+            ..self.snapshot(now)
         };
-        if let Some(previous) = &self.last_published {
-            if *previous == candidate {
-                return None;
-            }
+        if self.last_published.as_ref() == Some(&candidate) {
+            return None;
         }
         self.version += 1;
+        self.last = Some((candidate.availability, candidate.since_ms));
         let snapshot = PresenceSnapshot {
             version: self.version,
             ..candidate.clone()
         };
-        self.last = Some((availability, since_ms));
         self.last_published = Some(candidate);
         Some(snapshot)
     }
@@ -189,6 +196,19 @@ mod tests {
             render(&p.publish(70)),
             "v7 offline note=Some(\"focus\") tel=Idle caps=[] devices=0 since=70"
         );
+    }
+
+    #[test]
+    fn snapshot_shows_the_current_state_without_a_new_version() {
+        let mut p = UserPresence::new(UserId::from("carol"), 0);
+        p.devices.insert(
+            DeviceId::from("desk"),
+            device("desk", &[Capability::Chat], false),
+        );
+        p.manual = Availability::Busy;
+        let published = p.publish(100).unwrap();
+        assert_eq!(p.snapshot(200), published);
+        assert_eq!(p.publish(300), None);
     }
 
     #[test]

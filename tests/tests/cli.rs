@@ -1,0 +1,208 @@
+//! The command-line tools as scripts use them: `ucadmin` and `ucclient` binaries against a
+//! single-node `ucserver` process (its embedded default: SQLite, in-process bus).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+use switchboard_tests::process::fresh_dir;
+use switchboard_tests::ucserver::{ADMIN_PASSWORD, UcServer, binary};
+
+fn run(tool: &str, url: &str, user: &str, password: &str, args: &[&str]) -> Output {
+    Command::new(binary(tool))
+        .args(["--url", url, "--user", user, "--password", password])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"))
+}
+
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "command failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A `ucclient listen` whose JSON lines arrive on a channel.
+struct Listener {
+    child: Child,
+    lines: mpsc::Receiver<serde_json::Value>,
+}
+
+impl Listener {
+    fn start(url: &str, user: &str, password: &str) -> Listener {
+        let mut child = Command::new(binary("ucclient"))
+            .args([
+                "--url",
+                url,
+                "--user",
+                user,
+                "--password",
+                password,
+                "listen",
+                "--device",
+                "cli",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("listen printed non-JSON {line:?}: {e}"));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        Listener { child, lines }
+    }
+
+    fn wait_for(
+        &self,
+        what: &str,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(value) if check(&value) => return value,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("listen did not print {what} within 15 s");
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn admin_and_client_tools_work_against_a_single_node() {
+    let dir = fresh_dir("cli");
+    let database = format!("sqlite:{}", dir.join("switchboard.db").display());
+    let server = UcServer::start("uc1", &database, None, &[]);
+    let url = server.url();
+    let admin = |args: &[&str]| run("ucadmin", &url, "admin", ADMIN_PASSWORD, args);
+
+    ok(admin(&[
+        "user",
+        "add",
+        "alice",
+        "--password",
+        "alice-pass-1",
+        "--display",
+        "Alice A",
+    ]));
+    ok(admin(&["user", "add", "bob", "--password", "bob-pass-12"]));
+    ok(admin(&["group", "add", "ops"]));
+    ok(admin(&["group", "member", "add", "ops", "alice"]));
+    ok(admin(&["group", "member", "add", "ops", "bob"]));
+    ok(admin(&["license", "set", "uc-seat", "5"]));
+    let users: serde_json::Value =
+        serde_json::from_str(&ok(admin(&["user", "list", "--json"]))).unwrap();
+    let names: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["admin", "alice", "bob"]);
+    assert_eq!(users[1]["home_server"], "uc1");
+    let servers: serde_json::Value =
+        serde_json::from_str(&ok(admin(&["server", "list", "--json"]))).unwrap();
+    assert_eq!(servers["servers"][0]["id"], "uc1");
+    assert_eq!(servers["servers"][0]["alive"], true);
+    let licenses: serde_json::Value =
+        serde_json::from_str(&ok(admin(&["license", "show", "--json"]))).unwrap();
+    let seat = licenses
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["kind"] == "uc-seat")
+        .unwrap();
+    assert_eq!(seat["capacity"], 5);
+
+    // A duplicate is refused with the server's typed error and a non-zero exit.
+    let duplicate = admin(&["user", "add", "bob", "--password", "bob-pass-12"]);
+    assert!(!duplicate.status.success());
+    assert!(
+        String::from_utf8_lossy(&duplicate.stderr).contains("conflict"),
+        "{duplicate:?}"
+    );
+
+    let alice = |args: &[&str]| run("ucclient", &url, "alice", "alice-pass-1", args);
+    let listener = Listener::start(&url, "bob", "bob-pass-12");
+    listener.wait_for("hello", |v| v["type"] == "hello");
+
+    ok(alice(&["send", "bob", "hello from the shell"]));
+    let message = listener.wait_for("the message", |v| {
+        v["type"] == "message" && v["message"]["body"] == "hello from the shell"
+    });
+    assert_eq!(message["message"]["sender"], "alice");
+    ok(alice(&["send", "--group", "ops", "to the team"]));
+    listener.wait_for("the group message", |v| {
+        v["type"] == "message" && v["message"]["conversation"] == "g:ops"
+    });
+
+    ok(alice(&["presence", "set", "busy", "--note", "deploying"]));
+    let got: serde_json::Value = serde_json::from_str(&ok(run(
+        "ucclient",
+        &url,
+        "bob",
+        "bob-pass-12",
+        &["presence", "get", "alice", "--json"],
+    )))
+    .unwrap();
+    // alice has no device connected: offline, but the rule shows bob (group mate) everything.
+    assert_eq!(got["visibility"], "full");
+
+    let history: serde_json::Value = serde_json::from_str(&ok(run(
+        "ucclient",
+        &url,
+        "bob",
+        "bob-pass-12",
+        &["history", "alice", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(history[0]["body"], "hello from the shell");
+    ok(run(
+        "ucclient",
+        &url,
+        "bob",
+        "bob-pass-12",
+        &["read", "alice"],
+    ));
+    let journal: serde_json::Value =
+        serde_json::from_str(&ok(alice(&["journal", "--json"]))).unwrap();
+    assert!(
+        journal
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["party"] == "bob" && j["kind"] == "chat"),
+        "{journal}"
+    );
+
+    // Failures: a wrong password and an unknown user give the server's code and exit 1.
+    let wrong = run("ucclient", &url, "alice", "not-her-password", &["journal"]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("invalid_credentials"));
+    let unknown = alice(&["presence", "get", "nobody"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("not_found"));
+    drop(listener);
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,378 @@
+//! MediaServer choice: which MediaServer carries a new call.
+//!
+//! A MediaServer is healthy when it is administratively known (config or `ucadmin media
+//! add`), marked alive, heard from within the freshness window, and has room for one more
+//! call. Among the healthy ones the lowest load (legs / capacity) wins. Load reports arrive
+//! only with heartbeats, so a burst of new calls between two heartbeats would all see the
+//! same numbers and pile onto one server; the chooser therefore counts the calls it placed on
+//! each server since that server's last heartbeat and adds their legs to the reported ones.
+//! Servers with the same estimated load take turns (round-robin by id).
+//!
+//! This core makes one decision per call and has no timer, so it is a plain function on a
+//! small state (`choose`) rather than the `handle_input`/`poll_output` pair: there is nothing
+//! to drain and nothing to re-arm. The shell reads the candidates (from the cluster's
+//! MediaServer heartbeats joined with the SQL list of known servers) and passes `now`.
+
+use shared::{MediaServerId, TimestampMs};
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+/// Settings of the choice, fixed per server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MediaChoiceConfig {
+    /// A heartbeat older than this means the MediaServer is not healthy. MediaServers beat
+    /// every second; the default of 5 s tolerates four lost beats and still moves new calls
+    /// away from a dead server within seconds.
+    pub fresh_ms: i64,
+    /// Legs a new call is expected to add (a 1:1 call has two), used for the room check and
+    /// for the calls placed since the last heartbeat.
+    pub legs_per_call: u32,
+}
+
+impl Default for MediaChoiceConfig {
+    fn default() -> Self {
+        Self {
+            fresh_ms: 5_000,
+            legs_per_call: 2,
+        }
+    }
+}
+
+/// What the shell knows of one MediaServer when a call is placed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaCandidate {
+    pub id: MediaServerId,
+    /// Made known by an admin (config or `ucadmin media add`); an unknown server that
+    /// happens to beat into Redis never gets calls.
+    pub known: bool,
+    /// The failure detector's verdict (false after its heartbeat lapsed or the server was
+    /// removed); a server is only healthy when this and `last_seen_ms` agree.
+    pub alive: bool,
+    /// Time of its last heartbeat (`MediaServerStatus::updated_ms`).
+    pub last_seen_ms: TimestampMs,
+    /// Legs open at the last heartbeat.
+    pub legs: u32,
+    /// Most legs it accepts.
+    pub capacity: u32,
+}
+
+/// Why one MediaServer was passed over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unhealthy {
+    /// Not in the admin's list of MediaServers.
+    NotKnown,
+    /// The failure detector has it as dead.
+    NotAlive,
+    /// Its last heartbeat is older than the freshness window.
+    Stale { age_ms: i64 },
+    /// No room for another call (reported legs plus the ones placed since).
+    Full { legs: u32, capacity: u32 },
+}
+
+impl std::fmt::Display for Unhealthy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotKnown => f.write_str("not known to the cluster"),
+            Self::NotAlive => f.write_str("not alive"),
+            Self::Stale { age_ms } => write!(f, "last heard from {age_ms} ms ago"),
+            Self::Full { legs, capacity } => write!(f, "full ({legs} of {capacity} legs)"),
+        }
+    }
+}
+
+/// No MediaServer can take a new call; the call fails with `server_unavailable`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no media server available{}", describe(.passed_over))]
+pub struct NoMediaServer {
+    /// Every candidate and why it was passed over (empty when there were no candidates).
+    pub passed_over: Vec<(MediaServerId, Unhealthy)>,
+}
+
+fn describe(passed_over: &[(MediaServerId, Unhealthy)]) -> String {
+    if passed_over.is_empty() {
+        return " (none is configured)".into();
+    }
+    let parts: Vec<String> = passed_over
+        .iter()
+        .map(|(id, why)| format!("{id} {why}"))
+        .collect();
+    format!(": {}", parts.join(", "))
+}
+
+/// Calls placed on one server since its heartbeat of `heartbeat_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Placed {
+    heartbeat_ms: TimestampMs,
+    calls: u32,
+}
+
+/// The choice with its memory: calls placed since each server's last heartbeat, and the
+/// last server chosen (for round-robin among equals). One per UCServer process.
+#[derive(Clone, Debug, Default)]
+pub struct MediaChooser {
+    config: MediaChoiceConfig,
+    placed: BTreeMap<MediaServerId, Placed>,
+    last_chosen: Option<MediaServerId>,
+}
+
+impl MediaChooser {
+    pub fn new(config: MediaChoiceConfig) -> Self {
+        Self {
+            config,
+            placed: BTreeMap::new(),
+            last_chosen: None,
+        }
+    }
+
+    /// Legs on `candidate` as far as this process knows: the reported ones plus those of the
+    /// calls placed there since that report.
+    fn estimated_legs(&self, candidate: &MediaCandidate) -> u32 {
+        let placed = match self.placed.get(&candidate.id) {
+            Some(p) if p.heartbeat_ms == candidate.last_seen_ms => p.calls,
+            _ => 0,
+        };
+        candidate
+            .legs
+            .saturating_add(placed.saturating_mul(self.config.legs_per_call))
+    }
+
+    /// Whether `candidate` may take a new call at `now`, and why not.
+    pub fn health(&self, now: TimestampMs, candidate: &MediaCandidate) -> Result<(), Unhealthy> {
+        if !candidate.known {
+            return Err(Unhealthy::NotKnown);
+        }
+        if !candidate.alive {
+            return Err(Unhealthy::NotAlive);
+        }
+        let age_ms = now - candidate.last_seen_ms;
+        if age_ms > self.config.fresh_ms {
+            return Err(Unhealthy::Stale { age_ms });
+        }
+        let legs = self.estimated_legs(candidate);
+        if legs.saturating_add(self.config.legs_per_call) > candidate.capacity {
+            return Err(Unhealthy::Full {
+                legs,
+                capacity: candidate.capacity,
+            });
+        }
+        Ok(())
+    }
+
+    /// Picks the MediaServer for a new call and counts the call against it.
+    pub fn choose(
+        &mut self,
+        now: TimestampMs,
+        candidates: &[MediaCandidate],
+    ) -> Result<MediaServerId, NoMediaServer> {
+        let mut passed_over = Vec::new();
+        // (id, estimated legs, capacity), sorted by id for a stable round-robin order.
+        let mut healthy: Vec<(&MediaServerId, u32, u32)> = Vec::new();
+        for candidate in candidates {
+            match self.health(now, candidate) {
+                Ok(()) => healthy.push((
+                    &candidate.id,
+                    self.estimated_legs(candidate),
+                    candidate.capacity,
+                )),
+                Err(why) => passed_over.push((candidate.id.clone(), why)),
+            }
+        }
+        if healthy.is_empty() {
+            return Err(NoMediaServer { passed_over });
+        }
+        healthy.sort_by(|a, b| a.0.cmp(b.0));
+        // Lowest legs/capacity, compared without floats: a/ca < b/cb  <=>  a*cb < b*ca.
+        let load_cmp = |a: &(&MediaServerId, u32, u32), b: &(&MediaServerId, u32, u32)| {
+            (u64::from(a.1) * u64::from(b.2)).cmp(&(u64::from(b.1) * u64::from(a.2)))
+        };
+        let best = healthy
+            .iter()
+            .min_by(|a, b| load_cmp(a, b))
+            .copied()
+            .expect("healthy is not empty");
+        let equals: Vec<&MediaServerId> = healthy
+            .iter()
+            .filter(|c| load_cmp(c, &best) == Ordering::Equal)
+            .map(|c| c.0)
+            .collect();
+        // Round-robin: the first equal after the last chosen id, wrapping around.
+        let chosen = match &self.last_chosen {
+            Some(last) => equals
+                .iter()
+                .find(|id| **id > last)
+                .copied()
+                .unwrap_or(equals[0]),
+            None => equals[0],
+        }
+        .clone();
+
+        let heartbeat_ms = candidates
+            .iter()
+            .find(|c| c.id == chosen)
+            .map(|c| c.last_seen_ms)
+            .expect("chosen among candidates");
+        let entry = self.placed.entry(chosen.clone()).or_insert(Placed {
+            heartbeat_ms,
+            calls: 0,
+        });
+        if entry.heartbeat_ms != heartbeat_ms {
+            *entry = Placed {
+                heartbeat_ms,
+                calls: 0,
+            };
+        }
+        entry.calls += 1;
+        self.last_chosen = Some(chosen.clone());
+        Ok(chosen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(id: &str, last_seen_ms: TimestampMs, legs: u32, capacity: u32) -> MediaCandidate {
+        MediaCandidate {
+            id: MediaServerId::from(id),
+            known: true,
+            alive: true,
+            last_seen_ms,
+            legs,
+            capacity,
+        }
+    }
+
+    /// Places `calls` calls at `now` and renders how many each server got, e.g. `m1=10 m2=10`.
+    fn place(
+        chooser: &mut MediaChooser,
+        now: TimestampMs,
+        candidates: &[MediaCandidate],
+        calls: usize,
+    ) -> String {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for _ in 0..calls {
+            let key = match chooser.choose(now, candidates) {
+                Ok(id) => id.0,
+                Err(_) => "none".into(),
+            };
+            *counts.entry(key).or_default() += 1;
+        }
+        counts
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn twenty_calls_spread_over_two_equal_servers() {
+        let mut chooser = MediaChooser::default();
+        let servers = [server("m1", 1_000, 0, 500), server("m2", 1_000, 0, 500)];
+        // Between two heartbeats: the counted calls keep them level, so they alternate.
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            order.push(chooser.choose(1_500, &servers).unwrap().0);
+        }
+        assert_eq!(order, ["m1", "m2", "m1", "m2"]);
+        assert_eq!(place(&mut chooser, 1_600, &servers, 16), "m1=8 m2=8");
+    }
+
+    #[test]
+    fn equal_loads_after_heartbeats_still_take_turns() {
+        // Every call comes right after a heartbeat that reports the same load on both.
+        let mut chooser = MediaChooser::default();
+        let mut counts = BTreeMap::<String, u32>::new();
+        for call in 0..20 {
+            let beat = 1_000 * (call + 1);
+            let servers = [server("m1", beat, 40, 500), server("m2", beat, 40, 500)];
+            let id = chooser.choose(beat + 10, &servers).unwrap();
+            *counts.entry(id.0).or_default() += 1;
+        }
+        assert_eq!(counts.values().copied().collect::<Vec<_>>(), [10, 10]);
+    }
+
+    #[test]
+    fn lowest_load_wins_and_capacity_scales_it() {
+        let mut chooser = MediaChooser::default();
+        // m1: 100/500 = 0.2, m2: 40/100 = 0.4 → m1, until m1's counted calls catch up.
+        let servers = [server("m1", 1_000, 100, 500), server("m2", 1_000, 40, 100)];
+        assert_eq!(place(&mut chooser, 1_000, &servers, 50), "m1=50");
+        // m1 now counts 100 + 100 = 200/500 = 0.4: level with m2, so they take turns.
+        assert_eq!(place(&mut chooser, 1_000, &servers, 2), "m1=1 m2=1");
+        // A new heartbeat with a lower count resets what m1 counted since the last one.
+        let servers = [server("m1", 2_000, 0, 500), server("m2", 1_000, 42, 100)];
+        assert_eq!(place(&mut chooser, 2_000, &servers, 3), "m1=3");
+    }
+
+    #[test]
+    fn a_dead_one_gets_nothing_and_gets_calls_again_when_it_returns() {
+        let mut chooser = MediaChooser::default();
+        let mut m2 = server("m2", 0, 0, 500);
+        m2.alive = false;
+        let servers = [server("m1", 10_000, 0, 500), m2.clone()];
+        assert_eq!(place(&mut chooser, 10_000, &servers, 10), "m1=10");
+        // Alive but silent for longer than the window: still nothing.
+        m2.alive = true;
+        m2.last_seen_ms = 4_000;
+        let servers = [server("m1", 10_000, 0, 500), m2.clone()];
+        assert_eq!(
+            chooser.health(10_000, &servers[1]),
+            Err(Unhealthy::Stale { age_ms: 6_000 })
+        );
+        assert_eq!(place(&mut chooser, 10_000, &servers, 4), "m1=4");
+        // Back with a fresh heartbeat and no load: it takes the new calls until level.
+        let servers = [server("m1", 11_000, 28, 500), server("m2", 11_000, 0, 500)];
+        assert_eq!(place(&mut chooser, 11_000, &servers, 14), "m2=14");
+        assert_eq!(place(&mut chooser, 11_000, &servers, 4), "m1=2 m2=2");
+    }
+
+    #[test]
+    fn full_one_is_skipped() {
+        let mut chooser = MediaChooser::default();
+        // m1 has room for exactly one more call (2 legs), m2 is far busier but not full.
+        let servers = [server("m1", 1_000, 8, 10), server("m2", 1_000, 900, 1_000)];
+        assert_eq!(chooser.choose(1_000, &servers).unwrap().0, "m1");
+        assert_eq!(
+            chooser.health(1_000, &servers[0]),
+            Err(Unhealthy::Full {
+                legs: 10,
+                capacity: 10
+            })
+        );
+        assert_eq!(place(&mut chooser, 1_000, &servers, 3), "m2=3");
+    }
+
+    #[test]
+    fn none_healthy_is_a_typed_outcome() {
+        let mut chooser = MediaChooser::default();
+        assert_eq!(
+            chooser.choose(0, &[]).unwrap_err().to_string(),
+            "no media server available (none is configured)"
+        );
+        let mut unknown = server("rogue", 1_000, 0, 500);
+        unknown.known = false;
+        let mut dead = server("m1", 1_000, 0, 500);
+        dead.alive = false;
+        let candidates = [unknown, dead, server("m2", 1_000, 500, 500)];
+        let error = chooser.choose(1_000, &candidates).unwrap_err();
+        assert_eq!(
+            error.passed_over,
+            vec![
+                (MediaServerId::from("rogue"), Unhealthy::NotKnown),
+                (MediaServerId::from("m1"), Unhealthy::NotAlive),
+                (
+                    MediaServerId::from("m2"),
+                    Unhealthy::Full {
+                        legs: 500,
+                        capacity: 500
+                    }
+                ),
+            ]
+        );
+        assert_eq!(
+            error.to_string(),
+            "no media server available: rogue not known to the cluster, m1 not alive, \
+             m2 full (500 of 500 legs)"
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! The Switchboard web front.
+//!
+//! - [`client_router`]: the browser client's static files (`ucweb/assets/`), embedded with
+//!   rust-embed (read from disk in debug builds, embedded in release builds). A state-free
+//!   `Router` that `ucserver` or any other binary can `merge` or use as `fallback_service`.
+//! - [`proxy::proxy_router`]: forwards `/api/*` (REST and the WebSocket upgrade) to a UCServer.
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+pub mod proxy;
+
+/// The client's files. The folder is absolute (from `CARGO_MANIFEST_DIR`), so debug builds
+/// read it from disk whatever the working directory is.
+#[derive(rust_embed::RustEmbed)]
+#[folder = "$CARGO_MANIFEST_DIR/assets/"]
+struct Assets;
+
+/// A router that serves the web client: `/` is `index.html`, every file of `assets/` under its
+/// path, and any other path without a file extension also gets `index.html` (client-side views).
+pub fn client_router() -> Router {
+    Router::new().fallback(serve_asset)
+}
+
+/// Names of every embedded file (for tests and diagnostics).
+pub fn asset_names() -> Vec<String> {
+    Assets::iter().map(|name| name.into_owned()).collect()
+}
+
+async fn serve_asset(uri: Uri, headers: HeaderMap) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    let path = if path.is_empty() { "index.html" } else { path };
+    if path
+        .split('/')
+        .any(|part| part == ".." || part.starts_with('.'))
+    {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let (name, file) = match Assets::get(path) {
+        Some(file) => (path, file),
+        None if !path.rsplit('/').next().unwrap_or("").contains('.')
+            && !path.starts_with("api/") =>
+        {
+            match Assets::get("index.html") {
+                Some(file) => ("index.html", file),
+                None => return StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+        None => return (StatusCode::NOT_FOUND, "not found").into_response(),
+    };
+    let etag = format!("\"{}\"", hex(&file.metadata.sha256_hash()[..12]));
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        Response::new(Body::from(file.data.into_owned()))
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(name)),
+    );
+    // Revalidate every time: cheap with the ETag, and a new build is picked up at once.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if name.ends_with(".html") {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
+                 style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+            ),
+        );
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+    }
+    response
+}
+
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit('.').next().unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "webmanifest" => "application/manifest+json",
+        "woff2" => "font/woff2",
+        _ => "application/octet-stream",
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
