@@ -198,13 +198,14 @@ pub fn router(server: AppState) -> Router {
         .route("/admin/licenses/{kind}", put(admin_licenses_set))
         .route("/admin/media", get(admin_media_list).post(admin_media_add))
         .route("/admin/media/{id}", delete(admin_media_remove))
-        .fallback(api_not_found);
+        .route("/{*rest}", axum::routing::any(api_not_found));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/", get(index))
+        // Everything else is the web client, served from the binary itself.
+        .merge(ucweb::client_router())
         .layer(axum::extract::DefaultBodyLimit::max(
             shared::limits::MAX_BODY_BYTES,
         ))
@@ -213,15 +214,6 @@ pub fn router(server: AppState) -> Router {
 
 async fn api_not_found() -> AppError {
     AppError::not_found("no such API route; see docs/api.md")
-}
-
-async fn index(State(server): State<AppState>) -> impl IntoResponse {
-    axum::response::Html(format!(
-        "<!doctype html><meta charset=utf-8><title>Switchboard</title><h1>Switchboard UCServer {}</h1>\
-         <p>The API lives under <code>/api/v1</code>; health at <a href=/healthz>/healthz</a>, \
-         metrics at <a href=/metrics>/metrics</a>.</p>",
-        server.id
-    ))
 }
 
 // ---------------------------------------------------------------------------- operations
@@ -1294,4 +1286,45 @@ async fn admin_media_remove(
     server.sql(server.store.remove_media_server(&id)).await?;
     audit(&server, &actor, "media.remove", id.to_string()).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body as HttpBody;
+    use axum::http::Request as HttpRequest;
+    use tower::ServiceExt;
+
+    async fn app() -> Router {
+        let store = crate::store::SqlStore::connect("sqlite::memory:").await.unwrap();
+        let cluster = crate::cluster::LocalCluster::new(crate::cluster::LocalHub::new());
+        let (server, _writer) = Server::new(
+            crate::config::Config::default(),
+            "http://localhost:0".into(),
+            Arc::new(store),
+            Arc::new(cluster),
+        );
+        router(server)
+    }
+
+    async fn get(app: Router, path: &str) -> (StatusCode, String) {
+        let response = app.oneshot(HttpRequest::get(path).body(HttpBody::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn the_web_client_is_served_beside_the_api() {
+        let (status, body) = get(app().await, "/").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("<html") || body.contains("<!doctype") || body.contains("<!DOCTYPE"), "{body}");
+        assert_eq!(get(app().await, "/app.js").await.0, StatusCode::OK);
+        let (status, body) = get(app().await, "/api/v1/nothing").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains("\"not_found\""), "{body}");
+        let (status, body) = get(app().await, "/api/v1/me").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(body.contains("\"unauthorized\""), "{body}");
+    }
 }

@@ -19,7 +19,7 @@ struct Assets;
 
 /// A router that serves the web client: `/` is `index.html`, every file of `assets/` under its
 /// path, and any other path without a file extension also gets `index.html` (client-side views).
-pub fn client_router() -> Router {
+pub fn client_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new().fallback(serve_asset)
 }
 
