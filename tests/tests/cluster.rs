@@ -48,6 +48,10 @@ async fn bus_delivers_to_the_addressed_server_and_broadcasts((a, b): Pair) {
     let s2 = ServerId::from("s2");
     let mut rx1 = a.subscribe(&s1).await.unwrap();
     let mut rx2 = b.subscribe(&s2).await.unwrap();
+    assert!(
+        !a.ensure_subscribed(&s1).await.unwrap(),
+        "a live subscription needs no repair"
+    );
     let direct = BusMessage::new(s1.clone(), BusBody::LicensesChanged);
     a.publish(&s2, &direct).await.unwrap();
     assert_eq!(next_message(&mut rx2).await, direct);

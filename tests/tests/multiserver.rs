@@ -771,7 +771,11 @@ async fn bad_input_gets_typed_errors_and_the_session_survives() {
 
     // Oversized REST body, wrong token, non-admin on the admin API.
     let http = reqwest::Client::new();
-    let response = http
+    // The server closes a connection whose body it refused unread: no pooled reuse here.
+    let response = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
         .post(format!("{}/api/v1/messages", client.base_url()))
         .bearer_auth(client.token())
         .header("content-type", "application/json")

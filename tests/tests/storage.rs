@@ -54,6 +54,7 @@ conformance!(
     licenses_servers_media_audit,
     concurrent_creates_and_upserts,
     append_throughput,
+    one_batch_spans_many_conversations,
 );
 
 /// A directory removed when the test ends (also when it panics).
@@ -1347,6 +1348,95 @@ async fn concurrent_creates_and_upserts(store: Arc<dyn Store>) {
 }
 
 /// Not a limit, a number to watch: 10 000 messages in batches of 500, one conversation.
+/// The chat writer batches whatever arrives: one batch mixes many conversations, senders,
+/// duplicates and a non-member. Each conversation must still get gap-free seqs, each
+/// sender's marker and each member's journal entry must count exactly its own messages.
+async fn one_batch_spans_many_conversations(store: Arc<dyn Store>) {
+    create_users(&*store, &["an", "be", "ce", "di"]).await;
+    let ab = direct("an", "be", "an", 1);
+    let cd = direct("ce", "di", "ce", 1);
+    let room = group_conversation("c:all", "All", "an", &["an", "be", "ce"], 1);
+    for conversation in [&ab, &cd, &room] {
+        store.ensure_conversation(conversation).await.unwrap();
+    }
+    let mut batch = Vec::new();
+    for i in 0..150 {
+        let (conversation, sender) = match i % 3 {
+            0 => (&ab.id, if i % 2 == 0 { "an" } else { "be" }),
+            1 => (&cd.id, "di"),
+            _ => (&room.id, "ce"),
+        };
+        let mut m = message(conversation, sender, &format!("m{i}"), 10 + i as i64);
+        m.client_id = Some(format!("c{i}"));
+        batch.push(m);
+    }
+    // A resend of the first message inside the same batch, and a stranger in the room.
+    batch.push(batch[0].clone());
+    batch.push(message(&room.id, "di", "let me in", 500));
+    let results = store.append_messages(&batch).await.unwrap();
+    assert_eq!(results.len(), 152);
+    assert!(
+        matches!(results[151], Err(StoreError::NotFound(_))),
+        "{:?}",
+        results[151]
+    );
+    assert_eq!(
+        results[150].as_ref().unwrap(),
+        results[0].as_ref().unwrap(),
+        "resend finds the original"
+    );
+    for conversation in [&ab, &cd, &room] {
+        let seqs_in_batch_order: Vec<u64> = results[..150]
+            .iter()
+            .map(|r| r.as_ref().unwrap())
+            .filter(|m| m.conversation == conversation.id)
+            .map(|m| m.seq)
+            .collect();
+        assert_eq!(
+            seqs_in_batch_order,
+            (1..=50).collect::<Vec<u64>>(),
+            "{}",
+            conversation.id
+        );
+        let stored = store
+            .get_conversation(&conversation.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.last_seq, 50);
+        let history = store
+            .messages(&conversation.id, HistoryPage::Latest, 100)
+            .await
+            .unwrap();
+        assert_eq!(seqs(&history), (1..=50).collect::<Vec<u64>>());
+    }
+    // Read markers: each sender up to their own newest message, nobody else moved.
+    let summary = |user: &'static str, id: ConversationId| {
+        let store = store.clone();
+        async move {
+            store
+                .conversations_of(&uid(user))
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|c| c.id == id)
+                .unwrap()
+        }
+    };
+    let an = summary("an", ab.id.clone()).await;
+    let be = summary("be", ab.id.clone()).await;
+    // In ab, an sent the even i (seq 1, 3, ...) and be the odd ones; the last (i=147) was be's.
+    assert_eq!((an.last_read_seq, be.last_read_seq), (49, 50));
+    assert_eq!(summary("ce", room.id.clone()).await.last_read_seq, 50);
+    assert_eq!(summary("an", room.id.clone()).await.unread, 50);
+    // Journal entries count exactly their conversation's messages.
+    for user in ["an", "be", "ce", "di"] {
+        for entry in store.journal(&uid(user), 10).await.unwrap() {
+            assert_eq!(entry.messages, 50, "{user} {:?}", entry.conversation);
+        }
+    }
+}
+
 async fn append_throughput(store: Arc<dyn Store>) {
     const TOTAL: usize = 10_000;
     const BATCH: usize = 500;

@@ -211,6 +211,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn file_then_environment() {
+        let path = std::env::temp_dir().join(format!("uc-config-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "server_id = \"from-file\"\nlisten = \"127.0.0.1:9000\"\nheartbeat_ms = 500\n",
+        )
+        .unwrap();
+        let mut config: Config = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            (config.server_id.as_str(), config.heartbeat_ms),
+            ("from-file", 500)
+        );
+        config
+            .apply_env(|name| (name == "UC_SERVER_ID").then(|| "from-env".to_string()))
+            .unwrap();
+        assert_eq!(config.server_id, "from-env");
+        assert_eq!(
+            config.listen, "127.0.0.1:9000",
+            "the file's value stays where the environment is silent"
+        );
+        std::fs::write(&path, "no_such_setting = 1\n").unwrap();
+        let error = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(error.contains("no_such_setting"), "{error}");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
     fn environment_overrides_and_validation() {
         let mut config = Config::default();
         let env = |name: &str| match name {

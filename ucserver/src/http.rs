@@ -1296,7 +1296,9 @@ mod tests {
     use tower::ServiceExt;
 
     async fn app() -> Router {
-        let store = crate::store::SqlStore::connect("sqlite::memory:").await.unwrap();
+        let store = crate::store::SqlStore::connect("sqlite::memory:")
+            .await
+            .unwrap();
         let cluster = crate::cluster::LocalCluster::new(crate::cluster::LocalHub::new());
         let (server, _writer) = Server::new(
             crate::config::Config::default(),
@@ -1308,9 +1310,14 @@ mod tests {
     }
 
     async fn get(app: Router, path: &str) -> (StatusCode, String) {
-        let response = app.oneshot(HttpRequest::get(path).body(HttpBody::empty()).unwrap()).await.unwrap();
+        let response = app
+            .oneshot(HttpRequest::get(path).body(HttpBody::empty()).unwrap())
+            .await
+            .unwrap();
         let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 
@@ -1318,7 +1325,10 @@ mod tests {
     async fn the_web_client_is_served_beside_the_api() {
         let (status, body) = get(app().await, "/").await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert!(body.contains("<html") || body.contains("<!doctype") || body.contains("<!DOCTYPE"), "{body}");
+        assert!(
+            body.contains("<html") || body.contains("<!doctype") || body.contains("<!DOCTYPE"),
+            "{body}"
+        );
         assert_eq!(get(app().await, "/app.js").await.0, StatusCode::OK);
         let (status, body) = get(app().await, "/api/v1/nothing").await;
         assert_eq!(status, StatusCode::NOT_FOUND);

@@ -949,6 +949,25 @@ impl Server {
         body: String,
         client_id: Option<String>,
     ) -> AppResult<ChatMessage> {
+        let stored = self
+            .enqueue_message(sender, conversation, body, client_id)
+            .await?;
+        stored.await.map_err(|_| {
+            AppError::new(ErrorCode::ServerUnavailable, "the server is shutting down")
+        })?
+    }
+
+    /// Checks a message and queues it for the chat writer, in order; the returned receiver
+    /// answers once it is stored and handed to every server. A device can queue its next
+    /// message before the previous one is stored, so one connection is not limited to one
+    /// message per write batch.
+    pub async fn enqueue_message(
+        &self,
+        sender: &UserId,
+        conversation: ConversationId,
+        body: String,
+        client_id: Option<String>,
+    ) -> AppResult<oneshot::Receiver<AppResult<ChatMessage>>> {
         if body.trim().is_empty() {
             return Err(AppError::bad_request("the message is empty"));
         }
@@ -981,9 +1000,7 @@ impl Server {
             .map_err(|_| {
                 AppError::new(ErrorCode::ServerUnavailable, "the server is shutting down")
             })?;
-        answer.await.map_err(|_| {
-            AppError::new(ErrorCode::ServerUnavailable, "the server is shutting down")
-        })?
+        Ok(answer)
     }
 
     /// Delivers stored messages: locally and with one bus message per other home server.
@@ -1334,6 +1351,10 @@ impl Server {
     /// comes back empty (a new epoch), everything this server owns is re-published.
     pub async fn heartbeat_and_check(&self) {
         let epoch = self.bus("epoch", self.cluster.epoch()).await;
+        let resubscribed = self
+            .bus("bus subscription", self.cluster.ensure_subscribed(&self.id))
+            .await
+            .unwrap_or(false);
         let resync_needed = {
             let mut state = self.cluster_state.lock().unwrap();
             match epoch {
@@ -1355,7 +1376,7 @@ impl Server {
                 }
             }
         };
-        if resync_needed {
+        if resync_needed || resubscribed {
             tracing::info!("the cluster store is back (or restarted empty); re-publishing state");
             self.resync().await;
         } else {
@@ -1421,6 +1442,10 @@ impl Server {
     /// Marks the users of `server` offline for everyone and returns its leases. Used for a
     /// dead peer and, at start, for this server's own previous incarnation.
     pub async fn clean_up_after(&self, server: &ServerId) {
+        // Leases first: by the time watchers see the users go offline, their seats are back.
+        let released = self
+            .bus("release leases", self.cluster.lease_release_holder(server))
+            .await;
         let users = self
             .bus("online users", self.cluster.online_users(server))
             .await
@@ -1451,12 +1476,7 @@ impl Server {
         }
         self.bus("clear online", self.cluster.clear_online(server))
             .await;
-        if let Some(released) = self
-            .bus("release leases", self.cluster.lease_release_holder(server))
-            .await
-        {
-            tracing::info!(%server, released, users = users.len(), "returned leases and marked users offline");
-        }
+        tracing::info!(%server, ?released, users = users.len(), "returned leases and marked users offline");
     }
 
     /// On graceful shutdown: say goodbye to devices, go offline, return leases.

@@ -9,11 +9,14 @@ use crate::server::Server;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
+use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use shared::api::{ErrorCode, SetPresence, parse_capabilities};
 use shared::ws::{ClientCommand, ClientEnvelope, ServerEvent};
 use shared::{DeviceId, UserId, validate_name};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,28 +93,39 @@ async fn run_session(
         }
     });
 
+    let mut pending: FuturesOrdered<PendingReply> = FuturesOrdered::new();
     let mut last_heard = tokio::time::Instant::now();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     loop {
         tokio::select! {
-            incoming = stream.next() => {
+            // A device with many unanswered sends waits for their answers before more.
+            incoming = stream.next(), if pending.len() < MAX_PENDING_REPLIES => {
                 let Some(Ok(frame)) = incoming else { break };
                 last_heard = tokio::time::Instant::now();
                 let reply = match frame {
                     Message::Text(body) => handle_frame(&server, &info, &device, body.as_bytes()).await,
-                    Message::Binary(_) => Some(ServerEvent::Error {
+                    Message::Binary(_) => Some(Reply::Now(ServerEvent::Error {
                         reference: None,
                         error: ErrorCode::MalformedFrame,
                         message: "send JSON in text frames".into(),
-                    }),
+                    })),
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => None,
                 };
-                if let Some(reply) = reply {
-                    if sink.send(text(&reply)).await.is_err() {
-                        break;
+                match reply {
+                    Some(Reply::Now(reply)) => {
+                        if sink.send(text(&reply)).await.is_err() {
+                            break;
+                        }
                     }
+                    Some(Reply::Later(reply)) => pending.push_back(reply),
+                    None => {}
+                }
+            }
+            Some(reply) = pending.next(), if !pending.is_empty() => {
+                if sink.send(text(&reply)).await.is_err() {
+                    break;
                 }
             }
             event = events.recv() => {
@@ -173,12 +187,30 @@ async fn build_hello(server: &Server, user: &UserId, device: &DeviceId) -> Serve
 }
 
 /// Handles one text frame; returns the reply to send (ack, error, pong), if any.
+/// An answer to a command that arrives once the chat writer stored the message.
+type PendingReply = Pin<Box<dyn Future<Output = ServerEvent> + Send>>;
+
+/// Most sends of one device waiting for their answer before its socket is read again.
+const MAX_PENDING_REPLIES: usize = 256;
+
+/// The answer to one frame: now, or once a queued message is stored.
+enum Reply {
+    Now(ServerEvent),
+    Later(PendingReply),
+}
+
+/// What a command produced.
+enum Outcome {
+    Done(Option<ServerEvent>),
+    Stored(tokio::sync::oneshot::Receiver<Result<shared::api::ChatMessage, AppError>>),
+}
+
 async fn handle_frame(
     server: &Arc<Server>,
     info: &TokenInfo,
     device: &DeviceId,
     body: &[u8],
-) -> Option<ServerEvent> {
+) -> Option<Reply> {
     let user = &info.user;
     let envelope: ClientEnvelope = match serde_json::from_slice(body) {
         Ok(envelope) => envelope,
@@ -203,38 +235,62 @@ async fn handle_frame(
                     format!("the frame is not a valid command: {error}"),
                 ),
             };
-            return Some(ServerEvent::Error {
+            return Some(Reply::Now(ServerEvent::Error {
                 reference,
                 error: code,
                 message,
-            });
+            }));
         }
     };
     server.touch_device(user, device);
     let reference = envelope.reference;
     let result = run_command(server, info, device, envelope.command).await;
-    match result {
-        Ok(Some(reply)) => Some(reply),
-        Ok(None) => Some(ServerEvent::Ack {
+    let answer = move |result: Result<Option<ServerEvent>, AppError>| match result {
+        Ok(Some(ServerEvent::Ack { message, .. })) => ServerEvent::Ack { reference, message },
+        Ok(Some(reply)) => reply,
+        Ok(None) => ServerEvent::Ack {
             reference,
             message: None,
-        }),
+        },
+        Err(error) => ServerEvent::Error {
+            reference,
+            error: error.0.error,
+            message: error.0.message,
+        },
+    };
+    match result {
+        Ok(Outcome::Stored(stored)) => {
+            let server = server.clone();
+            Some(Reply::Later(Box::pin(async move {
+                let result = match stored.await {
+                    Ok(Ok(message)) => Ok(Some(ServerEvent::Ack {
+                        reference,
+                        message: Some(message),
+                    })),
+                    Ok(Err(error)) => Err(error),
+                    Err(_) => Err(AppError::new(
+                        ErrorCode::ServerUnavailable,
+                        "the server is shutting down",
+                    )),
+                };
+                if result.is_err() {
+                    server
+                        .metrics
+                        .client_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                answer(result)
+            })))
+        }
+        Ok(Outcome::Done(reply)) => Some(Reply::Now(answer(Ok(reply)))),
         Err(error) => {
             server
                 .metrics
                 .client_errors
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Some(ServerEvent::Error {
-                reference,
-                error: error.0.error,
-                message: error.0.message,
-            })
+            Some(Reply::Now(answer(Err(error))))
         }
     }
-    .map(|reply| match reply {
-        ServerEvent::Ack { message, .. } => ServerEvent::Ack { reference, message },
-        other => other,
-    })
 }
 
 const KNOWN_COMMANDS: &[&str] = &[
@@ -252,9 +308,9 @@ async fn run_command(
     info: &TokenInfo,
     device: &DeviceId,
     command: ClientCommand,
-) -> Result<Option<ServerEvent>, AppError> {
+) -> Result<Outcome, AppError> {
     let user = &info.user;
-    match command {
+    let reply: Result<Option<ServerEvent>, AppError> = match command {
         ClientCommand::Ping => Ok(Some(ServerEvent::Pong)),
         ClientCommand::PresenceSet {
             availability,
@@ -286,13 +342,10 @@ async fn run_command(
             let conversation = server
                 .conversation_for(user, to.as_ref(), conversation.as_ref())
                 .await?;
-            let message = server
-                .send_message(user, conversation, body, client_id)
+            let stored = server
+                .enqueue_message(user, conversation, body, client_id)
                 .await?;
-            Ok(Some(ServerEvent::Ack {
-                reference: None,
-                message: Some(message),
-            }))
+            return Ok(Outcome::Stored(stored));
         }
         ClientCommand::Read { conversation, seq } => {
             server.mark_read(user, &conversation, Some(seq)).await?;
@@ -334,5 +387,6 @@ async fn run_command(
             }
             Ok(None)
         }
-    }
+    };
+    reply.map(Outcome::Done)
 }

@@ -83,6 +83,10 @@ impl Cluster for LocalCluster {
         Ok("local".into())
     }
 
+    async fn ensure_subscribed(&self, _me: &ServerId) -> ClusterResult<bool> {
+        Ok(false)
+    }
+
     async fn subscribe(&self, me: &ServerId) -> ClusterResult<mpsc::Receiver<BusInput>> {
         let (sender, receiver) = mpsc::channel(QUEUE);
         self.hub

@@ -57,6 +57,10 @@ pub trait Cluster: Send + Sync + 'static {
     /// Changes when the cluster store lost its state (Redis restarted: its `run_id`), so a
     /// server knows to re-publish everything.
     async fn epoch(&self) -> ClusterResult<String>;
+    /// Makes sure `me` still receives its bus channels (a re-subscription after a reconnect
+    /// can fail silently); returns true when it had to subscribe again, so messages may have
+    /// been lost meanwhile.
+    async fn ensure_subscribed(&self, me: &ServerId) -> ClusterResult<bool>;
 
     // ---- bus ----
     /// Starts delivery of messages addressed to `me` and of broadcasts. Call once.

@@ -203,6 +203,22 @@ impl Cluster for RedisCluster {
             .ok_or_else(|| ClusterError::Backend("INFO server has no run_id".into()))
     }
 
+    async fn ensure_subscribed(&self, me: &ServerId) -> ClusterResult<bool> {
+        let channel = keys::server_channel(me);
+        let counts: Vec<Value> = self
+            .client
+            .pubsub_numsub(channel.clone())
+            .await
+            .map_err(backend)?;
+        let subscribers = counts.get(1).map(as_i64).unwrap_or(0);
+        if subscribers > 0 {
+            return Ok(false);
+        }
+        tracing::warn!(%channel, "no subscription on Redis for this server's channel; subscribing again");
+        self.subscriber.resubscribe_all().await.map_err(backend)?;
+        Ok(true)
+    }
+
     async fn subscribe(&self, me: &ServerId) -> ClusterResult<mpsc::Receiver<BusInput>> {
         let (sender, receiver) = mpsc::channel(65_536);
         let mut messages = self.subscriber.message_rx();

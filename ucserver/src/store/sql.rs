@@ -43,6 +43,8 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 const INSERT_CHUNK: usize = 100;
 /// Values per `IN (...)` list.
 const IN_CHUNK: usize = 200;
+/// Rows changed by one `CASE` update (each row takes 3-4 parameters).
+const CASE_CHUNK: usize = 100;
 /// Length of a chat journal entry's `summary`, in characters.
 const SUMMARY_CHARS: usize = 80;
 /// How long a caller waits for a pooled connection before the database counts as unavailable.
@@ -642,70 +644,108 @@ async fn members_of_conversation(conn: &mut AnyConnection, id: &str) -> StoreRes
         .collect()
 }
 
-/// Stores the messages `indexes` of `batch`, all for conversation `id`, writing each one's
-/// outcome into `results`.
-async fn append_to_conversation(
+/// Stores a whole batch with a fixed number of statements per chunk of rows, whatever the
+/// number of conversations in it: lock the conversations (in id order, so two servers'
+/// batches cannot deadlock), check membership and client ids, insert the messages, then
+/// move `last_seq`, the senders' read markers and the members' chat journal entries with
+/// one `CASE` update each. Writes each message's outcome into `results`.
+async fn append_batch(
     conn: &mut AnyConnection,
-    id: &str,
+    backend: Backend,
     batch: &[NewMessage],
-    indexes: &[usize],
     results: &mut [Option<StoreResult<ChatMessage>>],
 ) -> StoreResult<()> {
-    let Some(conversation) = lock_conversation(conn, id).await? else {
-        for &i in indexes {
-            results[i] = Some(Err(StoreError::NotFound(format!("conversation {id}"))));
-        }
-        return Ok(());
-    };
-
-    // Which senders are members.
-    let senders: Vec<&str> = indexes
+    let conversation_ids: Vec<&str> = batch
         .iter()
-        .map(|&i| batch[i].sender.as_str())
+        .map(|m| m.conversation.as_str())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let mut members: HashSet<String> = HashSet::new();
-    for chunk in senders.chunks(IN_CHUNK) {
+
+    // 1. Lock the conversations and read their last sequence numbers.
+    let mut last_seq: BTreeMap<String, i64> = BTreeMap::new();
+    for chunk in conversation_ids.chunks(IN_CHUNK) {
+        let lock = match backend {
+            // The transaction already holds SQLite's single write lock.
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        };
         let sql = format!(
-            "SELECT user_id FROM conversation_members WHERE conversation_id = $1 AND user_id IN ({})",
-            placeholders(2, chunk.len())
+            "SELECT id, last_seq FROM conversations WHERE id IN ({}) ORDER BY id{lock}",
+            placeholders(1, chunk.len())
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql))
-            .persistent(chunk.len() == 1)
-            .bind(id);
-        for sender in chunk {
-            query = query.bind(*sender);
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+        for id in chunk {
+            query = query.bind(*id);
         }
         for row in query.fetch_all(&mut *conn).await.map_err(map_error)? {
-            members.insert(decode(&row, "user_id")?);
+            last_seq.insert(decode(&row, "id")?, decode(&row, "last_seq")?);
         }
     }
 
-    // Messages already stored under the batch's client ids (a resend finds its original).
-    let conversation_id = ConversationId(id.to_string());
-    let client_ids: Vec<&str> = indexes
+    // 2. Which (conversation, sender) pairs are memberships.
+    let senders: Vec<&str> = batch
         .iter()
-        .filter(|&&i| members.contains(batch[i].sender.as_str()))
-        .filter_map(|&i| batch[i].client_id.as_deref())
+        .map(|m| m.sender.as_str())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let mut by_client_id: HashMap<(String, String), ChatMessage> = HashMap::new();
-    for chunk in client_ids.chunks(IN_CHUNK) {
+    let mut members: HashSet<(String, String)> = HashSet::new();
+    for conversations in conversation_ids.chunks(IN_CHUNK / 2) {
+        for users in senders.chunks(IN_CHUNK / 2) {
+            let sql = format!(
+                "SELECT conversation_id, user_id FROM conversation_members \
+                 WHERE conversation_id IN ({}) AND user_id IN ({})",
+                placeholders(1, conversations.len()),
+                placeholders(1 + conversations.len(), users.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+            for id in conversations {
+                query = query.bind(*id);
+            }
+            for user in users {
+                query = query.bind(*user);
+            }
+            for row in query.fetch_all(&mut *conn).await.map_err(map_error)? {
+                members.insert((decode(&row, "conversation_id")?, decode(&row, "user_id")?));
+            }
+        }
+    }
+
+    // 3. Messages already stored under the batch's client ids (a resend finds its original),
+    //    looked up by exact (conversation, sender, client id) so the unique index answers.
+    let triples: Vec<(&str, &str, &str)> = batch
+        .iter()
+        .filter_map(|m| {
+            Some((
+                m.conversation.as_str(),
+                m.sender.as_str(),
+                m.client_id.as_deref()?,
+            ))
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    // (conversation, sender, client id) -> stored message
+    let mut by_client_id: HashMap<(String, String, String), ChatMessage> = HashMap::new();
+    for chunk in triples.chunks(IN_CHUNK / 2) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| format!("({})", placeholders(1 + r * 3, 3)))
+            .collect();
         let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND client_id IN ({})",
-            placeholders(2, chunk.len())
+            "SELECT conversation_id, {MESSAGE_COLUMNS} FROM messages \
+             WHERE client_id IS NOT NULL AND (conversation_id, sender, client_id) IN ({})",
+            rows.join(", ")
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql))
-            .persistent(chunk.len() == 1)
-            .bind(id);
-        for client_id in chunk {
-            query = query.bind(*client_id);
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+        for (conversation, sender, client_id) in chunk {
+            query = query.bind(*conversation).bind(*sender).bind(*client_id);
         }
         for row in query.fetch_all(&mut *conn).await.map_err(map_error)? {
-            let message = message_from_row(&conversation_id, &row)?;
+            let conversation = ConversationId(decode(&row, "conversation_id")?);
+            let message = message_from_row(&conversation, &row)?;
             let key = (
+                conversation.0.clone(),
                 message.sender.0.clone(),
                 message.client_id.clone().unwrap_or_default(),
             );
@@ -713,62 +753,63 @@ async fn append_to_conversation(
         }
     }
 
-    // Seqs, in batch order.
-    let mut last_seq = conversation.last_seq;
-    // Stored by this call, ascending seq.
+    // 4. Sequence numbers, in batch order per conversation.
     let mut new: Vec<ChatMessage> = Vec::new();
-    for &i in indexes {
-        let message = &batch[i];
-        if !members.contains(message.sender.as_str()) {
+    for (i, message) in batch.iter().enumerate() {
+        let id = message.conversation.as_str();
+        let Some(seq) = last_seq.get_mut(id) else {
+            results[i] = Some(Err(StoreError::NotFound(format!("conversation {id}"))));
+            continue;
+        };
+        if !members.contains(&(id.to_string(), message.sender.0.clone())) {
             results[i] = Some(Err(StoreError::NotFound(format!(
                 "member {} of conversation {id}",
                 message.sender
             ))));
             continue;
         }
-        if let Some(client_id) = &message.client_id
-            && let Some(original) = by_client_id.get(&(message.sender.0.clone(), client_id.clone()))
-        {
+        let key = message
+            .client_id
+            .as_ref()
+            .map(|c| (id.to_string(), message.sender.0.clone(), c.clone()));
+        if let Some(original) = key.as_ref().and_then(|k| by_client_id.get(k)) {
             results[i] = Some(Ok(original.clone()));
             continue;
         }
-        last_seq += 1;
+        *seq += 1;
         let stored = ChatMessage {
-            conversation: conversation_id.clone(),
-            seq: seq_from_db(last_seq),
+            conversation: message.conversation.clone(),
+            seq: seq_from_db(*seq),
             id: message.id.clone(),
             sender: message.sender.clone(),
             body: message.body.clone(),
             sent_ms: message.sent_ms,
             client_id: message.client_id.clone(),
         };
-        if let Some(client_id) = &message.client_id {
-            by_client_id.insert(
-                (message.sender.0.clone(), client_id.clone()),
-                stored.clone(),
-            );
+        if let Some(key) = key {
+            by_client_id.insert(key, stored.clone());
         }
         new.push(stored.clone());
         results[i] = Some(Ok(stored));
     }
-    let Some(newest) = new.last() else {
+    if new.is_empty() {
         return Ok(());
-    };
+    }
 
+    // 5. The messages, many rows per statement.
     for chunk in new.chunks(INSERT_CHUNK) {
         let rows: Vec<String> = (0..chunk.len())
-            .map(|r| format!("($1, {})", placeholders(2 + r * 6, 6)))
+            .map(|r| format!("({})", placeholders(1 + r * 7, 7)))
             .collect();
         let sql = format!(
             "INSERT INTO messages (conversation_id, seq, id, sender, body, sent_ms, client_id) VALUES {}",
             rows.join(", ")
         );
-        let persistent = chunk.len() == 1 || chunk.len() == INSERT_CHUNK;
-        let mut query = sqlx::query(AssertSqlSafe(sql))
-            .persistent(persistent)
-            .bind(id);
+        let persistent = chunk.len() == INSERT_CHUNK;
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(persistent);
         for message in chunk {
             query = query
+                .bind(message.conversation.as_str())
                 .bind(seq_to_db(message.seq))
                 .bind(message.id.as_str())
                 .bind(message.sender.as_str())
@@ -779,48 +820,117 @@ async fn append_to_conversation(
         query
             .execute(&mut *conn)
             .await
-            .map_err(|e| map_conflict(e, || format!("a message in {id}")))?;
+            .map_err(|e| map_conflict(e, || "a message of the batch".to_string()))?;
     }
 
-    sqlx::query("UPDATE conversations SET last_seq = $2, last_activity_ms = $3 WHERE id = $1")
-        .bind(id)
-        .bind(last_seq)
-        .bind(newest.sent_ms)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_error)?;
-
-    // Each sender has read up to their own newest message.
-    let mut read_up_to: BTreeMap<&str, u64> = BTreeMap::new();
+    // Per conversation: newest message and count; per (conversation, sender): newest seq.
+    let mut newest: BTreeMap<&str, (&ChatMessage, i64)> = BTreeMap::new();
+    let mut read_up_to: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for message in &new {
-        read_up_to.insert(message.sender.as_str(), message.seq);
+        let entry = newest
+            .entry(message.conversation.as_str())
+            .or_insert((message, 0));
+        *entry = (message, entry.1 + 1);
+        read_up_to.insert(
+            (message.conversation.as_str(), message.sender.as_str()),
+            message.seq,
+        );
     }
-    for (sender, seq) in read_up_to {
-        sqlx::query(
-            "UPDATE conversation_members SET last_read_seq = $3 \
-             WHERE conversation_id = $1 AND user_id = $2 AND last_read_seq < $3",
-        )
-        .bind(id)
-        .bind(sender)
-        .bind(seq_to_db(seq))
-        .execute(&mut *conn)
-        .await
-        .map_err(map_error)?;
+    let touched: Vec<(&str, (&ChatMessage, i64))> = newest.into_iter().collect();
+
+    // 6. last_seq and activity of every touched conversation.
+    for chunk in touched.chunks(CASE_CHUNK) {
+        let mut seq_case = String::new();
+        let mut activity_case = String::new();
+        for r in 0..chunk.len() {
+            let base = 1 + r * 3;
+            seq_case.push_str(&format!(" WHEN ${base} THEN ${}", base + 1));
+            activity_case.push_str(&format!(" WHEN ${base} THEN ${}", base + 2));
+        }
+        let ids = (0..chunk.len())
+            .map(|r| format!("${}", 1 + r * 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE conversations SET last_seq = CASE id{seq_case} ELSE last_seq END, \
+             last_activity_ms = CASE id{activity_case} ELSE last_activity_ms END WHERE id IN ({ids})"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+        for (id, (message, _)) in chunk {
+            query = query
+                .bind(*id)
+                .bind(seq_to_db(message.seq))
+                .bind(message.sent_ms);
+        }
+        query.execute(&mut *conn).await.map_err(map_error)?;
     }
 
-    // One statement for the journal entries of all members.
-    sqlx::query(
-        "UPDATE journal SET ended_ms = $2, changed_ms = $2, messages = messages + $3, summary = $4 \
-         WHERE conversation_id = $1 AND kind = 'chat' \
-         AND user_id IN (SELECT user_id FROM conversation_members WHERE conversation_id = $1)",
-    )
-    .bind(id)
-    .bind(newest.sent_ms)
-    .bind(new.len() as i64)
-    .bind(summary_of(&newest.body))
-    .execute(&mut *conn)
-    .await
-    .map_err(map_error)?;
+    // 7. Each sender has read up to their own newest message (markers never move back).
+    let markers: Vec<((&str, &str), u64)> = read_up_to.into_iter().collect();
+    for chunk in markers.chunks(CASE_CHUNK) {
+        let mut case = String::new();
+        let mut pairs = Vec::new();
+        for r in 0..chunk.len() {
+            let base = 1 + r * 3;
+            case.push_str(&format!(
+                " WHEN conversation_id = ${base} AND user_id = ${} THEN ${}",
+                base + 1,
+                base + 2
+            ));
+            pairs.push(format!(
+                "(conversation_id = ${base} AND user_id = ${})",
+                base + 1
+            ));
+        }
+        let sql = format!(
+            "UPDATE conversation_members SET last_read_seq = CASE{case} ELSE last_read_seq END \
+             WHERE ({}) AND last_read_seq < CASE{case} ELSE last_read_seq END",
+            pairs.join(" OR ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+        for ((conversation, sender), seq) in chunk {
+            query = query
+                .bind(*conversation)
+                .bind(*sender)
+                .bind(seq_to_db(*seq));
+        }
+        query.execute(&mut *conn).await.map_err(map_error)?;
+    }
+
+    // 8. The members' chat journal entries: one statement for all touched conversations.
+    for chunk in touched.chunks(CASE_CHUNK) {
+        let mut ended = String::new();
+        let mut count = String::new();
+        let mut summary = String::new();
+        for r in 0..chunk.len() {
+            let base = 1 + r * 4;
+            ended.push_str(&format!(" WHEN ${base} THEN ${}", base + 1));
+            count.push_str(&format!(" WHEN ${base} THEN ${}", base + 2));
+            summary.push_str(&format!(" WHEN ${base} THEN ${}", base + 3));
+        }
+        let ids = (0..chunk.len())
+            .map(|r| format!("${}", 1 + r * 4))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE journal SET ended_ms = CASE conversation_id{ended} ELSE ended_ms END, \
+             changed_ms = CASE conversation_id{ended} ELSE changed_ms END, \
+             messages = messages + CASE conversation_id{count} ELSE 0 END, \
+             summary = CASE conversation_id{summary} ELSE summary END \
+             WHERE kind = 'chat' AND conversation_id IN ({ids}) \
+             AND EXISTS (SELECT 1 FROM conversation_members m \
+                         WHERE m.conversation_id = journal.conversation_id AND m.user_id = journal.user_id)"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+        for (id, (message, added)) in chunk {
+            query = query
+                .bind(*id)
+                .bind(message.sent_ms)
+                .bind(*added)
+                .bind(summary_of(&message.body));
+        }
+        query.execute(&mut *conn).await.map_err(map_error)?;
+    }
     Ok(())
 }
 
@@ -1413,20 +1523,10 @@ impl Store for SqlStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        // Conversations in id order: the order in which their rows are locked.
-        let mut by_conversation: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, message) in batch.iter().enumerate() {
-            by_conversation
-                .entry(message.conversation.as_str())
-                .or_default()
-                .push(i);
-        }
         let mut results: Vec<Option<StoreResult<ChatMessage>>> =
             (0..batch.len()).map(|_| None).collect();
         let mut tx = self.begin_write().await?;
-        for (id, indexes) in &by_conversation {
-            append_to_conversation(&mut tx, id, batch, indexes, &mut results).await?;
-        }
+        append_batch(&mut tx, self.backend, batch, &mut results).await?;
         tx.commit().await.map_err(map_error)?;
         Ok(results
             .into_iter()
