@@ -1,6 +1,13 @@
 //! A small, bounded reverse proxy for `/api/*`: REST requests through reqwest, the WebSocket
-//! upgrade through tokio-tungstenite. Today there is one upstream; routing each user to their
-//! home server comes later.
+//! upgrade through tokio-tungstenite.
+//!
+//! Home-server routing, without state that a restart would lose: a login goes to any known
+//! UCServer and follows `wrong_server` to the user's home server; the token handed to the
+//! browser is `<server id>~<token>`. Every later request is sent to the server named in its
+//! token, with the plain token. Servers are known by id from the configured upstreams
+//! (their `/healthz`) and from the `home_url`s that UCServers themselves answer with; a token
+//! naming any other server is refused, so a browser cannot point ucweb at an address of its
+//! choosing.
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::ws::{CloseFrame, Message as AxMessage, WebSocket, WebSocketUpgrade};
@@ -39,25 +46,113 @@ const FORWARD_RESPONSE: &[HeaderName] = &[
     header::WWW_AUTHENTICATE,
 ];
 
-#[derive(Clone)]
+/// Separates the server id from the UCServer's own token in the browser's token.
+const TOKEN_SEPARATOR: char = '~';
+
 struct Proxy {
-    upstream: Url,
+    /// The configured UCServers, tried in order for requests that carry no token.
+    upstreams: Vec<Url>,
+    /// Server id -> base URL, learned from `/healthz` and from `wrong_server` answers.
+    servers: std::sync::RwLock<std::collections::HashMap<String, Url>>,
     http: reqwest::Client,
 }
 
-/// Routes `/api/*` to `upstream` (a base URL such as `http://127.0.0.1:8080`).
-pub fn proxy_router(upstream: Url) -> anyhow::Result<Router> {
-    anyhow::ensure!(
-        upstream.scheme() == "http" || upstream.scheme() == "https",
-        "upstream must be an http:// or https:// URL, not '{upstream}'"
-    );
+impl Proxy {
+    fn server_url(&self, id: &str) -> Option<Url> {
+        self.servers.read().unwrap().get(id).cloned()
+    }
+
+    fn learn(&self, id: &str, url: Url) {
+        self.servers.write().unwrap().insert(id.to_string(), url);
+    }
+
+    /// Asks every configured upstream for its id (at start, and when a token names a server
+    /// not known yet, e.g. after a restart of ucweb).
+    async fn discover(&self) {
+        for upstream in &self.upstreams {
+            let Ok(url) = upstream.join("/healthz") else {
+                continue;
+            };
+            let Ok(answer) = self
+                .http
+                .get(url)
+                .timeout(Duration::from_secs(3))
+                .send()
+                .await
+            else {
+                continue;
+            };
+            let Ok(health) = answer.json::<shared::api::Health>().await else {
+                continue;
+            };
+            self.learn(health.server.as_str(), upstream.clone());
+        }
+    }
+}
+
+/// Where a request goes, and the token to send there.
+struct Route {
+    base: Url,
+    /// The UCServer's own token, when the request carried one.
+    token: Option<String>,
+}
+
+/// The bearer token of a request: the `Authorization` header, else `token=` in the query.
+fn request_token(headers: &axum::http::HeaderMap, path_and_query: &str) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
+        .or_else(|| {
+            let query = path_and_query.split_once('?')?.1;
+            query.split('&').find_map(|pair| {
+                pair.strip_prefix("token=")
+                    .map(|t| t.replace("%7E", "~").replace("%7e", "~"))
+            })
+        })
+}
+
+/// `path_and_query` with its `token=` value replaced by `token`.
+fn with_query_token(path_and_query: &str, token: &str) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else {
+        return path_and_query.to_string();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            if pair.starts_with("token=") {
+                format!("token={token}")
+            } else {
+                pair.to_string()
+            }
+        })
+        .collect();
+    format!("{path}?{}", pairs.join("&"))
+}
+
+/// Routes `/api/*` to the UCServers: `upstreams` are their base URLs (any one of a cluster
+/// is enough for logins; listing all lets ucweb find them again after its own restart).
+pub async fn proxy_router(upstreams: Vec<Url>) -> anyhow::Result<Router> {
+    anyhow::ensure!(!upstreams.is_empty(), "give at least one upstream UCServer");
+    for upstream in &upstreams {
+        anyhow::ensure!(
+            upstream.scheme() == "http" || upstream.scheme() == "https",
+            "upstream must be an http:// or https:// URL, not '{upstream}'"
+        );
+    }
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .timeout(REQUEST_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(60))
         .build()?;
-    let state = Arc::new(Proxy { upstream, http });
+    let state = Arc::new(Proxy {
+        upstreams,
+        servers: Default::default(),
+        http,
+    });
+    state.discover().await;
     Ok(Router::new()
         .route("/api", axum::routing::any(proxy))
         .route("/api/{*rest}", axum::routing::any(proxy))
@@ -75,18 +170,151 @@ async fn proxy(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let route = match route(&proxy, request.headers(), &path_and_query).await {
+        Ok(route) => route,
+        Err(response) => return response,
+    };
+    let path_and_query = match &route.token {
+        Some(token) => with_query_token(&path_and_query, token),
+        None => path_and_query,
+    };
     if is_upgrade {
         let (mut parts, _body) = request.into_parts();
         let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
             Ok(upgrade) => upgrade,
             Err(rejection) => return rejection.into_response(),
         };
-        return websocket(proxy, path_and_query, parts.headers, upgrade).await;
+        return websocket(route, path_and_query, upgrade).await;
     }
-    match rest(&proxy, &path_and_query, request).await {
+    let is_login = request.method() == axum::http::Method::POST
+        && (path_and_query == "/api/v1/login" || path_and_query == "/api/v1/admin/login");
+    if is_login {
+        return login(&proxy, &path_and_query, request)
+            .await
+            .unwrap_or_else(|response| response);
+    }
+    match rest(&proxy, &route, &path_and_query, request).await {
         Ok(response) => response,
         Err(response) => response,
     }
+}
+
+/// Picks the server for a request from its token (or the first upstream without one).
+async fn route(
+    proxy: &Proxy,
+    headers: &axum::http::HeaderMap,
+    path_and_query: &str,
+) -> Result<Route, Response> {
+    let Some(token) = request_token(headers, path_and_query) else {
+        return Ok(Route {
+            base: proxy.upstreams[0].clone(),
+            token: None,
+        });
+    };
+    let Some((server, plain)) = token.rsplit_once(TOKEN_SEPARATOR) else {
+        return Err(api_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the session token is not one this web front issued; sign in again",
+        ));
+    };
+    if proxy.server_url(server).is_none() {
+        proxy.discover().await;
+    }
+    match proxy.server_url(server) {
+        Some(base) => Ok(Route {
+            base,
+            token: Some(plain.to_string()),
+        }),
+        None => Err(api_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the session's server is not known here; sign in again",
+        )),
+    }
+}
+
+/// A login: sent to the upstreams in turn, following `wrong_server` to the home server (at
+/// most 3 hops); the token of the answer is prefixed with the server that issued it.
+async fn login(
+    proxy: &Proxy,
+    path_and_query: &str,
+    request: Request,
+) -> Result<Response, Response> {
+    let body = to_bytes(request.into_body(), MAX_REQUEST_BYTES)
+        .await
+        .map_err(|_| {
+            api_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than allowed",
+            )
+        })?;
+    let mut base = proxy.upstreams[0].clone();
+    for _ in 0..3 {
+        let url = base
+            .join(path_and_query)
+            .map_err(|_| api_error(StatusCode::BAD_REQUEST, "bad_request", "bad request path"))?;
+        let answer = proxy
+            .http
+            .post(url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .map_err(|_| {
+                api_error(
+                    StatusCode::BAD_GATEWAY,
+                    "server_unavailable",
+                    "the server cannot be reached",
+                )
+            })?;
+        let status = answer.status();
+        let text = answer.bytes().await.map_err(|_| {
+            api_error(
+                StatusCode::BAD_GATEWAY,
+                "server_unavailable",
+                "the server's answer broke off",
+            )
+        })?;
+        if status == StatusCode::CONFLICT {
+            if let Ok(error) = serde_json::from_slice::<shared::api::ApiError>(&text) {
+                if let (Some(home), Some(home_url)) = (&error.home_server, &error.home_url) {
+                    if let Ok(home_url) = home_url.parse::<Url>() {
+                        proxy.learn(home.as_str(), home_url.clone());
+                        base = home_url;
+                        continue;
+                    }
+                }
+            }
+        }
+        if status.is_success() {
+            let mut session: shared::api::LoginResponse =
+                serde_json::from_slice(&text).map_err(|_| {
+                    api_error(
+                        StatusCode::BAD_GATEWAY,
+                        "internal",
+                        "the server's login answer is not understood",
+                    )
+                })?;
+            proxy.learn(session.server.as_str(), base.clone());
+            session.token = format!("{}{TOKEN_SEPARATOR}{}", session.server, session.token);
+            let body = serde_json::to_vec(&session).unwrap_or_default();
+            return Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response());
+        }
+        let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        return Ok((status, [(header::CONTENT_TYPE, "application/json")], text).into_response());
+    }
+    Err(api_error(
+        StatusCode::BAD_GATEWAY,
+        "server_unavailable",
+        "the login was sent on too many times",
+    ))
 }
 
 fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -99,9 +327,14 @@ fn serde_json_like(code: &str, message: &str) -> String {
     format!("{{\"error\":\"{code}\",\"message\":\"{message}\"}}")
 }
 
-async fn rest(proxy: &Proxy, path_and_query: &str, request: Request) -> Result<Response, Response> {
-    let url = proxy
-        .upstream
+async fn rest(
+    proxy: &Proxy,
+    route: &Route,
+    path_and_query: &str,
+    request: Request,
+) -> Result<Response, Response> {
+    let url = route
+        .base
         .join(path_and_query)
         .map_err(|_| api_error(StatusCode::BAD_REQUEST, "bad_request", "bad request path"))?;
     let (parts, body) = request.into_parts();
@@ -114,9 +347,15 @@ async fn rest(proxy: &Proxy, path_and_query: &str, request: Request) -> Result<R
     })?;
     let mut upstream = proxy.http.request(parts.method.clone(), url);
     for name in FORWARD_REQUEST {
+        if *name == header::AUTHORIZATION {
+            continue;
+        }
         for value in parts.headers.get_all(name) {
             upstream = upstream.header(name, value);
         }
+    }
+    if let Some(token) = &route.token {
+        upstream = upstream.bearer_auth(token);
     }
     let answer = upstream.body(body).send().await.map_err(|error| {
         tracing::warn!(%error, "upstream request failed");
@@ -178,13 +417,8 @@ async fn rest(proxy: &Proxy, path_and_query: &str, request: Request) -> Result<R
     Ok(response)
 }
 
-async fn websocket(
-    proxy: Arc<Proxy>,
-    path_and_query: String,
-    headers: axum::http::HeaderMap,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let mut url = match proxy.upstream.join(&path_and_query) {
+async fn websocket(route: Route, path_and_query: String, upgrade: WebSocketUpgrade) -> Response {
+    let mut url = match route.base.join(&path_and_query) {
         Ok(url) => url,
         Err(_) => return api_error(StatusCode::BAD_REQUEST, "bad_request", "bad request path"),
     };
@@ -194,10 +428,10 @@ async fn websocket(
         Ok(request) => request,
         Err(_) => return api_error(StatusCode::BAD_REQUEST, "bad_request", "bad request path"),
     };
-    if let Some(auth) = headers.get(header::AUTHORIZATION) {
-        request
-            .headers_mut()
-            .insert(header::AUTHORIZATION, auth.clone());
+    if let Some(token) = &route.token {
+        if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
+            request.headers_mut().insert(header::AUTHORIZATION, value);
+        }
     }
     let config = tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(shared::limits::MAX_EVENT_BYTES))
