@@ -7,55 +7,8 @@ mod support;
 use fred::prelude::*;
 use shared::keys;
 use shared::media::{MediaEvent, MediaServerStatus};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use support::peer::{ClientPeer, PeerOptions};
-
-/// A redis-server child process, killed (by its pid, through the handle) on drop.
-struct RedisProcess {
-    child: Child,
-    port: u16,
-}
-
-impl RedisProcess {
-    fn start(port: u16) -> Option<Self> {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        Some(Self { child, port })
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn redis_client(url: &str) -> Client {
     let client = Builder::from_config(Config::from_url(url).unwrap())
@@ -94,13 +47,6 @@ async fn wait_for_heartbeat(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_and_events_reach_redis_and_survive_a_restart() {
-    assert!(
-        Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_ok(),
-        "redis-server is not installed: apt-get install redis-server (the README's test command does)"
-    );
     // Every step below has its own bound; this one catches a hang anywhere else.
     tokio::time::timeout(Duration::from_secs(180), heartbeat_scenario())
         .await
@@ -109,8 +55,7 @@ async fn heartbeat_and_events_reach_redis_and_survive_a_restart() {
 
 async fn heartbeat_scenario() {
     support::init_logging();
-    let port = free_port();
-    let redis = RedisProcess::start(port).expect("redis-server starts");
+    let mut redis = switchboard_tests::Redis::start();
     let client = redis_client(&redis.url()).await;
 
     let subscriber = Builder::from_config(Config::from_url(&redis.url()).unwrap())
@@ -155,10 +100,10 @@ async fn heartbeat_scenario() {
     // Redis goes away and comes back empty: the server keeps answering and re-registers.
     let _ = subscriber.quit().await;
     let _ = client.quit().await;
-    drop(redis);
+    redis.stop();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(control.status().await.unwrap().legs, 0);
-    let redis = RedisProcess::start(port).expect("redis-server restarts");
+    redis.restart();
     let client = redis_client(&redis.url()).await;
     let again = wait_for_heartbeat(&client, "media-redis", Duration::from_secs(20))
         .await

@@ -139,7 +139,7 @@ async fn login_is_sent_to_the_home_server_and_presence_crosses_servers() {
         .await
         .expect("add contact");
     let mut bob_conn = connect(&bob_client).await;
-    let mut alice_conn = connect(&alice_client).await;
+    let alice_conn = connect(&alice_client).await;
     presence_of(&mut bob_conn, &alice, |p| {
         p.availability == Availability::Available
     })
