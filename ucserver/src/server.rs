@@ -1274,7 +1274,7 @@ impl Server {
                 }
                 // Watchers of these users may have changed: let them see current presence.
                 for user in users.iter().filter(|u| self.is_local_online(u)) {
-                    self.send_relations_presence(user).await;
+                    self.send_relations_presence(user, true).await;
                 }
             }
             BusBody::ConversationChanged {
@@ -1296,7 +1296,9 @@ impl Server {
     }
 
     /// After relations change, a local user gets the current presence of everyone they watch.
-    async fn send_relations_presence(&self, user: &UserId) {
+    /// With `include_unknown`, users without any snapshot are sent as offline (a new contact);
+    /// without, they are skipped (after a Redis restart their home server re-publishes them).
+    async fn send_relations_presence(&self, user: &UserId, include_unknown: bool) {
         let Ok(watched) = self.watched_by(user).await else {
             return;
         };
@@ -1307,8 +1309,11 @@ impl Server {
             return;
         };
         for (watched_user, snapshot) in watched.iter().zip(snapshots) {
-            let snapshot =
-                snapshot.unwrap_or_else(|| PresenceSnapshot::offline(watched_user.clone()));
+            let snapshot = match snapshot {
+                Some(snapshot) => snapshot,
+                None if include_unknown => PresenceSnapshot::offline(watched_user.clone()),
+                None => continue,
+            };
             let event = ServerEvent::Presence {
                 presence: PresenceView::of(&snapshot, Visibility::Full),
             };
@@ -1320,6 +1325,9 @@ impl Server {
     /// our own state and re-announce who is online here.
     pub async fn resync(&self) {
         tracing::info!("resyncing cluster state");
+        // Subscribed first, so nothing published after the snapshots are read below is lost.
+        self.bus("bus subscription", self.cluster.ensure_subscribed(&self.id))
+            .await;
         self.forget_relations(&[]);
         self.cache.lock().unwrap().delivered_versions.clear();
         self.heartbeat().await;
@@ -1337,6 +1345,8 @@ impl Server {
             if let Some(snapshot) = snapshot {
                 self.fan_out_presence(snapshot).await;
             }
+            // Events for our users may have been lost: send them what they watch, as stored now.
+            self.send_relations_presence(user, false).await;
             // Seats of signed-in users are taken again if Redis lost them.
             let _ = self
                 .cluster
@@ -1514,9 +1524,30 @@ pub struct ChatWriter {
     rx: mpsc::Receiver<ChatJob>,
 }
 
+/// A stored batch on its way to delivery: the jobs to answer, their results, and the
+/// messages that were stored.
+struct StoredBatch {
+    jobs: Vec<ChatJob>,
+    results: Vec<AppResult<ChatMessage>>,
+    stored: Vec<ChatMessage>,
+}
+
 impl ChatWriter {
-    /// Runs until every sender is gone.
+    /// Runs until every sender is gone. Two stages in a pipeline: this task writes batch N+1
+    /// to SQL while a delivery task (owned here, ended with it) pushes batch N to devices and
+    /// peers and answers its senders. Both stages keep batch order, so a conversation's
+    /// messages are delivered in sequence order.
     pub async fn run(mut self, server: Arc<Server>) {
+        let (stored_tx, mut stored_rx) = mpsc::channel::<StoredBatch>(2);
+        let delivery_server = server.clone();
+        let delivery = tokio::spawn(async move {
+            while let Some(batch) = stored_rx.recv().await {
+                delivery_server.deliver_messages(&batch.stored).await;
+                for (job, result) in batch.jobs.into_iter().zip(batch.results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+        });
         let mut jobs = Vec::with_capacity(CHAT_BATCH);
         while let Some(first) = self.rx.recv().await {
             jobs.push(first);
@@ -1556,10 +1587,16 @@ impl ChatWriter {
                 .metrics
                 .messages_stored
                 .fetch_add(stored_messages.len() as u64, Ordering::Relaxed);
-            server.deliver_messages(&stored_messages).await;
-            for (job, result) in jobs.drain(..).zip(results) {
-                let _ = job.reply.send(result);
+            let batch = StoredBatch {
+                jobs: std::mem::take(&mut jobs),
+                results,
+                stored: stored_messages,
+            };
+            if stored_tx.send(batch).await.is_err() {
+                break;
             }
         }
+        drop(stored_tx);
+        let _ = delivery.await;
     }
 }
