@@ -16,3 +16,4 @@ pub mod redis;
 pub use postgres::Postgres;
 pub use redis::Redis;
 pub mod ucserver;
+pub mod ucweb;

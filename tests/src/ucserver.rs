@@ -7,7 +7,7 @@
 use crate::process::{STARTUP_LIMIT, Watchdog, free_port, fresh_dir, log_tail, sh_quote};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,11 +17,13 @@ pub const ADMIN_PASSWORD: &str = "admin-secret-1";
 /// Where a workspace binary lives next to the running test executable.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
+    // A test runs from target/<profile>/deps/, a harness binary from target/<profile>/.
+    let here = exe.parent().expect("executable directory");
+    let dir = if here.ends_with("deps") {
+        here.parent().expect("target directory")
+    } else {
+        here
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),

@@ -4,52 +4,11 @@
 use shared::api::CreateUser;
 use shared::ws::ServerEvent;
 use shared::{ServerId, UserId};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use switchboard_tests::process::free_port;
-use switchboard_tests::ucserver::{ADMIN_PASSWORD, UcServer, binary, http_status};
+use std::time::Duration;
+use switchboard_tests::ucserver::{ADMIN_PASSWORD, UcServer};
+use switchboard_tests::ucweb::UcWeb;
 use switchboard_tests::{Postgres, Redis};
 use ucclient::{AdminClient, Client};
-
-struct UcWeb {
-    port: u16,
-    child: Child,
-}
-
-impl UcWeb {
-    fn start(upstreams: &[&UcServer]) -> UcWeb {
-        let port = free_port();
-        let upstream = upstreams
-            .iter()
-            .map(|s| s.url())
-            .collect::<Vec<_>>()
-            .join(",");
-        let child = Command::new(binary("ucweb"))
-            .env("UC_UPSTREAM", upstream)
-            .env("UC_WEB_LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start ucweb");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http_status(port, "/healthz") != Some(200) {
-            assert!(Instant::now() < deadline, "ucweb did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        UcWeb { port, child }
-    }
-
-    fn url(&self) -> String {
-        format!("http://localhost:{}", self.port)
-    }
-}
-
-impl Drop for UcWeb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ucweb_routes_every_user_to_the_home_server() {

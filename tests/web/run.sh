@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# End-to-end tests of the web client: one ucserver (SQLite, in-process bus), ucweb in front of
-# it, two users made through the admin API, then `node --test` drives headless Chromium.
+# End-to-end tests of the web client: two UCServers on a real Redis and PostgreSQL with ucweb
+# in front (the web-lab harness binary), a user on each server made through the admin API,
+# then `node --test` drives headless Chromium through ucweb's one origin.
 #
 # Binaries come from target/debug (built by `cargo build --workspace --bins`); override with
-# UC_BIN_DIR, or UCSERVER_BIN / UCWEB_BIN one by one. Chromium: $CHROMIUM or /usr/bin/chromium.
+# UC_BIN_DIR. Chromium: $CHROMIUM or /usr/bin/chromium.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 BIN_DIR=${UC_BIN_DIR:-$ROOT/target/debug}
-UCSERVER_BIN=${UCSERVER_BIN:-$BIN_DIR/ucserver}
-UCWEB_BIN=${UCWEB_BIN:-$BIN_DIR/ucweb}
+LAB_BIN=$BIN_DIR/web-lab
 export CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 
-for bin in "$UCSERVER_BIN" "$UCWEB_BIN"; do
+for bin in "$LAB_BIN" "$BIN_DIR/ucserver" "$BIN_DIR/ucweb"; do
   [[ -x $bin ]] || { echo "missing $bin: run cargo build --workspace --bins" >&2; exit 1; }
 done
 if [[ ! -x $CHROMIUM ]]; then
@@ -28,14 +28,18 @@ WORK=$(mktemp -d -t switchboard-web.XXXXXX)
 PIDS=()
 cleanup() {
   local status=$?
+  # Closing the lab's input lets it stop its servers in order; the kills are the fallback.
+  exec 3>&- 2>/dev/null || true
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   done
   if [[ $status -ne 0 ]]; then
-    echo "--- ucserver log (tail)"; tail -n 40 "$WORK/ucserver.log" 2>/dev/null || true
-    echo "--- ucweb log (tail)"; tail -n 20 "$WORK/ucweb.log" 2>/dev/null || true
+    echo "--- web lab log (tail)"; tail -n 40 "$WORK/ucserver.log" 2>/dev/null || true
   fi
   rm -rf "$WORK"
   exit $status
@@ -43,43 +47,34 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"
-}
-wait_http() { # url, seconds
-  local deadline=$((SECONDS + $2))
-  until curl -fsS -o /dev/null --max-time 2 "$1"; do
-    (( SECONDS < deadline )) || { echo "timed out waiting for $1" >&2; return 1; }
-    sleep 0.2
-  done
-}
-
-SERVER_PORT=$(free_port)
-WEB_PORT=$(free_port)
-export UC_TEST_ADMIN_PASSWORD="admin-$RANDOM-secret"
-mkdir -p "$WORK/data"
-UC_LISTEN=127.0.0.1:$SERVER_PORT UC_PUBLIC_URL=http://127.0.0.1:$SERVER_PORT \
-  UC_ADMIN_PASSWORD=$UC_TEST_ADMIN_PASSWORD UC_DATA_DIR=$WORK/data RUST_LOG=${RUST_LOG:-warn} \
-  "$UCSERVER_BIN" >"$WORK/ucserver.log" 2>&1 &
+# The lab: Redis, PostgreSQL, UCServers s1 and s2, ucweb in front (tests/src/bin/web-lab.rs).
+# It runs until its standard input (a fifo we hold open on fd 3) closes.
+mkfifo "$WORK/lab.in"
+"$LAB_BIN" <"$WORK/lab.in" >"$WORK/lab.out" 2>"$WORK/ucserver.log" &
 PIDS+=($!)
-UC_UPSTREAM=http://127.0.0.1:$SERVER_PORT UC_WEB_LISTEN=127.0.0.1:$WEB_PORT RUST_LOG=${RUST_LOG:-warn} \
-  "$UCWEB_BIN" >"$WORK/ucweb.log" 2>&1 &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$SERVER_PORT/readyz" 30
-wait_http "http://127.0.0.1:$WEB_PORT/healthz" 30
+exec 3>"$WORK/lab.in"
+deadline=$((SECONDS + 120))
+until grep -q '^READY$' "$WORK/lab.out" 2>/dev/null; do
+  (( SECONDS < deadline )) || { echo "the web lab did not come up" >&2; exit 1; }
+  kill -0 "${PIDS[-1]}" 2>/dev/null || { echo "the web lab exited" >&2; exit 1; }
+  sleep 0.2
+done
+WEB_URL=$(sed -n 's/^WEB_URL=//p' "$WORK/lab.out")
+export UC_TEST_ADMIN_PASSWORD=$(sed -n 's/^ADMIN_PASSWORD=//p' "$WORK/lab.out")
 
-# Two users through the admin API (via ucweb, which is what the browser talks to).
-API=http://127.0.0.1:$WEB_PORT/api/v1
+# Two users through the admin API of ucweb, each on a different home server.
+API=$WEB_URL/api/v1
 ADMIN_TOKEN=$(curl -fsS --max-time 10 -H 'Content-Type: application/json' \
   -d "{\"user\":\"admin\",\"password\":\"$UC_TEST_ADMIN_PASSWORD\"}" "$API/admin/login" \
   | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).token))')
 export UC_TEST_PASSWORD="pw-$RANDOM-web-test"
-for spec in "alice:Alice Anders" "bob:Bob Berger"; do
+for spec in "alice:Alice Anders:s1" "bob:Bob Berger:s2"; do
+  IFS=: read -r id name home <<<"$spec"
   curl -fsS --max-time 10 -o /dev/null -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
-    -d "{\"id\":\"${spec%%:*}\",\"password\":\"$UC_TEST_PASSWORD\",\"display_name\":\"${spec#*:}\"}" "$API/admin/users"
+    -d "{\"id\":\"$id\",\"password\":\"$UC_TEST_PASSWORD\",\"display_name\":\"$name\",\"home_server\":\"$home\"}" "$API/admin/users"
 done
 
-export UC_WEB_URL=http://localhost:$WEB_PORT
+export UC_WEB_URL=$WEB_URL
 export UC_TEST_SCREENSHOTS=$HERE/screenshots
 mkdir -p "$UC_TEST_SCREENSHOTS"
 timeout 300 node --test --test-concurrency=1 --test-timeout=240000 "$HERE"/*.test.mjs
