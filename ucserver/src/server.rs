@@ -707,7 +707,7 @@ impl Server {
         let alerted = alert.map(event_text);
         let mut delivered = 0;
         let mut flushes = Vec::new();
-        let mut too_slow: Vec<(UserId, DeviceId)> = Vec::new();
+        let mut too_slow: Vec<DeviceId> = Vec::new();
         {
             let mut sessions = self.sessions.lock().unwrap();
             for user in users {
@@ -744,18 +744,15 @@ impl Server {
                     };
                     for text in to_send {
                         if device.tx.try_send(text).is_err() {
-                            too_slow.push((user.clone(), device_id.clone()));
+                            // A device that does not read its events is cut off (it resyncs when it
+                            // returns): dropping the only sender ends its socket task, which then
+                            // disconnects it the usual way (presence, metrics, online set).
+                            device.tx = mpsc::channel(1).0;
+                            too_slow.push(device_id.clone());
                             break;
                         }
                         delivered += 1;
                     }
-                }
-            }
-            // A device that does not read its events is cut off; it resyncs when it returns.
-            for (user, device) in &too_slow {
-                if let Some(local) = sessions.users.get_mut(user) {
-                    local.devices.remove(device);
-                    local.presence.devices.remove(device);
                 }
             }
         }
@@ -766,9 +763,6 @@ impl Server {
             self.metrics
                 .slow_devices_dropped
                 .fetch_add(too_slow.len() as u64, Ordering::Relaxed);
-            self.metrics
-                .devices
-                .fetch_sub(too_slow.len() as i64, Ordering::Relaxed);
             tracing::warn!(
                 count = too_slow.len(),
                 "disconnected devices that did not read their events"

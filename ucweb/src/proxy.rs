@@ -262,21 +262,9 @@ async fn login(
             .body(body.clone())
             .send()
             .await
-            .map_err(|_| {
-                api_error(
-                    StatusCode::BAD_GATEWAY,
-                    "server_unavailable",
-                    "the server cannot be reached",
-                )
-            })?;
+            .map_err(|e| unreachable_upstream(&e))?;
         let status = answer.status();
-        let text = answer.bytes().await.map_err(|_| {
-            api_error(
-                StatusCode::BAD_GATEWAY,
-                "server_unavailable",
-                "the server's answer broke off",
-            )
-        })?;
+        let text = read_limited(answer).await?;
         if status == StatusCode::CONFLICT {
             if let Ok(error) = serde_json::from_slice::<shared::api::ApiError>(&text) {
                 if let (Some(home), Some(home_url)) = (&error.home_server, &error.home_url) {
@@ -315,6 +303,57 @@ async fn login(
         "server_unavailable",
         "the login was sent on too many times",
     ))
+}
+
+/// The answer when an upstream cannot be reached or does not answer in time.
+fn unreachable_upstream(error: &reqwest::Error) -> Response {
+    tracing::warn!(%error, "upstream request failed");
+    if error.is_timeout() {
+        api_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "server_unavailable",
+            "the server did not answer in time",
+        )
+    } else {
+        api_error(
+            StatusCode::BAD_GATEWAY,
+            "server_unavailable",
+            "the server cannot be reached",
+        )
+    }
+}
+
+/// An upstream's answer body, at most `MAX_RESPONSE_BYTES`.
+async fn read_limited(answer: reqwest::Response) -> Result<Vec<u8>, Response> {
+    let too_large = || {
+        api_error(
+            StatusCode::BAD_GATEWAY,
+            "internal",
+            "the server's answer is too large",
+        )
+    };
+    if answer
+        .content_length()
+        .is_some_and(|n| n as usize > MAX_RESPONSE_BYTES)
+    {
+        return Err(too_large());
+    }
+    let mut data = Vec::new();
+    let mut stream = answer.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| {
+            api_error(
+                StatusCode::BAD_GATEWAY,
+                "server_unavailable",
+                "the server's answer broke off",
+            )
+        })?;
+        if data.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(too_large());
+        }
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data)
 }
 
 fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -357,22 +396,11 @@ async fn rest(
     if let Some(token) = &route.token {
         upstream = upstream.bearer_auth(token);
     }
-    let answer = upstream.body(body).send().await.map_err(|error| {
-        tracing::warn!(%error, "upstream request failed");
-        if error.is_timeout() {
-            api_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "server_unavailable",
-                "the server did not answer in time",
-            )
-        } else {
-            api_error(
-                StatusCode::BAD_GATEWAY,
-                "server_unavailable",
-                "the server cannot be reached",
-            )
-        }
-    })?;
+    let answer = upstream
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| unreachable_upstream(&e))?;
     let status = answer.status();
     let mut headers = Vec::new();
     for name in FORWARD_RESPONSE {
@@ -380,35 +408,7 @@ async fn rest(
             headers.push((name.clone(), value.clone()));
         }
     }
-    if answer
-        .content_length()
-        .is_some_and(|n| n as usize > MAX_RESPONSE_BYTES)
-    {
-        return Err(api_error(
-            StatusCode::BAD_GATEWAY,
-            "internal",
-            "the server's answer is too large",
-        ));
-    }
-    let mut data = Vec::new();
-    let mut stream = answer.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| {
-            api_error(
-                StatusCode::BAD_GATEWAY,
-                "server_unavailable",
-                "the server's answer broke off",
-            )
-        })?;
-        if data.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(api_error(
-                StatusCode::BAD_GATEWAY,
-                "internal",
-                "the server's answer is too large",
-            ));
-        }
-        data.extend_from_slice(&chunk);
-    }
+    let data = read_limited(answer).await?;
     let mut response = Response::new(Body::from(data));
     *response.status_mut() = status;
     for (name, value) in headers {
