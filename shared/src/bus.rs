@@ -73,6 +73,9 @@ pub enum BusBody {
     },
     /// Sessions of `user` must end (user deleted or moved to another home server).
     KickUser { user: UserId, reason: String },
+    /// Call signalling between servers (`call_*`, `forwarding_changed`): see `shared::call`.
+    #[serde(untagged)]
+    Call(crate::call::CallBusBody),
 }
 
 /// One stored message and the receiving server's users it is for.

@@ -9,13 +9,16 @@
 //! answer back ([`CallEvent::CallMediaAnswer`]). See `mediaserver/README.md` for the m-lines a
 //! device must offer (N-2 extra `recvonly` audio m-lines for a conference of N).
 //!
-//! [`CallCommand`] and [`CallEvent`] are meant to be spliced into `ws::ClientCommand` and
-//! `ws::ServerEvent` (same `type` tag, names prefixed with `call_`/`forward_` so they do not
-//! collide); [`CallBusBody`] into `bus::BusBody` (tag `kind`, like the rest of the bus).
+//! [`CallCommand`] and [`CallEvent`] are spliced into `ws::ClientCommand` and
+//! `ws::ServerEvent` as untagged variants (same `type` tag, names prefixed with `call_`/
+//! `forward_` so they do not collide); [`CallBusBody`] into `bus::BusBody` (tag `kind`).
+//!
+//! A call id is `<owner server>~<random>`: `~` never occurs in a server id, so every server
+//! knows where to relay a command for a call without asking anyone ([`call_owner`]).
 
-use crate::api::{CallResult, ErrorCode};
+use crate::api::{ApiError, CallResult, ErrorCode};
 use crate::presence::TelephonyState;
-use crate::{CallId, DeviceId, MediaServerId, UserId};
+use crate::{CallId, DeviceId, MediaServerId, ServerId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// When a forwarding rule applies.
@@ -313,6 +316,54 @@ pub enum CallEvent {
     },
 }
 
+/// Where the outcome of a relayed command is sent: `token` on `server`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyTo {
+    pub server: ServerId,
+    pub token: u64,
+}
+
+impl CallEvent {
+    /// The `type` of this event as the wire spells it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::CallPlaced { .. } => "call_placed",
+            Self::CallIncoming { .. } => "call_incoming",
+            Self::CallRinging { .. } => "call_ringing",
+            Self::CallRingingStopped { .. } => "call_ringing_stopped",
+            Self::CallRedirected { .. } => "call_redirected",
+            Self::CallMediaAnswer { .. } => "call_media_answer",
+            Self::CallConnected { .. } => "call_connected",
+            Self::CallPartyLeft { .. } => "call_party_left",
+            Self::CallInviteFailed { .. } => "call_invite_failed",
+            Self::CallEnded { .. } => "call_ended",
+            Self::ForwardingChanged { .. } => "forwarding_changed",
+        }
+    }
+
+    /// The call this event is about (`None` for forwarding changes).
+    pub fn call(&self) -> Option<&CallId> {
+        match self {
+            Self::CallPlaced { call, .. }
+            | Self::CallIncoming { call, .. }
+            | Self::CallRinging { call, .. }
+            | Self::CallRingingStopped { call, .. }
+            | Self::CallRedirected { call, .. }
+            | Self::CallMediaAnswer { call, .. }
+            | Self::CallConnected { call, .. }
+            | Self::CallPartyLeft { call, .. }
+            | Self::CallInviteFailed { call, .. }
+            | Self::CallEnded { call, .. } => Some(call),
+            Self::ForwardingChanged { .. } => None,
+        }
+    }
+}
+
+/// Extra `recvonly` audio m-lines a softphone offers besides its `sendrecv` one, so that it
+/// hears a conference of up to `2 + EXTRA_RECV_AUDIO` parties without renegotiation (the
+/// MediaServer gives each other sender one receive m-line, in join order).
+pub const EXTRA_RECV_AUDIO: usize = 3;
+
 /// Call messages between UCServers (spliced into `bus::BusBody`, tag `kind`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -332,6 +383,33 @@ pub enum CallBusBody {
         user: UserId,
         device: DeviceId,
         command: CallCommand,
+        /// Where the outcome of the command goes ([`CallBusBody::CallReply`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply: Option<ReplyTo>,
+    },
+    /// The outcome of a relayed command: `error` is `None` when the call took it.
+    CallReply {
+        token: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<ApiError>,
+    },
+    /// From a device's home server to the server that owns `call`: the device went offline.
+    CallDeviceGone {
+        call: CallId,
+        user: UserId,
+        device: DeviceId,
+    },
+    /// From a picker's home server (which checked the right) to the home server of `user`,
+    /// which knows the calls ringing there: relay the pickup to the owner of the right call.
+    CallPickupRoute {
+        user: UserId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<CallId>,
+        by: UserId,
+        device: DeviceId,
+        sdp: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply: Option<ReplyTo>,
     },
     /// From the server that owns `call` to the home server of `user`, the only writer of the
     /// user's presence: the user's telephony state in this call changed.
@@ -345,6 +423,25 @@ pub enum CallBusBody {
         user: UserId,
         rules: ForwardingRules,
     },
+}
+
+/// Longest call id accepted from a client.
+pub const MAX_CALL_ID_BYTES: usize = 128;
+
+/// A new call id owned by `server`.
+pub fn new_call_id(server: &ServerId, random: &str) -> CallId {
+    CallId::new(format!("{server}~{random}"))
+}
+
+/// The server that owns `call`, when the id is well-formed.
+pub fn call_owner(call: &CallId) -> Option<ServerId> {
+    let text = call.as_str();
+    if text.len() > MAX_CALL_ID_BYTES {
+        return None;
+    }
+    let (server, random) = text.split_once('~')?;
+    let random_ok = !random.is_empty() && random.bytes().all(|b| b.is_ascii_alphanumeric());
+    (random_ok && crate::validate_name(server).is_ok()).then(|| ServerId::from(server))
 }
 
 #[cfg(test)]
@@ -398,11 +495,67 @@ mod tests {
             command: CallCommand::CallReject {
                 call: CallId::from("c1"),
             },
+            reply: None,
         };
         let text = serde_json::to_string(&relay).unwrap();
         assert!(text.starts_with(r#"{"kind":"call_relay""#), "{text}");
         let back: CallBusBody = serde_json::from_str(&text).unwrap();
         assert_eq!(back, relay);
+    }
+
+    #[test]
+    fn call_ids_name_their_owner() {
+        let id = new_call_id(&ServerId::from("uc-2"), "a1b2");
+        assert_eq!(id.as_str(), "uc-2~a1b2");
+        assert_eq!(call_owner(&id), Some(ServerId::from("uc-2")));
+        assert_eq!(call_owner(&CallId::from("nope")), None);
+        assert_eq!(call_owner(&CallId::from("UC~1")), None);
+        assert_eq!(call_owner(&CallId::from("uc1~")), None);
+        assert_eq!(call_owner(&CallId::from("uc1~a/b")), None);
+    }
+
+    #[test]
+    fn calls_splice_into_the_socket_and_the_bus() {
+        use crate::bus::{BusBody, BusMessage};
+        use crate::ws::{ClientCommand, ClientEnvelope, ServerEvent};
+        let envelope: ClientEnvelope =
+            serde_json::from_str(r#"{"ref":7,"type":"call_hangup","call":"uc1~ab"}"#).unwrap();
+        assert_eq!(envelope.reference, Some(7));
+        assert!(matches!(
+            envelope.command,
+            ClientCommand::Call(CallCommand::CallHangup { .. })
+        ));
+        let ping: ClientEnvelope = serde_json::from_str(r#"{"type":"ping"}"#).unwrap();
+        assert!(matches!(ping.command, ClientCommand::Ping));
+        assert!(serde_json::from_str::<ClientEnvelope>(r#"{"type":"call_fly"}"#).is_err());
+
+        let event = ServerEvent::Call(CallEvent::CallRinging {
+            call: CallId::from("uc1~ab"),
+            user: UserId::from("bob"),
+        });
+        let text = serde_json::to_string(&event).unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"call_ringing","call":"uc1~ab","user":"bob"}"#
+        );
+        assert_eq!(serde_json::from_str::<ServerEvent>(&text).unwrap(), event);
+        let pong: ServerEvent = serde_json::from_str(r#"{"type":"pong"}"#).unwrap();
+        assert_eq!(pong, ServerEvent::Pong);
+
+        let message = BusMessage::new(
+            ServerId::from("uc1"),
+            BusBody::Call(CallBusBody::CallReply {
+                token: 3,
+                error: None,
+            }),
+        );
+        let text = serde_json::to_string(&message).unwrap();
+        assert!(text.contains(r#""kind":"call_reply""#), "{text}");
+        assert_eq!(serde_json::from_str::<BusMessage>(&text).unwrap(), message);
+        let down: BusMessage =
+            serde_json::from_str(r#"{"v":1,"from":"uc1","body":{"kind":"licenses_changed"}}"#)
+                .unwrap();
+        assert_eq!(down.body, BusBody::LicensesChanged);
     }
 
     #[test]

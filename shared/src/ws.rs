@@ -2,8 +2,9 @@
 //! One JSON object per text frame. A command may carry `ref`, echoed in its `ack` or `error`.
 
 use crate::api::{ChatMessage, ConversationSummary, ErrorCode};
+use crate::call::{CallCommand, CallEvent};
 use crate::presence::{Availability, PresenceView};
-use crate::{ConversationId, DeviceId, ServerId, UserId};
+use crate::{CallId, ConversationId, DeviceId, ServerId, UserId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -61,6 +62,9 @@ pub enum ClientCommand {
     Sync {
         since: BTreeMap<ConversationId, u64>,
     },
+    /// Calls and forwarding (`call_*`, `forward_*`): see `shared::call`.
+    #[serde(untagged)]
+    Call(CallCommand),
 }
 
 /// An event pushed to a device.
@@ -82,6 +86,9 @@ pub enum ServerEvent {
         reference: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<ChatMessage>,
+        /// `call_place`: the new call's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<CallId>,
     },
     /// A command failed; the connection stays open.
     Error {
@@ -121,4 +128,7 @@ pub enum ServerEvent {
     Goodbye {
         reason: String,
     },
+    /// Calls and forwarding (`call_*`, `forwarding_changed`): see `shared::call`.
+    #[serde(untagged)]
+    Call(CallEvent),
 }

@@ -253,6 +253,7 @@ impl Connection {
                 ServerEvent::Ack {
                     reference: Some(answered),
                     message,
+                    ..
                 } if answered == reference => {
                     return Ok(message);
                 }
@@ -365,6 +366,7 @@ pub fn event_type(event: &ServerEvent) -> &'static str {
         ServerEvent::Typing { .. } => "typing",
         ServerEvent::Conversation { .. } => "conversation",
         ServerEvent::Goodbye { .. } => "goodbye",
+        ServerEvent::Call(event) => event.type_name(),
     }
 }
 
@@ -379,7 +381,8 @@ mod tests {
             event,
             ServerEvent::Ack {
                 reference: Some(7),
-                message: None
+                message: None,
+                call: None,
             }
         );
         assert_eq!(event_type(&event), "ack");
@@ -403,6 +406,7 @@ mod tests {
             ServerEvent::Ack {
                 reference: None,
                 message: None,
+                call: None,
             },
         ];
         for event in events {

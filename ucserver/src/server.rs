@@ -1286,6 +1286,7 @@ impl Server {
                 self.forget_relations(std::slice::from_ref(&user));
                 self.end_user(&user, &reason).await;
             }
+            BusBody::Call(_) => {}
         }
     }
 

@@ -246,11 +246,16 @@ async fn handle_frame(
     let reference = envelope.reference;
     let result = run_command(server, info, device, envelope.command).await;
     let answer = move |result: Result<Option<ServerEvent>, AppError>| match result {
-        Ok(Some(ServerEvent::Ack { message, .. })) => ServerEvent::Ack { reference, message },
+        Ok(Some(ServerEvent::Ack { message, call, .. })) => ServerEvent::Ack {
+            reference,
+            message,
+            call,
+        },
         Ok(Some(reply)) => reply,
         Ok(None) => ServerEvent::Ack {
             reference,
             message: None,
+            call: None,
         },
         Err(error) => ServerEvent::Error {
             reference,
@@ -266,6 +271,7 @@ async fn handle_frame(
                     Ok(Ok(message)) => Ok(Some(ServerEvent::Ack {
                         reference,
                         message: Some(message),
+                        call: None,
                     })),
                     Ok(Err(error)) => Err(error),
                     Err(_) => Err(AppError::new(
@@ -387,6 +393,10 @@ async fn run_command(
             }
             Ok(None)
         }
+        ClientCommand::Call(_) => Err(AppError::new(
+            ErrorCode::ServerUnavailable,
+            "calls are not available yet",
+        )),
     };
     reply.map(Outcome::Done)
 }

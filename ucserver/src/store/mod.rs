@@ -11,6 +11,7 @@ pub use sql::SqlStore;
 
 use async_trait::async_trait;
 use shared::api::{ChatMessage, ConversationKind, ConversationSummary, JournalEntry};
+use shared::call::{ForwardMode, ForwardingRules};
 use shared::{ConversationId, GroupId, MediaServerId, ServerId, TimestampMs, UserId};
 
 /// What went wrong in storage, in words for the person who sees the error.
@@ -177,6 +178,17 @@ pub trait Store: Send + Sync + 'static {
     async fn put_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<()>;
     async fn delete_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<()>;
     async fn is_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<bool>;
+
+    // ---- call forwarding
+    /// A user's forwarding rules (empty when none are set).
+    async fn forwarding(&self, user: &UserId) -> StoreResult<ForwardingRules>;
+    /// Sets (`Some`) or clears (`None`) one rule; `NotFound` when either user does not exist.
+    async fn set_forwarding(
+        &self,
+        user: &UserId,
+        mode: ForwardMode,
+        target: Option<&UserId>,
+    ) -> StoreResult<ForwardingRules>;
 
     // ---- conversations and messages ----
     /// Creates the conversation with its members, or does nothing if the id exists.

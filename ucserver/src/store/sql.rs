@@ -34,6 +34,7 @@ use shared::api::{
     CallResult, ChatMessage, ConversationKind, ConversationSummary, Direction, JournalEntry,
     JournalKind,
 };
+use shared::call::{ForwardMode, ForwardingRules};
 use shared::{ConversationId, GroupId, MediaServerId, ServerId, TimestampMs, UserId};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -275,6 +276,28 @@ fn map_conflict(err: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
         StoreError::Conflict(_) => StoreError::Conflict(what()),
         other => other,
     }
+}
+
+/// A user's forwarding rules, read on any connection or transaction.
+async fn read_forwarding<'e, E>(executor: E, user: &UserId) -> StoreResult<ForwardingRules>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = sqlx::query("SELECT mode, target_id FROM forwarding WHERE user_id = $1")
+        .bind(user.as_str())
+        .fetch_all(executor)
+        .await
+        .map_err(map_error)?;
+    let mut rules = ForwardingRules::default();
+    for row in rows {
+        let mode: String = row.try_get("mode").map_err(map_error)?;
+        let target: String = row.try_get("target_id").map_err(map_error)?;
+        let mode: ForwardMode = mode
+            .parse()
+            .map_err(|e: String| StoreError::Backend(format!("forwarding row: {e}")))?;
+        rules.set(mode, Some(UserId::new(target)));
+    }
+    Ok(rules)
 }
 
 fn map_migrate_error(err: sqlx::migrate::MigrateError) -> StoreError {
@@ -1045,6 +1068,7 @@ impl Store for SqlStore {
         for sql in [
             "DELETE FROM contacts WHERE owner_id = $1 OR contact_id = $1",
             "DELETE FROM delegates WHERE owner_id = $1 OR delegate_id = $1",
+            "DELETE FROM forwarding WHERE user_id = $1 OR target_id = $1",
             "DELETE FROM group_members WHERE user_id = $1",
             "DELETE FROM conversation_members WHERE user_id = $1",
             "DELETE FROM journal WHERE user_id = $1",
@@ -1329,6 +1353,39 @@ impl Store for SqlStore {
             }
         }
         tx.commit().await.map_err(map_error)
+    }
+
+    async fn forwarding(&self, user: &UserId) -> StoreResult<ForwardingRules> {
+        read_forwarding(&self.read, user).await
+    }
+
+    async fn set_forwarding(
+        &self,
+        user: &UserId,
+        mode: ForwardMode,
+        target: Option<&UserId>,
+    ) -> StoreResult<ForwardingRules> {
+        let mut tx = self.begin_write().await?;
+        require_users(&mut tx, &[user.as_str()]).await?;
+        sqlx::query("DELETE FROM forwarding WHERE user_id = $1 AND mode = $2")
+            .bind(user.as_str())
+            .bind(mode.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        if let Some(target) = target {
+            require_users(&mut tx, &[target.as_str()]).await?;
+            sqlx::query("INSERT INTO forwarding (user_id, mode, target_id) VALUES ($1, $2, $3)")
+                .bind(user.as_str())
+                .bind(mode.as_str())
+                .bind(target.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_error)?;
+        }
+        let rules = read_forwarding(&mut *tx, user).await?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(rules)
     }
 
     async fn delete_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<()> {
