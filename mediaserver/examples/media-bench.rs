@@ -10,17 +10,13 @@
 //! Run: `cargo run --release -p mediaserver --example media-bench -- [--calls 25]
 //! [--seconds 10] [--frame-ms 20]`.
 
-#[path = "../tests/support/peer.rs"]
-#[allow(dead_code)]
-mod peer;
-
 use hdrhistogram::Histogram;
 use mediaserver::{MediaConfig, MediaHandle};
-use peer::{ClientPeer, PeerOptions};
 use serde_json::json;
 use shared::media::LegOffer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use ucclient::peer::{self, ClientPeer, PeerOptions};
 
 struct Args {
     calls: usize,

@@ -6,10 +6,11 @@ mod support;
 
 use reqwest::StatusCode;
 use shared::api::ErrorCode;
+use shared::call::EXTRA_RECV_AUDIO;
 use shared::media::MediaEvent;
 use std::time::Duration;
-use support::peer::{ClientPeer, PeerOptions};
 use support::{Control, join_call, start_server};
+use ucclient::peer::{self, ClientPeer, PeerOptions};
 
 /// Each test sends this long; at 50 packets/s that is 150 packets per sender.
 const SEND_FOR: Duration = Duration::from_secs(3);
@@ -171,6 +172,94 @@ async fn three_leg_conference_each_leg_hears_both_others() {
     }
     let status = control.status().await.unwrap();
     assert_eq!((status.legs, status.calls), (3, 1));
+    for peer in &peers {
+        peer.close().await;
+    }
+    server.shutdown().await;
+}
+
+/// What `ucclient call` offers (`PeerOptions::softphone`: a sendrecv audio m-line, the extra
+/// recvonly ones, a video one) is taken as is, and a 1:1 video call carries audio and video
+/// both ways on the first lines. On a current-thread runtime, as the `ucclient` binary runs.
+#[tokio::test]
+async fn softphone_offers_carry_a_video_call_on_a_current_thread_runtime() {
+    let server = start_server("media-softphone").await;
+    let control = Control::new(&server);
+    let (alice, answer) =
+        join_call(&control, "call-s", "alice", PeerOptions::softphone(true)).await;
+    let (bob, _) = join_call(&control, "call-s", "bob", PeerOptions::softphone(true)).await;
+    let kinds: Vec<String> = peer::media_lines(&answer.sdp)
+        .into_iter()
+        .map(|line| line.kind)
+        .collect();
+    let mut expected = vec!["audio", "video"];
+    expected.extend(std::iter::repeat_n("audio", EXTRA_RECV_AUDIO));
+    assert_eq!(kinds, expected, "answer: {}", answer.sdp);
+
+    let (a_audio, a_video, b_audio, b_video) = tokio::join!(
+        alice.send_audio(SEND_FOR),
+        alice.send_video(SEND_FOR),
+        bob.send_audio(SEND_FOR),
+        bob.send_video(SEND_FOR)
+    );
+    assert_eq!((a_audio.unwrap(), b_audio.unwrap()), (150, 150));
+    let (a_video, b_video) = (a_video.unwrap(), b_video.unwrap());
+    assert_eq!(alice.packets_sent(), 150 + a_video);
+    assert_eq!(alice.video_packets_sent(), a_video);
+    eventually(Duration::from_secs(5), || {
+        alice.packets_received() >= (150 + b_video) * 9 / 10
+            && bob.packets_received() >= (150 + a_video) * 9 / 10
+    })
+    .await;
+    for (name, peer, video_sent) in [("alice", &alice, b_video), ("bob", &bob, a_video)] {
+        let audio = peer.packets_received() - peer.video_packets_received();
+        assert!((120..=150).contains(&audio), "{name} audio {audio}");
+        assert!(
+            peer.video_packets_received() >= video_sent * 8 / 10,
+            "{name} video {} of {video_sent}",
+            peer.video_packets_received()
+        );
+    }
+    alice.close().await;
+    bob.close().await;
+    server.shutdown().await;
+}
+
+/// Three softphones (each offering the extra receive m-lines of `docs/calls.md`) in one
+/// conference: each hears both others, one source per m-line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softphone_offers_hear_a_conference_without_renegotiation() {
+    let server = start_server("media-softconf").await;
+    let control = Control::new(&server);
+    let mut peers = Vec::new();
+    for name in ["ann", "ben", "cat"] {
+        let (peer, _) = join_call(&control, "conf-s", name, PeerOptions::softphone(false)).await;
+        peers.push(peer);
+    }
+    for sent in futures_join_all(&peers).await {
+        assert_eq!(sent, 150);
+    }
+    eventually(Duration::from_secs(5), || {
+        peers.iter().all(|p| {
+            let per_source = p.packets_received_per_source();
+            per_source.len() == 2 && per_source.iter().all(|n| *n >= 135)
+        })
+    })
+    .await;
+    for (index, peer) in peers.iter().enumerate() {
+        let per_source = peer.packets_received_per_source();
+        assert_eq!(per_source.len(), 2, "peer {index} hears {per_source:?}");
+        assert!(
+            per_source.iter().all(|n| *n >= 120 && *n <= 150),
+            "peer {index} got {per_source:?}"
+        );
+    }
+    let (status, metrics) = control.get_text("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        metrics.contains("mediaserver_unserved_routes{server=\"media-softconf\"} 0"),
+        "{metrics}"
+    );
     for peer in &peers {
         peer.close().await;
     }

@@ -8,7 +8,7 @@ use fred::prelude::*;
 use shared::keys;
 use shared::media::{MediaEvent, MediaServerStatus};
 use std::time::Duration;
-use support::peer::{ClientPeer, PeerOptions};
+use ucclient::peer::{ClientPeer, PeerOptions};
 
 async fn redis_client(url: &str) -> Client {
     let client = Builder::from_config(Config::from_url(url).unwrap())

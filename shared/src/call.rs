@@ -390,6 +390,9 @@ pub enum CallBusBody {
     /// The outcome of a relayed command: `error` is `None` when the call took it.
     CallReply {
         token: u64,
+        /// The call the command concerned (a pickup names the call it took).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<CallId>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<ApiError>,
     },
@@ -546,6 +549,7 @@ mod tests {
             ServerId::from("uc1"),
             BusBody::Call(CallBusBody::CallReply {
                 token: 3,
+                call: None,
                 error: None,
             }),
         );

@@ -15,5 +15,6 @@ pub mod redis;
 
 pub use postgres::Postgres;
 pub use redis::Redis;
+pub mod mediaserver;
 pub mod ucserver;
 pub mod ucweb;

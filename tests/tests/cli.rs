@@ -34,6 +34,10 @@ struct Listener {
 
 impl Listener {
     fn start(url: &str, user: &str, password: &str) -> Listener {
+        Self::start_with(url, user, password, &[])
+    }
+
+    fn start_with(url: &str, user: &str, password: &str, extra: &[&str]) -> Listener {
         let mut child = Command::new(binary("ucclient"))
             .args([
                 "--url",
@@ -46,6 +50,7 @@ impl Listener {
                 "--device",
                 "cli",
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -205,4 +210,76 @@ fn admin_and_client_tools_work_against_a_single_node() {
     drop(listener);
     drop(server);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn softphone_calls_from_the_command_line() {
+    let dir = fresh_dir("cli-calls");
+    let database = format!("sqlite:{}", dir.join("switchboard.db").display());
+    let server = UcServer::start("uc1", &database, None, &[]);
+    let url = server.url();
+    let admin = |args: &[&str]| run("ucadmin", &url, "admin", ADMIN_PASSWORD, args);
+    for (name, password) in [
+        ("alice", "alice-pass-1"),
+        ("bob", "bob-pass-12"),
+        ("carol", "carol-pass-1"),
+    ] {
+        ok(admin(&["user", "add", name, "--password", password]));
+    }
+    // The single node runs its own MediaServer, listed with the servers.
+    let servers: serde_json::Value =
+        serde_json::from_str(&ok(admin(&["server", "list", "--json"]))).unwrap();
+    assert_eq!(servers["media"][0]["id"], "uc1-media", "{servers}");
+    assert_eq!(servers["media"][0]["alive"], true);
+
+    let bob = Listener::start_with(&url, "bob", "bob-pass-12", &["--auto-answer"]);
+    bob.wait_for("hello", |v| v["type"] == "hello");
+    let report: serde_json::Value = serde_json::from_str(&ok(run(
+        "ucclient",
+        &url,
+        "alice",
+        "alice-pass-1",
+        &["call", "bob", "--seconds", "2", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(report["connected"], true, "{report}");
+    assert_eq!(report["media"], "uc1-media");
+    assert_eq!(report["result"], "answered");
+    assert!(report["call"].as_str().unwrap().starts_with("uc1~"));
+    assert!(report["packets_sent"].as_u64().unwrap() > 20, "{report}");
+    assert!(
+        report["packets_received"].as_u64().unwrap() > 20,
+        "{report}"
+    );
+    let summary = bob.wait_for("the call summary", |v| v["type"] == "call_summary");
+    assert_eq!(summary["call"], report["call"]);
+    assert!(
+        summary["packets_received"].as_u64().unwrap() > 20,
+        "{summary}"
+    );
+
+    // Forwarding from the shell: set, show, clear.
+    let bob_cli = |args: &[&str]| run("ucclient", &url, "bob", "bob-pass-12", args);
+    ok(bob_cli(&["forward", "set", "noanswer", "carol"]));
+    let rules: serde_json::Value =
+        serde_json::from_str(&ok(bob_cli(&["forward", "show", "--json"]))).unwrap();
+    assert_eq!(rules["no_answer"], "carol", "{rules}");
+    ok(bob_cli(&["forward", "clear"]));
+    let rules: serde_json::Value =
+        serde_json::from_str(&ok(bob_cli(&["forward", "show", "--json"]))).unwrap();
+    assert_eq!(rules, serde_json::json!({}));
+
+    // A call to nobody: the server's code, exit 1.
+    let nobody = run(
+        "ucclient",
+        &url,
+        "alice",
+        "alice-pass-1",
+        &["call", "nobody", "--json"],
+    );
+    assert_eq!(nobody.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&nobody.stderr).contains("not_found"),
+        "{nobody:?}"
+    );
 }

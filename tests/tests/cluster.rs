@@ -36,7 +36,7 @@ async fn next_message(rx: &mut tokio::sync::mpsc::Receiver<BusInput>) -> BusMess
     loop {
         match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
             Ok(Some(BusInput::Message(message))) => return *message,
-            Ok(Some(BusInput::Resync)) => continue,
+            Ok(Some(BusInput::Resync | BusInput::Media(_))) => continue,
             Ok(None) => panic!("bus closed"),
             Err(_) => panic!("no bus message within 10 s"),
         }

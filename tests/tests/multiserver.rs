@@ -678,14 +678,22 @@ async fn a_killed_server_is_cleaned_up_by_a_survivor_and_rejoins() {
         .unwrap();
     assert!(!s2.alive);
 
-    // It comes back, rejoins and its users can sign in again.
+    // It comes back and rejoins; bob's session outlived the crash (kept in SQL, hashed): his
+    // client reconnects with the same token and takes his seat again.
     lab.s2.restart();
-    let bob_again = lab.login(&bob, "desk").await;
-    let _bob_conn = connect(&bob_again).await;
+    let _bob_conn = connect(&bob_client).await;
     presence_of(&mut alice_conn, &bob, |p| {
         p.availability == Availability::Available
     })
     .await;
+    assert_eq!(seats(lab.admin.licenses().await.unwrap()), 2);
+    let bob_again = lab.login(&bob, "phone").await;
+    bob_again.logout().await.expect("logout");
+    let error = bob_again
+        .connect(None, &[Capability::Chat])
+        .await
+        .expect_err("a token that was logged out stays dead");
+    assert_eq!(api_code(error), ErrorCode::Unauthorized);
     let servers = lab.admin.servers().await.unwrap().servers;
     assert!(servers.iter().all(|s| s.alive), "{servers:?}");
     assert!(lab.database_url.starts_with("postgres"));

@@ -43,6 +43,8 @@ conformance!(
     users,
     groups,
     contacts_and_delegates,
+    forwarding_rules,
+    sessions,
     conversations,
     append_and_history,
     non_members_fail_alone,
@@ -531,6 +533,99 @@ async fn contacts_and_delegates(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(!store.is_delegate(&uid("amy"), &uid("bea")).await.unwrap());
+}
+
+async fn forwarding_rules(store: Arc<dyn Store>) {
+    use shared::call::ForwardMode;
+    create_users(&*store, &["fay", "gus", "hal"]).await;
+    assert!(store.forwarding(&uid("fay")).await.unwrap().is_empty());
+    let rules = store
+        .set_forwarding(&uid("fay"), ForwardMode::Busy, Some(&uid("gus")))
+        .await
+        .unwrap();
+    assert_eq!(rules.busy, Some(uid("gus")));
+    // One target per mode: setting again replaces; other modes are separate.
+    store
+        .set_forwarding(&uid("fay"), ForwardMode::Busy, Some(&uid("hal")))
+        .await
+        .unwrap();
+    let rules = store
+        .set_forwarding(&uid("fay"), ForwardMode::NoAnswer, Some(&uid("gus")))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            rules.always.clone(),
+            rules.busy.clone(),
+            rules.no_answer.clone()
+        ),
+        (None, Some(uid("hal")), Some(uid("gus")))
+    );
+    assert_eq!(store.forwarding(&uid("fay")).await.unwrap(), rules);
+    // Unknown users on either side are refused and change nothing.
+    assert!(matches!(
+        store
+            .set_forwarding(&uid("fay"), ForwardMode::Always, Some(&uid("ghost")))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store
+            .set_forwarding(&uid("ghost"), ForwardMode::Always, Some(&uid("gus")))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.forwarding(&uid("fay")).await.unwrap(), rules);
+    // Clearing one mode leaves the others; deleting a target user removes rules to them.
+    let rules = store
+        .set_forwarding(&uid("fay"), ForwardMode::Busy, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (rules.busy, rules.no_answer.clone()),
+        (None, Some(uid("gus")))
+    );
+    store.delete_user(&uid("gus")).await.unwrap();
+    assert!(store.forwarding(&uid("fay")).await.unwrap().is_empty());
+}
+
+async fn sessions(store: Arc<dyn Store>) {
+    use ucserver::store::SessionRecord;
+    create_users(&*store, &["ivy", "jon"]).await;
+    let session = |hash: &str, user: &str, issued_ms: i64| SessionRecord {
+        token_hash: hash.to_string(),
+        user: uid(user),
+        device: shared::DeviceId::from("desk"),
+        admin: user == "jon",
+        console_only: false,
+        issued_ms,
+    };
+    for record in [
+        session("h1", "ivy", 1_000),
+        session("h2", "ivy", 5_000),
+        session("h3", "jon", 9_000),
+    ] {
+        store.put_session(&record).await.unwrap();
+    }
+    assert_eq!(
+        store.get_session("h3").await.unwrap(),
+        Some(session("h3", "jon", 9_000))
+    );
+    assert_eq!(store.get_session("nope").await.unwrap(), None);
+    assert!(
+        store.put_session(&session("h1", "jon", 1)).await.is_err(),
+        "a hash is unique"
+    );
+    assert!(matches!(
+        store.put_session(&session("h9", "ghost", 1)).await,
+        Err(_)
+    ));
+    assert_eq!(store.delete_sessions_before(2_000).await.unwrap(), 1);
+    assert_eq!(store.get_session("h1").await.unwrap(), None);
+    store.delete_session("h3").await.unwrap();
+    assert_eq!(store.get_session("h3").await.unwrap(), None);
+    assert_eq!(store.delete_sessions_of(&uid("ivy")).await.unwrap(), 1);
+    assert_eq!(store.get_session("h2").await.unwrap(), None);
 }
 
 async fn conversations(store: Arc<dyn Store>) {

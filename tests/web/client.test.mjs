@@ -1,8 +1,10 @@
-// Drives the web client through ucweb as two users (alice on two devices, bob) in headless
-// Chromium. Started by run.sh, which provides the server, the users and these variables.
+// Drives the web client through ucweb as three users (alice on two devices, bob, carol) in
+// headless Chromium. Started by run.sh, which provides the servers (MediaServers included), the
+// users and these variables. Calls use Chromium's fake microphone and camera; their media
+// really crosses a MediaServer over loopback, which getStats() on both ends proves.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
 const URL = process.env.UC_WEB_URL ?? 'http://localhost:8090';
@@ -16,6 +18,8 @@ const ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
   '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+  // The MediaServers announce 127.0.0.1: let WebRTC use the loopback interface too.
+  '--allow-loopback-in-peer-connection',
 ];
 
 let browser;
@@ -47,6 +51,73 @@ async function shot(page, name) {
 }
 
 const messageIn = (page, text) => page.locator('#message-list .msg .body', { hasText: text });
+
+// Visible controls without an accessible name.
+function unnamedControls(page) {
+  return page.evaluate(() => [...document.querySelectorAll('button, input, select, textarea, [role=tab]')]
+    .filter((n) => n.offsetParent !== null)
+    .filter((n) => !(n.getAttribute('aria-label') || n.labels?.length || n.textContent.trim() || n.getAttribute('aria-labelledby')))
+    .map((n) => n.outerHTML.slice(0, 80)));
+}
+
+// What the current call's peer connection received, summed over its m-lines of one kind.
+function inbound(page, kind) {
+  return page.evaluate(async (kind) => {
+    const pc = window.__switchboard.pc;
+    if (!pc) return null;
+    let packets = 0;
+    let frames = 0;
+    (await pc.getStats()).forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === kind) {
+        packets += r.packetsReceived || 0;
+        frames += r.framesDecoded || 0;
+      }
+    });
+    return { packets, frames, connection: pc.connectionState };
+  }, kind);
+}
+
+async function mediaFlows(page, kind) {
+  const deadline = Date.now() + 20_000;
+  let last = null;
+  while (Date.now() < deadline) {
+    last = await inbound(page, kind);
+    if (last && last.packets > 0 && (kind !== 'video' || last.frames > 0)) return last;
+    await page.waitForTimeout(250);
+  }
+  assert.fail(`no inbound ${kind} RTP on this page: ${JSON.stringify(last)}`);
+}
+
+// Waits until `lines` audio m-lines of the current call receive RTP: a conference of three
+// hears each of the two others on its own m-line.
+async function audioFrom(page, lines) {
+  const deadline = Date.now() + 20_000;
+  let last = 0;
+  while (Date.now() < deadline) {
+    last = await page.evaluate(async () => {
+      let receiving = 0;
+      (await window.__switchboard.pc.getStats()).forEach((r) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'audio' && r.packetsReceived > 0) receiving += 1;
+      });
+      return receiving;
+    });
+    if (last >= lines) return;
+    await page.waitForTimeout(250);
+  }
+  assert.fail(`${lines} audio m-lines should receive RTP, ${last} do`);
+}
+
+// The call view says connected and its duration counts up.
+async function connectedAndCounting(page) {
+  await page.locator('#call-view[data-status="connected"]').waitFor();
+  const timer = page.locator('#call-timer');
+  await timer.filter({ hasText: /^\d+:\d\d$/ }).waitFor();
+  const first = await timer.textContent();
+  await page.waitForFunction((text) => document.getElementById('call-timer').textContent !== text, first, { timeout: WAIT });
+}
+
+const ringingCard = (page, text) => page.locator('#incoming .incoming[data-state="ringing"]', { hasText: text });
+const callEnded = (page, text) => page.locator('#call-view[data-status="ended"]', { hasText: text });
 
 describe('web client through ucweb', () => {
   before(async () => {
@@ -200,11 +271,269 @@ describe('web client through ucweb', () => {
     assert.equal(await messageIn(alice, 'Sent while you were away').count(), 1, 'no duplicate after sync');
   });
 
-  it('shows the journal', async () => {
+  it('reconnects by itself after her UCServer restarts and loses no message', async () => {
+    const { alice, bob } = pages;
+    await alice.locator('#conv-list li[data-conv="d:alice:bob"]').getByRole('button').click();
+    // s1 (alice's home) stops and starts again; her session outlives it (kept in SQL).
+    appendFileSync(process.env.UC_LAB_CONTROL, 'restart s1\n');
+    await alice.locator('#banner', { hasText: 'reconnecting' }).waitFor({ timeout: 20_000 });
+    const deadline = Date.now() + 60_000;
+    while (!readFileSync(process.env.UC_LAB_OUTPUT, 'utf8').includes('RESTARTED s1')) {
+      assert.ok(Date.now() < deadline, 's1 did not restart');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await bob.getByLabel('Message', { exact: true }).fill('Written while your server restarted');
+    await bob.getByLabel('Message', { exact: true }).press('Enter');
+    await alice.locator('#banner').waitFor({ state: 'hidden', timeout: 30_000 });
+    await messageIn(alice, 'Written while your server restarted').waitFor({ timeout: 15_000 });
+    assert.equal(await messageIn(alice, 'Written while your server restarted').count(), 1);
+    // Still signed in (no sign-in form), and sending works again.
+    assert.equal(await alice.locator('#app-view').isVisible(), true);
+    await alice.getByLabel('Message', { exact: true }).fill('Back again');
+    await alice.getByLabel('Message', { exact: true }).press('Enter');
+    await messageIn(bob, 'Back again').waitFor({ timeout: 15_000 });
+  });
+
+  it('alice calls bob with audio: his page rings, he answers, both hear each other', async () => {
+    const { alice, bob } = pages;
+    await alice.getByRole('tab', { name: 'Contacts' }).click();
+    const bobRow = alice.locator('#contact-list li.contact[data-user="bob"]');
+    await bobRow.getByRole('button', { name: 'Call Bob Berger', exact: true }).click();
+    await alice.locator('#call-view #call-title', { hasText: 'Bob Berger' }).waitFor();
+
+    // alice (s1) rings bob (s2): the card names the caller; his contacts see him ringing.
+    const ring = ringingCard(bob, 'Alice Anders');
+    await ring.filter({ hasText: 'Incoming call' }).waitFor();
+    await alice.locator('#call-status', { hasText: 'Ringing' }).waitFor();
+    await bobRow.and(alice.locator('[data-telephony="ringing"]')).waitFor();
+    await alice.getByRole('button', { name: 'Cancel', exact: true }).waitFor();
+    await shot(bob, 'desktop-call-incoming');
+    assert.deepEqual(await unnamedControls(bob), []);
+    await bob.setViewportSize(PHONE);
+    await shot(bob, 'phone-call-incoming');
+    await bob.setViewportSize(DESKTOP);
+
+    await bob.getByRole('button', { name: 'Answer the call from Alice Anders' }).click();
+    await ring.waitFor({ state: 'detached' });
+    await connectedAndCounting(alice);
+    await connectedAndCounting(bob);
+    assert.equal(await alice.locator('#call-title').textContent(), 'Bob Berger');
+    assert.equal(await bob.locator('#call-title').textContent(), 'Alice Anders');
+    // Audio really crossed the MediaServer, in both directions.
+    await mediaFlows(alice, 'audio');
+    await mediaFlows(bob, 'audio');
+    await bobRow.and(alice.locator('[data-telephony="in_call"]')).waitFor();
+
+    // Mute is a toggle on the microphone track.
+    await alice.getByRole('button', { name: 'Mute', exact: true }).click();
+    await alice.getByRole('button', { name: 'Unmute', exact: true, pressed: true }).waitFor();
+    assert.equal(await alice.evaluate(() => window.__switchboard.state.call.local.getAudioTracks()[0].enabled), false);
+    await alice.getByRole('button', { name: 'Unmute', exact: true }).click();
+    await alice.getByRole('button', { name: 'Mute', exact: true, pressed: false }).waitFor();
+
+    await shot(alice, 'desktop-call');
+    await shot(bob, 'desktop-call-bob');
+    assert.deepEqual(await unnamedControls(alice), []);
+    await bob.setViewportSize(PHONE);
+    await shot(bob, 'phone-call');
+    assert.deepEqual(await unnamedControls(bob), []);
+    await bob.setViewportSize(DESKTOP);
+
+    await bob.getByRole('button', { name: 'Hang up', exact: true }).click();
+    await callEnded(alice, 'Call ended').waitFor();
+    await callEnded(bob, 'Call ended').waitFor();
+    assert.equal(await alice.evaluate(() => window.__switchboard.pc), null, 'the peer connection is closed');
+    await bobRow.and(alice.locator('[data-telephony="idle"]')).waitFor();
+  });
+
+  it('calling someone with no device online says so', async () => {
     const { alice } = pages;
+    await alice.getByLabel('Search the directory').fill('carol');
+    await alice.locator('#dir-results').getByRole('button', { name: 'Call Carol Clark', exact: true }).click();
+    await callEnded(alice, 'Carol Clark cannot take calls right now (offline)').waitFor();
+    assert.match(await alice.locator('#call-view').getAttribute('class'), /\bfailed\b/, 'shown as a failure');
+    await shot(alice, 'desktop-call-offline');
+    await alice.getByRole('button', { name: 'Close', exact: true }).click();
+    await alice.locator('#call-view').waitFor({ state: 'hidden' });
+    await alice.getByLabel('Search the directory').fill('');
+  });
+
+  it('bob calls alice with video: both her devices ring, one answers, the other stops', async () => {
+    const { alice, alice2, bob } = pages;
+    await bob.getByRole('tab', { name: /Chats/ }).click();
+    await bob.locator('#conv-list li[data-conv="d:alice:bob"]').getByRole('button').click();
+    // alice2's tab is in the background: the call shows as a desktop notification too.
+    await alice2.evaluate(() => {
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+      window.__notifications = [];
+      window.Notification = class {
+        static permission = 'granted';
+        constructor(title, options) { this.title = title; this.closed = false; window.__notifications.push(this); Object.assign(this, options); }
+        close() { this.closed = true; }
+      };
+    });
+    await bob.locator('#chat-actions').getByRole('button', { name: 'Video call with Alice Anders', exact: true }).click();
+    for (const page of [alice, alice2]) await ringingCard(page, 'Incoming video call').filter({ hasText: 'Bob Berger' }).waitFor();
+    assert.deepEqual(await alice2.evaluate(() => window.__notifications.map((n) => [n.title, n.body, n.closed])),
+      [['Bob Berger is calling', 'Incoming video call', false]]);
+    await alice.getByRole('button', { name: 'Answer the call from Bob Berger with video' }).click();
+    await alice2.locator('#incoming .incoming[data-state="stopped"]', { hasText: 'Answered on another device' }).waitFor();
+    assert.equal(await alice2.evaluate(() => window.__notifications[0].closed), true, 'the notification goes when it stops ringing');
+    await alice2.evaluate(() => { delete document.hidden; });
+    await connectedAndCounting(alice);
+    await connectedAndCounting(bob);
+    for (const page of [alice, bob]) {
+      await mediaFlows(page, 'audio');
+      await mediaFlows(page, 'video');
+      await page.locator('#call-remote-video').waitFor();
+      await page.locator('#call-local-video').waitFor();
+    }
+    await shot(bob, 'desktop-video-call');
+    await alice.setViewportSize(PHONE);
+    await shot(alice, 'phone-video-call');
+    await alice.setViewportSize(DESKTOP);
+    await alice.getByRole('button', { name: 'Camera off', exact: true }).click();
+    await alice.getByRole('button', { name: 'Camera on', exact: true, pressed: true }).waitFor();
+    assert.equal(await alice.evaluate(() => window.__switchboard.state.call.local.getVideoTracks()[0].enabled), false);
+    await alice.getByRole('button', { name: 'Hang up', exact: true }).click();
+    await callEnded(bob, 'Call ended').waitFor();
+    await alice2.locator('#incoming .incoming').waitFor({ state: 'detached' });
+  });
+
+  it('carol picks up a call ringing at bob, who shares a group with her', async () => {
+    const { alice, bob } = pages;
+    const carol = pages.carol = await newDevice('carol', DESKTOP);
+    await signIn(carol, 'carol');
+    await carol.getByLabel('Search the directory').fill('bob');
+    await carol.getByRole('button', { name: 'Add Bob Berger to contacts' }).click();
+    const bobRow = carol.locator('#contact-list li.contact[data-user="bob"]');
+    await bobRow.waitFor();
+    await carol.getByLabel('Search the directory').fill('');
+
+    await alice.locator('#contact-list li.contact[data-user="bob"]').getByRole('button', { name: 'Call Bob Berger', exact: true }).click();
+    await ringingCard(bob, 'Alice Anders').waitFor();
+    await bobRow.getByRole('button', { name: 'Pick up the call ringing at Bob Berger' }).click();
+    await bob.locator('#incoming .incoming[data-state="stopped"]', { hasText: 'Picked up by Carol Clark' }).waitFor();
+    await shot(bob, 'desktop-call-picked-up');
+    await connectedAndCounting(alice);
+    await connectedAndCounting(carol);
+    assert.equal(await alice.locator('#call-title').textContent(), 'Carol Clark');
+    assert.equal(await carol.locator('#call-title').textContent(), 'Alice Anders');
+    await mediaFlows(alice, 'audio');
+    await mediaFlows(carol, 'audio');
+    await carol.getByRole('button', { name: 'Hang up', exact: true }).click();
+    await callEnded(alice, 'Call ended').waitFor();
+  });
+
+  it('forwards calls as set in a dialog, shown on every device of the user', async () => {
+    const { alice, alice2, bob, carol } = pages;
+    await alice.getByRole('button', { name: 'Call forwarding', exact: true }).click();
+    const dialog = alice.getByRole('dialog', { name: 'Call forwarding' });
+    await dialog.getByLabel('Always').selectOption('bob');
+    await dialog.getByText('Saved: always → Bob Berger').waitFor();
+    await shot(alice, 'desktop-forwarding');
+    for (const page of [alice, alice2]) await page.locator('#me-forward', { hasText: 'All calls go to Bob Berger' }).waitFor();
+    const rules = await alice.evaluate(async () => {
+      const res = await fetch('/api/v1/users/alice/forwarding', { headers: { Authorization: `Bearer ${window.switchboard.state.token}` } });
+      return res.json();
+    });
+    assert.deepEqual(rules, { always: 'bob' });
+    await dialog.getByRole('button', { name: 'Done' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+
+    // carol calls alice: bob rings instead, told whose call it was; he declines.
+    await carol.getByLabel('Search the directory').fill('alice');
+    await carol.locator('#dir-results').getByRole('button', { name: 'Call Alice Anders', exact: true }).click();
+    const ring = ringingCard(bob, 'Carol Clark');
+    await ring.filter({ hasText: 'Forwarded from Alice Anders' }).waitFor();
+    await carol.locator('#call-note', { hasText: 'Forwarded from Alice Anders to Bob Berger' }).waitFor();
+    assert.equal(await ringingCard(alice, 'Carol Clark').count(), 0, "alice's devices do not ring");
+    await shot(bob, 'desktop-call-forwarded');
+    await bob.getByRole('button', { name: 'Decline the call from Carol Clark' }).click();
+    await callEnded(carol, 'Bob Berger declined the call').waitFor();
+    await carol.getByLabel('Search the directory').fill('');
+
+    await alice.getByRole('button', { name: /^All calls go to Bob Berger/ }).click();
+    await dialog.getByLabel('Always').selectOption('');
+    await dialog.getByText('Saved: always is off').waitFor();
+    for (const page of [alice, alice2]) await page.locator('#me-forward').waitFor({ state: 'hidden' });
+    await dialog.getByRole('button', { name: 'Done' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+  });
+
+  it('a pickup without the right is refused with a clear message', async () => {
+    const { alice, bob, carol } = pages;
+    // alice shares no group with bob and is not his delegate.
+    await carol.locator('#contact-list li.contact[data-user="bob"]').getByRole('button', { name: 'Call Bob Berger', exact: true }).click();
+    await ringingCard(bob, 'Carol Clark').waitFor();
+    const bobRow = alice.locator('#contact-list li.contact[data-user="bob"]');
+    await bobRow.getByRole('button', { name: 'Pick up the call ringing at Bob Berger' }).click();
+    await callEnded(alice, 'You may not pick up the calls of Bob Berger.').waitFor();
+    assert.equal(await ringingCard(bob, 'Carol Clark').count(), 1, 'it still rings at bob');
+    await carol.getByRole('button', { name: 'Cancel', exact: true }).click();
+    await callEnded(carol, 'Call cancelled').waitFor();
+  });
+
+  it('alice adds carol to her call with bob: a conference where everyone hears both others', async () => {
+    const { alice, bob, carol } = pages;
+    await alice.locator('#contact-list li.contact[data-user="bob"]').getByRole('button', { name: 'Call Bob Berger', exact: true }).click();
+    await bob.getByRole('button', { name: 'Answer the call from Alice Anders' }).click();
+    await alice.locator('#call-view[data-status="connected"]').waitFor();
+    // carol takes this one with the keyboard alone.
+    await carol.evaluate(() => document.activeElement?.blur());
+    await alice.getByRole('button', { name: 'Add person', exact: true }).click();
+    const dialog = alice.getByRole('dialog', { name: 'Add someone to the call' });
+    // carol is not one of alice's contacts: the search finds her in the directory.
+    await dialog.getByLabel('Search contacts').fill('carol');
+    await dialog.getByRole('button', { name: /^Add Carol Clark to the call/ }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    await alice.locator('#call-note', { hasText: 'Ringing Carol Clark' }).waitFor();
+    const ring = ringingCard(carol, 'Invitation to a conference call');
+    await ring.filter({ hasText: 'With Bob Berger' }).waitFor();
+    await shot(carol, 'desktop-conference-invite');
+    const focused = () => carol.evaluate(() => document.activeElement?.getAttribute('aria-label') || document.activeElement?.textContent.trim());
+    assert.equal(await focused(), 'Answer the call from Alice Anders', 'the ringing call takes the keyboard');
+    await carol.keyboard.press('Enter');
+    for (const page of [alice, bob, carol]) {
+      await page.locator('#call-status', { hasText: 'Conference · 3 people' }).waitFor();
+      await audioFrom(page, 2);
+    }
+    await bob.locator('#call-title', { hasText: 'Alice Anders, Carol Clark' }).waitFor();
+    await shot(bob, 'desktop-conference');
+    assert.equal(await focused(), 'Hang up');
+    await carol.keyboard.press('Control+Shift+M');
+    await carol.getByRole('button', { name: 'Unmute', exact: true, pressed: true }).waitFor();
+    await carol.keyboard.press('Control+Shift+M');
+    await carol.getByRole('button', { name: 'Mute', exact: true, pressed: false }).waitFor();
+    await carol.keyboard.press('Enter'); // hangs up: the focus is still there
+    for (const page of [alice, bob]) await page.locator('#call-note', { hasText: 'Carol Clark left the call' }).waitFor();
+    await alice.getByRole('button', { name: 'Hang up', exact: true }).click();
+    await callEnded(bob, 'Call ended').waitFor();
+  });
+
+  it('a call the caller cancels while it rings is a missed call', async () => {
+    const { alice, bob } = pages;
+    await alice.locator('#contact-list li.contact[data-user="bob"]').getByRole('button', { name: 'Call Bob Berger', exact: true }).click();
+    await ringingCard(bob, 'Alice Anders').waitFor();
+    await alice.locator('#call-status', { hasText: 'Ringing' }).waitFor();
+    await alice.getByRole('button', { name: 'Cancel', exact: true }).click();
+    await callEnded(alice, 'Call cancelled').waitFor();
+    await bob.locator('#incoming .incoming[data-state="stopped"]', { hasText: 'Missed call from Alice Anders' }).waitFor();
+  });
+
+  it('shows the journal with calls', async () => {
+    const { alice, bob } = pages;
     await alice.getByRole('tab', { name: 'Journal' }).click();
     await alice.locator('#journal-list li').first().waitFor();
+    // The call to bob: outgoing, with its duration.
+    const call = alice.locator('#journal-list li.journal.j-call', { hasText: 'Bob Berger' }).filter({ hasText: /Outgoing call · \d+:\d\d/ });
+    await call.first().waitFor();
     await shot(alice, 'desktop-journal');
+    // bob's journal: the cancelled call is missed, and stands out.
+    await bob.getByRole('tab', { name: 'Journal' }).click();
+    await bob.locator('#journal-list li.journal.j-call.missed', { hasText: 'Alice Anders' }).filter({ hasText: 'Missed call' }).waitFor();
+    await bob.locator('#journal-list li.journal.j-call', { hasText: 'Picked up' }).waitFor();
+    await shot(bob, 'desktop-journal-bob');
   });
 
   it('works at phone width with a back button', async () => {
@@ -236,11 +565,7 @@ describe('web client through ucweb', () => {
   });
 
   it('every visible control has an accessible name and no page error happened', async () => {
-    const unnamed = await pages.alice.evaluate(() => [...document.querySelectorAll('button, input, select, textarea, [role=tab]')]
-      .filter((n) => n.offsetParent !== null)
-      .filter((n) => !(n.getAttribute('aria-label') || n.labels?.length || n.textContent.trim() || n.getAttribute('aria-labelledby')))
-      .map((n) => n.outerHTML.slice(0, 80)));
-    assert.deepEqual(unnamed, []);
+    assert.deepEqual(await unnamedControls(pages.alice), []);
     assert.deepEqual(errors.filter((e) => !/401|Failed to load resource/.test(e)), []);
   });
 });

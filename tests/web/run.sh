@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests of the web client: two UCServers on a real Redis and PostgreSQL with ucweb
-# in front (the web-lab harness binary), a user on each server made through the admin API,
-# then `node --test` drives headless Chromium through ucweb's one origin.
+# in front and two MediaServers for calls (the web-lab harness binary), users on both servers
+# made through the admin API, then `node --test` drives headless Chromium through ucweb's one
+# origin (calls with Chromium's fake microphone and camera, media over loopback).
 #
 # Binaries come from target/debug (built by `cargo build --workspace --bins`); override with
 # UC_BIN_DIR. Chromium: $CHROMIUM or /usr/bin/chromium.
@@ -12,7 +13,7 @@ BIN_DIR=${UC_BIN_DIR:-$ROOT/target/debug}
 LAB_BIN=$BIN_DIR/web-lab
 export CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 
-for bin in "$LAB_BIN" "$BIN_DIR/ucserver" "$BIN_DIR/ucweb"; do
+for bin in "$LAB_BIN" "$BIN_DIR/ucserver" "$BIN_DIR/ucweb" "$BIN_DIR/mediaserver"; do
   [[ -x $bin ]] || { echo "missing $bin: run cargo build --workspace --bins" >&2; exit 1; }
 done
 if [[ ! -x $CHROMIUM ]]; then
@@ -39,7 +40,8 @@ cleanup() {
     kill -9 "$pid" 2>/dev/null || true
   done
   if [[ $status -ne 0 ]]; then
-    echo "--- web lab log (tail)"; tail -n 40 "$WORK/ucserver.log" 2>/dev/null || true
+    # The lab writes the tails of its servers' logs when it stops.
+    echo "--- web lab log (tail)"; tail -n 100 "$WORK/ucserver.log" 2>/dev/null || true
   fi
   rm -rf "$WORK"
   exit $status
@@ -47,7 +49,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# The lab: Redis, PostgreSQL, UCServers s1 and s2, ucweb in front (tests/src/bin/web-lab.rs).
+# The lab: Redis, PostgreSQL, UCServers s1 and s2, MediaServers m1 and m2, ucweb in front
+# (tests/src/bin/web-lab.rs).
 # It runs until its standard input (a fifo we hold open on fd 3) closes.
 mkfifo "$WORK/lab.in"
 "$LAB_BIN" <"$WORK/lab.in" >"$WORK/lab.out" 2>"$WORK/ucserver.log" &
@@ -68,13 +71,22 @@ ADMIN_TOKEN=$(curl -fsS --max-time 10 -H 'Content-Type: application/json' \
   -d "{\"user\":\"admin\",\"password\":\"$UC_TEST_ADMIN_PASSWORD\"}" "$API/admin/login" \
   | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).token))')
 export UC_TEST_PASSWORD="pw-$RANDOM-web-test"
-for spec in "alice:Alice Anders:s1" "bob:Bob Berger:s2"; do
+for spec in "alice:Alice Anders:s1" "bob:Bob Berger:s2" "carol:Carol Clark:s1"; do
   IFS=: read -r id name home <<<"$spec"
   curl -fsS --max-time 10 -o /dev/null -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
     -d "{\"id\":\"$id\",\"password\":\"$UC_TEST_PASSWORD\",\"display_name\":\"$name\",\"home_server\":\"$home\"}" "$API/admin/users"
 done
+# bob and carol share a group, which lets each pick up the other's calls.
+admin_post() {
+  curl -fsS --max-time 10 -o /dev/null -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' -d "$2" "$API$1"
+}
+admin_post /admin/groups '{"id":"support","display_name":"Support"}'
+admin_post /admin/groups/support/members '{"user":"bob"}'
+admin_post /admin/groups/support/members '{"user":"carol"}'
 
 export UC_WEB_URL=$WEB_URL
+# The test restarts a UCServer by writing `restart s1` to the lab and waiting for `RESTARTED s1`.
+export UC_LAB_CONTROL=$WORK/lab.in UC_LAB_OUTPUT=$WORK/lab.out
 export UC_TEST_SCREENSHOTS=$HERE/screenshots
 mkdir -p "$UC_TEST_SCREENSHOTS"
 timeout 300 node --test --test-concurrency=1 --test-timeout=240000 "$HERE"/*.test.mjs

@@ -13,6 +13,7 @@ use shared::api::{
     ChatMessage, Contact, ConversationSummary, CreateConversation, JournalEntry, LoginRequest,
     LoginResponse, MarkRead, PutContact, ReadMarker, SendMessage, SetPresence, UserInfo,
 };
+use shared::call::ForwardingRules;
 use shared::presence::{Capability, PresenceView};
 use shared::{ConversationId, DeviceId, ServerId, UserId};
 
@@ -182,6 +183,15 @@ impl Client {
                 &["api", "v1", "delegates", user.as_str()],
                 None,
             )
+            .await
+    }
+
+    /// `GET /users/{user}/forwarding`: `user`'s call forwarding rules (oneself, as their
+    /// delegate, or as an admin). Rules are set over the WebSocket
+    /// ([`Connection::forward_set`]).
+    pub async fn forwarding(&self, user: &UserId) -> Result<ForwardingRules, ClientError> {
+        self.endpoint
+            .get(&["api", "v1", "users", user.as_str(), "forwarding"], &[])
             .await
     }
 

@@ -5,7 +5,9 @@
 //! in [`Connection::hello`]. After that, [`Connection::next_event`] yields every event in order.
 //! [`Connection::request`] sends a command and waits for the `ack` or `error` carrying its
 //! `ref`; events that arrive meanwhile are queued and later returned by `next_event`, so a
-//! test that asks and listens on one connection loses nothing.
+//! test that asks and listens on one connection loses nothing. That matters for calls: the
+//! events a `call_place` causes (`call_placed`, `call_media_answer`) may come before its `ack`.
+//! The call commands themselves are in [`crate::calls`].
 //!
 //! `next_event` is cancel-safe (usable in `tokio::select!` and under `tokio::time::timeout`):
 //! an event is either returned or left in the socket.
@@ -17,7 +19,7 @@ use shared::api::{ApiError, ChatMessage, ConversationSummary};
 use shared::limits::{MAX_EVENT_BYTES, MAX_FRAME_BYTES};
 use shared::presence::PresenceView;
 use shared::ws::{ClientCommand, ClientEnvelope, ServerEvent};
-use shared::{DeviceId, ServerId, UserId};
+use shared::{CallId, DeviceId, ServerId, UserId};
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -61,6 +63,15 @@ impl Hello {
             presence: self.presence.clone(),
         }
     }
+}
+
+/// What an `ack` carried besides its `ref`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ack {
+    /// `send`: the message as stored.
+    pub message: Option<ChatMessage>,
+    /// `call_place` and `call_pickup`: the call.
+    pub call: Option<CallId>,
 }
 
 /// An open WebSocket of one device.
@@ -240,6 +251,13 @@ impl Connection {
         &mut self,
         command: ClientCommand,
     ) -> Result<Option<ChatMessage>, ClientError> {
+        Ok(self.request_ack(command).await?.message)
+    }
+
+    /// [`Connection::request`], returning all the `ack` carried (the call id of `call_place`
+    /// and `call_pickup`). Events arriving before the answer, such as the `call_placed` and
+    /// `call_media_answer` a `call_place` causes, are kept in order for `next_event`.
+    pub async fn request_ack(&mut self, command: ClientCommand) -> Result<Ack, ClientError> {
         let is_ping = matches!(command, ClientCommand::Ping);
         let reference = self.send(command).await?;
         let deadline = Instant::now() + self.request_timeout;
@@ -253,9 +271,9 @@ impl Connection {
                 ServerEvent::Ack {
                     reference: Some(answered),
                     message,
-                    ..
+                    call,
                 } if answered == reference => {
-                    return Ok(message);
+                    return Ok(Ack { message, call });
                 }
                 ServerEvent::Error {
                     reference: Some(answered),
@@ -264,7 +282,7 @@ impl Connection {
                 } if answered == reference => {
                     return Err(ClientError::Api(ApiError::new(error, message)));
                 }
-                ServerEvent::Pong if is_ping => return Ok(None),
+                ServerEvent::Pong if is_ping => return Ok(Ack::default()),
                 other => self.queued.push_back(other),
             }
         }

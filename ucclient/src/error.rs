@@ -6,6 +6,9 @@
 //! ([`ClientError::Transport`]) or an answer we could not make sense of
 //! ([`ClientError::Protocol`]). `Display` always reads `<code>: <message>`, which is what the
 //! command-line tools print after `error: `.
+//!
+//! The softphone's media leg is not the server's business, so its failures have their own
+//! type, [`PeerError`].
 
 use shared::api::{ApiError, ErrorCode};
 use std::time::Duration;
@@ -79,6 +82,23 @@ impl From<tokio_tungstenite::tungstenite::Error> for ClientError {
     fn from(error: tokio_tungstenite::tungstenite::Error) -> Self {
         Self::Transport(TransportError::WebSocket(Box::new(error)))
     }
+}
+
+/// What went wrong with a WebRTC peer ([`crate::peer::ClientPeer`]): building it, gathering
+/// its candidates, applying the MediaServer's answer, connecting, or sending media.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("WebRTC: {0}")]
+    WebRtc(#[from] webrtc::error::Error),
+    #[error("ICE gathering did not complete within {0:?}")]
+    GatheringTimeout(Duration),
+    #[error("the peer connection did not connect within {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("the peer connection failed")]
+    ConnectionFailed,
+    /// The peer cannot do what was asked (no negotiated codec, no video track, no SDP).
+    #[error("{0}")]
+    Protocol(String),
 }
 
 /// reqwest's own message is terse ("error sending request for url"); the cause (connection

@@ -6,19 +6,25 @@
 //! then REST calls such as [`Client::send_to_user`], and [`Client::connect`] for the WebSocket
 //! ([`Connection`]). Admin routes are on [`AdminClient`]. Every failure is a [`ClientError`]
 //! that keeps the server's typed error when there is one.
+//!
+//! Calls: the call commands are methods of [`Connection`] (`call_place`, `call_answer`, …, see
+//! [`calls`]), the media leg is a [`peer::ClientPeer`] (webrtc-rs), and [`calls::CallSession`]
+//! follows one call's events and says what to do next, without IO.
 
 mod admin;
+pub mod calls;
 mod client;
 mod connection;
 mod error;
 mod http;
 mod login;
 pub mod ops;
+pub mod peer;
 pub mod text;
 
 pub use admin::AdminClient;
 pub use client::{Client, capabilities_text, new_client_id, websocket_url};
-pub use connection::{Connection, Hello, event_type};
-pub use error::{ClientError, TransportError};
+pub use connection::{Ack, Connection, Hello, event_type};
+pub use error::{ClientError, PeerError, TransportError};
 pub use http::{HttpClient, normalize_base_url};
 pub use login::MAX_LOGIN_HOPS;

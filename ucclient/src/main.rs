@@ -1,19 +1,28 @@
 //! `ucclient`: the Switchboard command-line client. One-shot commands log in, act and log
-//! out; `listen` stays connected. Failures print `error: <code>: <message>` on stderr and exit
-//! with 1, so scripts can tell the server's reasons apart.
+//! out; `listen` stays connected; `call` and `pickup` hold one call with a softphone peer.
+//! Failures print `error: <code>: <message>` on stderr and exit with 1, so scripts can tell
+//! the server's reasons apart; a call that was not connected or failed prints its report
+//! first, then `error: <reason>: …`.
 
 mod cli;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
-use cli::args::{Cli, Command, ContactCommand, PresenceCommand, SendTarget, conversation_for};
+use cli::answer::AutoAnswer;
+use cli::args::{
+    CONNECT_WITHIN_SECONDS, Cli, Command, ContactCommand, ForwardCommand, PresenceCommand,
+    SendTarget, conversation_for, with_call_capability,
+};
 use cli::listen::{ListenOptions, Shutdown, listen};
 use cli::output;
+use cli::phone::{self, CallRequest, Entry, ForwardChange};
 use serde::Serialize;
 use shared::api::SetPresence;
-use shared::{DeviceId, UserId};
+use shared::{CallId, DeviceId, UserId};
 use std::process::ExitCode;
-use ucclient::{Client, ClientError};
+use std::time::Duration;
+use ucclient::calls::{CallFailure, CallPlan};
+use ucclient::{Client, ClientError, PeerError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -36,33 +45,56 @@ fn main() -> ExitCode {
     }
 }
 
-/// `<code>: <message>`: the server's code when the server refused, else a local one.
+/// `<code>: <message>`: the server's code when the server refused, the `call_ended` reason
+/// of a failed call, `media` for the softphone's own WebRTC, else a local one.
 fn describe(error: &anyhow::Error) -> String {
-    match error.downcast_ref::<ClientError>() {
-        Some(client_error) => client_error.to_string(),
-        None => format!("client: {error:#}"),
+    if let Some(client_error) = error.downcast_ref::<ClientError>() {
+        client_error.to_string()
+    } else if let Some(failure) = error.downcast_ref::<CallFailure>() {
+        failure.to_string()
+    } else if let Some(peer_error) = error.downcast_ref::<PeerError>() {
+        format!("media: {peer_error}")
+    } else {
+        format!("client: {error:#}")
     }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let user = UserId::from(cli.user.as_str());
-    if let Command::Listen { device, caps } = cli.command {
+    if let Command::Listen {
+        device,
+        caps,
+        auto_answer,
+        answer_delay_ms,
+        talk_seconds,
+    } = cli.command
+    {
+        let (capabilities, auto_answer) = if auto_answer {
+            let options = AutoAnswer {
+                delay: Duration::from_millis(answer_delay_ms),
+                talk_for: talk_seconds.map(Duration::from_secs),
+            };
+            (with_call_capability(caps.0), Some(options))
+        } else {
+            (caps.0, None)
+        };
         let options = ListenOptions {
             url: cli.url,
             user,
             password: cli.password,
             device: device.map(DeviceId::new),
-            capabilities: caps.0,
+            capabilities,
+            auto_answer,
         };
         listen(options, shutdown_signal()).await?;
         return Ok(());
     }
-    if let Command::Send(args) = &cli.command {
-        if let Err(problem) = args.target() {
-            Cli::command()
-                .error(clap::error::ErrorKind::WrongNumberOfValues, problem)
-                .exit();
-        }
+    if let Command::Send(args) = &cli.command
+        && let Err(problem) = args.target()
+    {
+        Cli::command()
+            .error(clap::error::ErrorKind::WrongNumberOfValues, problem)
+            .exit();
     }
     let client = Client::login(&cli.url, &user, &cli.password, None).await?;
     let result = one_shot(&client, cli.command).await;
@@ -168,7 +200,70 @@ async fn one_shot(client: &Client, command: Command) -> anyhow::Result<()> {
             let users = client.directory(&query).await?;
             print(json, &users, || output::users(&users))
         }
+        Command::Call(args) => {
+            let request = CallRequest {
+                entry: Entry::Place {
+                    to: UserId::new(args.name),
+                },
+                video: args.video,
+                device: args.device.map(DeviceId::new),
+                plan: CallPlan {
+                    talk_for: Some(Duration::from_secs(args.seconds)),
+                    connect_within: Duration::from_secs(args.connect_timeout),
+                    invite: args.invite.into_iter().map(UserId::new).collect(),
+                },
+            };
+            hold_call(client, request, args.json).await
+        }
+        Command::Pickup(args) => {
+            let request = CallRequest {
+                entry: Entry::Pickup {
+                    user: UserId::new(args.user),
+                    call: args.call.map(CallId::new),
+                },
+                video: false,
+                device: args.device.map(DeviceId::new),
+                plan: CallPlan {
+                    talk_for: Some(Duration::from_secs(args.seconds)),
+                    connect_within: Duration::from_secs(CONNECT_WITHIN_SECONDS),
+                    invite: Vec::new(),
+                },
+            };
+            hold_call(client, request, args.json).await
+        }
+        Command::Forward(ForwardCommand::Set {
+            mode,
+            name,
+            for_user,
+        }) => {
+            let change = ForwardChange::Set {
+                mode,
+                to: UserId::new(name),
+            };
+            let (user, rules) =
+                phone::forward_change(client, change, for_user.map(UserId::new)).await?;
+            emit(&output::forwarding(&user, &rules))
+        }
+        Command::Forward(ForwardCommand::Clear { mode, for_user }) => {
+            let change = ForwardChange::Clear { mode };
+            let (user, rules) =
+                phone::forward_change(client, change, for_user.map(UserId::new)).await?;
+            emit(&output::forwarding(&user, &rules))
+        }
+        Command::Forward(ForwardCommand::Show { for_user, json }) => {
+            let user = for_user.map_or_else(|| client.user().clone(), UserId::new);
+            let rules = client.forwarding(&user).await?;
+            print(json, &rules, || output::forwarding(&user, &rules))
+        }
     }
+}
+
+/// `call` and `pickup`: holds the call, prints its report, and fails (exit 1) when the call
+/// was not connected, failed or lost its socket.
+async fn hold_call(client: &Client, request: CallRequest, json: bool) -> anyhow::Result<()> {
+    let (report, outcome) = phone::call(client, request, shutdown_signal()).await?;
+    print(json, &report.json(), || output::call(&report))?;
+    outcome
 }
 
 fn unreachable_listen() -> anyhow::Result<()> {

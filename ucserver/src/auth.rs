@@ -37,6 +37,16 @@ pub fn random_hex(bytes: usize) -> String {
     buffer.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What SQL keeps of a token: its SHA-256, hex. A token has 192 random bits, so a plain
+/// hash suffices (no salt, no stretching); reading the table does not let anyone sign in.
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// What a token stands for.
 #[derive(Clone, Debug)]
 pub struct TokenInfo {

@@ -31,6 +31,21 @@ pub struct Config {
     pub dead_after_ms: u64,
     /// `UC_MDM_BUFFER_LIMIT`: events held for a quiet device before a flush. Default 100.
     pub mdm_buffer_limit: usize,
+    /// `UC_MEDIA_SECRET`: bearer secret of the MediaServers' control API.
+    pub media_secret: Option<String>,
+    /// `UC_MEDIA_EMBEDDED`: run a MediaServer inside this process. Default: on for a single
+    /// node (no Redis), off in a cluster (MediaServers are added with `ucadmin media add`).
+    pub media_embedded: Option<bool>,
+    /// `UC_MEDIA_UDP`: UDP address of the embedded MediaServer. Default `0.0.0.0:0` (any port).
+    pub media_udp: String,
+    /// `UC_MEDIA_PUBLIC_IP`: address the embedded MediaServer puts in ICE candidates.
+    /// Default 127.0.0.1 (browsers on this machine); set the LAN address for other machines.
+    pub media_public_ip: Option<String>,
+    /// `UC_RING_TIMEOUT_MS`: how long a call rings before it counts as not answered. Default 30000.
+    pub ring_timeout_ms: u64,
+    /// `UC_MEDIA_SERVERS`: MediaServers known from configuration, `ID=CONTROL_URL` each
+    /// (comma-separated in the environment), besides those added with `ucadmin media add`.
+    pub media_servers: Vec<String>,
 }
 
 impl Default for Config {
@@ -46,6 +61,12 @@ impl Default for Config {
             heartbeat_ms: 2_000,
             dead_after_ms: crate::core::failure::DEAD_AFTER_MS as u64,
             mdm_buffer_limit: 100,
+            media_secret: None,
+            media_embedded: None,
+            media_udp: "0.0.0.0:0".into(),
+            media_public_ip: None,
+            ring_timeout_ms: 30_000,
+            media_servers: Vec::new(),
         }
     }
 }
@@ -105,6 +126,33 @@ impl Config {
         if let Some(v) = var("UC_MDM_BUFFER_LIMIT") {
             self.mdm_buffer_limit = number("UC_MDM_BUFFER_LIMIT", v)? as usize;
         }
+        if let Some(v) = var("UC_MEDIA_SECRET") {
+            self.media_secret = if v.is_empty() { None } else { Some(v) };
+        }
+        if let Some(v) = var("UC_MEDIA_EMBEDDED") {
+            self.media_embedded = Some(match v.as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                other => anyhow::bail!("UC_MEDIA_EMBEDDED must be true or false, not '{other}'"),
+            });
+        }
+        if let Some(v) = var("UC_MEDIA_UDP") {
+            self.media_udp = v;
+        }
+        if let Some(v) = var("UC_MEDIA_PUBLIC_IP") {
+            self.media_public_ip = Some(v);
+        }
+        if let Some(v) = var("UC_RING_TIMEOUT_MS") {
+            self.ring_timeout_ms = number("UC_RING_TIMEOUT_MS", v)?;
+        }
+        if let Some(v) = var("UC_MEDIA_SERVERS") {
+            self.media_servers = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
         Ok(())
     }
 
@@ -136,12 +184,58 @@ impl Config {
                 "UC_DEAD_AFTER_MS must be at least twice UC_HEARTBEAT_MS (and that above 0)"
             );
         }
+        self.media_udp_addr()?;
+        self.media_public_ip()?;
+        self.configured_media()?;
+        if !(1_000..=600_000).contains(&self.ring_timeout_ms) {
+            anyhow::bail!("UC_RING_TIMEOUT_MS must be between 1000 and 600000");
+        }
         if let Some(password) = &self.admin_password {
             if password.len() < 8 {
                 anyhow::bail!("UC_ADMIN_PASSWORD must have at least 8 characters");
             }
         }
         Ok(())
+    }
+
+    /// Whether this process runs its own MediaServer.
+    pub fn media_embedded(&self) -> bool {
+        self.media_embedded.unwrap_or(self.redis_url.is_none())
+    }
+
+    pub fn media_udp_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.media_udp.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "UC_MEDIA_UDP must be host:port with an IP, not '{}'",
+                self.media_udp
+            )
+        })
+    }
+
+    pub fn media_public_ip(&self) -> anyhow::Result<std::net::IpAddr> {
+        match &self.media_public_ip {
+            None => Ok(std::net::IpAddr::from([127, 0, 0, 1])),
+            Some(text) => text.parse().map_err(|_| {
+                anyhow::anyhow!("UC_MEDIA_PUBLIC_IP must be an IP address, not '{text}'")
+            }),
+        }
+    }
+
+    /// The MediaServers of `UC_MEDIA_SERVERS` as (id, control URL).
+    pub fn configured_media(&self) -> anyhow::Result<Vec<(shared::MediaServerId, String)>> {
+        self.media_servers
+            .iter()
+            .map(|entry| {
+                let (id, url) = entry.split_once('=').ok_or_else(|| {
+                    anyhow::anyhow!("UC_MEDIA_SERVERS entries are ID=URL, not '{entry}'")
+                })?;
+                shared::validate_name(id).map_err(|e| anyhow::anyhow!("UC_MEDIA_SERVERS: {e}"))?;
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    anyhow::bail!("UC_MEDIA_SERVERS: '{url}' is not an http(s) URL");
+                }
+                Ok((shared::MediaServerId::from(id), url.to_string()))
+            })
+            .collect()
     }
 
     pub fn server_id(&self) -> ServerId {
@@ -185,7 +279,7 @@ impl Config {
             _ => url.to_string(),
         };
         format!(
-            "server_id={} listen={} public_url={} database={} redis={} admin_password={} heartbeat_ms={} dead_after_ms={} mdm_buffer_limit={}",
+            "server_id={} listen={} public_url={} database={} redis={} admin_password={} heartbeat_ms={} dead_after_ms={} mdm_buffer_limit={} media_embedded={} media_secret={} ring_timeout_ms={}",
             self.server_id,
             self.listen,
             self.public_url.as_deref().unwrap_or("(derived)"),
@@ -202,6 +296,13 @@ impl Config {
             self.heartbeat_ms,
             self.dead_after_ms,
             self.mdm_buffer_limit,
+            self.media_embedded(),
+            if self.media_secret.is_some() {
+                "***"
+            } else {
+                "(none)"
+            },
+            self.ring_timeout_ms,
         )
     }
 }
@@ -242,8 +343,9 @@ mod tests {
         let mut config = Config::default();
         let env = |name: &str| match name {
             "UC_SERVER_ID" => Some("s2".to_string()),
-            "UC_REDIS_URL" => Some("redis://user:secret@10.0.0.1:6379".to_string()),
+            "UC_REDIS_URL" => Some("redis://user:hunter2pass@10.0.0.1:6379".to_string()),
             "UC_DATABASE_URL" => Some("postgres://uc:pw@db/uc".to_string()),
+            "UC_MEDIA_SECRET" => Some("media-hunter2-media".to_string()),
             _ => None,
         };
         config.apply_env(env).unwrap();
@@ -251,13 +353,29 @@ mod tests {
         assert_eq!(config.server_id, "s2");
         let described = config.describe();
         assert!(
-            !described.contains("secret") && !described.contains(":pw@"),
+            !described.contains("hunter2") && !described.contains(":pw@"),
             "{described}"
         );
         assert!(
             described.contains("redis://***@10.0.0.1:6379"),
             "{described}"
         );
+
+        config
+            .apply_env(|name| {
+                (name == "UC_MEDIA_SERVERS")
+                    .then(|| "m1=http://10.0.0.5:7100, m2=http://10.0.0.6:7100".to_string())
+            })
+            .unwrap();
+        let media = config.configured_media().unwrap();
+        assert_eq!(media.len(), 2);
+        assert_eq!(
+            (media[1].0.as_str(), media[1].1.as_str()),
+            ("m2", "http://10.0.0.6:7100")
+        );
+        config.media_servers = vec!["m1:http://x".into()];
+        assert!(config.validate().is_err());
+        config.media_servers.clear();
 
         config
             .apply_env(|name| (name == "UC_HEARTBEAT_MS").then(|| "soon".to_string()))

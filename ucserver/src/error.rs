@@ -12,6 +12,18 @@ pub struct AppError(pub ApiError);
 
 pub type AppResult<T> = Result<T, AppError>;
 
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<ApiError> for AppError {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
 impl AppError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self(ApiError::new(code, message))

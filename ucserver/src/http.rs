@@ -103,7 +103,7 @@ impl FromRequestParts<AppState> for Caller {
                 "sign in first: no session token was sent",
             )
         })?;
-        let info = server.token(&token).ok_or_else(|| {
+        let info = server.token(&token).await.ok_or_else(|| {
             AppError::new(
                 ErrorCode::Unauthorized,
                 "the session token is unknown or has ended; sign in again",
@@ -175,6 +175,7 @@ pub fn router(server: AppState) -> Router {
         .route("/conversations/{id}/read", post(conversations_read))
         .route("/messages", post(messages_send))
         .route("/journal", get(journal_list))
+        .route("/users/{user}/forwarding", get(forwarding_get))
         .route("/admin/login", post(admin_login))
         .route(
             "/admin/users",
@@ -376,13 +377,15 @@ async fn session_login(
     server
         .acquire_license(license::SEAT, user.id.as_str())
         .await?;
-    let token = server.issue_token(TokenInfo {
-        user: user.id.clone(),
-        device: device.clone(),
-        admin: user.admin,
-        console_only: false,
-        issued_ms: now_ms(),
-    });
+    let token = server
+        .issue_token(TokenInfo {
+            user: user.id.clone(),
+            device: device.clone(),
+            admin: user.admin,
+            console_only: false,
+            issued_ms: now_ms(),
+        })
+        .await?;
     server
         .metrics
         .logins
@@ -515,6 +518,28 @@ async fn presence_get(
     let visibility = server.visibility(&info, &user).await?;
     let snapshot = server.snapshot_of(&user).await;
     Ok(Json(PresenceView::of(&snapshot, visibility)))
+}
+
+/// A user's call forwarding: for the user, their delegates and admins.
+async fn forwarding_get(
+    State(server): State<AppState>,
+    Caller(info, _): Caller,
+    Path(user): Path<UserId>,
+) -> AppResult<Json<shared::call::ForwardingRules>> {
+    if info.user != user
+        && !info.admin
+        && !server
+            .sql(server.store.is_delegate(&user, &info.user))
+            .await?
+    {
+        return Err(AppError::forbidden(format!(
+            "you may not read the forwarding of '{user}'"
+        )));
+    }
+    if server.sql(server.store.get_user(&user)).await?.is_none() {
+        return Err(AppError::not_found(format!("no user '{user}'")));
+    }
+    Ok(Json(server.sql(server.store.forwarding(&user)).await?))
 }
 
 // ---------------------------------------------------------------------------- contacts
@@ -836,13 +861,15 @@ async fn admin_login(
         )));
     }
     let device = DeviceId::new("console");
-    let token = server.issue_token(TokenInfo {
-        user: user.id.clone(),
-        device: device.clone(),
-        admin: true,
-        console_only: true,
-        issued_ms: now_ms(),
-    });
+    let token = server
+        .issue_token(TokenInfo {
+            user: user.id.clone(),
+            device: device.clone(),
+            admin: true,
+            console_only: true,
+            issued_ms: now_ms(),
+        })
+        .await?;
     Ok(Json(LoginResponse {
         token,
         user: user.id,
@@ -1157,35 +1184,7 @@ async fn admin_servers_list(
 }
 
 async fn media_infos(server: &Server) -> AppResult<Vec<MediaServerInfo>> {
-    let known = server.sql(server.store.list_media_servers()).await?;
-    let live = server
-        .bus("media servers", server.cluster.media_servers())
-        .await
-        .unwrap_or_default();
-    let now = now_ms();
-    Ok(known
-        .into_iter()
-        .map(|record| {
-            let status = live.iter().find(|(s, _)| s.id == record.id);
-            let (calls, legs, capacity, last_seen_ms) = status.map_or((0, 0, 0, 0), |(s, seen)| {
-                (s.calls, s.legs, s.capacity, *seen)
-            });
-            MediaServerInfo {
-                id: record.id,
-                control_url: record.control_url,
-                alive: status.is_some() && now - last_seen_ms <= server.config.dead_after_ms as i64,
-                calls,
-                legs,
-                capacity,
-                load: if capacity == 0 {
-                    0.0
-                } else {
-                    legs as f64 / capacity as f64
-                },
-                last_seen_ms,
-            }
-        })
-        .collect())
+    server.media.infos(server).await
 }
 
 async fn admin_licenses_list(

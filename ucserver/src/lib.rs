@@ -2,11 +2,13 @@
 //! cluster (Redis or in-process) and SQL. See ARCHITECTURE.md for the map.
 
 pub mod auth;
+pub mod calls;
 pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod error;
 pub mod http;
+pub mod media;
 pub mod metrics;
 pub mod server;
 pub mod store;
@@ -75,6 +77,33 @@ async fn ensure_admin(config: &Config, store: &dyn Store) -> anyhow::Result<Opti
     }
 }
 
+/// Starts the MediaServer of a single node inside this process and feeds its leg events to
+/// the calls.
+async fn start_embedded_media(
+    config: &Config,
+    server: &Arc<Server>,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    let media_config = mediaserver::MediaConfig {
+        id: shared::MediaServerId::new(format!("{}-media", server.id)),
+        media_bind: config.media_udp_addr()?,
+        public_ip: Some(config.media_public_ip()?),
+        ..mediaserver::MediaConfig::default()
+    };
+    let (handle, mut events) = mediaserver::start_embedded(media_config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the embedded MediaServer: {e}"))?;
+    tracing::info!(media = %handle.id(), "embedded MediaServer started");
+    server.media.set_embedded(handle);
+    let events_server = server.clone();
+    tasks.spawn(async move {
+        while let Some(event) = events.recv().await {
+            calls::media_event(&events_server, event).await;
+        }
+    });
+    Ok(())
+}
+
 /// Starts a server on `listener` with the given backends, and runs it until `shutdown`
 /// completes. Every task it spawns lives in `tasks` and ends with it.
 pub async fn start(
@@ -90,6 +119,9 @@ pub async fn start(
     let generated_admin_password = ensure_admin(&config, store.as_ref()).await?;
     let (server, chat_writer) =
         Server::new(config.clone(), url.clone(), store.clone(), cluster.clone());
+    if config.media_embedded() {
+        start_embedded_media(&config, &server, tasks).await?;
+    }
 
     store
         .register_server(&store::ServerRecord {
@@ -100,6 +132,7 @@ pub async fn start(
         .await?;
     // A previous incarnation of this server may have left users online and leases taken.
     server.clean_up_after(&server.id.clone()).await;
+    server.expire_stored_sessions().await;
     let mut bus = cluster
         .subscribe(&server.id)
         .await
@@ -136,6 +169,7 @@ pub async fn start(
                     beat_server.heartbeat_and_check().await;
                     beat_server.sweep_dead_servers().await;
                     beat_server.expire_tokens(shared::now_ms(), server::TOKEN_IDLE_MS).await;
+                    calls::check_media(&beat_server).await;
                 }
                 _ = stop.recv() => break,
             }
@@ -150,6 +184,9 @@ pub async fn start(
             shutdown.await;
             let _ = stop_tx.send(());
             http_server.shut_down().await;
+            if let Some(media) = http_server.media.embedded() {
+                media.shutdown().await;
+            }
         };
         if let Err(error) = axum::serve(listener, app)
             .with_graceful_shutdown(graceful)

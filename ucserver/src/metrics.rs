@@ -42,6 +42,8 @@ pub struct Metrics {
     pub mdm_flushed_packets: AtomicU64,
     pub mdm_held_ms_total: AtomicU64,
     pub dead_servers_cleaned: AtomicU64,
+    pub calls_placed: AtomicU64,
+    pub calls_active: AtomicI64,
     pub redis_latency: Latency,
     pub sql_latency: Latency,
 }
@@ -189,6 +191,18 @@ impl Metrics {
             "counter",
             "Dead peers this server cleaned up.",
             get(&self.dead_servers_cleaned),
+        );
+        line(
+            "uc_calls_placed_total",
+            "counter",
+            "Calls placed by users of this server.",
+            get(&self.calls_placed),
+        );
+        line(
+            "uc_calls_active",
+            "gauge",
+            "Calls this server owns now.",
+            geti(&self.calls_active),
         );
         for (name, latency, help) in [
             (

@@ -6,6 +6,7 @@
 //! `std` mutexes held for map lookups only, never across an `.await`.
 
 use crate::auth::{LoginThrottle, TokenInfo};
+use crate::calls::Calls;
 use crate::cluster::{BusInput, Cluster};
 use crate::config::Config;
 use crate::core::license::{self, LeaseOutcome};
@@ -13,15 +14,17 @@ use crate::core::mdm::{self, DeviceMdm, MdmConfig, Offer};
 use crate::core::presence::UserPresence;
 use crate::core::visibility::{self, Relation};
 use crate::error::{AppError, AppResult};
+use crate::media::MediaPool;
 use crate::metrics::Metrics;
 use crate::store::{ConversationRecord, NewMessage, Store, StoreError};
 use shared::api::{ChatMessage, ConversationKind, ErrorCode, ReadMarker};
 use shared::bus::{BusBody, BusMessage, Delivery, ServerHeartbeat};
+use shared::presence::TelephonyState;
 use shared::presence::{
     Availability, Capability, DevicePresence, PresenceSnapshot, PresenceView, Visibility,
 };
 use shared::ws::ServerEvent;
-use shared::{ConversationId, DeviceId, ServerId, TimestampMs, UserId, now_ms};
+use shared::{CallId, ConversationId, DeviceId, ServerId, TimestampMs, UserId, now_ms};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +35,8 @@ use tokio::sync::{mpsc, oneshot};
 pub const DEVICE_QUEUE: usize = 1024;
 /// A client token unused this long, with no device connected, ends (and returns its seat).
 pub const TOKEN_IDLE_MS: i64 = 12 * 60 * 60 * 1000;
+/// A session token ends this long after it was issued, used or not.
+pub const SESSION_LIFETIME_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// Messages stored in one SQL transaction at most.
 const CHAT_BATCH: usize = 512;
 
@@ -100,6 +105,12 @@ pub struct Server {
     cluster_state: Mutex<ClusterState>,
     chat_tx: mpsc::Sender<ChatJob>,
     next_conn: AtomicU64,
+    /// The calls this server owns, and commands waiting for other servers.
+    pub calls: Calls,
+    /// The MediaServers this server may place calls on.
+    pub media: MediaPool,
+    /// Each local user's telephony state per call (from the calls' owners), with its start.
+    call_states: Mutex<HashMap<UserId, BTreeMap<CallId, (TelephonyState, TimestampMs)>>>,
 }
 
 fn event_text(event: &ServerEvent) -> Arc<str> {
@@ -115,6 +126,11 @@ impl Server {
         cluster: Arc<dyn Cluster>,
     ) -> (Arc<Self>, ChatWriter) {
         let (chat_tx, chat_rx) = mpsc::channel(16_384);
+        let calls = Calls::new(config.ring_timeout_ms);
+        let media = MediaPool::new(
+            config.media_secret.clone(),
+            config.configured_media().unwrap_or_default(),
+        );
         let server = Arc::new(Self {
             id: config.server_id(),
             url,
@@ -134,6 +150,9 @@ impl Server {
             cluster_state: Mutex::new(ClusterState::default()),
             chat_tx,
             next_conn: AtomicU64::new(1),
+            calls,
+            media,
+            call_states: Mutex::new(HashMap::new()),
         });
         (server, ChatWriter { rx: chat_rx })
     }
@@ -170,7 +189,7 @@ impl Server {
         }
     }
 
-    async fn publish(&self, to: &ServerId, body: BusBody) {
+    pub(crate) async fn publish(&self, to: &ServerId, body: BusBody) {
         let message = BusMessage::new(self.id.clone(), body);
         if self
             .bus("publish", self.cluster.publish(to, &message))
@@ -194,21 +213,80 @@ impl Server {
 
     // ------------------------------------------------------------------ tokens
 
-    pub fn issue_token(&self, info: TokenInfo) -> String {
+    /// A new session token; kept in SQL (hashed) too, so that it outlives a restart.
+    pub async fn issue_token(&self, info: TokenInfo) -> AppResult<String> {
         let token = crate::auth::random_hex(24);
+        let record = crate::store::SessionRecord {
+            token_hash: crate::auth::token_hash(&token),
+            user: info.user.clone(),
+            device: info.device.clone(),
+            admin: info.admin,
+            console_only: info.console_only,
+            issued_ms: info.issued_ms,
+        };
+        self.sql(self.store.put_session(&record)).await?;
         self.tokens
             .lock()
             .unwrap()
             .insert(token.clone(), (info, now_ms()));
-        token
+        Ok(token)
     }
 
-    /// What a token stands for; using it keeps it alive.
-    pub fn token(&self, token: &str) -> Option<TokenInfo> {
-        let mut tokens = self.tokens.lock().unwrap();
-        let (info, last_used) = tokens.get_mut(token)?;
-        *last_used = now_ms();
-        Some(info.clone())
+    /// What a token stands for; using it keeps it alive. A token this server issued before
+    /// it restarted is found in SQL and taken up again (with the user's seat).
+    pub async fn token(&self, token: &str) -> Option<TokenInfo> {
+        {
+            let mut tokens = self.tokens.lock().unwrap();
+            if let Some((info, last_used)) = tokens.get_mut(token) {
+                *last_used = now_ms();
+                return Some(info.clone());
+            }
+        }
+        if token.len() > 128 {
+            return None;
+        }
+        let hash = crate::auth::token_hash(token);
+        let record = self.sql(self.store.get_session(&hash)).await.ok()??;
+        let fresh = now_ms() - record.issued_ms < SESSION_LIFETIME_MS;
+        let home = self.home_of(&record.user).await.ok()?;
+        if !fresh || home != self.id {
+            // Expired, or the user moved to another server: the session is over.
+            let _ = self.sql(self.store.delete_session(&hash)).await;
+            return None;
+        }
+        if !record.console_only {
+            // The seat went back when this server restarted; without one the session is over.
+            if let Err(error) = self
+                .acquire_license(license::SEAT, record.user.as_str())
+                .await
+            {
+                tracing::warn!(user = %record.user, %error, "restored session refused: no seat");
+                return None;
+            }
+        }
+        let info = TokenInfo {
+            user: record.user,
+            device: record.device,
+            admin: record.admin,
+            console_only: record.console_only,
+            issued_ms: record.issued_ms,
+        };
+        tracing::info!(user = %info.user, device = %info.device, "session restored from SQL");
+        self.tokens
+            .lock()
+            .unwrap()
+            .insert(token.to_string(), (info.clone(), now_ms()));
+        Some(info)
+    }
+
+    /// Forgets sessions older than their lifetime (at start; restored ones are checked too).
+    pub async fn expire_stored_sessions(&self) {
+        let cutoff = now_ms() - SESSION_LIFETIME_MS;
+        match self.sql(self.store.delete_sessions_before(cutoff)).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "expired stored sessions"),
+            Err(error) => tracing::warn!(%error, "stored sessions not expired"),
+        }
     }
 
     /// Ends tokens unused for `idle_ms` whose user has no device connected here, so a client
@@ -231,6 +309,10 @@ impl Server {
 
     /// Ends a token; when it was the user's last client token here, the seat returns.
     pub async fn end_token(&self, token: &str) {
+        let hash = crate::auth::token_hash(token);
+        if let Err(error) = self.sql(self.store.delete_session(&hash)).await {
+            tracing::warn!(%error, "ended session stays in SQL until it expires");
+        }
         let (info, last) = {
             let mut tokens = self.tokens.lock().unwrap();
             let Some((info, _)) = tokens.remove(token) else {
@@ -254,6 +336,9 @@ impl Server {
 
     /// Ends every token of a user (deleted, or moved to another server) and their devices.
     pub async fn end_user(&self, user: &UserId, reason: &str) {
+        if let Err(error) = self.sql(self.store.delete_sessions_of(user)).await {
+            tracing::warn!(%user, %error, "sessions stay in SQL until they expire");
+        }
         let had_client_token = {
             let mut tokens = self.tokens.lock().unwrap();
             let before = tokens.len();
@@ -307,6 +392,11 @@ impl Server {
         let map: HashMap<String, u32> = records.into_iter().map(|r| (r.kind, r.capacity)).collect();
         self.cache.lock().unwrap().licenses = Some(map.clone());
         Ok(map)
+    }
+
+    /// The capacity of one license kind (`None`: not limited).
+    pub async fn license_capacity(&self, kind: &str) -> AppResult<Option<u32>> {
+        Ok(self.license_capacities().await?.get(kind).copied())
     }
 
     /// Takes a lease of `kind` for `key`, or answers `license_exhausted`.
@@ -612,6 +702,7 @@ impl Server {
             .await;
         }
         self.publish_presence(user).await;
+        crate::calls::device_gone(self, user, device).await;
     }
 
     /// The device sent something: it counts as active for alerts.
@@ -702,6 +793,29 @@ impl Server {
         bufferable: bool,
         alert: Option<&ServerEvent>,
     ) -> u64 {
+        self.deliver_to(users, None, event, bufferable, alert)
+    }
+
+    /// Pushes an event at once (never held for quiet mode) to some devices of a local user,
+    /// or to all of them when `devices` is empty.
+    pub(crate) fn deliver_to_devices(
+        &self,
+        user: &UserId,
+        devices: &[DeviceId],
+        event: &ServerEvent,
+    ) -> u64 {
+        let only = (!devices.is_empty()).then_some(devices);
+        self.deliver_to(std::slice::from_ref(user), only, event, false, None)
+    }
+
+    fn deliver_to(
+        &self,
+        users: &[UserId],
+        only: Option<&[DeviceId]>,
+        event: &ServerEvent,
+        bufferable: bool,
+        alert: Option<&ServerEvent>,
+    ) -> u64 {
         let now = now_ms();
         let plain = event_text(event);
         let alerted = alert.map(event_text);
@@ -729,6 +843,9 @@ impl Server {
                     None => Vec::new(),
                 };
                 for (index, (device_id, device)) in local.devices.iter_mut().enumerate() {
+                    if only.is_some_and(|only| !only.contains(device_id)) {
+                        continue;
+                    }
                     let text = match &alerted {
                         Some(alert_text) if targets.contains(&index) => alert_text.clone(),
                         _ => plain.clone(),
@@ -788,6 +905,87 @@ impl Server {
             .iter()
             .filter(|(_, u)| !u.devices.is_empty())
             .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    // ------------------------------------------------------------------ telephony
+
+    /// A local user's state in one call changed (told by the call's owner): their presence
+    /// shows the strongest state over their calls.
+    pub(crate) async fn set_call_telephony(
+        &self,
+        user: &UserId,
+        call: &CallId,
+        state: TelephonyState,
+    ) {
+        let strongest = {
+            let mut states = self.call_states.lock().unwrap();
+            let calls = states.entry(user.clone()).or_default();
+            if state == TelephonyState::Idle {
+                calls.remove(call);
+            } else {
+                let since = match calls.get(call) {
+                    Some((previous, since)) if *previous == state => *since,
+                    _ => now_ms(),
+                };
+                calls.insert(call.clone(), (state, since));
+            }
+            let strongest = calls.values().map(|(s, _)| *s).max().unwrap_or_default();
+            if calls.is_empty() {
+                states.remove(user);
+            }
+            strongest
+        };
+        {
+            let mut sessions = self.sessions.lock().unwrap();
+            let local = sessions
+                .users
+                .entry(user.clone())
+                .or_insert_with(|| LocalUser {
+                    presence: UserPresence::new(user.clone(), 0),
+                    devices: HashMap::new(),
+                });
+            local.presence.telephony = strongest;
+        }
+        self.publish_presence(user).await;
+    }
+
+    /// The calls a local user is in or rung by.
+    pub(crate) fn calls_of(&self, user: &UserId) -> Vec<CallId> {
+        self.call_states
+            .lock()
+            .unwrap()
+            .get(user)
+            .map(|calls| calls.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The calls ringing at a local user, oldest first.
+    pub(crate) fn ringing_calls(&self, user: &UserId) -> Vec<CallId> {
+        let states = self.call_states.lock().unwrap();
+        let Some(calls) = states.get(user) else {
+            return Vec::new();
+        };
+        let mut ringing: Vec<(TimestampMs, CallId)> = calls
+            .iter()
+            .filter(|(_, (state, _))| *state == TelephonyState::Ringing)
+            .map(|(call, (_, since))| (*since, call.clone()))
+            .collect();
+        ringing.sort();
+        ringing.into_iter().map(|(_, call)| call).collect()
+    }
+
+    /// (user, call) for every local user's call owned by `owner`.
+    pub(crate) fn calls_owned_by(&self, owner: &ServerId) -> Vec<(UserId, CallId)> {
+        let states = self.call_states.lock().unwrap();
+        states
+            .iter()
+            .flat_map(|(user, calls)| {
+                calls
+                    .keys()
+                    .filter(|call| shared::call::call_owner(call).as_ref() == Some(owner))
+                    .map(move |call| (user.clone(), call.clone()))
+            })
             .collect()
     }
 
@@ -1229,6 +1427,10 @@ impl Server {
                 self.resync().await;
                 return;
             }
+            BusInput::Media(event) => {
+                crate::calls::media_event(self, event).await;
+                return;
+            }
         };
         self.metrics.bus_received.fetch_add(1, Ordering::Relaxed);
         let from_self = message.from == self.id;
@@ -1280,13 +1482,14 @@ impl Server {
             }
             BusBody::LicensesChanged => self.forget_licenses(),
             BusBody::ServerDown { server, .. } => {
-                tracing::info!(%server, cleaned_by = %message.from, "peer declared dead")
+                tracing::info!(%server, cleaned_by = %message.from, "peer declared dead");
+                crate::calls::owner_gone(self, &server).await;
             }
             BusBody::KickUser { user, reason } => {
                 self.forget_relations(std::slice::from_ref(&user));
                 self.end_user(&user, &reason).await;
             }
-            BusBody::Call(_) => {}
+            BusBody::Call(body) => crate::calls::handle_bus(self, body).await,
         }
     }
 
@@ -1486,6 +1689,7 @@ impl Server {
 
     /// On graceful shutdown: say goodbye to devices, go offline, return leases.
     pub async fn shut_down(&self) {
+        crate::calls::end_all(self, std::time::Duration::from_secs(3)).await;
         let goodbye = event_text(&ServerEvent::Goodbye {
             reason: "server shutting down".into(),
         });

@@ -203,6 +203,12 @@ enum Reply {
 enum Outcome {
     Done(Option<ServerEvent>),
     Stored(tokio::sync::oneshot::Receiver<Result<shared::api::ChatMessage, AppError>>),
+    /// A call command, answered once the call (maybe on another server) took it.
+    Call(
+        std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Option<shared::CallId>, AppError>> + Send>,
+        >,
+    ),
 }
 
 async fn handle_frame(
@@ -288,6 +294,25 @@ async fn handle_frame(
                 answer(result)
             })))
         }
+        Ok(Outcome::Call(pending)) => {
+            let server = server.clone();
+            Some(Reply::Later(Box::pin(async move {
+                let result = pending.await.map(|call| {
+                    Some(ServerEvent::Ack {
+                        reference,
+                        message: None,
+                        call,
+                    })
+                });
+                if result.is_err() {
+                    server
+                        .metrics
+                        .client_errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                answer(result)
+            })))
+        }
         Ok(Outcome::Done(reply)) => Some(Reply::Now(answer(Ok(reply)))),
         Err(error) => {
             server
@@ -307,6 +332,14 @@ const KNOWN_COMMANDS: &[&str] = &[
     "read",
     "typing",
     "sync",
+    "call_place",
+    "call_answer",
+    "call_reject",
+    "call_hangup",
+    "call_pickup",
+    "call_invite",
+    "forward_set",
+    "forward_clear",
 ];
 
 async fn run_command(
@@ -393,10 +426,14 @@ async fn run_command(
             }
             Ok(None)
         }
-        ClientCommand::Call(_) => Err(AppError::new(
-            ErrorCode::ServerUnavailable,
-            "calls are not available yet",
-        )),
+        ClientCommand::Call(command) => {
+            let server = server.clone();
+            let by = crate::core::call::Endpoint::new(user.clone(), device.clone());
+            let admin = info.admin;
+            return Ok(Outcome::Call(Box::pin(async move {
+                crate::calls::run_command(&server, by, admin, command).await
+            })));
+        }
     };
     reply.map(Outcome::Done)
 }

@@ -71,6 +71,10 @@ const state = {
   reconnectTimer: null,
   connectedOnce: false,
   journal: [],
+  call: null,          // the call of this tab (one at a time), see newCall()
+  endedCall: null,     // the call just over, shown with its outcome for a few seconds
+  incoming: new Map(), // call id -> { call_incoming fields, stopped: { reason, by } | null }
+  forwarding: {},      // my forwarding rules: { always?, busy?, no_answer? } -> user id
 };
 
 function deviceId() {
@@ -176,6 +180,10 @@ async function signIn(event) {
 
 async function signOut(callServer = true) {
   const token = state.token;
+  if (state.call) hangUp();
+  state.endedCall = null;
+  renderCall();
+  dropIncoming();
   stopSocket();
   if (callServer && token) {
     try { await api('POST', '/logout'); } catch { /* ignore */ }
@@ -199,7 +207,7 @@ async function signOut(callServer = true) {
 function startSocket() {
   stopSocket();
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  const url = `${proto}//${location.host}${API}/ws?token=${encodeURIComponent(state.token)}&device=${encodeURIComponent(state.me.device)}&caps=chat`;
+  const url = `${proto}//${location.host}${API}/ws?token=${encodeURIComponent(state.token)}&device=${encodeURIComponent(state.me.device)}&caps=${CAN_CALL ? 'chat,audio,video' : 'chat'}`;
   const ws = new WebSocket(url);
   state.ws = ws;
   let lastFrame = Date.now();
@@ -219,6 +227,7 @@ function startSocket() {
     state.ws = null;
     state.wsOpen = false;
     clearInterval(ws.pinger);
+    socketLost();
     scheduleReconnect();
   };
   ws.onerror = () => { /* onclose follows */ };
@@ -235,6 +244,7 @@ function stopSocket() {
   const ws = state.ws;
   state.ws = null;
   state.wsOpen = false;
+  socketLost();
   if (ws) {
     clearInterval(ws.pinger);
     try { ws.close(1000); } catch { /* ignore */ }
@@ -284,8 +294,12 @@ function handleEvent(ev) {
     case 'typing': onTyping(ev.conversation, ev.user, ev.typing); break;
     case 'conversation': upsertConv(ev.conversation); renderConvs(); if (state.current === ev.conversation.id) renderChatHead(); break;
     case 'goodbye': if (state.ws) state.ws.close(); break;
-    case 'error': console.warn('server error', ev.error, ev.message); break;
-    default: break;
+    case 'ack': settleRequest(ev); break;
+    case 'error': if (!settleRequest(ev)) console.warn('server error', ev.error, ev.message); break;
+    case 'forwarding_changed': onForwardingChanged(ev); break;
+    default:
+      if (ev.type && ev.type.startsWith('call_')) onCallEvent(ev);
+      break;
   }
 }
 
@@ -307,7 +321,7 @@ function onHello(ev) {
   }
   if (Object.keys(since).length) wsSend({ type: 'sync', since });
   renderAll();
-  if (reconnect) refreshContacts();
+  if (reconnect) { refreshContacts(); loadForwarding(); }
   if (state.current) markReadIfVisible(state.current);
 }
 
@@ -334,10 +348,10 @@ function availabilityOf(user) {
   return state.presence.get(user)?.availability || 'offline';
 }
 
-function presenceText(view) {
+function presenceText(view, withTelephony = true) {
   if (!view) return t('av.offline');
   const parts = [t('av.' + view.availability)];
-  if (view.telephony && view.telephony !== 'idle') parts.push(t('tel.' + view.telephony));
+  if (withTelephony && view.telephony && view.telephony !== 'idle') parts.push(t('tel.' + view.telephony));
   return parts.join(' · ');
 }
 
@@ -711,11 +725,853 @@ function openGroupDialog() {
 async function loadJournal() {
   try {
     state.journal = await api('GET', '/journal?limit=100');
+    learnNames(state.journal.filter((j) => j.kind === 'call').map((j) => j.party));
     renderJournal();
   } catch (e) { toast(t('error.generic', { msg: e.message })); }
 }
 
+// ------------------------------------------------------------------------------ calls
+// The softphone (docs/calls.md). Each tab is a device with one call at a time. Media goes
+// straight to the call's MediaServer over one peer connection whose offer fixes every m-line
+// once: a sendrecv audio line, EXTRA_RECV_AUDIO recvonly audio lines so that conference
+// parties are heard without renegotiation, and a video line for a video call. All ICE
+// candidates are gathered before the offer is sent (no trickle); the MediaServer's answer
+// comes back as `call_media_answer`.
+const CAN_CALL = !!(window.RTCPeerConnection && navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
+const EXTRA_RECV_AUDIO = 3;
+const ICE_GATHER_LIMIT_MS = 5000;
+const REQUEST_LIMIT_MS = 20000;
+const ENDED_SHOWN_MS = 6000;
+const STOPPED_SHOWN_MS = 5000;
+const FAILED_ENDS = new Set(['media_failed', 'setup_failed', 'offline', 'busy', 'rejected', 'no_answer', 'unknown_user', 'lost', 'error']);
+
+// Commands with a `ref`, settled by the `ack` or `error` that echoes it.
+const requests = new Map();
+let nextRef = 1;
+
+class CallError extends Error {
+  constructor(code, message) {
+    super(message || code);
+    this.code = code;
+  }
+}
+
+function wsRequest(command) {
+  return new Promise((resolve, reject) => {
+    const ref = nextRef++;
+    if (!wsSend({ ...command, ref })) { reject(new CallError('offline_here')); return; }
+    const timer = setTimeout(() => {
+      requests.delete(ref);
+      reject(new CallError('timeout'));
+    }, REQUEST_LIMIT_MS);
+    requests.set(ref, { resolve, reject, timer });
+  });
+}
+
+function settleRequest(ev) {
+  const pending = ev.ref !== undefined && requests.get(ev.ref);
+  if (!pending) return false;
+  requests.delete(ev.ref);
+  clearTimeout(pending.timer);
+  if (ev.type === 'ack') pending.resolve(ev);
+  else pending.reject(new CallError(ev.error, ev.message));
+  return true;
+}
+
+// The socket is gone: the server has ended this device's calls and ringing already.
+function socketLost() {
+  for (const [ref, pending] of requests) {
+    clearTimeout(pending.timer);
+    pending.reject(new CallError('offline_here'));
+    requests.delete(ref);
+  }
+  if (state.call) endCall(state.call, { reason: 'lost' });
+  dropIncoming();
+}
+
+function newCall(role, peer, video, id = null) {
+  const call = {
+    id,            // null until the ack (place, pickup) names it
+    role,          // 'out', 'in' or 'pickup'
+    peer,          // who was called, who called, or whose call was picked up
+    video,         // this device sends video
+    videoLine: video, // the offer has a video m-line (also when answering a video call with audio only)
+    status: 'starting', // starting, calling, ringing, connecting, connected
+    pc: null,
+    local: null,
+    parties: [],
+    ringing: new Set(), // invited users whose devices ring
+    connectedAt: null,
+    muted: false,
+    cameraOff: false,
+    remoteVideo: false,
+    audio: [],     // one <audio> per remote track
+    early: [],     // events that came before the ack named the call
+    accepted: false, // the server took this device's place, answer or pickup
+    note: '',
+    conference: false,
+  };
+  state.call = call;
+  state.endedCall = null;
+  renderCall();
+  renderContacts(); // no "Pick up" while in a call
+  return call;
+}
+
+// Callers, parties and forwarding targets need not be contacts: look their names up once.
+const nameLookups = new Set();
+function learnNames(users) {
+  for (const user of users) {
+    if (!user || !state.me || user === state.me.user || state.names.has(user) || nameLookups.has(user)) continue;
+    nameLookups.add(user);
+    api('GET', `/directory?q=${encodeURIComponent(user)}`).then((found) => {
+      const hit = (found || []).find((u) => u.id === user);
+      if (!hit) return;
+      state.names.set(user, hit.display_name);
+      renderCall();
+      renderIncoming();
+      renderJournal();
+      renderForwarding();
+    }).catch(() => nameLookups.delete(user));
+  }
+}
+
+function canStartCall() {
+  if (!CAN_CALL) { toast(t('call.unsupported')); return false; }
+  if (state.call) { toast(t('call.one_at_a_time')); return false; }
+  if (!state.wsOpen) { toast(t('call.error.offline_here')); return false; }
+  return true;
+}
+
+async function placeCall(user, video) {
+  if (!canStartCall()) return;
+  const call = newCall('out', user, video);
+  try {
+    await startMedia(call);
+    call.status = 'calling';
+    renderCall();
+    const ack = await wsRequest({ type: 'call_place', to: user, sdp: call.pc.localDescription.sdp, video });
+    if (state.call !== call) {
+      // Hung up while the server set the call up: cancel it now that it has a name.
+      if (ack.call) wsSend({ type: 'call_hangup', call: ack.call });
+      return;
+    }
+    adoptCallId(call, ack.call);
+  } catch (e) {
+    callFailed(call, e, 'place');
+  }
+}
+
+async function answerCall(id, withVideo) {
+  const ring = state.incoming.get(id);
+  if (!ring || ring.stopped) return;
+  if (state.call) hangUp();
+  state.incoming.delete(id);
+  renderIncoming();
+  const call = newCall('in', ring.from, withVideo, id);
+  call.videoLine = ring.video || withVideo;
+  call.parties = ring.parties || [];
+  call.conference = ring.conference;
+  try {
+    await startMedia(call);
+    call.status = 'connecting';
+    renderCall();
+    await wsRequest({ type: 'call_answer', call: id, sdp: call.pc.localDescription.sdp });
+    call.accepted = true;
+  } catch (e) {
+    callFailed(call, e, 'answer');
+  }
+}
+
+async function rejectCall(id) {
+  const ring = state.incoming.get(id);
+  if (!ring || ring.stopped) return;
+  state.incoming.delete(id);
+  renderIncoming();
+  try { await wsRequest({ type: 'call_reject', call: id }); } catch (e) {
+    if (e.code !== 'not_found') toast(callErrorText(e, 'answer'));
+  }
+}
+
+async function pickUp(user) {
+  if (!canStartCall()) return;
+  const call = newCall('pickup', user, false);
+  try {
+    await startMedia(call);
+    call.status = 'connecting';
+    renderCall();
+    const ack = await wsRequest({ type: 'call_pickup', user, sdp: call.pc.localDescription.sdp });
+    if (state.call !== call) {
+      if (ack.call) wsSend({ type: 'call_hangup', call: ack.call });
+      return;
+    }
+    adoptCallId(call, ack.call);
+  } catch (e) {
+    callFailed(call, e, 'pickup');
+  }
+}
+
+function hangUp() {
+  const call = state.call;
+  if (!call) return;
+  if (call.id) wsRequest({ type: 'call_hangup', call: call.id }).catch(() => { /* it is over here anyway */ });
+  endCall(call, { reason: call.status === 'connected' ? 'hung_up' : 'cancelled', local: true });
+}
+
+// Microphone (and camera), then the peer connection and its complete offer.
+async function startMedia(call) {
+  let local;
+  try {
+    local = await navigator.mediaDevices.getUserMedia({ audio: true, video: call.video ? { width: { ideal: 1280 }, height: { ideal: 720 } } : false });
+  } catch (e) {
+    if (!call.video) throw new CallError('no_microphone', e.message);
+    // No camera: go on with audio, still able to see the others.
+    local = await navigator.mediaDevices.getUserMedia({ audio: true }).catch((e2) => { throw new CallError('no_microphone', e2.message); });
+    call.video = false;
+    call.note = t('call.no_camera');
+  }
+  if (state.call !== call) { stopTracks(local); throw new CallError('aborted'); }
+  call.local = local;
+  for (const track of local.getAudioTracks()) track.enabled = !call.muted;
+  const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle' });
+  call.pc = pc;
+  pc.ontrack = (ev) => onRemoteTrack(call, ev);
+  pc.onconnectionstatechange = () => { if (state.call === call) renderCall(); };
+  pc.addTransceiver(local.getAudioTracks()[0], { direction: 'sendrecv', streams: [local] });
+  for (let i = 0; i < EXTRA_RECV_AUDIO; i++) pc.addTransceiver('audio', { direction: 'recvonly' });
+  if (call.videoLine) {
+    const camera = local.getVideoTracks()[0];
+    if (camera) pc.addTransceiver(camera, { direction: 'sendrecv', streams: [local] });
+    else pc.addTransceiver('video', { direction: 'recvonly' });
+  }
+  renderCall();
+  await pc.setLocalDescription(await pc.createOffer());
+  await iceGathered(pc);
+  if (state.call !== call) throw new CallError('aborted');
+}
+
+function iceGathered(pc) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener('icegatheringstatechange', check);
+      resolve();
+    };
+    const check = () => { if (pc.iceGatheringState === 'complete') done(); };
+    // Loopback and LAN candidates come at once; a stalled interface must not hold the call.
+    const timer = setTimeout(done, ICE_GATHER_LIMIT_MS);
+    pc.addEventListener('icegatheringstatechange', check);
+  });
+}
+
+function onRemoteTrack(call, ev) {
+  if (state.call !== call) return;
+  const track = ev.track;
+  if (track.kind === 'audio') {
+    const audio = el('audio', { autoplay: true });
+    audio.srcObject = new MediaStream([track]);
+    $('call-audio').append(audio);
+    call.audio.push(audio);
+    audio.play().catch(() => { /* plays once the page may */ });
+    return;
+  }
+  const video = $('call-remote-video');
+  video.srcObject = new MediaStream([track]);
+  const live = (on) => { if (state.call === call) { call.remoteVideo = on; renderCall(); } };
+  track.onunmute = () => live(true);
+  track.onmute = () => live(false);
+  track.onended = () => live(false);
+  if (!track.muted) live(true);
+}
+
+function adoptCallId(call, id) {
+  if (!id || call.id) return;
+  call.id = id;
+  call.accepted = true;
+  const early = call.early;
+  call.early = [];
+  for (const ev of early) if (ev.call === id) onCallEvent(ev);
+}
+
+function stopTracks(stream) {
+  if (stream) for (const track of stream.getTracks()) track.stop();
+}
+
+// The call is over for this device: release everything, show why for a moment.
+function endCall(call, { reason, result = null, text = '', local = false }) {
+  if (call.ended) return;
+  call.ended = true;
+  stopTone();
+  try { call.pc?.close(); } catch { /* closed */ }
+  stopTracks(call.local);
+  for (const audio of call.audio) { audio.srcObject = null; audio.remove(); }
+  call.audio = [];
+  $('call-remote-video').srcObject = null;
+  $('call-local-video').srcObject = null;
+  const seconds = call.connectedAt ? Math.round((Date.now() - call.connectedAt) / 1000) : null;
+  call.outcome = {
+    reason,
+    result,
+    failed: !local && FAILED_ENDS.has(reason),
+    text: text || endText(call, reason),
+    duration: seconds,
+  };
+  if (state.call === call) state.call = null;
+  state.endedCall = call;
+  renderContacts();
+  clearTimeout(endCall.timer);
+  endCall.timer = setTimeout(() => {
+    if (state.endedCall === call) { state.endedCall = null; renderCall(); }
+  }, call.outcome.failed ? ENDED_SHOWN_MS * 2 : ENDED_SHOWN_MS);
+  renderCall();
+  if (state.tab === 'journal') setTimeout(loadJournal, 1000);
+}
+
+function endText(call, reason) {
+  const name = nameOf(call.peer);
+  switch (reason) {
+    case 'hung_up': return t('call.ended');
+    case 'cancelled': return call.role === 'out' ? t('call.ended.cancelled') : t('call.ended');
+    case 'rejected': return t('call.ended.rejected', { name });
+    case 'busy': return t('call.ended.busy', { name });
+    case 'no_answer': return t('call.ended.no_answer', { name });
+    case 'offline': return t('call.ended.offline', { name });
+    case 'unknown_user': return t('call.ended.unknown_user');
+    case 'media_failed': return t('call.ended.media_failed');
+    case 'setup_failed': return t('call.ended.setup_failed');
+    case 'lost': return t('call.ended.lost');
+    default: return t('call.ended');
+  }
+}
+
+function callErrorText(e, context) {
+  const code = e && e.code;
+  if (code === 'not_found') return t(`call.error.not_found.${context}`);
+  if (code === 'conflict') return t(context === 'invite' ? 'call.error.conflict.invite' : 'call.error.conflict');
+  if (code === 'forbidden' && context === 'pickup') return t('call.error.forbidden.pickup', { name: nameOf(state.call?.peer || '') });
+  const known = ['license_exhausted', 'forbidden', 'server_unavailable', 'bad_request', 'no_microphone', 'offline_here', 'timeout', 'media'];
+  if (known.includes(code)) return t(`call.error.${code}`, { msg: e.message });
+  return t('error.generic', { msg: e?.message || String(e) });
+}
+
+function callFailed(call, e, context) {
+  if (e && e.code === 'aborted') return;
+  console.warn('call failed', context, e);
+  if (state.call !== call) return;
+  // Leave the call if the server took us in (a refused answer never joined it).
+  if (call.id && call.accepted) wsSend({ type: 'call_hangup', call: call.id });
+  endCall(call, { reason: 'error', text: callErrorText(e, context) });
+}
+
+function onCallEvent(ev) {
+  learnNames([ev.from, ev.forwarded_from, ev.to, ev.user, ev.by, ...(ev.parties || [])]);
+  if (ev.type === 'call_incoming') { onIncoming(ev); return; }
+  if (ev.type === 'call_ringing_stopped') { onRingingStopped(ev); return; }
+  const ring = state.incoming.get(ev.call);
+  if (ring && ev.type === 'call_ended' && !ring.stopped) {
+    onRingingStopped({ call: ev.call, reason: ev.reason === 'no_answer' ? 'no_answer' : ev.reason === 'cancelled' ? 'cancelled' : 'failed' });
+    return;
+  }
+  const call = state.call;
+  if (!call) return;
+  if (!call.id) {
+    if (ev.type === 'call_placed' && call.role === 'out' && ev.to === call.peer) adoptCallId(call, ev.call);
+    else call.early.push(ev);
+    return;
+  }
+  if (ev.call !== call.id) return;
+  switch (ev.type) {
+    case 'call_placed': break;
+    case 'call_media_answer':
+      call.pc.setRemoteDescription({ type: 'answer', sdp: ev.sdp }).catch((e) => callFailed(call, new CallError('media', e.message), 'media'));
+      break;
+    case 'call_ringing':
+      if (ev.user === call.peer && call.status === 'calling') { call.status = 'ringing'; playTone('ringback'); }
+      else if (call.status === 'connected') call.ringing.add(ev.user);
+      break;
+    case 'call_redirected':
+      call.note = t('call.redirected', { from: nameOf(ev.from), to: nameOf(ev.to), mode: t('fw.mode.' + ev.mode) });
+      call.peer = ev.to;
+      break;
+    case 'call_connected':
+      call.parties = ev.parties || [];
+      for (const user of call.parties) call.ringing.delete(user);
+      if (call.status !== 'connected') {
+        call.status = 'connected';
+        call.connectedAt = Date.now();
+        if (call.note === t('call.no_camera')) { /* keep telling */ } else call.note = '';
+        stopTone();
+      }
+      break;
+    case 'call_party_left':
+      call.parties = ev.parties || call.parties.filter((u) => u !== ev.user);
+      call.note = t('call.party_left', { name: nameOf(ev.user) });
+      break;
+    case 'call_invite_failed':
+      call.ringing.delete(ev.user);
+      call.note = t('call.invite_failed', { name: nameOf(ev.user), why: endText({ peer: ev.user, role: 'out' }, ev.reason) });
+      break;
+    case 'call_ended':
+      endCall(call, { reason: ev.reason, result: ev.result });
+      return;
+    default: return;
+  }
+  renderCall();
+}
+
+// ------------------------------------------------------------------------------ incoming calls
+function onIncoming(ev) {
+  state.incoming.set(ev.call, { ...ev, stopped: null });
+  renderIncoming();
+  playTone('ring');
+  notifyCall(ev);
+  // Take the keyboard to the Answer button, unless the user is typing (Enter must not answer).
+  if (!isTyping() && !document.querySelector('dialog[open]')) document.querySelector(`#incoming [data-call="${CSS.escape(ev.call)}"] .answer`)?.focus();
+}
+
+function isTyping() {
+  const active = document.activeElement;
+  return !!active && (active.tagName === 'TEXTAREA' || active.tagName === 'SELECT' || (active.tagName === 'INPUT' && active.type !== 'checkbox'));
+}
+
+function onRingingStopped(ev) {
+  const ring = state.incoming.get(ev.call);
+  if (!ring || ring.stopped) return;
+  ring.stopped = { reason: ev.reason, by: ev.by };
+  try { ring.notification?.close(); } catch { /* gone */ }
+  if (![...state.incoming.values()].some((r) => !r.stopped)) stopTone();
+  renderIncoming();
+  setTimeout(() => {
+    if (state.incoming.get(ev.call) === ring) { state.incoming.delete(ev.call); renderIncoming(); }
+  }, STOPPED_SHOWN_MS);
+  if (state.tab === 'journal') setTimeout(loadJournal, 1000);
+}
+
+function dropIncoming() {
+  for (const ring of state.incoming.values()) { try { ring.notification?.close(); } catch { /* gone */ } }
+  state.incoming.clear();
+  if (!state.call) stopTone();
+  renderIncoming();
+}
+
+function stoppedText(ring) {
+  const { reason, by } = ring.stopped;
+  switch (reason) {
+    case 'answered_elsewhere': return t('ring.answered_elsewhere');
+    case 'rejected': return t('ring.rejected');
+    case 'picked_up': return by ? t('ring.picked_up_by', { name: nameOf(by) }) : t('ring.picked_up');
+    case 'cancelled': return t('ring.missed', { name: nameOf(ring.from) });
+    case 'no_answer': return t('ring.missed', { name: nameOf(ring.from) });
+    case 'forwarded': return t('ring.forwarded');
+    default: return t('ring.failed');
+  }
+}
+
+function incomingKind(ring) {
+  if (ring.conference) return t(ring.video ? 'ring.conference_video' : 'ring.conference');
+  return t(ring.video ? 'ring.video' : 'ring.audio');
+}
+
+function renderIncoming() {
+  const box = $('incoming');
+  if (!state.me) { box.replaceChildren(); return; }
+  // Re-rendering must not drop the keyboard: remember which button of which call had it.
+  const active = box.contains(document.activeElement) ? document.activeElement : null;
+  const focused = active && [active.closest('[data-call]')?.dataset.call, active.dataset.action];
+  const shown = new Set([...box.children].map((card) => card.dataset.call));
+  box.replaceChildren();
+  // What still rings comes first; what stopped lingers below with its reason.
+  const rings = [...state.incoming].sort(([, a], [, b]) => !!a.stopped - !!b.stopped);
+  for (const [id, ring] of rings) {
+    const key = id.replace(/[^a-z0-9]/gi, '_');
+    const others = (ring.parties || []).filter((u) => u !== state.me.user && u !== ring.from);
+    const card = el('section', {
+      class: `incoming ${ring.stopped ? 'stopped' : ''} ${shown.has(id) ? '' : 'fresh'}`, role: 'alertdialog', 'aria-labelledby': `inc-title-${key}`, 'aria-describedby': `inc-desc-${key}`,
+      dataset: { call: id, state: ring.stopped ? 'stopped' : 'ringing' },
+    },
+    el('div', { class: 'inc-head' },
+      el('span', { class: 'inc-avatar' }, avatar(ring.from)),
+      el('div', { class: 'inc-text' },
+        el('div', { class: 'inc-kind small' }, svgIcon(ring.video ? 'video' : 'phone'), incomingKind(ring)),
+        el('h2', { id: `inc-title-${key}`, class: 'inc-name' }, nameOf(ring.from)),
+        el('div', { id: `inc-desc-${key}`, class: 'inc-desc small' },
+          el('span', { class: 'sr-only' }, incomingKind(ring) + '. '),
+          ring.forwarded_from ? el('div', { class: 'inc-hint' }, t('ring.forwarded_from', { name: nameOf(ring.forwarded_from) })) : null,
+          others.length ? el('div', { class: 'inc-hint' }, t('ring.with', { names: others.map(nameOf).join(', ') })) : null))));
+    if (ring.stopped) {
+      card.append(el('p', { class: 'inc-stopped', role: 'status' }, stoppedText(ring)));
+    } else {
+      const name = nameOf(ring.from);
+      card.append(el('div', { class: 'inc-actions' },
+        el('button', { type: 'button', class: 'round-btn reject', dataset: { action: 'reject' }, 'aria-label': t('ring.reject_label', { name }), onclick: () => rejectCall(id) },
+          el('span', { class: 'round-icon' }, svgIcon('hangup')), el('span', { class: 'round-text' }, t('ring.reject'))),
+        el('button', { type: 'button', class: 'round-btn answer', dataset: { action: 'answer' }, 'aria-label': t('ring.answer_label', { name }), onclick: () => answerCall(id, false) },
+          el('span', { class: 'round-icon' }, svgIcon('phone')), el('span', { class: 'round-text' }, t('ring.answer'))),
+        ring.video ? el('button', { type: 'button', class: 'round-btn answer-video', dataset: { action: 'answer-video' }, 'aria-label': t('ring.answer_video_label', { name }), onclick: () => answerCall(id, true) },
+          el('span', { class: 'round-icon' }, svgIcon('video')), el('span', { class: 'round-text' }, t('ring.answer_video'))) : null));
+    }
+    box.append(card);
+  }
+  if (focused) {
+    const card = box.querySelector(`[data-call="${CSS.escape(focused[0] || '')}"]`);
+    (card?.querySelector(`[data-action="${focused[1]}"]`) || card?.querySelector('button'))?.focus();
+  }
+}
+
+function notifyCall(ev) {
+  if (!document.hidden || !('Notification' in window) || Notification.permission !== 'granted') return;
+  const ring = state.incoming.get(ev.call);
+  try {
+    const n = new Notification(t('notify.call_title', { name: nameOf(ev.from) }), {
+      body: incomingKind(ev) + (ev.forwarded_from ? ' — ' + t('ring.forwarded_from', { name: nameOf(ev.forwarded_from) }) : ''),
+      tag: 'call-' + ev.call,
+      icon: '/icon.svg',
+      requireInteraction: true,
+    });
+    n.onclick = () => { window.focus(); n.close(); document.querySelector(`#incoming [data-call="${CSS.escape(ev.call)}"] .answer`)?.focus(); };
+    if (ring) ring.notification = n;
+  } catch { /* not allowed in this context */ }
+}
+
+// ------------------------------------------------------------------------------ tones
+// Ringing and ringback made with WebAudio: no sound files, nothing fetched.
+const tone = { ctx: null, timer: null, kind: null };
+
+function playTone(kind) {
+  if (tone.kind === kind) return;
+  stopTone();
+  try {
+    tone.ctx = tone.ctx || new AudioContext();
+  } catch { return; }
+  tone.kind = kind;
+  const burst = () => {
+    const ctx = tone.ctx;
+    if (ctx.state === 'suspended') ctx.resume().catch(() => {});
+    const now = ctx.currentTime;
+    // Incoming: a two-note chime; ringback: the European 425 Hz, one second on.
+    const notes = kind === 'ring' ? [[659, 0, 0.35], [880, 0.4, 0.5]] : [[425, 0, 1]];
+    for (const [freq, start, length] of notes) {
+      const osc = ctx.createOscillator();
+      const gain = ctx.createGain();
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0, now + start);
+      gain.gain.linearRampToValueAtTime(kind === 'ring' ? 0.12 : 0.06, now + start + 0.03);
+      gain.gain.linearRampToValueAtTime(0, now + start + length);
+      osc.connect(gain).connect(ctx.destination);
+      osc.start(now + start);
+      osc.stop(now + start + length + 0.05);
+    }
+  };
+  burst();
+  tone.timer = setInterval(burst, kind === 'ring' ? 2500 : 4000);
+}
+
+function stopTone() {
+  clearInterval(tone.timer);
+  tone.timer = null;
+  tone.kind = null;
+}
+
+// ------------------------------------------------------------------------------ the call view
+function fmtDuration(seconds) {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = String(seconds % 60).padStart(2, '0');
+  return h ? `${h}:${String(m).padStart(2, '0')}:${s}` : `${m}:${s}`;
+}
+
+function callTitle(call) {
+  const others = call.parties.filter((u) => u !== state.me.user);
+  if (call.status === 'connected' && others.length) return others.map(nameOf).join(', ');
+  return nameOf(call.peer);
+}
+
+function callStatusText(call) {
+  switch (call.status) {
+    case 'starting': return t('call.status.starting');
+    case 'calling': return t('call.status.calling');
+    case 'ringing': return t('call.status.ringing');
+    case 'connecting': return t('call.status.connecting');
+    case 'connected': {
+      const media = call.pc?.connectionState;
+      if (media === 'failed' || media === 'disconnected') return t('call.status.media_trouble');
+      if (media && media !== 'connected') return t('call.status.media_connecting');
+      return call.parties.length > 2 ? t('call.status.conference', { n: call.parties.length }) : t('call.status.connected');
+    }
+    default: return '';
+  }
+}
+
+function setCallButton(id, icon, textKey, pressed) {
+  const button = $(id);
+  button.querySelector('.call-btn-icon').replaceChildren(svgIcon(icon));
+  button.querySelector('.call-btn-text').textContent = t(textKey);
+  if (pressed !== undefined) button.setAttribute('aria-pressed', pressed ? 'true' : 'false');
+  button.title = button.hasAttribute('aria-keyshortcuts') ? `${t(textKey)} (Ctrl+Shift+M)` : '';
+}
+
+function renderCall() {
+  const view = $('call-view');
+  const call = state.call || state.endedCall;
+  const wasHidden = view.hidden;
+  view.hidden = !call || !state.me;
+  document.body.classList.toggle('in-call', !view.hidden);
+  if (view.hidden) {
+    renderCall.shown = null;
+    if (!wasHidden) restoreFocusAfterCall();
+    return;
+  }
+  const ended = !!call.outcome;
+  view.dataset.status = ended ? 'ended' : call.status;
+  view.classList.toggle('video', call.videoLine && !ended);
+  view.classList.toggle('failed', ended && call.outcome.failed);
+  $('call-title').textContent = callTitle(call);
+  const people = $('call-people');
+  const others = call.parties.filter((u) => u !== state.me.user);
+  const shown = others.length ? others : [call.peer];
+  people.replaceChildren(...shown.slice(0, 3).map((u) => avatar(u, 'call-avatar')));
+  people.classList.toggle('many', shown.length > 1);
+  people.classList.toggle('pulse', !ended && (call.status === 'calling' || call.status === 'ringing'));
+  $('call-status').textContent = ended ? call.outcome.text : callStatusText(call);
+  const ringing = [...call.ringing].map(nameOf);
+  $('call-note').textContent = [ended ? '' : call.note, !ended && ringing.length ? t('call.inviting', { names: ringing.join(', ') }) : ''].filter(Boolean).join(' · ');
+  renderCallTimer();
+  const remote = $('call-remote-video');
+  remote.hidden = ended || !call.videoLine || !call.remoteVideo;
+  const localVideo = $('call-local-video');
+  const camera = call.local?.getVideoTracks()[0];
+  localVideo.hidden = ended || !camera || call.cameraOff;
+  if (camera && localVideo.srcObject !== call.local) localVideo.srcObject = call.local;
+  $('call-stage').hidden = ended || !call.videoLine;
+  $('call-stage-people').replaceChildren(...(remote.hidden ? [avatar(shown[0], 'stage-avatar')] : []));
+  setCallButton('call-mute', call.muted ? 'mic-off' : 'mic', call.muted ? 'call.unmute' : 'call.mute', call.muted);
+  setCallButton('call-camera', call.cameraOff ? 'video' : 'video-off', call.cameraOff ? 'call.camera_on' : 'call.camera_off', call.cameraOff);
+  $('call-mute').hidden = ended;
+  $('call-camera').hidden = ended || !camera;
+  $('call-add').hidden = ended || call.status !== 'connected';
+  $('call-hangup').hidden = ended;
+  $('call-close').hidden = !ended;
+  $('call-hangup').querySelector('.call-btn-text').textContent = t(call.status === 'connected' ? 'call.hangup' : 'call.cancel');
+  if (!ended && renderCall.shown !== call) {
+    // A call that just started takes the keyboard to its controls (unless the user types).
+    const active = document.activeElement;
+    if (!isTyping() && !document.querySelector('dialog[open]')) {
+      if (!view.contains(active)) state.callReturnFocus = active && active !== document.body ? active : null;
+      $('call-hangup').focus();
+    }
+  } else if (ended && (document.activeElement === document.body || document.activeElement?.closest('[hidden]'))) {
+    $('call-close').focus();
+  }
+  renderCall.shown = call;
+}
+
+function restoreFocusAfterCall() {
+  const back = state.callReturnFocus;
+  state.callReturnFocus = null;
+  if (document.activeElement && document.activeElement !== document.body && !$('call-view').contains(document.activeElement)) return;
+  if (back && back.isConnected && back.offsetParent !== null) back.focus();
+}
+
+function renderCallTimer() {
+  const call = state.call || state.endedCall;
+  const timer = $('call-timer');
+  if (!call) { timer.textContent = ''; return; }
+  if (call.outcome) timer.textContent = call.outcome.duration !== null ? fmtDuration(call.outcome.duration) : '';
+  else timer.textContent = call.connectedAt ? fmtDuration(Math.floor((Date.now() - call.connectedAt) / 1000)) : '';
+}
+
+setInterval(() => { if (state.call && state.call.connectedAt) renderCallTimer(); }, 1000);
+
+function toggleMute() {
+  const call = state.call;
+  if (!call || !call.local) return;
+  call.muted = !call.muted;
+  for (const track of call.local.getAudioTracks()) track.enabled = !call.muted;
+  renderCall();
+}
+
+function toggleCamera() {
+  const call = state.call;
+  if (!call || !call.local) return;
+  call.cameraOff = !call.cameraOff;
+  for (const track of call.local.getVideoTracks()) track.enabled = !call.cameraOff;
+  renderCall();
+}
+
+// ------------------------------------------------------------------------------ add a person
+function openInviteDialog() {
+  if (!state.call || state.call.status !== 'connected') return;
+  $('invite-error').textContent = '';
+  $('invite-search').value = '';
+  inviteDir = [];
+  renderInviteList();
+  $('invite-dialog').showModal();
+  $('invite-search').focus();
+}
+
+// Contacts first; typing also searches the directory, for people not in one's contacts.
+let inviteDir = [];
+let inviteTimer = null;
+let inviteSeq = 0;
+function onInviteInput() {
+  renderInviteList();
+  clearTimeout(inviteTimer);
+  const q = $('invite-search').value.trim();
+  if (!q) { inviteDir = []; return; }
+  inviteTimer = setTimeout(async () => {
+    const mine = ++inviteSeq;
+    try {
+      const users = await api('GET', `/directory?q=${encodeURIComponent(q)}`);
+      if (mine !== inviteSeq) return;
+      for (const u of users) state.names.set(u.id, u.display_name);
+      inviteDir = users.map((u) => ({ user: u.id, display_name: u.display_name, presence: null }));
+      renderInviteList();
+    } catch { /* the contacts still show */ }
+  }, 200);
+}
+
+function renderInviteList() {
+  const call = state.call;
+  const list = $('invite-list');
+  list.replaceChildren();
+  if (!call) return;
+  const q = $('invite-search').value.trim().toLowerCase();
+  const seen = new Set();
+  const candidates = [...state.contacts, ...(q ? inviteDir : [])]
+    .filter((c) => !seen.has(c.user) && seen.add(c.user))
+    .filter((c) => !call.parties.includes(c.user) && !call.ringing.has(c.user) && c.user !== state.me.user)
+    .filter((c) => !q || c.display_name.toLowerCase().includes(q) || c.user.includes(q));
+  if (!candidates.length) { list.append(el('li', { class: 'empty muted', text: t('invite.none') })); return; }
+  for (const c of candidates) {
+    const view = state.presence.get(c.user) || c.presence;
+    const av = view?.availability || 'offline';
+    const status = view ? presenceText(view) : '@' + c.user;
+    list.append(el('li', {},
+      el('button', { type: 'button', class: 'row-main', 'aria-label': t('invite.add_label', { name: c.display_name }) + ' — ' + status, onclick: () => invite(c.user) },
+        el('span', { class: 'avatar-wrap' }, avatar(c.user), view ? el('span', { class: `dot ${av}`, 'aria-hidden': 'true' }) : null),
+        el('span', { class: 'row-text' }, el('span', { class: 'row-title' }, c.display_name), el('span', { class: 'row-sub' }, status)))));
+  }
+}
+
+async function invite(user) {
+  const call = state.call;
+  if (!call || !call.id) return;
+  try {
+    await wsRequest({ type: 'call_invite', call: call.id, user });
+    call.ringing.add(user);
+    $('invite-dialog').close();
+    renderCall();
+  } catch (e) {
+    $('invite-error').textContent = callErrorText(e, 'invite');
+  }
+}
+
+// ------------------------------------------------------------------------------ forwarding
+const FORWARD_MODES = ['always', 'busy', 'no_answer'];
+
+async function loadForwarding() {
+  if (!CAN_CALL || !state.me) return;
+  try {
+    state.forwarding = (await api('GET', `/users/${encodeURIComponent(state.me.user)}/forwarding`)) || {};
+    learnNames(Object.values(state.forwarding));
+    renderForwarding();
+  } catch { /* shown as off; the next change event brings it */ }
+}
+
+function onForwardingChanged(ev) {
+  if (!state.me || ev.user !== state.me.user) return;
+  state.forwarding = ev.rules || {};
+  learnNames(Object.values(state.forwarding));
+  renderForwarding();
+}
+
+function renderForwarding() {
+  if (!state.me) return;
+  const rules = state.forwarding || {};
+  const indicator = $('me-forward');
+  const active = FORWARD_MODES.filter((m) => rules[m]);
+  indicator.hidden = !active.length;
+  if (active.length) {
+    indicator.replaceChildren(svgIcon('forward'), el('span', {}, rules.always
+      ? t('fw.indicator_always', { name: nameOf(rules.always) })
+      : t('fw.indicator', { rules: active.map((m) => `${t('fw.short.' + m)} → ${nameOf(rules[m])}`).join(', ') })));
+    indicator.setAttribute('aria-label', indicator.textContent + ' — ' + t('fw.open'));
+  }
+  $('forward-btn').classList.toggle('on', !!active.length);
+  for (const mode of FORWARD_MODES) {
+    const select = $(`fw-${mode}`);
+    if (document.activeElement === select && select.dataset.busy) continue;
+    const current = rules[mode] || '';
+    const options = [el('option', { value: '' }, t('fw.off'))];
+    const users = state.contacts.map((c) => [c.user, c.display_name]);
+    if (current && !users.some(([u]) => u === current)) users.push([current, nameOf(current)]);
+    users.sort((a, b) => a[1].localeCompare(b[1]));
+    for (const [user, name] of users) options.push(el('option', { value: user }, name));
+    select.replaceChildren(...options);
+    select.value = current;
+  }
+}
+
+function openForwardDialog() {
+  $('forward-error').textContent = '';
+  $('forward-status').textContent = '';
+  renderForwarding();
+  loadForwarding();
+  $('forward-dialog').showModal();
+  $('fw-always').focus();
+}
+
+async function onForwardChange(event) {
+  const select = event.target;
+  const mode = select.dataset.mode;
+  const to = select.value;
+  $('forward-error').textContent = '';
+  $('forward-status').textContent = t('fw.saving');
+  select.dataset.busy = '1';
+  try {
+    if (to) await wsRequest({ type: 'forward_set', mode, to });
+    else await wsRequest({ type: 'forward_clear', mode });
+    const rules = { ...state.forwarding };
+    if (to) rules[mode] = to; else delete rules[mode];
+    state.forwarding = rules;
+    $('forward-status').textContent = to ? t('fw.saved', { mode: t('fw.short.' + mode), name: nameOf(to) }) : t('fw.cleared', { mode: t('fw.short.' + mode) });
+  } catch (e) {
+    $('forward-status').textContent = '';
+    $('forward-error').textContent = e.code === 'bad_request' ? t('fw.error.self') : callErrorText(e, 'forward');
+  } finally {
+    delete select.dataset.busy;
+    renderForwarding();
+  }
+}
+
+function wireCalls() {
+  $('chat-call').addEventListener('click', () => { const s = state.convs.get(state.current)?.summary; if (s) placeCall(otherOf(s), false); });
+  $('chat-video').addEventListener('click', () => { const s = state.convs.get(state.current)?.summary; if (s) placeCall(otherOf(s), true); });
+  $('call-mute').addEventListener('click', toggleMute);
+  $('call-camera').addEventListener('click', toggleCamera);
+  $('call-add').addEventListener('click', openInviteDialog);
+  $('call-hangup').addEventListener('click', hangUp);
+  $('call-close').addEventListener('click', () => { state.endedCall = null; renderCall(); });
+  $('invite-search').addEventListener('input', onInviteInput);
+  $('invite-search').addEventListener('keydown', (e) => {
+    // Enter adds the first match instead of closing the dialog.
+    if (e.key !== 'Enter' || e.isComposing) return;
+    e.preventDefault();
+    $('invite-list').querySelector('button')?.click();
+  });
+  $('forward-btn').addEventListener('click', openForwardDialog);
+  $('me-forward').addEventListener('click', openForwardDialog);
+  for (const mode of FORWARD_MODES) $(`fw-${mode}`).addEventListener('change', onForwardChange);
+  document.addEventListener('keydown', (e) => {
+    // Ctrl+Shift+M mutes from anywhere during a call.
+    if (e.key.toLowerCase() === 'm' && e.ctrlKey && e.shiftKey && state.call) { e.preventDefault(); toggleMute(); }
+  });
+  window.addEventListener('pagehide', () => { if (state.call?.id) wsSend({ type: 'call_hangup', call: state.call.id }); });
+}
+
 // ------------------------------------------------------------------------------ rendering
+const HANDSET = 'M5 4h3l2 5-2.5 1.5a11 11 0 0 0 5 5L14 13l5 2v3a2 2 0 0 1-2 2A16 16 0 0 1 3 6a2 2 0 0 1 2-2z';
 const ICONS = {
   'call-in': 'M21 3l-7 7M14 4v6h6M5 4h3l2 5-2.5 1.5a11 11 0 0 0 5 5L14 13l5 2v3a2 2 0 0 1-2 2A16 16 0 0 1 3 6a2 2 0 0 1 2-2z',
   'call-out': 'M14 10l7-7M15 3h6v6M5 4h3l2 5-2.5 1.5a11 11 0 0 0 5 5L14 13l5 2v3a2 2 0 0 1-2 2A16 16 0 0 1 3 6a2 2 0 0 1 2-2z',
@@ -724,7 +1580,18 @@ const ICONS = {
   bell: 'M18 8a6 6 0 0 0-12 0c0 7-3 9-3 9h18s-3-2-3-9M13.7 21a2 2 0 0 1-3.4 0',
   back: 'M19 12H5M12 19l-7-7 7-7',
   send: 'M22 2L11 13M22 2l-7 20-4-9-9-4 20-7z',
+  phone: HANDSET,
+  hangup: HANDSET,
+  forward: 'M17 2l4 4-4 4M13 6h8' + HANDSET,
+  video: 'M23 7l-7 5 7 5V7zM3 5h11a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H3a2 2 0 0 1-2-2V7a2 2 0 0 1 2-2z',
+  'video-off': 'M16 16v1a2 2 0 0 1-2 2H3a2 2 0 0 1-2-2V7a2 2 0 0 1 2-2h2m5.7 0H14a2 2 0 0 1 2 2v3.3l1 1L23 7v10M1 1l22 22',
+  mic: 'M12 1a3 3 0 0 0-3 3v8a3 3 0 0 0 6 0V4a3 3 0 0 0-3-3zM19 10v2a7 7 0 0 1-14 0v-2M12 19v4M8 23h8',
+  'mic-off': 'M1 1l22 22M9 9v3a3 3 0 0 0 5.1 2.1M15 9.3V4a3 3 0 0 0-5.9-.6M17 17a7 7 0 0 1-12-5v-2m14 0v2a7 7 0 0 1-.1 1.2M12 19v4M8 23h8',
+  'user-plus': 'M16 21v-2a4 4 0 0 0-4-4H5a4 4 0 0 0-4 4v2M8.5 3a4 4 0 1 0 0 8 4 4 0 0 0 0-8zM20 8v6M23 11h-6',
+  close: 'M18 6L6 18M6 6l12 12',
 };
+// Turned like a handset put down: the usual "end call" sign.
+const ICON_ROTATE = { hangup: 135 };
 function svgIcon(name) {
   const ns = 'http://www.w3.org/2000/svg';
   const svg = document.createElementNS(ns, 'svg');
@@ -733,6 +1600,7 @@ function svgIcon(name) {
   svg.setAttribute('aria-hidden', 'true');
   const path = document.createElementNS(ns, 'path');
   path.setAttribute('d', ICONS[name]);
+  if (ICON_ROTATE[name]) path.setAttribute('transform', `rotate(${ICON_ROTATE[name]} 12 12)`);
   svg.append(path);
   return svg;
 }
@@ -754,6 +1622,9 @@ function renderAll() {
   renderDirectory();
   renderConvs();
   renderJournal();
+  renderCall();
+  renderIncoming();
+  renderForwarding();
   if (state.current) { renderChatHead(); renderMessages({ keep: true }); renderTyping(); }
 }
 
@@ -799,18 +1670,29 @@ function renderContacts() {
       const av = view?.availability || 'offline';
       const note = view?.note || '';
       const status = presenceText(view);
-      ul.append(el('li', { class: 'contact', dataset: { user: c.user, availability: av } },
+      const tel = view?.telephony && view.telephony !== 'idle' ? view.telephony : '';
+      ul.append(el('li', { class: `contact ${tel ? 'tel-' + tel : ''}`, dataset: { user: c.user, availability: av, telephony: tel || 'idle' } },
         el('button', { type: 'button', class: 'row-main', 'aria-label': `${t('contacts.chat', { name: c.display_name })} — ${status}${note ? ' — ' + note : ''}`, onclick: () => openDirect(c.user) },
           el('span', { class: 'avatar-wrap' }, avatar(c.user), el('span', { class: `dot ${av}`, 'aria-hidden': 'true' })),
           el('span', { class: 'row-text' },
-            el('span', { class: 'row-title' }, c.display_name),
+            el('span', { class: 'row-title' }, el('span', { class: 'title-text' }, c.display_name)),
             el('span', { class: 'row-sub' },
-              el('span', { class: `av-label ${av}` }, status),
+              el('span', { class: `av-label ${av}` }, presenceText(view, false)),
+              tel ? telPill(tel) : null,
               note ? el('span', { class: 'note' }, ' — ' + note) : null))),
+        // Pick up what rings at a colleague (not one's own call ringing there); else call them.
+        !CAN_CALL ? null
+          : tel === 'ringing' && !state.call
+            ? el('button', { type: 'button', class: 'pickup-btn', 'aria-label': t('call.pickup_label', { name: c.display_name }), title: t('call.pickup_label', { name: c.display_name }), onclick: () => pickUp(c.user) }, svgIcon('call-in'), el('span', {}, t('call.pickup')))
+            : el('button', { type: 'button', class: 'icon-btn call-icon contact-call', 'aria-label': t('call.audio_label', { name: c.display_name }), title: t('call.audio_label', { name: c.display_name }), onclick: () => placeCall(c.user, false) }, svgIcon('phone')),
         el('button', { type: 'button', class: 'icon-btn remove', 'aria-label': t('contacts.remove', { name: c.display_name }), title: t('contacts.remove', { name: c.display_name }), onclick: () => removeContact(c.user) }, '×')));
     }
     list.append(ul);
   }
+}
+
+function telPill(tel) {
+  return el('span', { class: `tel-pill ${tel}`, 'aria-hidden': 'true' }, svgIcon(tel === 'forwarded' ? 'forward' : 'phone'), t('tel.pill.' + tel));
 }
 
 function renderDirectory() {
@@ -827,7 +1709,8 @@ function renderDirectory() {
       el('span', { class: 'row-text' }, el('span', { class: 'row-title' }, u.display_name), el('span', { class: 'row-sub muted' }, '@' + u.id)),
       isMe ? el('span', { class: 'muted small', text: t('dir.you') })
         : isContact ? el('span', { class: 'muted small', text: t('dir.is_contact') })
-          : el('button', { type: 'button', class: 'secondary small-btn', 'aria-label': t('dir.add_label', { name: u.display_name }), onclick: () => addContact(u.id) }, t('dir.add'))));
+          : el('button', { type: 'button', class: 'secondary small-btn', 'aria-label': t('dir.add_label', { name: u.display_name }), onclick: () => addContact(u.id) }, t('dir.add')),
+      !isMe && CAN_CALL ? el('button', { type: 'button', class: 'icon-btn call-icon', 'aria-label': t('call.audio_label', { name: u.display_name }), title: t('call.audio_label', { name: u.display_name }), onclick: () => placeCall(u.id, false) }, svgIcon('phone')) : null));
   }
   box.append(ul);
 }
@@ -878,6 +1761,15 @@ function renderChatHead() {
   av.id = 'chat-avatar';
   av.setAttribute('aria-hidden', 'true');
   $('chat-avatar').replaceWith(av);
+  const actions = $('chat-actions');
+  actions.hidden = !other || !CAN_CALL;
+  if (other) {
+    const name = nameOf(other);
+    for (const [id, key] of [['chat-call', 'call.audio_label'], ['chat-video', 'call.video_label']]) {
+      $(id).setAttribute('aria-label', t(key, { name }));
+      $(id).title = t(key, { name });
+    }
+  }
   const sub = $('chat-sub');
   sub.replaceChildren();
   if (other) {
@@ -975,26 +1867,34 @@ function renderJournal() {
   list.replaceChildren();
   if (!state.journal.length) { list.append(el('li', { class: 'empty muted', text: t('journal.empty') })); return; }
   for (const j of state.journal) {
-    const missed = j.kind === 'call' && j.result === 'missed';
+    // Missed is what the callee missed; the caller's side of it reads "no answer".
+    const missed = j.kind === 'call' && j.result === 'missed' && j.direction === 'incoming';
     const icon = svgIcon(j.kind === 'call' ? (j.direction === 'incoming' ? 'call-in' : 'call-out') : 'chat');
     const what = j.kind === 'call'
-      ? (missed ? t('journal.missed') : t(j.direction === 'incoming' ? 'journal.call_in' : 'journal.call_out')) + (j.result && !missed ? ' · ' + t('journal.result.' + j.result) : '')
+      ? (missed ? t('journal.missed') : t(j.direction === 'incoming' ? 'journal.call_in' : 'journal.call_out')) + (j.result && !missed && j.result !== 'answered' ? ' · ' + t(j.result === 'missed' ? 'journal.result.no_answer' : 'journal.result.' + j.result) : '')
       : t(j.messages === 1 ? 'journal.message_one' : 'journal.messages', { n: j.messages }) + (j.summary ? ' — ' + j.summary : '');
     let duration = '';
     if (j.kind === 'call' && j.answered_ms && j.ended_ms) {
       const s = Math.round((j.ended_ms - j.answered_ms) / 1000);
       duration = ` · ${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
     }
-    const party = j.conversation && j.conversation.startsWith('d:') ? nameOf(j.party) : j.party;
+    const party = j.kind === 'call' || (j.conversation && j.conversation.startsWith('d:')) ? nameOf(j.party) : j.party;
     const content = [
       el('span', { class: 'j-icon', 'aria-hidden': 'true' }, icon),
       el('span', { class: 'row-text' },
         el('span', { class: 'row-title' }, el('span', { class: 'title-text' }, party), el('span', { class: 'time muted small' }, fmtTime(j.started_ms))),
         el('span', { class: 'row-sub' }, el('span', { class: 'preview' }, what + duration))),
     ];
-    const li = el('li', { class: `journal j-${j.kind} ${missed ? 'missed' : ''}` });
-    if (j.conversation) li.append(el('button', { type: 'button', class: 'row-main', onclick: () => { const c = state.convs.get(j.conversation); if (c) openConversation(j.conversation); } }, ...content));
-    else li.append(el('div', { class: 'row-main' }, ...content));
+    const li = el('li', { class: `journal j-${j.kind} ${missed ? 'missed' : ''}`, dataset: { kind: j.kind, result: j.result || '' } });
+    const label = `${party}, ${what}${duration}, ${fmtTime(j.started_ms)}`;
+    if (j.conversation) li.append(el('button', { type: 'button', class: 'row-main', 'aria-label': label, onclick: () => { const c = state.convs.get(j.conversation); if (c) openConversation(j.conversation); } }, ...content));
+    else if (j.kind === 'call' && j.party !== state.me.user) li.append(el('button', { type: 'button', class: 'row-main', 'aria-label': `${label} — ${t('journal.open_chat')}`, onclick: () => openDirect(j.party) }, ...content));
+    else li.append(el('div', { class: 'row-main', role: 'group', 'aria-label': label }, ...content));
+    if (j.kind === 'call' && CAN_CALL && j.party !== state.me.user) {
+      li.append(el('button', { type: 'button', class: 'icon-btn call-icon', 'aria-label': t('journal.call_back', { name: party }), title: t('journal.call_back', { name: party }), onclick: () => placeCall(j.party, false) }, svgIcon('phone')));
+    } else if (CAN_CALL) {
+      li.append(el('span', { class: 'j-spacer', 'aria-hidden': 'true' })); // keeps the times in one column
+    }
     list.append(li);
   }
 }
@@ -1021,7 +1921,9 @@ async function startApp() {
   refreshContacts();
   refreshMyPresence();
   refreshConversations();
+  loadForwarding();
   updateNotifyButton();
+  $('forward-btn').hidden = !CAN_CALL;
 }
 
 function updateNotifyButton() {
@@ -1056,6 +1958,7 @@ function wire() {
   $('group-form').addEventListener('submit', createGroup);
   $('group-cancel').addEventListener('click', () => $('group-dialog').close());
   $('journal-refresh').addEventListener('click', loadJournal);
+  wireCalls();
   $('back-btn').addEventListener('click', closeConversation);
   $('composer').addEventListener('submit', sendCurrent);
   const input = $('compose-input');
@@ -1101,5 +2004,11 @@ async function boot() {
 }
 
 // For tests and debugging: a read-only peek at the connection state.
-window.switchboard = { state, reconnect: () => state.ws && state.ws.close() };
+window.switchboard = {
+  state,
+  reconnect: () => state.ws && state.ws.close(),
+  // The peer connection of the current call (tests read its getStats()).
+  get pc() { return state.call?.pc || null; },
+};
+window.__switchboard = window.switchboard;
 boot();

@@ -1,16 +1,14 @@
-//! Test harness: a real MediaServer on loopback ports and a small control-API client.
-//! The WebRTC client peer lives in [`peer`] (written to move into `ucclient`).
+//! Test harness: a real MediaServer on loopback ports and a small control-API client. The
+//! WebRTC client peer is the softphone's own, `ucclient::peer`.
 
 #![allow(dead_code)]
 
-pub mod peer;
-
 use mediaserver::{MediaConfig, RunningMediaServer};
-use peer::{ClientPeer, PeerOptions};
 use reqwest::StatusCode;
 use shared::api::ApiError;
 use shared::media::{LegAnswer, LegOffer, LegStats, MediaServerStatus};
 use std::time::Duration;
+use ucclient::peer::{ClientPeer, PeerOptions};
 
 pub const SECRET: &str = "test-secret-0123456789";
 /// Generous: a loaded 2-core machine may be slow to get ICE and DTLS up.

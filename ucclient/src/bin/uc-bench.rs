@@ -127,7 +127,7 @@ enum Order {
 /// The availability of presence round `round`: never `available`, which is what devices
 /// coming online produce, so those events are not mistaken for measured ones.
 fn round_availability(round: usize) -> Availability {
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         Availability::Busy
     } else {
         Availability::Away
@@ -170,7 +170,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<Value> {
-    if args.clients < 2 || args.clients % 2 != 0 {
+    if args.clients < 2 || !args.clients.is_multiple_of(2) {
         bail!("--clients must be even and at least 2");
     }
     if args.watchers == 0 || args.watchers >= args.clients {
@@ -263,14 +263,14 @@ async fn run(args: Args) -> anyhow::Result<Value> {
 /// Fails early with a clear message when the seat license cannot cover the run.
 async fn check_seats(admin: &AdminClient, clients: usize) -> anyhow::Result<()> {
     for license in admin.licenses().await? {
-        if license.kind == "uc-seat" {
-            if let Some(capacity) = license.capacity {
-                let free = capacity.saturating_sub(license.in_use) as usize;
-                if free < clients {
-                    bail!(
-                        "only {free} uc-seat licenses are free for {clients} clients: raise it with `ucadmin license set uc-seat N`"
-                    );
-                }
+        if license.kind == "uc-seat"
+            && let Some(capacity) = license.capacity
+        {
+            let free = capacity.saturating_sub(license.in_use) as usize;
+            if free < clients {
+                bail!(
+                    "only {free} uc-seat licenses are free for {clients} clients: raise it with `ucadmin license set uc-seat N`"
+                );
             }
         }
     }
@@ -693,26 +693,27 @@ async fn client_task(
                 Some(Ok(ServerEvent::Presence { presence })) => {
                     // A user changing back to what the previous round set is not this round.
                     let expected = round_availability(shared.round.load(Ordering::Acquire));
-                    if presence.user != me && presence.availability == expected {
-                        if let Some(&who) = shared.index_of.get(&presence.user) {
-                            let now = shared.now_us();
-                            let sent = shared.presence_sent_us[who].load(Ordering::Acquire);
-                            let phase = shared.phase.load(Ordering::Acquire);
-                            let _ = histograms[phase].record(now.saturating_sub(sent).max(1));
-                            shared.presence_received.fetch_add(1, Ordering::AcqRel);
-                            shared.last_presence_us.fetch_max(now, Ordering::AcqRel);
-                        }
+                    if presence.user != me
+                        && presence.availability == expected
+                        && let Some(&who) = shared.index_of.get(&presence.user)
+                    {
+                        let now = shared.now_us();
+                        let sent = shared.presence_sent_us[who].load(Ordering::Acquire);
+                        let phase = shared.phase.load(Ordering::Acquire);
+                        let _ = histograms[phase].record(now.saturating_sub(sent).max(1));
+                        shared.presence_received.fetch_add(1, Ordering::AcqRel);
+                        shared.last_presence_us.fetch_max(now, Ordering::AcqRel);
                     }
                 }
                 Some(Ok(ServerEvent::Message { message, .. })) => {
-                    if message.sender != me {
-                        if let Some(sent) = message.body.strip_prefix("bench ").and_then(|t| t.parse::<u64>().ok()) {
-                            let now = shared.now_us();
-                            let phase = shared.phase.load(Ordering::Acquire);
-                            let _ = histograms[phase].record(now.saturating_sub(sent).max(1));
-                            shared.chat_received.fetch_add(1, Ordering::AcqRel);
-                            shared.last_delivery_us.fetch_max(now, Ordering::AcqRel);
-                        }
+                    if message.sender != me
+                        && let Some(sent) = message.body.strip_prefix("bench ").and_then(|t| t.parse::<u64>().ok())
+                    {
+                        let now = shared.now_us();
+                        let phase = shared.phase.load(Ordering::Acquire);
+                        let _ = histograms[phase].record(now.saturating_sub(sent).max(1));
+                        shared.chat_received.fetch_add(1, Ordering::AcqRel);
+                        shared.last_delivery_us.fetch_max(now, Ordering::AcqRel);
                     }
                 }
                 Some(Ok(ServerEvent::Ack { reference: Some(reference), .. })) => {

@@ -3,6 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use shared::api::parse_capabilities;
+use shared::call::ForwardMode;
 use shared::presence::{Availability, Capability};
 use shared::{ConversationId, GroupId, UserId};
 
@@ -28,10 +29,32 @@ pub enum Command {
         /// Device id of this connection (default: one chosen by the server at first login).
         #[arg(long)]
         device: Option<String>,
-        /// Capabilities announced for the device, comma-separated.
+        /// Capabilities announced for the device, comma-separated (`audio` is added with
+        /// --auto-answer, so that calls ring here).
         #[arg(long, value_parser = parse_caps, default_value = "chat")]
         caps: Caps,
+        /// Answer every call that rings here with a softphone peer that sends audio (silence)
+        /// while the call lasts; print a `call_summary` line when each call ends.
+        #[arg(long)]
+        auto_answer: bool,
+        /// With --auto-answer: let a call ring this long before answering it.
+        #[arg(long, requires = "auto_answer", default_value_t = 0)]
+        answer_delay_ms: u64,
+        /// With --auto-answer: hang up each call this many seconds after it connected
+        /// (default: stay until the call ends).
+        #[arg(long, requires = "auto_answer", value_name = "SECONDS")]
+        talk_seconds: Option<u64>,
     },
+    /// Call a user: media through the call's MediaServer, audio for --seconds once answered,
+    /// then hang up. Prints what happened (JSON with --json); exits with 1 when the call
+    /// was not connected or failed, naming the reason.
+    Call(CallArgs),
+    /// Take a call that rings at a colleague's devices (a pickup group or delegate right),
+    /// then like `call`.
+    Pickup(PickupArgs),
+    /// Call forwarding: one target per mode (always, busy, noanswer).
+    #[command(subcommand)]
+    Forward(ForwardCommand),
     /// Set or read presence.
     #[command(subcommand)]
     Presence(PresenceCommand),
@@ -128,6 +151,91 @@ pub enum ContactCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// How long a call may take to be answered before `call` hangs up: longer than the server's
+/// default ring timeout (30 s), so an unanswered call normally ends as `no_answer` first.
+pub const CONNECT_WITHIN_SECONDS: u64 = 40;
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// The user to call.
+    pub name: String,
+    /// How long to talk once the call is connected, then hang up.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub seconds: u64,
+    /// A video call: also offer (and send) video.
+    #[arg(long)]
+    pub video: bool,
+    /// Invite this user into the call once it is connected (repeatable: a conference).
+    #[arg(long = "invite", value_name = "USER")]
+    pub invite: Vec<String>,
+    /// Hang up when not connected within this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = CONNECT_WITHIN_SECONDS, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub connect_timeout: u64,
+    /// Device id of the softphone (default: one chosen by the server at login).
+    #[arg(long)]
+    pub device: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PickupArgs {
+    /// The user whose ringing call to take.
+    pub user: String,
+    /// Which call, when several ring there (default: the oldest).
+    #[arg(long)]
+    pub call: Option<String>,
+    /// How long to talk once connected, then hang up.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub seconds: u64,
+    /// Device id of the softphone (default: one chosen by the server at login).
+    #[arg(long)]
+    pub device: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ForwardCommand {
+    /// Forward calls to NAME: `always`, when `busy` in another call, or on `noanswer`.
+    Set {
+        /// always, busy or noanswer.
+        mode: ForwardMode,
+        name: String,
+        /// Set the rule of this user instead (their delegates and admins).
+        #[arg(long = "for")]
+        for_user: Option<String>,
+    },
+    /// Clear one rule, or all of them without MODE.
+    Clear {
+        /// always, busy or noanswer.
+        mode: Option<ForwardMode>,
+        /// Clear the rules of this user instead (their delegates and admins).
+        #[arg(long = "for")]
+        for_user: Option<String>,
+    },
+    /// Show the rules.
+    Show {
+        /// Show the rules of this user instead (oneself, their delegates and admins).
+        #[arg(long = "for")]
+        for_user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The capabilities a device must announce so that calls ring at it: `audio` is added unless
+/// `audio` or `softphone` is there already.
+pub fn with_call_capability(mut capabilities: Vec<Capability>) -> Vec<Capability> {
+    if !capabilities
+        .iter()
+        .any(|capability| matches!(capability, Capability::Audio | Capability::Softphone))
+    {
+        capabilities.push(Capability::Audio);
+    }
+    capabilities
 }
 
 #[derive(Debug, Args)]
@@ -237,20 +345,175 @@ mod tests {
     #[test]
     fn listen() {
         match parse(&["listen"]).command {
-            Command::Listen { device, caps } => {
+            Command::Listen {
+                device,
+                caps,
+                auto_answer,
+                answer_delay_ms,
+                talk_seconds,
+            } => {
                 assert_eq!(device, None);
                 assert_eq!(caps, Caps(vec![Capability::Chat]));
+                assert!(!auto_answer);
+                assert_eq!((answer_delay_ms, talk_seconds), (0, None));
             }
             other => panic!("{other:?}"),
         }
         match parse(&["listen", "--device", "desk", "--caps", "chat,audio"]).command {
-            Command::Listen { device, caps } => {
+            Command::Listen { device, caps, .. } => {
                 assert_eq!(device.as_deref(), Some("desk"));
                 assert_eq!(caps, Caps(vec![Capability::Chat, Capability::Audio]));
             }
             other => panic!("{other:?}"),
         }
         assert!(refused(&["listen", "--caps", "telepathy"]));
+        let words = [
+            "listen",
+            "--auto-answer",
+            "--answer-delay-ms",
+            "1500",
+            "--talk-seconds",
+            "3",
+        ];
+        match parse(&words).command {
+            Command::Listen {
+                auto_answer,
+                answer_delay_ms,
+                talk_seconds,
+                ..
+            } => assert_eq!(
+                (auto_answer, answer_delay_ms, talk_seconds),
+                (true, 1500, Some(3))
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(refused(&["listen", "--answer-delay-ms", "10"]));
+        assert!(refused(&["listen", "--talk-seconds", "10"]));
+    }
+
+    #[test]
+    fn calls_ring_only_where_audio_is_announced() {
+        assert_eq!(
+            with_call_capability(vec![Capability::Chat]),
+            vec![Capability::Chat, Capability::Audio]
+        );
+        assert_eq!(
+            with_call_capability(vec![Capability::Softphone]),
+            vec![Capability::Softphone]
+        );
+        assert_eq!(
+            with_call_capability(vec![Capability::Audio, Capability::Chat]),
+            vec![Capability::Audio, Capability::Chat]
+        );
+    }
+
+    #[test]
+    fn call_and_pickup() {
+        match parse(&["call", "bob"]).command {
+            Command::Call(args) => {
+                assert_eq!(args.name, "bob");
+                assert_eq!(args.seconds, 5);
+                assert_eq!(args.connect_timeout, CONNECT_WITHIN_SECONDS);
+                assert!(!args.video && !args.json);
+                assert!(args.invite.is_empty() && args.device.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        let words = [
+            "call",
+            "bob",
+            "--seconds",
+            "12",
+            "--video",
+            "--invite",
+            "carol",
+            "--invite",
+            "dave",
+            "--json",
+            "--device",
+            "desk",
+        ];
+        match parse(&words).command {
+            Command::Call(args) => {
+                assert_eq!(args.seconds, 12);
+                assert!(args.video && args.json);
+                assert_eq!(args.invite, vec!["carol".to_string(), "dave".to_string()]);
+                assert_eq!(args.device.as_deref(), Some("desk"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(refused(&["call"]));
+        assert!(refused(&["call", "bob", "--seconds", "-1"]));
+        assert!(refused(&["call", "bob", "--connect-timeout", "0"]));
+        match parse(&[
+            "pickup",
+            "bob",
+            "--call",
+            "s1~ab",
+            "--seconds",
+            "0",
+            "--json",
+        ])
+        .command
+        {
+            Command::Pickup(args) => {
+                assert_eq!(args.user, "bob");
+                assert_eq!(args.call.as_deref(), Some("s1~ab"));
+                assert_eq!(args.seconds, 0);
+                assert!(args.json);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["pickup", "bob"]).command {
+            Command::Pickup(args) => assert_eq!((args.call, args.seconds), (None, 5)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn forward() {
+        match parse(&["forward", "set", "noanswer", "carol"]).command {
+            Command::Forward(ForwardCommand::Set {
+                mode,
+                name,
+                for_user,
+            }) => {
+                assert_eq!(mode, ForwardMode::NoAnswer);
+                assert_eq!(name, "carol");
+                assert_eq!(for_user, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["forward", "set", "always", "dave", "--for", "bob"]).command {
+            Command::Forward(ForwardCommand::Set { mode, for_user, .. }) => {
+                assert_eq!(mode, ForwardMode::Always);
+                assert_eq!(for_user.as_deref(), Some("bob"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(refused(&["forward", "set", "sometimes", "carol"]));
+        assert!(refused(&["forward", "set", "busy"]));
+        assert!(matches!(
+            parse(&["forward", "clear"]).command,
+            Command::Forward(ForwardCommand::Clear {
+                mode: None,
+                for_user: None
+            })
+        ));
+        assert!(matches!(
+            parse(&["forward", "clear", "busy", "--for", "bob"]).command,
+            Command::Forward(ForwardCommand::Clear {
+                mode: Some(ForwardMode::Busy),
+                for_user: Some(user)
+            }) if user == "bob"
+        ));
+        assert!(matches!(
+            parse(&["forward", "show", "--json"]).command,
+            Command::Forward(ForwardCommand::Show {
+                for_user: None,
+                json: true
+            })
+        ));
     }
 
     #[test]

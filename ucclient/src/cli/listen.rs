@@ -9,7 +9,12 @@
 //! SIGINT/SIGTERM, which closes the socket and logs out.
 //!
 //! Not printed: `pong` and `ack`, which only answer the keep-alive and `sync` this loop sends.
+//!
+//! With `--auto-answer` the loop also answers every call that rings here (see
+//! [`super::answer`]) and prints a `{"type":"call_summary",…}` line when each call ends; call
+//! events print like every other event.
 
+use super::answer::{Answerer, AutoAnswer};
 use shared::api::ErrorCode;
 use shared::presence::Capability;
 use shared::ws::{ClientCommand, ServerEvent};
@@ -23,7 +28,7 @@ use tokio::time::Instant;
 use ucclient::{Client, ClientError, Connection, HttpClient};
 
 /// How often the loop pings the server when nothing else arrives.
-const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
+pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
 /// Silence after which the connection is taken as dead (a half-open TCP connection).
 const SILENCE_LIMIT: Duration = Duration::from_secs(45);
 /// First reconnect delay; doubles per failed attempt.
@@ -39,6 +44,8 @@ pub struct ListenOptions {
     pub password: String,
     pub device: Option<DeviceId>,
     pub capabilities: Vec<Capability>,
+    /// Answer the calls that ring here (`--auto-answer`).
+    pub auto_answer: Option<AutoAnswer>,
 }
 
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -71,8 +78,14 @@ pub async fn listen(options: ListenOptions, mut shutdown: Shutdown) -> Result<()
             Ok((client, mut connection)) => {
                 failures = 0;
                 device = Some(client.device().clone());
-                let end =
-                    run_session(&mut connection, &mut printed, first_attempt, &mut shutdown).await;
+                let end = run_session(
+                    &mut connection,
+                    &mut printed,
+                    first_attempt,
+                    &mut shutdown,
+                    options.auto_answer.as_ref(),
+                )
+                .await;
                 first_attempt = false;
                 match end {
                     SessionEnd::Shutdown | SessionEnd::OutputClosed => {
@@ -216,21 +229,38 @@ impl Printed {
     }
 }
 
+/// One connected session; with `auto_answer`, its calls' peers end with it.
 async fn run_session(
     connection: &mut Connection,
     printed: &mut Printed,
     first: bool,
     shutdown: &mut Shutdown,
+    auto_answer: Option<&AutoAnswer>,
+) -> SessionEnd {
+    let mut answerer = auto_answer.cloned().map(Answerer::new);
+    let end = follow_session(connection, printed, first, shutdown, &mut answerer).await;
+    if let Some(answerer) = answerer {
+        answerer.stop().await;
+    }
+    end
+}
+
+async fn follow_session(
+    connection: &mut Connection,
+    printed: &mut Printed,
+    first: bool,
+    shutdown: &mut Shutdown,
+    answerer: &mut Option<Answerer>,
 ) -> SessionEnd {
     let hello = connection.hello().to_event();
     let since = printed.on_hello(&hello, first);
     if !print_line(&hello) {
         return SessionEnd::OutputClosed;
     }
-    if !since.is_empty() {
-        if let Err(error) = connection.send(ClientCommand::Sync { since }).await {
-            return SessionEnd::Dropped(error.to_string());
-        }
+    if !since.is_empty()
+        && let Err(error) = connection.send(ClientCommand::Sync { since }).await
+    {
+        return SessionEnd::Dropped(error.to_string());
     }
     let mut keepalive = tokio::time::interval_at(Instant::now() + KEEPALIVE_EVERY, KEEPALIVE_EVERY);
     let mut last_heard = Instant::now();
@@ -251,11 +281,27 @@ async fn run_session(
                     if printed.should_print(&event) && !print_line(&event) {
                         return SessionEnd::OutputClosed;
                     }
+                    if let Some(answerer) = answerer.as_mut()
+                        && let Err(error) = answerer.on_event(connection, &event).await
+                    {
+                        return SessionEnd::Dropped(error.to_string());
+                    }
                     if let ServerEvent::Goodbye { reason } = event {
                         return SessionEnd::Dropped(format!("goodbye: {reason}"));
                     }
                 }
             },
+            wake = next_wake(answerer) => {
+                let Some(answerer) = answerer.as_mut() else { continue };
+                match answerer.on_wake(connection, wake).await {
+                    Ok(lines) => {
+                        if !lines.iter().all(|line| print_text(line)) {
+                            return SessionEnd::OutputClosed;
+                        }
+                    }
+                    Err(error) => return SessionEnd::Dropped(error.to_string()),
+                }
+            }
             _ = keepalive.tick() => {
                 if last_heard.elapsed() > SILENCE_LIMIT {
                     return SessionEnd::Dropped(format!("nothing heard for {}s", SILENCE_LIMIT.as_secs()));
@@ -269,11 +315,24 @@ async fn run_session(
     }
 }
 
+/// What the auto-answerer has to say, or nothing ever without one.
+async fn next_wake(answerer: &mut Option<Answerer>) -> super::answer::Wake {
+    match answerer {
+        Some(answerer) => answerer.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Prints one event as a JSON line and flushes; false when stdout is gone.
 fn print_line(event: &ServerEvent) -> bool {
     let Ok(text) = serde_json::to_string(event) else {
         return true;
     };
+    print_text(&text)
+}
+
+/// Prints one line and flushes; false when stdout is gone.
+fn print_text(text: &str) -> bool {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{text}")
         .and_then(|()| stdout.flush())

@@ -1,10 +1,14 @@
 //! What `ucclient` prints: one function per kind of answer, pure, so the human format is
-//! tested. `--json` output is the API's JSON and needs no function here.
+//! tested. `--json` output is the API's JSON and needs no function here (a call's report
+//! is the client's own: [`super::phone::CallReport::json`]).
 
+use super::phone::{CallKind, CallReport};
 use comfy_table::{Table, presets};
+use shared::UserId;
 use shared::api::{
     ChatMessage, Contact, ConversationSummary, JournalEntry, JournalKind, ReadMarker, UserInfo,
 };
+use shared::call::{ForwardMode, ForwardingRules};
 use shared::presence::{PresenceView, TelephonyState, Visibility};
 use ucclient::text::format_utc;
 
@@ -159,6 +163,84 @@ pub fn users(users: &[UserInfo]) -> String {
     table.to_string()
 }
 
+/// Two lines: what the call was and how it ended, then its media.
+/// `call s1~ab to bob via m1: connected after 1.2 s, talked 5.0 s; hung_up (answered)`.
+pub fn call(report: &CallReport) -> String {
+    let other = match report.kind {
+        CallKind::Placed => format!("to {}", report.other),
+        CallKind::PickedUp => format!("picked up from {}", report.other),
+        CallKind::Answered => format!("from {}", report.other),
+    };
+    let media = report
+        .media
+        .as_ref()
+        .map(|media| format!(" via {media}"))
+        .unwrap_or_default();
+    let state = if report.connected {
+        format!(
+            "connected after {}, talked {}",
+            seconds(report.setup_ms.unwrap_or(0)),
+            seconds(report.duration_ms)
+        )
+    } else {
+        "not connected".to_string()
+    };
+    let end = match (report.reason, report.result) {
+        (Some(reason), Some(result)) => format!("{} ({})", reason.as_str(), serde_name(&result)),
+        _ => "no call_ended".to_string(),
+    };
+    let mut first = format!("call {} {other}{media}: {state}; {end}", report.call);
+    for redirect in &report.redirects {
+        first.push_str(&format!(
+            "; forwarded {} → {} ({})",
+            redirect.from,
+            redirect.to,
+            redirect.mode.as_str()
+        ));
+    }
+    let mut second = format!(
+        "media: {} packets sent, {} received",
+        report.packets_sent, report.packets_received
+    );
+    if !report.parties.is_empty() {
+        let parties: Vec<&str> = report.parties.iter().map(UserId::as_str).collect();
+        second.push_str(&format!("; parties: {}", parties.join(", ")));
+    }
+    for failure in &report.invite_failures {
+        second.push_str(&format!(
+            "; invite of {} failed: {}",
+            failure.user, failure.reason
+        ));
+    }
+    format!("{first}\n{second}")
+}
+
+/// `alice: always → carol, no_answer → dave`, or `alice: no forwarding`.
+pub fn forwarding(user: &UserId, rules: &ForwardingRules) -> String {
+    let set: Vec<String> = [
+        ForwardMode::Always,
+        ForwardMode::Busy,
+        ForwardMode::NoAnswer,
+    ]
+    .into_iter()
+    .filter_map(|mode| {
+        rules
+            .get(mode)
+            .map(|target| format!("{} → {target}", mode.as_str()))
+    })
+    .collect();
+    if set.is_empty() {
+        format!("{user}: no forwarding")
+    } else {
+        format!("{user}: {}", set.join(", "))
+    }
+}
+
+/// `5.0 s`.
+fn seconds(millis: u64) -> String {
+    format!("{:.1} s", millis as f64 / 1000.0)
+}
+
 pub fn yes_no(value: bool) -> &'static str {
     if value { "yes" } else { "no" }
 }
@@ -186,7 +268,7 @@ mod tests {
     use super::*;
     use shared::api::{ConversationKind, Direction};
     use shared::presence::{Availability, Capability, DevicePresence};
-    use shared::{ConversationId, DeviceId, UserId};
+    use shared::{ConversationId, DeviceId};
 
     fn view(visibility: Visibility) -> PresenceView {
         PresenceView {
@@ -308,5 +390,18 @@ mod tests {
         };
         let text = conversations(&[summary]);
         assert!(text.contains("alice: line one…"), "{text}");
+    }
+
+    #[test]
+    fn forwarding_rules() {
+        let alice = UserId::from("alice");
+        let mut rules = ForwardingRules::default();
+        assert_eq!(forwarding(&alice, &rules), "alice: no forwarding");
+        rules.set(ForwardMode::NoAnswer, Some(UserId::from("dave")));
+        rules.set(ForwardMode::Always, Some(UserId::from("carol")));
+        assert_eq!(
+            forwarding(&alice, &rules),
+            "alice: always → carol, no_answer → dave"
+        );
     }
 }

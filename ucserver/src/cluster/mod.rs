@@ -37,6 +37,8 @@ pub enum BusInput {
     /// Messages may have been lost (a slow reader, a reconnect): re-read state and
     /// re-publish one's own.
     Resync,
+    /// A MediaServer reported something about a leg (`uc:media:events`).
+    Media(shared::media::MediaEvent),
 }
 
 /// A server's last heartbeat and when it was seen.

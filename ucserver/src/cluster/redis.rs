@@ -228,6 +228,7 @@ impl Cluster for RedisCluster {
             .subscribe(vec![
                 keys::server_channel(me),
                 keys::BROADCAST_CHANNEL.to_string(),
+                keys::MEDIA_EVENTS_CHANNEL.to_string(),
             ])
             .await
             .map_err(backend)?;
@@ -239,6 +240,17 @@ impl Cluster for RedisCluster {
                             let Some(text) = message.value.as_bytes() else { continue };
                             if text.len() > shared::limits::MAX_BUS_MESSAGE_BYTES {
                                 tracing::warn!(bytes = text.len(), "dropped an oversized bus message");
+                                continue;
+                            }
+                            if &*message.channel == keys::MEDIA_EVENTS_CHANNEL {
+                                match serde_json::from_slice::<shared::media::MediaEvent>(text) {
+                                    Ok(event) => {
+                                        if sender.send(BusInput::Media(event)).await.is_err() {
+                                            break;
+                                        }
+                                    }
+                                    Err(error) => tracing::warn!(%error, "dropped a malformed media event"),
+                                }
                                 continue;
                             }
                             match serde_json::from_slice::<BusMessage>(text) {

@@ -12,7 +12,7 @@ pub use sql::SqlStore;
 use async_trait::async_trait;
 use shared::api::{ChatMessage, ConversationKind, ConversationSummary, JournalEntry};
 use shared::call::{ForwardMode, ForwardingRules};
-use shared::{ConversationId, GroupId, MediaServerId, ServerId, TimestampMs, UserId};
+use shared::{ConversationId, DeviceId, GroupId, MediaServerId, ServerId, TimestampMs, UserId};
 
 /// What went wrong in storage, in words for the person who sees the error.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +111,17 @@ pub struct MediaServerRecord {
     pub added_ms: TimestampMs,
 }
 
+/// A signed-in client session; the token itself is never stored, only its hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub token_hash: String,
+    pub user: UserId,
+    pub device: DeviceId,
+    pub admin: bool,
+    pub console_only: bool,
+    pub issued_ms: TimestampMs,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditRecord {
     pub at_ms: TimestampMs,
@@ -178,6 +189,15 @@ pub trait Store: Send + Sync + 'static {
     async fn put_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<()>;
     async fn delete_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<()>;
     async fn is_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<bool>;
+
+    // ---- sessions
+    async fn put_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    async fn get_session(&self, token_hash: &str) -> StoreResult<Option<SessionRecord>>;
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+    /// Ends every session of a user; returns how many there were.
+    async fn delete_sessions_of(&self, user: &UserId) -> StoreResult<u64>;
+    /// Ends sessions issued before `issued_before`; returns how many there were.
+    async fn delete_sessions_before(&self, issued_before: TimestampMs) -> StoreResult<u64>;
 
     // ---- call forwarding
     /// A user's forwarding rules (empty when none are set).

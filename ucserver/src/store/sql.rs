@@ -27,15 +27,15 @@ use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Connection, Row, Transact
 
 use super::{
     AuditRecord, ContactRecord, ConversationRecord, GroupRecord, HistoryPage, LicenseRecord,
-    MediaServerRecord, NewMessage, ServerRecord, Store, StoreError, StoreResult, UserRecord,
-    UserUpdate,
+    MediaServerRecord, NewMessage, ServerRecord, SessionRecord, Store, StoreError, StoreResult,
+    UserRecord, UserUpdate,
 };
 use shared::api::{
     CallResult, ChatMessage, ConversationKind, ConversationSummary, Direction, JournalEntry,
     JournalKind,
 };
 use shared::call::{ForwardMode, ForwardingRules};
-use shared::{ConversationId, GroupId, MediaServerId, ServerId, TimestampMs, UserId};
+use shared::{ConversationId, DeviceId, GroupId, MediaServerId, ServerId, TimestampMs, UserId};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -1069,6 +1069,7 @@ impl Store for SqlStore {
             "DELETE FROM contacts WHERE owner_id = $1 OR contact_id = $1",
             "DELETE FROM delegates WHERE owner_id = $1 OR delegate_id = $1",
             "DELETE FROM forwarding WHERE user_id = $1 OR target_id = $1",
+            "DELETE FROM sessions WHERE user_id = $1",
             "DELETE FROM group_members WHERE user_id = $1",
             "DELETE FROM conversation_members WHERE user_id = $1",
             "DELETE FROM journal WHERE user_id = $1",
@@ -1353,6 +1354,72 @@ impl Store for SqlStore {
             }
         }
         tx.commit().await.map_err(map_error)
+    }
+
+    async fn put_session(&self, session: &SessionRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, device_id, admin, console_only, issued_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(session.token_hash.as_str())
+        .bind(session.user.as_str())
+        .bind(session.device.as_str())
+        .bind(i64::from(session.admin))
+        .bind(i64::from(session.console_only))
+        .bind(session.issued_ms)
+        .execute(&self.write)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn get_session(&self, token_hash: &str) -> StoreResult<Option<SessionRecord>> {
+        let row = sqlx::query(
+            "SELECT token_hash, user_id, device_id, admin, console_only, issued_ms \
+             FROM sessions WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(map_error)?;
+        row.map(|row| {
+            Ok(SessionRecord {
+                token_hash: decode(&row, "token_hash")?,
+                user: UserId::new(decode::<String>(&row, "user_id")?),
+                device: DeviceId::new(decode::<String>(&row, "device_id")?),
+                admin: decode::<i64>(&row, "admin")? != 0,
+                console_only: decode::<i64>(&row, "console_only")? != 0,
+                issued_ms: decode(&row, "issued_ms")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.write)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn delete_sessions_of(&self, user: &UserId) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user.as_str())
+            .execute(&self.write)
+            .await
+            .map_err(map_error)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn delete_sessions_before(&self, issued_before: TimestampMs) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE issued_ms < $1")
+            .bind(issued_before)
+            .execute(&self.write)
+            .await
+            .map_err(map_error)?;
+        Ok(done.rows_affected())
     }
 
     async fn forwarding(&self, user: &UserId) -> StoreResult<ForwardingRules> {

@@ -1,21 +1,29 @@
-//! A WebRTC client peer built on webrtc-rs (`webrtc` 0.21), as a Switchboard softphone uses it:
-//! one sendrecv Opus audio track, optionally extra recvonly audio m-lines to hear a
-//! conference, real ICE + DTLS-SRTP on loopback, RTP counted per sending source.
+//! The softphone's WebRTC peer, built on webrtc-rs (`webrtc` 0.21): the one leg a device
+//! holds on a call's MediaServer. The `ucclient call`, `pickup` and `listen --auto-answer`
+//! commands use it, and so do the MediaServer's own tests and benchmark, so the MediaServer is
+//! always tested against the client that really calls through it.
 //!
-//! Self-contained on purpose (no test-harness types): it is meant to move into `ucclient`.
-//! The audio is pre-encoded: every 20 ms one Opus packet that is a valid silence frame
-//! (TOC `0xF8`, CELT fullband 20 ms) followed by a stamp (`SWB1` + the send time in µs on a
-//! process-wide clock), so the receiver can measure the one-way delay when sender and receiver
-//! share the process.
+//! What it offers is fixed once (no renegotiation, see `mediaserver/README.md`): one `sendrecv`
+//! Opus audio m-line, `extra_audio_receive_slots` more `recvonly` audio m-lines to hear the
+//! other parties of a conference, and one `sendrecv` VP8 video m-line with
+//! [`PeerOptions::video`]. [`PeerOptions::softphone`] is the offer `docs/calls.md` asks for.
+//! All ICE candidates are gathered before [`ClientPeer::create_offer`] returns (no trickle).
+//!
+//! The audio is pre-encoded, so no codec is linked in: every 20 ms one Opus packet that is a
+//! valid silence frame (TOC `0xF8`, CELT fullband 20 ms) followed by a stamp (`SWB1` + the send
+//! time in µs on a process-wide clock), so the receiver can measure the one-way delay when
+//! sender and receiver share the process. RTP is counted both ways, per sending source too.
 
+pub use crate::error::PeerError;
 use bytes::Bytes;
 use rtc::media::Sample;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use shared::call::EXTRA_RECV_AUDIO;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -37,6 +45,8 @@ const OPUS_SILENCE_FRAME: [u8; 3] = [0xF8, 0xFF, 0xFE];
 const STAMP_MAGIC: &[u8; 4] = b"SWB1";
 /// One audio packet per 20 ms, as Opus at 48 kHz usually runs.
 pub const AUDIO_FRAME: Duration = Duration::from_millis(20);
+/// One video frame per 33 ms (30 frames per second).
+pub const VIDEO_FRAME: Duration = Duration::from_millis(33);
 
 /// The clock stamps are measured on: shared by every peer of the process.
 fn stamp_epoch() -> Instant {
@@ -77,6 +87,20 @@ pub struct PeerOptions {
     pub video: bool,
 }
 
+impl PeerOptions {
+    /// What a softphone offers for a call (`docs/calls.md`): the sendrecv audio m-line,
+    /// [`EXTRA_RECV_AUDIO`] recvonly ones to hear a conference without renegotiation, and a
+    /// sendrecv video m-line for a video call.
+    pub fn softphone(video: bool) -> Self {
+        Self {
+            extra_audio_receive_slots: EXTRA_RECV_AUDIO,
+            video,
+            ..Self::default()
+        }
+    }
+}
+
+/// The smallest offer: one sendrecv audio m-line (a 1:1 call), on loopback.
 impl Default for PeerOptions {
     fn default() -> Self {
         Self {
@@ -86,21 +110,6 @@ impl Default for PeerOptions {
             video: false,
         }
     }
-}
-
-/// Errors of the client peer.
-#[derive(Debug, thiserror::Error)]
-pub enum PeerError {
-    #[error("WebRTC: {0}")]
-    WebRtc(#[from] webrtc::error::Error),
-    #[error("ICE gathering did not complete within {0:?}")]
-    GatheringTimeout(Duration),
-    #[error("the peer connection did not connect within {0:?}")]
-    ConnectTimeout(Duration),
-    #[error("the peer connection failed")]
-    ConnectionFailed,
-    #[error("{0}")]
-    Protocol(String),
 }
 
 /// What the event handler and the track readers share with the peer.
@@ -116,6 +125,8 @@ struct PeerShared {
     record_latency: bool,
     /// Readers of remote tracks, aborted on close.
     readers: Mutex<Vec<JoinHandle<()>>>,
+    /// ICE and DTLS were up at some point.
+    was_connected: AtomicBool,
 }
 
 struct PeerEvents {
@@ -133,6 +144,9 @@ impl PeerConnectionEventHandler for PeerEvents {
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        if state == RTCPeerConnectionState::Connected {
+            self.shared.was_connected.store(true, Ordering::Relaxed);
+        }
         self.state.send_replace(state);
     }
 
@@ -166,20 +180,60 @@ impl PeerConnectionEventHandler for PeerEvents {
     }
 }
 
-/// One client peer connection with an Opus audio track.
+/// One local track: what is written to it, who sends it, and how.
+struct LocalTrack {
+    track: Arc<TrackLocalStaticSample>,
+    sender: Arc<dyn RtpSender>,
+    ssrc: u32,
+    /// The negotiated payload type, learnt at the first send (after the answer applied).
+    payload_type: OnceLock<u8>,
+    /// Packets written to the track.
+    packets_sent: AtomicU64,
+}
+
+impl LocalTrack {
+    async fn payload_type(&self) -> Result<u8, PeerError> {
+        if let Some(payload_type) = self.payload_type.get() {
+            return Ok(*payload_type);
+        }
+        let parameters = self.sender.get_parameters().await?;
+        let payload_type = parameters
+            .rtp_parameters
+            .codecs
+            .first()
+            .map(|codec| codec.payload_type)
+            .ok_or_else(|| PeerError::Protocol("no negotiated codec for a local track".into()))?;
+        Ok(*self.payload_type.get_or_init(|| payload_type))
+    }
+
+    /// Writes one sample of `duration`; each of ours fits one RTP packet.
+    async fn write(&self, data: Bytes, duration: Duration) -> Result<(), PeerError> {
+        let payload_type = self.payload_type().await?;
+        let sample = Sample {
+            data,
+            duration,
+            ..Sample::new(Instant::now())
+        };
+        self.track
+            .write_sample(self.ssrc, payload_type, &sample, &[])
+            .await?;
+        self.packets_sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// One client peer connection with an Opus audio track (and a VP8 one for video).
+///
+/// Call [`ClientPeer::close`] when done: it ends the connection and the tasks that read the
+/// remote tracks (dropping the peer only stops the readers).
 pub struct ClientPeer {
     connection: Arc<dyn PeerConnection>,
-    audio: Arc<TrackLocalStaticSample>,
-    audio_sender: Arc<dyn RtpSender>,
-    audio_ssrc: u32,
-    /// The VP8 track, its sender and SSRC, with `PeerOptions::video`.
-    video: Option<(Arc<TrackLocalStaticSample>, Arc<dyn RtpSender>, u32)>,
+    audio: LocalTrack,
+    /// With [`PeerOptions::video`].
+    video: Option<LocalTrack>,
     shared: Arc<PeerShared>,
     gathered: watch::Receiver<bool>,
     state: watch::Receiver<RTCPeerConnectionState>,
-    packets_sent: AtomicU64,
-    /// The negotiated Opus payload type, learnt at the first send.
-    audio_payload_type: OnceLock<u8>,
 }
 
 impl ClientPeer {
@@ -232,6 +286,13 @@ impl ClientPeer {
         let audio_sender = connection
             .add_track(audio.clone() as Arc<dyn TrackLocal>)
             .await?;
+        let audio = LocalTrack {
+            track: audio,
+            sender: audio_sender,
+            ssrc: audio_ssrc,
+            payload_type: OnceLock::new(),
+            packets_sent: AtomicU64::new(0),
+        };
         let video = if options.video {
             let video_ssrc = rand::random::<u32>();
             let track = Arc::new(TrackLocalStaticSample::new(
@@ -254,7 +315,13 @@ impl ClientPeer {
             let sender = connection
                 .add_track(track.clone() as Arc<dyn TrackLocal>)
                 .await?;
-            Some((track, sender, video_ssrc))
+            Some(LocalTrack {
+                track,
+                sender,
+                ssrc: video_ssrc,
+                payload_type: OnceLock::new(),
+                packets_sent: AtomicU64::new(0),
+            })
         } else {
             None
         };
@@ -273,14 +340,10 @@ impl ClientPeer {
         Ok(Self {
             connection,
             audio,
-            audio_sender,
-            audio_ssrc,
             video,
             shared,
             gathered,
             state,
-            packets_sent: AtomicU64::new(0),
-            audio_payload_type: OnceLock::new(),
         })
     }
 
@@ -289,9 +352,13 @@ impl ClientPeer {
     pub async fn create_offer(&mut self, gather_timeout: Duration) -> Result<String, PeerError> {
         let offer = self.connection.create_offer(None).await?;
         self.connection.set_local_description(offer).await?;
-        let gathered =
-            tokio::time::timeout(gather_timeout, self.gathered.wait_for(|done| *done)).await;
-        if !matches!(gathered, Ok(Ok(_))) {
+        // A bool, not the watch's guard: the future stays `Send` (the guard must not live
+        // across the next await).
+        let gathered = matches!(
+            tokio::time::timeout(gather_timeout, self.gathered.wait_for(|done| *done)).await,
+            Ok(Ok(_))
+        );
+        if !gathered {
             return Err(PeerError::GatheringTimeout(gather_timeout));
         }
         let description =
@@ -350,33 +417,27 @@ impl ClientPeer {
         matches!(reached, Ok(Ok(_)))
     }
 
-    async fn audio_payload_type(&self) -> Result<u8, PeerError> {
-        if let Some(payload_type) = self.audio_payload_type.get() {
-            return Ok(*payload_type);
-        }
-        let parameters = self.audio_sender.get_parameters().await?;
-        let payload_type = parameters
-            .rtp_parameters
-            .codecs
-            .first()
-            .map(|codec| codec.payload_type)
-            .ok_or_else(|| PeerError::Protocol("no negotiated audio codec".into()))?;
-        Ok(*self.audio_payload_type.get_or_init(|| payload_type))
+    /// True while ICE and DTLS are up.
+    pub fn is_connected(&self) -> bool {
+        self.connection_state() == RTCPeerConnectionState::Connected
+    }
+
+    /// True when ICE and DTLS were up at some point (the media leg worked).
+    pub fn was_connected(&self) -> bool {
+        self.shared.was_connected.load(Ordering::Relaxed)
+    }
+
+    /// True once the connection failed or was closed: it will not carry media again.
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self.connection_state(),
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+        )
     }
 
     /// Sends one stamped audio packet now.
     pub async fn send_one_audio_packet(&self) -> Result<(), PeerError> {
-        let payload_type = self.audio_payload_type().await?;
-        let sample = Sample {
-            data: stamped_payload(),
-            duration: AUDIO_FRAME,
-            ..Sample::new(Instant::now())
-        };
-        self.audio
-            .write_sample(self.audio_ssrc, payload_type, &sample, &[])
-            .await?;
-        self.packets_sent.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        self.audio.write(stamped_payload(), AUDIO_FRAME).await
     }
 
     /// Sends one audio packet every 20 ms for `duration`; returns the packets sent.
@@ -393,45 +454,48 @@ impl ClientPeer {
         Ok(sent)
     }
 
-    /// Sends a small VP8 key frame (plus stamp) every 33 ms for `duration`; returns frames sent.
-    pub async fn send_video(&self, duration: Duration) -> Result<u64, PeerError> {
-        let Some((track, sender, ssrc)) = &self.video else {
+    /// Whether the peer was built with video ([`PeerOptions::video`]).
+    pub fn has_video(&self) -> bool {
+        self.video.is_some()
+    }
+
+    /// Sends one small VP8 key frame now (one RTP packet).
+    pub async fn send_one_video_frame(&self) -> Result<(), PeerError> {
+        let Some(video) = &self.video else {
             return Err(PeerError::Protocol(
                 "the peer was built without video".into(),
             ));
         };
-        let parameters = sender.get_parameters().await?;
-        let payload_type = parameters
-            .rtp_parameters
-            .codecs
-            .first()
-            .map(|codec| codec.payload_type)
-            .ok_or_else(|| PeerError::Protocol("no negotiated video codec".into()))?;
-        let frame = Duration::from_millis(33);
-        let frames = (duration.as_millis() / frame.as_millis()).max(1) as u64;
-        let mut ticker = tokio::time::interval(frame);
+        video.write(vp8_key_frame(), VIDEO_FRAME).await
+    }
+
+    /// Sends a small VP8 key frame every 33 ms for `duration`; returns frames sent.
+    pub async fn send_video(&self, duration: Duration) -> Result<u64, PeerError> {
+        let frames = (duration.as_millis() / VIDEO_FRAME.as_millis()).max(1) as u64;
+        let mut ticker = tokio::time::interval(VIDEO_FRAME);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         for _ in 0..frames {
             ticker.tick().await;
-            let sample = Sample {
-                data: vp8_key_frame(),
-                duration: frame,
-                ..Sample::new(Instant::now())
-            };
-            track
-                .write_sample(*ssrc, payload_type, &sample, &[])
-                .await?;
+            self.send_one_video_frame().await?;
         }
         Ok(frames)
+    }
+
+    /// RTP packets sent, audio and video.
+    pub fn packets_sent(&self) -> u64 {
+        self.audio.packets_sent.load(Ordering::Relaxed) + self.video_packets_sent()
+    }
+
+    /// RTP packets sent on the video track.
+    pub fn video_packets_sent(&self) -> u64 {
+        self.video
+            .as_ref()
+            .map_or(0, |video| video.packets_sent.load(Ordering::Relaxed))
     }
 
     /// RTP packets received on video tracks.
     pub fn video_packets_received(&self) -> u64 {
         self.shared.video_packets_received.load(Ordering::Relaxed)
-    }
-
-    pub fn packets_sent(&self) -> u64 {
-        self.packets_sent.load(Ordering::Relaxed)
     }
 
     /// RTP packets received on all remote tracks.
@@ -463,12 +527,55 @@ impl ClientPeer {
     /// Closes the connection and stops the track readers.
     pub async fn close(&self) {
         let _ = self.connection.close().await;
+        self.stop_readers();
+    }
+
+    fn stop_readers(&self) {
         if let Ok(mut readers) = self.shared.readers.lock() {
             for reader in readers.drain(..) {
                 reader.abort();
             }
         }
     }
+}
+
+impl Drop for ClientPeer {
+    /// No reader task outlives its peer, closed or not.
+    fn drop(&mut self) {
+        self.stop_readers();
+    }
+}
+
+/// One m-line of an SDP: its kind and its direction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaLine {
+    /// `audio`, `video` or `application`.
+    pub kind: String,
+    /// `sendrecv`, `sendonly`, `recvonly` or `inactive` (`sendrecv` when unsaid, as RFC 8866
+    /// has it).
+    pub direction: String,
+}
+
+/// The m-lines of an SDP in order: what an offer asks a MediaServer to carry.
+pub fn media_lines(sdp: &str) -> Vec<MediaLine> {
+    let mut lines: Vec<MediaLine> = Vec::new();
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(media) = line.strip_prefix("m=") {
+            lines.push(MediaLine {
+                kind: media.split(' ').next().unwrap_or_default().to_string(),
+                direction: "sendrecv".to_string(),
+            });
+        } else if let Some(direction) = line.strip_prefix("a=").filter(|attribute| {
+            matches!(
+                *attribute,
+                "sendrecv" | "sendonly" | "recvonly" | "inactive"
+            )
+        }) && let Some(current) = lines.last_mut()
+        {
+            current.direction = direction.to_string();
+        }
+    }
+    lines
 }
 
 /// A 16x16 VP8 key frame header (frame tag, start code, size) and a little filler: enough
@@ -496,5 +603,63 @@ fn opus_codec() -> rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
         channels: 2,
         sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
         rtcp_feedback: vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(sdp: &str) -> Vec<(String, String)> {
+        media_lines(sdp)
+            .into_iter()
+            .map(|line| (line.kind, line.direction))
+            .collect()
+    }
+
+    fn line(kind: &str, direction: &str) -> (String, String) {
+        (kind.to_string(), direction.to_string())
+    }
+
+    #[test]
+    fn media_lines_follow_the_sdp() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=recvonly\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n";
+        assert_eq!(
+            shape(sdp),
+            vec![line("audio", "recvonly"), line("video", "sendrecv")]
+        );
+        assert!(media_lines("v=0\r\n").is_empty());
+    }
+
+    /// What `docs/calls.md` asks a softphone to offer, from a real webrtc-rs peer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_softphone_offer_is_ready_for_a_conference_and_gathered() {
+        for video in [false, true] {
+            let mut peer = ClientPeer::new(PeerOptions::softphone(video))
+                .await
+                .expect("peer builds");
+            let offer = peer
+                .create_offer(Duration::from_secs(10))
+                .await
+                .expect("offer");
+            let mut expected = vec![line("audio", "sendrecv")];
+            if video {
+                expected.push(line("video", "sendrecv"));
+            }
+            expected.extend((0..EXTRA_RECV_AUDIO).map(|_| line("audio", "recvonly")));
+            assert_eq!(shape(&offer), expected, "{offer}");
+            assert!(offer.contains("opus/48000/2"), "{offer}");
+            assert!(offer.contains("a=candidate:"), "no trickle: {offer}");
+            assert!(!peer.is_connected() && !peer.was_connected() && !peer.is_finished());
+            assert_eq!((peer.packets_sent(), peer.packets_received()), (0, 0));
+            assert_eq!(peer.has_video(), video);
+            peer.close().await;
+        }
+        let mut plain = ClientPeer::new(PeerOptions::default()).await.unwrap();
+        let offer = plain.create_offer(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(shape(&offer), vec![line("audio", "sendrecv")]);
+        assert!(plain.send_one_video_frame().await.is_err());
+        plain.close().await;
     }
 }

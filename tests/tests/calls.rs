@@ -1,0 +1,1095 @@
+//! Softphone calls with real parts: Redis and PostgreSQL from the harness, two `ucserver`
+//! processes, two `mediaserver` processes, and webrtc-rs peers (`ucclient::peer`) whose RTP
+//! really crosses a MediaServer, encrypted, in both directions.
+
+use shared::api::{CallResult, CreateGroup, CreateUser, Direction, ErrorCode, JournalKind};
+use shared::call::{CallCommand, CallEvent, EXTRA_RECV_AUDIO, EndReason, ForwardMode, StopReason};
+use shared::presence::{Capability, TelephonyState};
+use shared::ws::{ClientCommand, ServerEvent};
+use shared::{CallId, DeviceId, GroupId, MediaServerId, ServerId, UserId};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+use switchboard_tests::mediaserver::{MEDIA_SECRET, MediaServer};
+use switchboard_tests::ucserver::{ADMIN_PASSWORD, UcServer};
+use switchboard_tests::{Postgres, Redis};
+use ucclient::peer::{ClientPeer, PeerOptions};
+use ucclient::{AdminClient, Client, Connection};
+
+const PASSWORD: &str = "password-1";
+const WAIT: Duration = Duration::from_secs(20);
+/// Short enough for a no-answer test, long enough for a debug build to answer in time.
+const RING_TIMEOUT_MS: &str = "6000";
+
+/// Redis, PostgreSQL, UCServers `s1` and `s2`, MediaServers `m1` and `m2`.
+struct Lab {
+    _redis: Redis,
+    s1: UcServer,
+    s2: UcServer,
+    m1: MediaServer,
+    m2: MediaServer,
+    admin: AdminClient,
+}
+
+impl Lab {
+    async fn start(name: &str) -> Lab {
+        let redis = Redis::start();
+        let database_url = Postgres::shared().create_database(name);
+        let extra = [
+            ("UC_MEDIA_SECRET", MEDIA_SECRET),
+            ("UC_RING_TIMEOUT_MS", RING_TIMEOUT_MS),
+            ("UC_HEARTBEAT_MS", "1000"),
+            ("UC_DEAD_AFTER_MS", "5000"),
+        ];
+        let s1 = UcServer::start("s1", &database_url, Some(&redis.url()), &extra);
+        let s2 = UcServer::start("s2", &database_url, Some(&redis.url()), &extra);
+        let m1 = MediaServer::start("m1", &redis.url());
+        let m2 = MediaServer::start("m2", &redis.url());
+        let admin = AdminClient::login(&s1.url(), &UserId::from("admin"), ADMIN_PASSWORD)
+            .await
+            .expect("admin login");
+        for media in [&m1, &m2] {
+            admin
+                .add_media(
+                    &MediaServerId::from(media.id.as_str()),
+                    &media.control_url(),
+                )
+                .await
+                .expect("media add");
+        }
+        let lab = Lab {
+            _redis: redis,
+            s1,
+            s2,
+            m1,
+            m2,
+            admin,
+        };
+        lab.wait_media_alive(&["m1", "m2"]).await;
+        lab
+    }
+
+    async fn wait_media_alive(&self, ids: &[&str]) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let media = self.admin.media().await.expect("media list");
+            let alive = ids
+                .iter()
+                .all(|id| media.iter().any(|m| m.id.as_str() == *id && m.alive));
+            if alive {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "MediaServers not alive: {media:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn user(&self, name: &str, home: &str) -> UserId {
+        let id = UserId::from(name);
+        self.admin
+            .create_user(CreateUser {
+                id: id.clone(),
+                password: PASSWORD.into(),
+                display_name: Some(format!("User {name}")),
+                home_server: Some(ServerId::from(home)),
+                admin: false,
+            })
+            .await
+            .expect("create user");
+        id
+    }
+
+    /// A device of `user` that takes calls (logs in at s1; the client follows to the home).
+    async fn phone(&self, user: &UserId, device: &str) -> Phone {
+        let client = Client::login(&self.s1.url(), user, PASSWORD, Some(DeviceId::from(device)))
+            .await
+            .expect("login");
+        let conn = client
+            .connect(None, &[Capability::Chat, Capability::Audio])
+            .await
+            .expect("websocket");
+        Phone {
+            user: user.clone(),
+            client,
+            conn,
+            queue: VecDeque::new(),
+        }
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "--- s1\n{}\n--- s2\n{}\n--- m1\n{}\n--- m2\n{}",
+            self.s1.log(),
+            self.s2.log(),
+            self.m1.log(),
+            self.m2.log()
+        )
+    }
+}
+
+/// One device: its socket, and the events read but not yet asked for.
+struct Phone {
+    user: UserId,
+    client: Client,
+    conn: Connection,
+    queue: VecDeque<ServerEvent>,
+}
+
+impl Phone {
+    /// Sends a command and waits for its `ack` (with the call id, if any) or `error`.
+    async fn command(&mut self, command: CallCommand) -> Result<Option<CallId>, ErrorCode> {
+        let reference = self
+            .conn
+            .send(ClientCommand::Call(command))
+            .await
+            .expect("send");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let event = self.read(deadline).await;
+            match event {
+                ServerEvent::Ack {
+                    reference: Some(r),
+                    call,
+                    ..
+                } if r == reference => return Ok(call),
+                ServerEvent::Error {
+                    reference: Some(r),
+                    error,
+                    ..
+                } if r == reference => return Err(error),
+                other => self.queue.push_back(other),
+            }
+        }
+    }
+
+    async fn read(&mut self, deadline: Instant) -> ServerEvent {
+        match tokio::time::timeout_at(deadline.into(), self.conn.next_event()).await {
+            Ok(Some(Ok(event))) => event,
+            Ok(other) => panic!("{}: socket ended: {other:?}", self.user),
+            Err(_) => panic!("{}: timed out; queued: {:?}", self.user, self.queue),
+        }
+    }
+
+    /// The first event (queued or new) that `wanted` accepts; the others stay queued.
+    async fn event(&mut self, what: &str, wanted: impl Fn(&ServerEvent) -> bool) -> ServerEvent {
+        if let Some(index) = self.queue.iter().position(&wanted) {
+            return self.queue.remove(index).unwrap();
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let event = tokio::time::timeout_at(deadline.into(), self.conn.next_event())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{}: no {what} within {WAIT:?}; queued: {:?}",
+                        self.user, self.queue
+                    )
+                });
+            let event = match event {
+                Some(Ok(event)) => event,
+                other => panic!("{}: socket ended waiting for {what}: {other:?}", self.user),
+            };
+            if wanted(&event) {
+                return event;
+            }
+            self.queue.push_back(event);
+        }
+    }
+
+    async fn call_event(&mut self, what: &str, wanted: impl Fn(&CallEvent) -> bool) -> CallEvent {
+        let event = self
+            .event(what, |e| matches!(e, ServerEvent::Call(c) if wanted(c)))
+            .await;
+        let ServerEvent::Call(event) = event else {
+            unreachable!()
+        };
+        event
+    }
+
+    async fn incoming(&mut self) -> CallEvent {
+        self.call_event("call_incoming", |e| {
+            matches!(e, CallEvent::CallIncoming { .. })
+        })
+        .await
+    }
+
+    async fn ended(&mut self, call: &CallId) -> (EndReason, CallResult) {
+        let event = self
+            .call_event(
+                "call_ended",
+                |e| matches!(e, CallEvent::CallEnded { call: c, .. } if c == call),
+            )
+            .await;
+        let CallEvent::CallEnded { reason, result, .. } = event else {
+            unreachable!()
+        };
+        (reason, result)
+    }
+
+    /// Waits for the MediaServer's answer to this device's leg and connects the peer.
+    async fn connect_media(&mut self, call: &CallId, peer: &mut ClientPeer) -> MediaServerId {
+        let event = self
+            .call_event(
+                "call_media_answer",
+                |e| matches!(e, CallEvent::CallMediaAnswer { call: c, .. } if c == call),
+            )
+            .await;
+        let CallEvent::CallMediaAnswer { sdp, media, .. } = event else {
+            unreachable!()
+        };
+        peer.apply_answer(sdp).await.expect("apply answer");
+        peer.wait_connected(WAIT).await.expect("ICE and DTLS up");
+        media
+    }
+
+    /// Waits until a presence event says `user` has telephony `state`.
+    async fn telephony_of(&mut self, user: &UserId, state: TelephonyState) {
+        self.event(&format!("{user} {state:?}"), |e| {
+            matches!(e, ServerEvent::Presence { presence } if &presence.user == user && presence.telephony == Some(state))
+        })
+        .await;
+    }
+}
+
+/// A softphone peer and its SDP offer (conference-ready: extra receive m-lines).
+async fn softphone() -> (ClientPeer, String) {
+    let mut peer = ClientPeer::new(PeerOptions {
+        extra_audio_receive_slots: EXTRA_RECV_AUDIO,
+        ..PeerOptions::default()
+    })
+    .await
+    .expect("peer");
+    let offer = peer
+        .create_offer(Duration::from_secs(10))
+        .await
+        .expect("offer");
+    (peer, offer)
+}
+
+fn place(to: &UserId, sdp: &str) -> CallCommand {
+    CallCommand::CallPlace {
+        to: to.clone(),
+        sdp: sdp.to_string(),
+        video: false,
+    }
+}
+
+/// Both peers send audio for a while; returns what each received.
+async fn talk(a: &ClientPeer, b: &ClientPeer, seconds: u64) -> (u64, u64) {
+    let duration = Duration::from_secs(seconds);
+    let (sent_a, sent_b) = tokio::join!(a.send_audio(duration), b.send_audio(duration));
+    assert!(sent_a.expect("a sends") > 0 && sent_b.expect("b sends") > 0);
+    // The last packets are still in flight for a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (a.packets_received(), b.packets_received())
+}
+
+async fn journal_of(phone: &Phone, call: &CallId) -> shared::api::JournalEntry {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let entries = phone.client.journal(Some(50)).await.expect("journal");
+        if let Some(entry) = entries
+            .into_iter()
+            .find(|e| e.kind == JournalKind::Call && e.summary.as_deref() == Some(call.as_str()))
+        {
+            return entry;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no journal entry of {call} for {}",
+            phone.user
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn softphone_leases(admin: &AdminClient) -> u32 {
+    admin
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|l| l.kind == "softphone")
+        .map_or(0, |l| l.in_use)
+}
+
+async fn wait_leases(admin: &AdminClient, expected: u32) {
+    let deadline = Instant::now() + WAIT;
+    while softphone_leases(admin).await != expected {
+        assert!(
+            Instant::now() < deadline,
+            "softphone leases stay at {}, expected {expected}",
+            softphone_leases(admin).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_across_servers_rings_every_device_and_carries_media_both_ways() {
+    let lab = Lab::start("calls_basic").await;
+    let alice = lab.user("alice", "s1").await;
+    let bob = lab.user("bob", "s2").await;
+    let carol = lab.user("carol", "s1").await;
+    let ghost = lab.user("ghost", "s2").await;
+
+    let mut alice_desk = lab.phone(&alice, "desk").await;
+    let mut bob_desk = lab.phone(&bob, "desk").await;
+    let mut bob_phone = lab.phone(&bob, "phone").await;
+    // Carol watches bob (a contact) and sees his telephony state.
+    let mut carol_desk = lab.phone(&carol, "desk").await;
+    carol_desk
+        .client
+        .put_contact(&bob, "team")
+        .await
+        .expect("contact");
+
+    // --- Answered on one of two devices, media both ways, hung up by the callee.
+    let (alice_peer, offer) = softphone().await;
+    let mut alice_peer = alice_peer;
+    let call = alice_desk
+        .command(place(&bob, &offer))
+        .await
+        .expect("call placed")
+        .expect("the ack names the call");
+    assert!(
+        call.as_str().starts_with("s1~"),
+        "owned by the caller's home: {call}"
+    );
+    let CallEvent::CallPlaced { media, .. } = alice_desk
+        .call_event("call_placed", |e| matches!(e, CallEvent::CallPlaced { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    for device in [&mut bob_desk, &mut bob_phone] {
+        let CallEvent::CallIncoming { call: c, from, .. } = device.incoming().await else {
+            unreachable!()
+        };
+        assert_eq!((&c, &from), (&call, &alice));
+    }
+    alice_desk
+        .call_event(
+            "call_ringing",
+            |e| matches!(e, CallEvent::CallRinging { user, .. } if *user == bob),
+        )
+        .await;
+    carol_desk.telephony_of(&bob, TelephonyState::Ringing).await;
+
+    let (mut bob_peer, bob_offer) = softphone().await;
+    let answered = bob_desk
+        .command(CallCommand::CallAnswer {
+            call: call.clone(),
+            sdp: bob_offer,
+        })
+        .await;
+    assert_eq!(answered, Ok(Some(call.clone())));
+    let CallEvent::CallRingingStopped { reason, .. } = bob_phone
+        .call_event("ringing stopped", |e| {
+            matches!(e, CallEvent::CallRingingStopped { .. })
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(reason, StopReason::AnsweredElsewhere);
+    // The phone cannot take it any more.
+    let (_late_peer, late_offer) = softphone().await;
+    assert_eq!(
+        bob_phone
+            .command(CallCommand::CallAnswer {
+                call: call.clone(),
+                sdp: late_offer,
+            })
+            .await,
+        Err(ErrorCode::Conflict)
+    );
+
+    let alice_media = alice_desk.connect_media(&call, &mut alice_peer).await;
+    let bob_media = bob_desk.connect_media(&call, &mut bob_peer).await;
+    assert_eq!((&alice_media, &bob_media), (&media, &media));
+    alice_desk
+        .call_event(
+            "connected",
+            |e| matches!(e, CallEvent::CallConnected { parties, .. } if parties.len() == 2),
+        )
+        .await;
+    carol_desk.telephony_of(&bob, TelephonyState::InCall).await;
+    assert_eq!(softphone_leases(&lab.admin).await, 2, "one lease per party");
+
+    let (alice_got, bob_got) = talk(&alice_peer, &bob_peer, 2).await;
+    assert!(
+        alice_got > 20 && bob_got > 20,
+        "RTP crossed {media} both ways: alice got {alice_got}, bob got {bob_got}\n{}",
+        lab.logs()
+    );
+
+    bob_desk
+        .command(CallCommand::CallHangup { call: call.clone() })
+        .await
+        .expect("hangup");
+    assert_eq!(
+        alice_desk.ended(&call).await,
+        (EndReason::HungUp, CallResult::Answered)
+    );
+    assert_eq!(bob_desk.ended(&call).await.1, CallResult::Answered);
+    carol_desk.telephony_of(&bob, TelephonyState::Idle).await;
+    wait_leases(&lab.admin, 0).await;
+
+    let alice_entry = journal_of(&alice_desk, &call).await;
+    assert_eq!(alice_entry.direction, Direction::Outgoing);
+    assert_eq!(alice_entry.party, "bob");
+    assert_eq!(alice_entry.result, Some(CallResult::Answered));
+    let answered_ms = alice_entry.answered_ms.expect("answered time");
+    let ended_ms = alice_entry.ended_ms.expect("end time");
+    assert!(alice_entry.started_ms <= answered_ms && answered_ms < ended_ms);
+    let bob_entry = journal_of(&bob_desk, &call).await;
+    assert_eq!(
+        (
+            bob_entry.direction,
+            bob_entry.party.as_str(),
+            bob_entry.result
+        ),
+        (Direction::Incoming, "alice", Some(CallResult::Answered))
+    );
+    alice_peer.close().await;
+    bob_peer.close().await;
+
+    // --- Rejected: every device stops ringing, the caller hears `rejected`.
+    let (_peer, offer) = softphone().await;
+    let call = alice_desk
+        .command(place(&bob, &offer))
+        .await
+        .unwrap()
+        .unwrap();
+    bob_desk.incoming().await;
+    bob_phone.incoming().await;
+    bob_phone
+        .command(CallCommand::CallReject { call: call.clone() })
+        .await
+        .expect("reject");
+    assert_eq!(
+        alice_desk.ended(&call).await,
+        (EndReason::Rejected, CallResult::Rejected)
+    );
+    let CallEvent::CallRingingStopped { reason, .. } = bob_desk
+        .call_event("ringing stopped", |e| {
+            matches!(e, CallEvent::CallRingingStopped { .. })
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(reason, StopReason::Rejected);
+    assert_eq!(
+        journal_of(&bob_desk, &call).await.result,
+        Some(CallResult::Rejected)
+    );
+
+    // --- Nobody answers: the call ends after the ring timeout, missed for bob.
+    let started = Instant::now();
+    let call = alice_desk
+        .command(place(&bob, &offer))
+        .await
+        .unwrap()
+        .unwrap();
+    bob_desk.incoming().await;
+    assert_eq!(alice_desk.ended(&call).await.0, EndReason::NoAnswer);
+    assert!(started.elapsed() >= Duration::from_millis(5_000));
+    let missed = journal_of(&bob_desk, &call).await;
+    assert_eq!(missed.result, Some(CallResult::Missed));
+    assert_eq!(missed.answered_ms, None);
+
+    // --- Offline callee, unknown callee, calling oneself, a non-SDP: clear answers.
+    let call = alice_desk
+        .command(place(&ghost, &offer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(alice_desk.ended(&call).await.0, EndReason::Offline);
+    assert_eq!(
+        alice_desk
+            .command(place(&UserId::from("nobody"), &offer))
+            .await,
+        Err(ErrorCode::NotFound)
+    );
+    assert_eq!(
+        alice_desk.command(place(&alice, &offer)).await,
+        Err(ErrorCode::BadRequest)
+    );
+    assert_eq!(
+        alice_desk.command(place(&bob, "hello")).await,
+        Err(ErrorCode::BadRequest)
+    );
+    // An SDP the MediaServer cannot negotiate: the call fails, nothing stays behind.
+    let call = alice_desk
+        .command(place(&bob, "v=0\r\nthis is not a session\r\n"))
+        .await
+        .unwrap()
+        .unwrap();
+    let (reason, result) = alice_desk.ended(&call).await;
+    assert_eq!(
+        (reason, result),
+        (EndReason::MediaFailed, CallResult::Failed)
+    );
+    // bob may have rung briefly: every device stops.
+    carol_desk.telephony_of(&bob, TelephonyState::Idle).await;
+    wait_leases(&lab.admin, 0).await;
+    // Commands about calls that do not exist.
+    assert_eq!(
+        alice_desk
+            .command(CallCommand::CallHangup {
+                call: CallId::from("s1~ffff")
+            })
+            .await,
+        Err(ErrorCode::NotFound)
+    );
+    assert_eq!(
+        alice_desk
+            .command(CallCommand::CallHangup {
+                call: CallId::from("garbage")
+            })
+            .await,
+        Err(ErrorCode::NotFound)
+    );
+
+    // --- The softphone pool: with one license, bob cannot answer; nothing leaks.
+    lab.admin
+        .set_license("softphone", 1)
+        .await
+        .expect("license");
+    let call = alice_desk
+        .command(place(&bob, &offer))
+        .await
+        .unwrap()
+        .unwrap();
+    bob_desk.incoming().await;
+    let (_bob_peer, bob_offer) = softphone().await;
+    assert_eq!(
+        bob_desk
+            .command(CallCommand::CallAnswer {
+                call: call.clone(),
+                sdp: bob_offer,
+            })
+            .await,
+        Err(ErrorCode::LicenseExhausted)
+    );
+    assert_eq!(softphone_leases(&lab.admin).await, 1);
+    alice_desk
+        .command(CallCommand::CallHangup { call: call.clone() })
+        .await
+        .expect("cancel");
+    assert_eq!(alice_desk.ended(&call).await.0, EndReason::Cancelled);
+    wait_leases(&lab.admin, 0).await;
+    lab.admin
+        .set_license("softphone", 0)
+        .await
+        .expect("license");
+    assert_eq!(
+        alice_desk.command(place(&bob, &offer)).await,
+        Err(ErrorCode::LicenseExhausted)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_spread_over_media_servers_and_survive_one_dying() {
+    let mut lab = Lab::start("calls_media").await;
+    let alice = lab.user("alice", "s1").await;
+    let bob = lab.user("bob", "s2").await;
+    let mut alice_desk = lab.phone(&alice, "desk").await;
+    let mut bob_desk = lab.phone(&bob, "desk").await;
+
+    // --- 20 calls placed one after another spread evenly over both MediaServers.
+    let (_peer, offer) = softphone().await;
+    let mut per_media: BTreeMap<MediaServerId, u32> = BTreeMap::new();
+    for _ in 0..20 {
+        let call = alice_desk
+            .command(place(&bob, &offer))
+            .await
+            .unwrap()
+            .unwrap();
+        let CallEvent::CallPlaced { media, .. } = alice_desk
+            .call_event(
+                "call_placed",
+                |e| matches!(e, CallEvent::CallPlaced { call: c, .. } if *c == call),
+            )
+            .await
+        else {
+            unreachable!()
+        };
+        *per_media.entry(media).or_default() += 1;
+        alice_desk
+            .command(CallCommand::CallHangup { call: call.clone() })
+            .await
+            .expect("cancel");
+        alice_desk.ended(&call).await;
+    }
+    assert_eq!(
+        per_media.len(),
+        2,
+        "both MediaServers got calls: {per_media:?}"
+    );
+    assert!(
+        per_media.values().all(|n| (8..=12).contains(n)),
+        "spread evenly: {per_media:?}"
+    );
+    bob_desk.queue.clear();
+
+    // --- A connected call; its MediaServer is killed: both parties are told, journal `failed`.
+    let (mut alice_peer, offer) = softphone().await;
+    let call = alice_desk
+        .command(place(&bob, &offer))
+        .await
+        .unwrap()
+        .unwrap();
+    let (mut bob_peer, bob_offer) = softphone().await;
+    bob_desk.incoming().await;
+    bob_desk
+        .command(CallCommand::CallAnswer {
+            call: call.clone(),
+            sdp: bob_offer,
+        })
+        .await
+        .expect("answer");
+    let media = alice_desk.connect_media(&call, &mut alice_peer).await;
+    bob_desk.connect_media(&call, &mut bob_peer).await;
+    let (got_a, got_b) = talk(&alice_peer, &bob_peer, 1).await;
+    assert!(got_a > 0 && got_b > 0, "media flows before the failure");
+
+    let killed_at = Instant::now();
+    let (victim, survivor) = if media.as_str() == "m1" {
+        (&mut lab.m1, "m2")
+    } else {
+        (&mut lab.m2, "m1")
+    };
+    victim.kill9();
+    assert_eq!(
+        alice_desk.ended(&call).await,
+        (EndReason::MediaFailed, CallResult::Failed)
+    );
+    assert_eq!(bob_desk.ended(&call).await.1, CallResult::Failed);
+    let noticed = killed_at.elapsed();
+    assert!(noticed < Duration::from_secs(15), "took {noticed:?}");
+    assert_eq!(
+        journal_of(&alice_desk, &call).await.result,
+        Some(CallResult::Failed)
+    );
+    assert_eq!(
+        journal_of(&bob_desk, &call).await.result,
+        Some(CallResult::Failed)
+    );
+    wait_leases(&lab.admin, 0).await;
+
+    // New calls go to the survivor at once.
+    for _ in 0..3 {
+        let call = alice_desk
+            .command(place(&bob, &offer))
+            .await
+            .unwrap()
+            .unwrap();
+        let CallEvent::CallPlaced { media, .. } = alice_desk
+            .call_event(
+                "call_placed",
+                |e| matches!(e, CallEvent::CallPlaced { call: c, .. } if *c == call),
+            )
+            .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(media.as_str(), survivor);
+        alice_desk
+            .command(CallCommand::CallHangup { call: call.clone() })
+            .await
+            .expect("cancel");
+        alice_desk.ended(&call).await;
+    }
+
+    // It comes back and gets new calls again.
+    let victim_id = if survivor == "m1" { "m2" } else { "m1" };
+    if survivor == "m1" {
+        lab.m2.restart();
+    } else {
+        lab.m1.restart();
+    }
+    lab.wait_media_alive(&["m1", "m2"]).await;
+    let mut back = false;
+    for _ in 0..4 {
+        let call = alice_desk
+            .command(place(&bob, &offer))
+            .await
+            .unwrap()
+            .unwrap();
+        let CallEvent::CallPlaced { media, .. } = alice_desk
+            .call_event(
+                "call_placed",
+                |e| matches!(e, CallEvent::CallPlaced { call: c, .. } if *c == call),
+            )
+            .await
+        else {
+            unreachable!()
+        };
+        back |= media.as_str() == victim_id;
+        alice_desk
+            .command(CallCommand::CallHangup { call: call.clone() })
+            .await
+            .expect("cancel");
+        alice_desk.ended(&call).await;
+    }
+    assert!(
+        back,
+        "the restarted MediaServer {victim_id} gets calls again"
+    );
+
+    // --- ICE/DTLS never comes up for bob's leg (his peer ignores the answer): after the
+    // MediaServer's connect timeout the leg fails and the call ends; nothing stays behind.
+    let (mut alice_peer, offer) = softphone().await;
+    let call = alice_desk
+        .command(place(&bob, &offer))
+        .await
+        .unwrap()
+        .unwrap();
+    bob_desk.incoming().await;
+    let (_silent_peer, silent_offer) = softphone().await;
+    bob_desk
+        .command(CallCommand::CallAnswer {
+            call: call.clone(),
+            sdp: silent_offer,
+        })
+        .await
+        .expect("answer");
+    alice_desk.connect_media(&call, &mut alice_peer).await;
+    let (reason, result) = bob_desk.ended(&call).await;
+    assert_eq!(
+        (reason, result),
+        (EndReason::MediaFailed, CallResult::Failed)
+    );
+    assert_eq!(alice_desk.ended(&call).await.0, EndReason::MediaFailed);
+    wait_leases(&lab.admin, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_pickup_and_a_three_party_conference_across_servers() {
+    let lab = Lab::start("calls_features").await;
+    let alice = lab.user("alice", "s1").await;
+    let bob = lab.user("bob", "s2").await;
+    let carol = lab.user("carol", "s1").await;
+    let dave = lab.user("dave", "s2").await;
+    let eve = lab.user("eve", "s1").await;
+    // Dave is bob's delegate; carol shares a group (a pickup group) with bob; eve has no right.
+    let bob_client = Client::login(&lab.s1.url(), &bob, PASSWORD, None)
+        .await
+        .expect("login");
+    bob_client.put_delegate(&dave).await.expect("delegate");
+    let sales = GroupId::from("sales");
+    lab.admin
+        .create_group(CreateGroup {
+            id: sales.clone(),
+            display_name: Some("Sales".into()),
+        })
+        .await
+        .expect("group");
+    for member in [&bob, &carol] {
+        lab.admin.add_member(&sales, member).await.expect("member");
+    }
+
+    let mut alice_desk = lab.phone(&alice, "desk").await;
+    let mut bob_desk = lab.phone(&bob, "desk").await;
+    let mut carol_desk = lab.phone(&carol, "desk").await;
+    let mut dave_desk = lab.phone(&dave, "desk").await;
+    let mut eve_desk = lab.phone(&eve, "desk").await;
+    let (_spare, offer) = softphone().await;
+
+    // --- Forwarding set by a delegate; someone else may not.
+    dave_desk
+        .command(CallCommand::ForwardSet {
+            mode: ForwardMode::Always,
+            to: carol.clone(),
+            user: Some(bob.clone()),
+        })
+        .await
+        .expect("a delegate sets bob's forwarding");
+    bob_desk
+        .call_event("forwarding_changed", |e| matches!(e, CallEvent::ForwardingChanged { rules, .. } if rules.always.as_ref() == Some(&carol)))
+        .await;
+    assert_eq!(
+        eve_desk
+            .command(CallCommand::ForwardSet {
+                mode: ForwardMode::Always,
+                to: eve.clone(),
+                user: Some(bob.clone()),
+            })
+            .await,
+        Err(ErrorCode::Forbidden)
+    );
+    let call = alice_desk
+        .command(place(&bob, &offer))
+        .await
+        .unwrap()
+        .unwrap();
+    let CallEvent::CallIncoming { forwarded_from, .. } = carol_desk.incoming().await else {
+        unreachable!()
+    };
+    assert_eq!(forwarded_from, Some(bob.clone()));
+    alice_desk
+        .call_event("redirected", |e| matches!(e, CallEvent::CallRedirected { to, mode: ForwardMode::Always, .. } if *to == carol))
+        .await;
+    let (mut carol_peer, carol_offer) = softphone().await;
+    carol_desk
+        .command(CallCommand::CallAnswer {
+            call: call.clone(),
+            sdp: carol_offer,
+        })
+        .await
+        .expect("carol answers the forwarded call");
+    carol_desk.connect_media(&call, &mut carol_peer).await;
+    alice_desk
+        .command(CallCommand::CallHangup { call: call.clone() })
+        .await
+        .expect("hangup");
+    carol_desk.ended(&call).await;
+    assert_eq!(
+        journal_of(&bob_desk, &call).await.result,
+        Some(CallResult::Forwarded)
+    );
+    bob_desk
+        .command(CallCommand::ForwardClear {
+            mode: None,
+            user: None,
+        })
+        .await
+        .expect("bob clears his forwarding");
+    let rules = bob_client.forwarding(&bob).await.expect("rules");
+    assert!(rules.is_empty(), "{rules:?}");
+
+    // --- Pickup: eve may not, dave (delegate, on the callee's server) may.
+    let call = alice_desk
+        .command(place(&bob, &offer))
+        .await
+        .unwrap()
+        .unwrap();
+    bob_desk.incoming().await;
+    assert_eq!(
+        eve_desk
+            .command(CallCommand::CallPickup {
+                user: bob.clone(),
+                call: None,
+                sdp: offer.clone(),
+            })
+            .await,
+        Err(ErrorCode::Forbidden)
+    );
+    let (mut dave_peer, dave_offer) = softphone().await;
+    let picked = dave_desk
+        .command(CallCommand::CallPickup {
+            user: bob.clone(),
+            call: None,
+            sdp: dave_offer,
+        })
+        .await
+        .expect("dave picks up");
+    assert_eq!(picked, Some(call.clone()));
+    let CallEvent::CallRingingStopped { reason, by, .. } = bob_desk
+        .call_event("ringing stopped", |e| {
+            matches!(e, CallEvent::CallRingingStopped { .. })
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!((reason, by), (StopReason::PickedUp, Some(dave.clone())));
+    dave_desk.connect_media(&call, &mut dave_peer).await;
+    alice_desk
+        .command(CallCommand::CallHangup { call: call.clone() })
+        .await
+        .expect("hangup");
+    dave_desk.ended(&call).await;
+    assert_eq!(
+        journal_of(&bob_desk, &call).await.result,
+        Some(CallResult::PickedUp)
+    );
+    assert_eq!(
+        journal_of(&dave_desk, &call).await.result,
+        Some(CallResult::Answered)
+    );
+    // Nothing rings at bob now.
+    assert_eq!(
+        carol_desk
+            .command(CallCommand::CallPickup {
+                user: bob.clone(),
+                call: None,
+                sdp: offer.clone(),
+            })
+            .await,
+        Err(ErrorCode::NotFound)
+    );
+
+    // --- A conference: alice calls bob, then rings carol in; everyone hears both others.
+    let (mut alice_peer, alice_offer) = softphone().await;
+    let call = alice_desk
+        .command(place(&bob, &alice_offer))
+        .await
+        .unwrap()
+        .unwrap();
+    bob_desk.incoming().await;
+    let (mut bob_peer, bob_offer) = softphone().await;
+    bob_desk
+        .command(CallCommand::CallAnswer {
+            call: call.clone(),
+            sdp: bob_offer,
+        })
+        .await
+        .expect("answer");
+    alice_desk.connect_media(&call, &mut alice_peer).await;
+    bob_desk.connect_media(&call, &mut bob_peer).await;
+    alice_desk
+        .command(CallCommand::CallInvite {
+            call: call.clone(),
+            user: carol.clone(),
+        })
+        .await
+        .expect("invite");
+    let CallEvent::CallIncoming {
+        conference,
+        parties,
+        ..
+    } = carol_desk.incoming().await
+    else {
+        unreachable!()
+    };
+    assert!(conference);
+    assert_eq!(parties.len(), 2);
+    let (mut carol_peer, carol_offer) = softphone().await;
+    carol_desk
+        .command(CallCommand::CallAnswer {
+            call: call.clone(),
+            sdp: carol_offer,
+        })
+        .await
+        .expect("carol joins");
+    carol_desk.connect_media(&call, &mut carol_peer).await;
+    alice_desk
+        .call_event(
+            "three connected",
+            |e| matches!(e, CallEvent::CallConnected { parties, .. } if parties.len() == 3),
+        )
+        .await;
+    let duration = Duration::from_secs(2);
+    let (a, b, c) = tokio::join!(
+        alice_peer.send_audio(duration),
+        bob_peer.send_audio(duration),
+        carol_peer.send_audio(duration)
+    );
+    assert!(a.is_ok() && b.is_ok() && c.is_ok());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (name, peer) in [
+        ("alice", &alice_peer),
+        ("bob", &bob_peer),
+        ("carol", &carol_peer),
+    ] {
+        let heard: Vec<u64> = peer
+            .packets_received_per_source()
+            .into_iter()
+            .filter(|n| *n > 10)
+            .collect();
+        assert_eq!(
+            heard.len(),
+            2,
+            "{name} hears both others: {heard:?}\n{}",
+            lab.logs()
+        );
+    }
+    // One leaves; the other two go on.
+    carol_desk
+        .command(CallCommand::CallHangup { call: call.clone() })
+        .await
+        .expect("carol leaves");
+    alice_desk
+        .call_event("party left", |e| matches!(e, CallEvent::CallPartyLeft { user, parties, .. } if *user == carol && parties.len() == 2))
+        .await;
+    bob_desk
+        .command(CallCommand::CallHangup { call: call.clone() })
+        .await
+        .expect("bob leaves");
+    assert_eq!(alice_desk.ended(&call).await.1, CallResult::Answered);
+    wait_leases(&lab.admin, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_carries_calls_on_its_embedded_media_server() {
+    let dir = switchboard_tests::process::fresh_dir("calls-solo");
+    let database_url = format!("sqlite:{}", dir.join("solo.db").display());
+    let solo = UcServer::start("solo", &database_url, None, &[]);
+    let admin = AdminClient::login(&solo.url(), &UserId::from("admin"), ADMIN_PASSWORD)
+        .await
+        .expect("admin login");
+    let media = admin.media().await.expect("media list");
+    assert_eq!(media.len(), 1, "{media:?}");
+    assert_eq!(media[0].id.as_str(), "solo-media");
+    assert!(media[0].alive);
+    for name in ["alice", "bob"] {
+        admin
+            .create_user(CreateUser {
+                id: UserId::from(name),
+                password: PASSWORD.into(),
+                display_name: None,
+                home_server: None,
+                admin: false,
+            })
+            .await
+            .expect("create user");
+    }
+    let phone = |user: &'static str| {
+        let url = solo.url();
+        async move {
+            let user = UserId::from(user);
+            let client = Client::login(&url, &user, PASSWORD, Some(DeviceId::from("desk")))
+                .await
+                .expect("login");
+            let conn = client
+                .connect(None, &[Capability::Chat, Capability::Audio])
+                .await
+                .expect("websocket");
+            Phone {
+                user,
+                client,
+                conn,
+                queue: VecDeque::new(),
+            }
+        }
+    };
+    let mut alice = phone("alice").await;
+    let mut bob = phone("bob").await;
+    let (mut alice_peer, offer) = softphone().await;
+    let call = alice
+        .command(place(&bob.user, &offer))
+        .await
+        .unwrap()
+        .unwrap();
+    bob.incoming().await;
+    let (mut bob_peer, bob_offer) = softphone().await;
+    bob.command(CallCommand::CallAnswer {
+        call: call.clone(),
+        sdp: bob_offer,
+    })
+    .await
+    .expect("answer");
+    let used = alice.connect_media(&call, &mut alice_peer).await;
+    assert_eq!(used.as_str(), "solo-media");
+    bob.connect_media(&call, &mut bob_peer).await;
+    let (a, b) = talk(&alice_peer, &bob_peer, 2).await;
+    assert!(
+        a > 20 && b > 20,
+        "alice got {a}, bob got {b}\n{}",
+        solo.log()
+    );
+    alice
+        .command(CallCommand::CallHangup { call: call.clone() })
+        .await
+        .expect("hangup");
+    assert_eq!(
+        bob.ended(&call).await,
+        (EndReason::HungUp, CallResult::Answered)
+    );
+}

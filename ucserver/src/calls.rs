@@ -1,0 +1,1134 @@
+//! The call shell: carries out what `core::call` decides, for the calls this server owns,
+//! and relays between devices and the calls' owners. See `docs/calls.md` for the protocol.
+//!
+//! - A call is owned by its caller's home server: one task per call ([`CallTask`]) drives the
+//!   `Call` state machine with its timer, talks to the call's MediaServer and sends events.
+//! - A device's command about a call goes to the call's owner (the owner is named in the call
+//!   id): handed to the task directly, or relayed over the bus with a reply token.
+//! - Telephony states go to each user's home server, the only writer of their presence; it
+//!   keeps each user's state per call, which is also how it finds a call to pick up and the
+//!   calls to leave when a device goes offline or a call's owner dies.
+//! - Softphone leases (`softphone`, one per user per call) are held by the owner and returned
+//!   when the user leaves the call, or by the cluster when the owner dies.
+
+use crate::core::call::{Call, CallConfig, CallInput, CallOutput, Callee, Endpoint, Reach};
+use crate::core::license::{LeaseOutcome, SOFTPHONE};
+use crate::error::{AppError, AppResult};
+use crate::media::MediaLink;
+use crate::server::Server;
+use shared::api::{ApiError, CallResult, ErrorCode, JournalEntry, JournalKind};
+use shared::bus::BusBody;
+use shared::call::{
+    CallBusBody, CallCommand, CallEvent, EndReason, ForwardMode, Refusal, ReplyTo, call_owner,
+    new_call_id,
+};
+use shared::media::MediaEvent;
+use shared::presence::{Availability, Capability, TelephonyState};
+use shared::ws::ServerEvent;
+use shared::{CallId, DeviceId, MediaServerId, ServerId, UserId, now_ms};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// How long a device waits for the owner of a call to take a relayed command.
+const RELAY_TIMEOUT: Duration = Duration::from_secs(8);
+/// Inputs queued for one call task.
+const CALL_QUEUE: usize = 256;
+
+/// The outcome of a call command: the call it concerned (place, pickup), or why not.
+pub type CommandResult = Result<Option<CallId>, ApiError>;
+
+/// Where a command's outcome goes (this server's own commands use a reply token too).
+enum Replier {
+    Remote(Option<ReplyTo>),
+}
+
+/// What a call task is fed.
+enum CallMsg {
+    Command {
+        by: Endpoint,
+        command: CallCommand,
+        reply: Replier,
+    },
+    DeviceGone(Endpoint),
+    LegAnswer {
+        party: Endpoint,
+        sdp: String,
+    },
+    LegFailed {
+        party: Endpoint,
+        reason: String,
+    },
+    MediaFailed(String),
+    Target(Callee),
+}
+
+/// A call this server owns.
+struct ActiveCall {
+    tx: mpsc::Sender<CallMsg>,
+    media: MediaServerId,
+    incarnation: String,
+    /// The MediaServer was found dead and the call told so (tell it once).
+    media_failed: bool,
+}
+
+/// The calls of this server and the commands waiting for another server's answer.
+pub struct Calls {
+    config: CallConfig,
+    active: Mutex<HashMap<CallId, ActiveCall>>,
+    replies: Mutex<HashMap<u64, oneshot::Sender<CommandResult>>>,
+    next_token: AtomicU64,
+}
+
+impl Calls {
+    pub fn new(ring_timeout_ms: u64) -> Self {
+        Self {
+            config: CallConfig {
+                ring_timeout_ms: ring_timeout_ms as i64,
+                ..CallConfig::default()
+            },
+            active: Mutex::new(HashMap::new()),
+            replies: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(1),
+        }
+    }
+
+    /// Calls this server owns now.
+    pub fn active_count(&self) -> usize {
+        self.active.lock().unwrap().len()
+    }
+
+    fn sender(&self, call: &CallId) -> Option<mpsc::Sender<CallMsg>> {
+        self.active.lock().unwrap().get(call).map(|c| c.tx.clone())
+    }
+
+    fn wait_token(&self) -> (u64, oneshot::Receiver<CommandResult>) {
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.replies.lock().unwrap().insert(token, tx);
+        (token, rx)
+    }
+
+    fn resolve(&self, token: u64, result: CommandResult) {
+        if let Some(tx) = self.replies.lock().unwrap().remove(&token) {
+            let _ = tx.send(result);
+        }
+    }
+}
+
+fn refusal(reason: Refusal) -> ApiError {
+    ApiError::new(reason.error_code(), reason.message())
+}
+
+fn gone() -> ApiError {
+    refusal(Refusal::CallEnded)
+}
+
+// ---------------------------------------------------------------------- device commands
+
+/// Runs a device's call command; the answer goes into its `ack` (or `error`).
+pub async fn run_command(
+    server: &std::sync::Arc<Server>,
+    by: Endpoint,
+    admin: bool,
+    command: CallCommand,
+) -> AppResult<Option<CallId>> {
+    if let Some(sdp) = command_sdp(&command) {
+        check_sdp(sdp)?;
+    }
+    match command {
+        CallCommand::CallPlace { to, sdp, video } => {
+            place(server, by, to, sdp, video).await.map(Some)
+        }
+        CallCommand::ForwardSet { mode, to, user } => {
+            let owner = user.unwrap_or_else(|| by.user.clone());
+            set_forwarding(server, &by.user, admin, &owner, mode, Some(to)).await?;
+            Ok(None)
+        }
+        CallCommand::ForwardClear { mode, user } => {
+            let owner = user.unwrap_or_else(|| by.user.clone());
+            let modes = match mode {
+                Some(mode) => vec![mode],
+                None => vec![
+                    ForwardMode::Always,
+                    ForwardMode::Busy,
+                    ForwardMode::NoAnswer,
+                ],
+            };
+            for mode in modes {
+                set_forwarding(server, &by.user, admin, &owner, mode, None).await?;
+            }
+            Ok(None)
+        }
+        CallCommand::CallPickup { user, call, sdp } => {
+            if user == by.user {
+                return Err(refusal(Refusal::OwnCall).into());
+            }
+            if !admin && !may_pick_up(server, &by.user, &user).await? {
+                return Err(AppError::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "you may not pick up calls of '{user}': you are neither their delegate nor in a group with them"
+                    ),
+                ));
+            }
+            let home = server.home_of(&user).await?;
+            let (token, rx) = server.calls.wait_token();
+            let body = CallBusBody::CallPickupRoute {
+                user,
+                call,
+                by: by.user,
+                device: by.device,
+                sdp,
+                reply: Some(ReplyTo {
+                    server: server.id.clone(),
+                    token,
+                }),
+            };
+            route(server, &home, body).await;
+            wait_reply(server, token, rx).await
+        }
+        CallCommand::CallAnswer { ref call, .. }
+        | CallCommand::CallReject { ref call }
+        | CallCommand::CallHangup { ref call }
+        | CallCommand::CallInvite { ref call, .. } => {
+            let call = call.clone();
+            let Some(owner) = call_owner(&call) else {
+                return Err(AppError::new(
+                    ErrorCode::NotFound,
+                    format!("no call '{call}'"),
+                ));
+            };
+            let (token, rx) = server.calls.wait_token();
+            let body = CallBusBody::CallRelay {
+                call,
+                user: by.user,
+                device: by.device,
+                command,
+                reply: Some(ReplyTo {
+                    server: server.id.clone(),
+                    token,
+                }),
+            };
+            route(server, &owner, body).await;
+            wait_reply(server, token, rx).await
+        }
+    }
+}
+
+fn command_sdp(command: &CallCommand) -> Option<&str> {
+    match command {
+        CallCommand::CallPlace { sdp, .. }
+        | CallCommand::CallAnswer { sdp, .. }
+        | CallCommand::CallPickup { sdp, .. } => Some(sdp),
+        _ => None,
+    }
+}
+
+/// An SDP offer must look like one and fit the limit; the MediaServer judges the rest.
+fn check_sdp(sdp: &str) -> AppResult<()> {
+    if sdp.len() > shared::limits::MAX_SDP_BYTES {
+        return Err(AppError::bad_request(format!(
+            "the SDP offer exceeds {} bytes",
+            shared::limits::MAX_SDP_BYTES
+        )));
+    }
+    if !sdp.starts_with("v=0") {
+        return Err(AppError::bad_request(
+            "the SDP offer is not an SDP (it must start with v=0)",
+        ));
+    }
+    Ok(())
+}
+
+async fn wait_reply(
+    server: &Server,
+    token: u64,
+    rx: oneshot::Receiver<CommandResult>,
+) -> AppResult<Option<CallId>> {
+    match tokio::time::timeout(RELAY_TIMEOUT, rx).await {
+        Ok(Ok(result)) => result.map_err(AppError),
+        Ok(Err(_)) | Err(_) => {
+            server.calls.replies.lock().unwrap().remove(&token);
+            Err(AppError::new(
+                ErrorCode::ServerUnavailable,
+                "the server that holds the call did not answer; try again",
+            ))
+        }
+    }
+}
+
+/// A colleague may pick up `user`'s calls as their delegate or as a member of a group with
+/// them (groups are pickup groups).
+async fn may_pick_up(server: &Server, picker: &UserId, user: &UserId) -> AppResult<bool> {
+    if server.sql(server.store.is_delegate(user, picker)).await? {
+        return Ok(true);
+    }
+    Ok(server
+        .sql(server.store.group_mates(picker))
+        .await?
+        .contains(user))
+}
+
+async fn set_forwarding(
+    server: &Server,
+    actor: &UserId,
+    admin: bool,
+    owner: &UserId,
+    mode: ForwardMode,
+    target: Option<UserId>,
+) -> AppResult<()> {
+    if actor != owner && !admin && !server.sql(server.store.is_delegate(owner, actor)).await? {
+        return Err(AppError::new(
+            ErrorCode::Forbidden,
+            format!("you may not change the forwarding of '{owner}'"),
+        ));
+    }
+    if target.as_ref() == Some(owner) {
+        return Err(AppError::bad_request(
+            "a user's calls cannot be forwarded to that same user",
+        ));
+    }
+    let rules = server
+        .sql(server.store.set_forwarding(owner, mode, target.as_ref()))
+        .await?;
+    tracing::info!(user = %owner, by = %actor, mode = mode.as_str(), target = ?target, "forwarding changed");
+    server
+        .broadcast(BusBody::Call(CallBusBody::ForwardingChanged {
+            user: owner.clone(),
+            rules,
+        }))
+        .await;
+    Ok(())
+}
+
+/// Places a call from `by` to `to`; the call task takes over from here.
+async fn place(
+    server: &std::sync::Arc<Server>,
+    by: Endpoint,
+    to: UserId,
+    sdp: String,
+    video: bool,
+) -> AppResult<CallId> {
+    if to == by.user {
+        return Err(AppError::bad_request("you cannot call yourself"));
+    }
+    if server.sql(server.store.get_user(&to)).await?.is_none() {
+        return Err(AppError::new(
+            ErrorCode::NotFound,
+            format!("no user '{to}'"),
+        ));
+    }
+    let chosen = server.media.choose(server).await?;
+    let id = new_call_id(&server.id, &crate::auth::random_hex(12));
+    server
+        .acquire_license(SOFTPHONE, &lease_key(&id, &by.user))
+        .await?;
+    let callee = match lookup_callee(server, &to).await {
+        Ok(callee) => callee,
+        Err(error) => {
+            release_lease(server, &id, &by.user).await;
+            return Err(error);
+        }
+    };
+    server.metrics.calls_placed.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(call = %id, from = %by, %to, media = %chosen.id, "call placed");
+    let call = Call::new(
+        server.calls.config,
+        id.clone(),
+        by.clone(),
+        sdp,
+        callee,
+        now_ms(),
+    );
+    let (tx, rx) = mpsc::channel(CALL_QUEUE);
+    server.metrics.calls_active.fetch_add(1, Ordering::Relaxed);
+    server.calls.active.lock().unwrap().insert(
+        id.clone(),
+        ActiveCall {
+            tx: tx.clone(),
+            media: chosen.id.clone(),
+            incarnation: chosen.incarnation,
+            media_failed: false,
+        },
+    );
+    send_event(
+        server,
+        &by.user,
+        vec![by.device.clone()],
+        CallEvent::CallPlaced {
+            call: id.clone(),
+            to,
+            media: chosen.id.clone(),
+        },
+    )
+    .await;
+    let task = CallTask {
+        server: server.clone(),
+        id: id.clone(),
+        media: chosen.id,
+        link: chosen.link,
+        video,
+        tx,
+        leases: BTreeSet::from([by.user]),
+    };
+    tokio::spawn(task.run(call, rx));
+    Ok(id)
+}
+
+fn lease_key(call: &CallId, user: &UserId) -> String {
+    format!("{call}/{user}")
+}
+
+async fn release_lease(server: &Server, call: &CallId, user: &UserId) {
+    server
+        .bus(
+            "release softphone lease",
+            server
+                .cluster
+                .lease_release(SOFTPHONE, &lease_key(call, user)),
+        )
+        .await;
+}
+
+/// What a call needs to know of a user it is offered to.
+async fn lookup_callee(server: &Server, user: &UserId) -> AppResult<Callee> {
+    if server.sql(server.store.get_user(user)).await?.is_none() {
+        return Ok(Callee {
+            user: user.clone(),
+            reach: Reach::Unknown,
+            forwarding: Default::default(),
+        });
+    }
+    let forwarding = server.sql(server.store.forwarding(user)).await?;
+    let snapshot = server.snapshot_of(user).await;
+    let takes_calls: BTreeSet<DeviceId> = snapshot
+        .devices
+        .iter()
+        .filter(|d| {
+            d.capabilities
+                .iter()
+                .any(|c| matches!(c, Capability::Audio | Capability::Softphone))
+        })
+        .map(|d| d.device.clone())
+        .collect();
+    let reach = if snapshot.availability == Availability::Offline || takes_calls.is_empty() {
+        Reach::Offline
+    } else if snapshot.telephony == TelephonyState::InCall {
+        Reach::Busy
+    } else {
+        Reach::Online(takes_calls)
+    };
+    Ok(Callee {
+        user: user.clone(),
+        reach,
+        forwarding,
+    })
+}
+
+// ---------------------------------------------------------------------- routing
+
+/// Hands a call body to the server it is for: this one directly, any other over the bus.
+async fn route(server: &std::sync::Arc<Server>, to: &ServerId, body: CallBusBody) {
+    if *to == server.id {
+        Box::pin(handle_bus(server, body)).await;
+    } else {
+        server.publish(to, BusBody::Call(body)).await;
+    }
+}
+
+/// Sends a call event to some devices of a user (all of them when `devices` is empty),
+/// through the user's home server.
+async fn send_event(
+    server: &std::sync::Arc<Server>,
+    user: &UserId,
+    devices: Vec<DeviceId>,
+    event: CallEvent,
+) {
+    match server.home_of(user).await {
+        Ok(home) if home == server.id => {
+            server.deliver_to_devices(user, &devices, &ServerEvent::Call(event));
+        }
+        Ok(home) => {
+            server
+                .publish(
+                    &home,
+                    BusBody::Call(CallBusBody::CallDeliver {
+                        user: user.clone(),
+                        devices,
+                        event,
+                    }),
+                )
+                .await;
+        }
+        Err(error) => {
+            tracing::warn!(%user, %error, "call event not delivered: the user's home is unknown")
+        }
+    }
+}
+
+/// A call message from another server (or from this one, for its own users).
+pub async fn handle_bus(server: &std::sync::Arc<Server>, body: CallBusBody) {
+    match body {
+        CallBusBody::CallDeliver {
+            user,
+            devices,
+            event,
+        } => {
+            server.deliver_to_devices(&user, &devices, &ServerEvent::Call(event));
+        }
+        CallBusBody::CallRelay {
+            call,
+            user,
+            device,
+            command,
+            reply,
+        } => {
+            let by = Endpoint::new(user, device);
+            let reply = Replier::Remote(reply);
+            match server.calls.sender(&call) {
+                Some(tx) => {
+                    let message = CallMsg::Command { by, command, reply };
+                    if let Err(mpsc::error::SendError(CallMsg::Command { reply, .. })) =
+                        tx.send(message).await
+                    {
+                        reply.send(server, Err(gone())).await;
+                    }
+                }
+                None => reply.send(server, Err(gone())).await,
+            }
+        }
+        CallBusBody::CallReply { token, call, error } => {
+            server.calls.resolve(token, error.map_or(Ok(call), Err));
+        }
+        CallBusBody::CallTelephony { call, user, state } => {
+            server.set_call_telephony(&user, &call, state).await;
+        }
+        CallBusBody::CallDeviceGone { call, user, device } => {
+            if let Some(tx) = server.calls.sender(&call) {
+                let _ = tx
+                    .send(CallMsg::DeviceGone(Endpoint::new(user, device)))
+                    .await;
+            }
+        }
+        CallBusBody::CallPickupRoute {
+            user,
+            call,
+            by,
+            device,
+            sdp,
+            reply,
+        } => {
+            let ringing = server.ringing_calls(&user);
+            let chosen = match &call {
+                Some(call) => ringing.into_iter().find(|c| c == call),
+                None => ringing.into_iter().next(),
+            };
+            let Some(chosen) = chosen else {
+                let error = ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("no call is ringing at '{user}'"),
+                );
+                Replier::Remote(reply).send(server, Err(error)).await;
+                return;
+            };
+            let Some(owner) = call_owner(&chosen) else {
+                return;
+            };
+            let relay = CallBusBody::CallRelay {
+                call: chosen.clone(),
+                user: by,
+                device,
+                command: CallCommand::CallPickup {
+                    user,
+                    call: Some(chosen),
+                    sdp,
+                },
+                reply,
+            };
+            route(server, &owner, relay).await;
+        }
+        CallBusBody::ForwardingChanged { user, rules } => {
+            let event = ServerEvent::Call(CallEvent::ForwardingChanged {
+                user: user.clone(),
+                rules,
+            });
+            server.deliver_to_devices(&user, &[], &event);
+        }
+    }
+}
+
+impl Replier {
+    async fn send(self, server: &std::sync::Arc<Server>, result: CommandResult) {
+        match self {
+            Self::Remote(None) => {}
+            Self::Remote(Some(to)) => {
+                let (call, error) = match result {
+                    Ok(call) => (call, None),
+                    Err(error) => (None, Some(error)),
+                };
+                if to.server == server.id {
+                    server.calls.resolve(to.token, error.map_or(Ok(call), Err));
+                } else {
+                    server
+                        .publish(
+                            &to.server,
+                            BusBody::Call(CallBusBody::CallReply {
+                                token: to.token,
+                                call,
+                                error,
+                            }),
+                        )
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------- failures
+
+/// A device of a local user went offline: it leaves (or stops ringing for) its calls.
+pub async fn device_gone(server: &std::sync::Arc<Server>, user: &UserId, device: &DeviceId) {
+    for call in server.calls_of(user) {
+        if let Some(owner) = call_owner(&call) {
+            let body = CallBusBody::CallDeviceGone {
+                call,
+                user: user.clone(),
+                device: device.clone(),
+            };
+            route(server, &owner, body).await;
+        }
+    }
+}
+
+/// A server died: the calls it owned are over for our users (their owner cannot end them).
+pub async fn owner_gone(server: &Server, dead: &ServerId) {
+    for (user, call) in server.calls_owned_by(dead) {
+        tracing::warn!(%user, %call, owner = %dead, "the call's server died; ending it here");
+        server.deliver_to_devices(
+            &user,
+            &[],
+            &ServerEvent::Call(CallEvent::CallEnded {
+                call: call.clone(),
+                reason: EndReason::SetupFailed,
+                result: CallResult::Failed,
+            }),
+        );
+        server
+            .set_call_telephony(&user, &call, TelephonyState::Idle)
+            .await;
+    }
+}
+
+/// A MediaServer reported something about a leg.
+pub async fn media_event(server: &Server, event: MediaEvent) {
+    let MediaEvent::Failed {
+        call, leg, reason, ..
+    } = event
+    else {
+        return;
+    };
+    let Some(tx) = server.calls.sender(&call) else {
+        return;
+    };
+    let Some((user, device)) = leg.split_once('/') else {
+        return;
+    };
+    let party = Endpoint::new(UserId::from(user), DeviceId::from(device));
+    let _ = tx.send(CallMsg::LegFailed { party, reason }).await;
+}
+
+/// On a graceful shutdown: every call this server owns ends now, told to its parties and
+/// journalled as failed, instead of vanishing with the process. Waits up to `limit`.
+pub async fn end_all(server: &Server, limit: Duration) {
+    let calls: Vec<mpsc::Sender<CallMsg>> = server
+        .calls
+        .active
+        .lock()
+        .unwrap()
+        .values()
+        .map(|c| c.tx.clone())
+        .collect();
+    for tx in calls {
+        let _ = tx
+            .send(CallMsg::MediaFailed("the server is shutting down".into()))
+            .await;
+    }
+    let deadline = tokio::time::Instant::now() + limit;
+    while server.calls.active_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Ends the calls whose MediaServer stopped beating or restarted (a new incarnation).
+pub async fn check_media(server: &Server) {
+    if server.calls.active_count() == 0 {
+        return;
+    }
+    let embedded = server.media.embedded().map(|h| h.id().clone());
+    let statuses = server.media.statuses(server).await;
+    let now = now_ms();
+    let fresh_ms = server.media.fresh_ms();
+    let mut failing = Vec::new();
+    {
+        let mut active = server.calls.active.lock().unwrap();
+        for (id, call) in active.iter_mut() {
+            if call.media_failed || Some(&call.media) == embedded.as_ref() {
+                continue;
+            }
+            let status = statuses.iter().find(|(s, _)| s.id == call.media);
+            let reason = match status {
+                None => Some(format!("MediaServer {} is gone", call.media)),
+                Some((_, seen)) if now - seen > fresh_ms => Some(format!(
+                    "MediaServer {} stopped answering {} ms ago",
+                    call.media,
+                    now - seen
+                )),
+                Some((s, _))
+                    if !call.incarnation.is_empty() && s.incarnation != call.incarnation =>
+                {
+                    Some(format!(
+                        "MediaServer {} restarted and lost its calls",
+                        call.media
+                    ))
+                }
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                call.media_failed = true;
+                failing.push((id.clone(), call.tx.clone(), reason));
+            }
+        }
+    }
+    for (id, tx, reason) in failing {
+        tracing::warn!(call = %id, %reason, "ending a call: its MediaServer failed");
+        let _ = tx.send(CallMsg::MediaFailed(reason)).await;
+    }
+}
+
+// ---------------------------------------------------------------------- the call task
+
+/// One call this server owns, driven to its end.
+struct CallTask {
+    server: std::sync::Arc<Server>,
+    id: CallId,
+    media: MediaServerId,
+    link: MediaLink,
+    video: bool,
+    /// The task's own input, for the results of work it spawns (media, lookups).
+    tx: mpsc::Sender<CallMsg>,
+    /// Users holding a softphone lease for this call.
+    leases: BTreeSet<UserId>,
+}
+
+impl CallTask {
+    async fn run(mut self, mut call: Call, mut rx: mpsc::Receiver<CallMsg>) {
+        self.drain(&mut call, None).await;
+        while !call.is_ended() {
+            let wait = call
+                .poll_timeout()
+                .map(|at| Duration::from_millis((at - now_ms()).max(0) as u64));
+            tokio::select! {
+                message = rx.recv() => match message {
+                    Some(message) => self.handle(&mut call, message).await,
+                    None => break,
+                },
+                _ = async {
+                    match wait {
+                        Some(wait) => tokio::time::sleep(wait).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    call.handle_timeout(now_ms());
+                    self.drain(&mut call, None).await;
+                }
+            }
+        }
+        self.server.calls.active.lock().unwrap().remove(&self.id);
+        self.server
+            .metrics
+            .calls_active
+            .fetch_sub(1, Ordering::Relaxed);
+        // Commands that raced with the end get their answer.
+        rx.close();
+        while let Ok(message) = rx.try_recv() {
+            if let CallMsg::Command { reply, .. } = message {
+                reply.send(&self.server, Err(gone())).await;
+            }
+        }
+        for user in std::mem::take(&mut self.leases) {
+            release_lease(&self.server, &self.id, &user).await;
+        }
+        tracing::info!(call = %self.id, "call over");
+    }
+
+    async fn handle(&mut self, call: &mut Call, message: CallMsg) {
+        let now = now_ms();
+        match message {
+            CallMsg::Command { by, command, reply } => {
+                let result = self.command(call, by, command).await;
+                reply.send(&self.server, result).await;
+            }
+            CallMsg::DeviceGone(by) => {
+                call.handle_input(now, CallInput::DeviceGone { by });
+                self.drain(call, None).await;
+            }
+            CallMsg::LegAnswer { party, sdp } => {
+                if call.parties().contains(&party) {
+                    let event = CallEvent::CallMediaAnswer {
+                        call: self.id.clone(),
+                        media: self.media.clone(),
+                        sdp,
+                    };
+                    send_event(&self.server, &party.user, vec![party.device], event).await;
+                }
+            }
+            CallMsg::LegFailed { party, reason } => {
+                tracing::warn!(call = %self.id, %party, %reason, "a leg failed");
+                call.handle_input(now, CallInput::LegFailed { party, reason });
+                self.drain(call, None).await;
+            }
+            CallMsg::MediaFailed(reason) => {
+                call.handle_input(now, CallInput::MediaFailed { reason });
+                self.drain(call, None).await;
+            }
+            CallMsg::Target(callee) => {
+                call.handle_input(now, CallInput::Target(callee));
+                self.drain(call, None).await;
+            }
+        }
+    }
+
+    /// A device's command; `Ok` once the call took it.
+    async fn command(
+        &mut self,
+        call: &mut Call,
+        by: Endpoint,
+        command: CallCommand,
+    ) -> CommandResult {
+        let mut new_lease = false;
+        let input = match command {
+            CallCommand::CallAnswer { sdp, .. } => {
+                new_lease = self.take_lease(&by.user).await?;
+                CallInput::Answer {
+                    by: by.clone(),
+                    offer: sdp,
+                }
+            }
+            CallCommand::CallPickup { sdp, .. } => {
+                new_lease = self.take_lease(&by.user).await?;
+                CallInput::PickUp {
+                    by: by.clone(),
+                    offer: sdp,
+                }
+            }
+            CallCommand::CallReject { .. } => CallInput::Reject { by: by.clone() },
+            CallCommand::CallHangup { .. } => CallInput::Hangup { by: by.clone() },
+            CallCommand::CallInvite { user, .. } => {
+                let invitee = lookup_callee(&self.server, &user).await.map_err(|e| e.0)?;
+                CallInput::Invite {
+                    by: by.clone(),
+                    invitee,
+                }
+            }
+            CallCommand::CallPlace { .. }
+            | CallCommand::ForwardSet { .. }
+            | CallCommand::ForwardClear { .. } => {
+                return Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    "not a command about an existing call",
+                ));
+            }
+        };
+        call.handle_input(now_ms(), input);
+        match self.drain(call, Some(&by)).await {
+            Some(reason) => {
+                if new_lease {
+                    self.leases.remove(&by.user);
+                    release_lease(&self.server, &self.id, &by.user).await;
+                }
+                Err(refusal(reason))
+            }
+            None => Ok(Some(self.id.clone())),
+        }
+    }
+
+    /// Takes a softphone lease for a user joining; true when it is new.
+    async fn take_lease(&mut self, user: &UserId) -> Result<bool, ApiError> {
+        if self.leases.contains(user) {
+            return Ok(false);
+        }
+        let capacity = self
+            .server
+            .license_capacity(SOFTPHONE)
+            .await
+            .map_err(|e| e.0)?;
+        let outcome = self
+            .server
+            .cluster
+            .lease_acquire(
+                SOFTPHONE,
+                &lease_key(&self.id, user),
+                &self.server.id,
+                capacity,
+            )
+            .await
+            .map_err(|e| AppError::from(e).0)?;
+        match outcome {
+            LeaseOutcome::Granted | LeaseOutcome::AlreadyHeld => {
+                self.leases.insert(user.clone());
+                Ok(true)
+            }
+            LeaseOutcome::Exhausted { capacity } => Err(ApiError::new(
+                ErrorCode::LicenseExhausted,
+                format!(
+                    "all {capacity} softphone licenses are in use; ask an administrator for more"
+                ),
+            )),
+        }
+    }
+
+    async fn drop_lease(&mut self, user: &UserId) {
+        if self.leases.remove(user) {
+            release_lease(&self.server, &self.id, user).await;
+        }
+    }
+
+    /// Carries out the call's outputs; returns the refusal of `current`'s command, if any.
+    async fn drain(&mut self, call: &mut Call, current: Option<&Endpoint>) -> Option<Refusal> {
+        let mut refused = None;
+        while let Some(output) = call.poll_output() {
+            match output {
+                CallOutput::Ring {
+                    user,
+                    devices,
+                    from,
+                    forwarded_from,
+                    parties,
+                } => {
+                    let incoming = CallEvent::CallIncoming {
+                        call: self.id.clone(),
+                        from: from.user.clone(),
+                        forwarded_from,
+                        conference: !parties.is_empty(),
+                        parties,
+                        video: self.video,
+                    };
+                    send_event(&self.server, &user, devices, incoming).await;
+                    let ringing = CallEvent::CallRinging {
+                        call: self.id.clone(),
+                        user,
+                    };
+                    send_event(&self.server, &from.user, vec![from.device], ringing).await;
+                }
+                CallOutput::StopRinging {
+                    user,
+                    devices,
+                    reason,
+                    by,
+                } => {
+                    let event = CallEvent::CallRingingStopped {
+                        call: self.id.clone(),
+                        reason,
+                        by,
+                    };
+                    send_event(&self.server, &user, devices, event).await;
+                }
+                CallOutput::Redirect { from, to, mode } => {
+                    let caller = call.caller().clone();
+                    let event = CallEvent::CallRedirected {
+                        call: self.id.clone(),
+                        from,
+                        to: to.clone(),
+                        mode,
+                    };
+                    send_event(&self.server, &caller.user, vec![caller.device], event).await;
+                    let server = self.server.clone();
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        // A failed lookup is left to the call's lookup timeout (setup_failed).
+                        match lookup_callee(&server, &to).await {
+                            Ok(callee) => {
+                                let _ = tx.send(CallMsg::Target(callee)).await;
+                            }
+                            Err(error) => {
+                                tracing::warn!(%to, %error, "forwarding target lookup failed")
+                            }
+                        }
+                    });
+                }
+                CallOutput::AddLeg { party, offer } => {
+                    let link = self.link.clone();
+                    let call_id = self.id.clone();
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        let message = match link.add_leg(&call_id, &party.leg(), offer).await {
+                            Ok(sdp) => CallMsg::LegAnswer { party, sdp },
+                            Err(reason) => CallMsg::LegFailed { party, reason },
+                        };
+                        let _ = tx.send(message).await;
+                    });
+                }
+                CallOutput::RemoveLeg { party } => {
+                    let link = self.link.clone();
+                    let call_id = self.id.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = link.remove_leg(&call_id, &party.leg()).await {
+                            tracing::debug!(call = %call_id, %party, %error, "leg removal failed");
+                        }
+                    });
+                }
+                CallOutput::Connected { joined, parties } => {
+                    tracing::info!(call = %self.id, %joined, "party connected");
+                    let users: Vec<UserId> = parties.iter().map(|p| p.user.clone()).collect();
+                    for party in parties {
+                        let event = CallEvent::CallConnected {
+                            call: self.id.clone(),
+                            parties: users.clone(),
+                        };
+                        send_event(&self.server, &party.user, vec![party.device], event).await;
+                    }
+                }
+                CallOutput::PartyLeft { left, parties } => {
+                    let reason = if left.result == CallResult::Failed {
+                        EndReason::MediaFailed
+                    } else {
+                        EndReason::HungUp
+                    };
+                    let ended = CallEvent::CallEnded {
+                        call: self.id.clone(),
+                        reason,
+                        result: left.result,
+                    };
+                    let who = left.endpoint;
+                    send_event(&self.server, &who.user, vec![who.device.clone()], ended).await;
+                    let users: Vec<UserId> = parties.iter().map(|p| p.user.clone()).collect();
+                    for party in &parties {
+                        let event = CallEvent::CallPartyLeft {
+                            call: self.id.clone(),
+                            user: who.user.clone(),
+                            parties: users.clone(),
+                        };
+                        send_event(&self.server, &party.user, vec![party.device.clone()], event)
+                            .await;
+                    }
+                    if !users.contains(&who.user) {
+                        self.drop_lease(&who.user).await;
+                    }
+                }
+                CallOutput::InviteFailed {
+                    inviter,
+                    invitee,
+                    reason,
+                } => {
+                    let event = CallEvent::CallInviteFailed {
+                        call: self.id.clone(),
+                        user: invitee,
+                        reason,
+                    };
+                    send_event(&self.server, &inviter.user, vec![inviter.device], event).await;
+                }
+                CallOutput::Refused { to, reason } => {
+                    if current == Some(&to) && refused.is_none() {
+                        refused = Some(reason);
+                    } else {
+                        let error = refusal(reason);
+                        self.server.deliver_to_devices(
+                            &to.user,
+                            std::slice::from_ref(&to.device),
+                            &ServerEvent::Error {
+                                reference: None,
+                                error: error.error,
+                                message: error.message,
+                            },
+                        );
+                    }
+                }
+                CallOutput::Telephony { user, state } => {
+                    self.telephony(&user, state).await;
+                }
+                CallOutput::Journal(record) => {
+                    let entry = JournalEntry {
+                        id: uuid::Uuid::now_v7().to_string(),
+                        user: record.user,
+                        kind: JournalKind::Call,
+                        direction: record.direction,
+                        party: record.party.to_string(),
+                        conversation: None,
+                        started_ms: record.started_ms,
+                        answered_ms: record.answered_ms,
+                        ended_ms: Some(record.ended_ms),
+                        result: Some(record.result),
+                        messages: 0,
+                        summary: Some(self.id.to_string()),
+                    };
+                    if let Err(error) = self.server.sql(self.server.store.add_journal(&entry)).await
+                    {
+                        tracing::error!(call = %self.id, user = %entry.user, %error, "journal entry lost");
+                    }
+                }
+                CallOutput::Ended { reason, parties } => {
+                    tracing::info!(call = %self.id, reason = reason.as_str(), "call ended");
+                    for party in parties {
+                        let event = CallEvent::CallEnded {
+                            call: self.id.clone(),
+                            reason,
+                            result: party.result,
+                        };
+                        let who = party.endpoint;
+                        send_event(&self.server, &who.user, vec![who.device], event).await;
+                    }
+                    let link = self.link.clone();
+                    let call_id = self.id.clone();
+                    tokio::spawn(async move {
+                        if let Err(error) = link.end_call(&call_id).await {
+                            tracing::debug!(call = %call_id, %error, "ending the call on its MediaServer failed");
+                        }
+                    });
+                }
+            }
+        }
+        refused
+    }
+
+    /// Tells a user's home server their telephony state in this call.
+    async fn telephony(&self, user: &UserId, state: TelephonyState) {
+        match self.server.home_of(user).await {
+            Ok(home) if home == self.server.id => {
+                self.server.set_call_telephony(user, &self.id, state).await;
+            }
+            Ok(home) => {
+                let body = CallBusBody::CallTelephony {
+                    call: self.id.clone(),
+                    user: user.clone(),
+                    state,
+                };
+                self.server.publish(&home, BusBody::Call(body)).await;
+            }
+            Err(error) => tracing::warn!(%user, %error, "telephony state not delivered"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offers_are_checked_before_anything_else() {
+        assert!(check_sdp("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n").is_ok());
+        let error = check_sdp("hello").unwrap_err();
+        assert_eq!(error.0.error, ErrorCode::BadRequest);
+        let huge = format!("v=0\r\n{}", "a".repeat(shared::limits::MAX_SDP_BYTES));
+        assert_eq!(check_sdp(&huge).unwrap_err().0.error, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn leases_are_per_user_and_call() {
+        let call = CallId::from("uc1~ab");
+        assert_eq!(lease_key(&call, &UserId::from("bob")), "uc1~ab/bob");
+    }
+}

@@ -1,0 +1,338 @@
+//! The MediaServers as a UCServer sees them: which ones exist (the embedded one of a single
+//! node, and those an admin made known), how healthy they are, which one takes a new call
+//! (`core::media_choice` decides), and their control API.
+//!
+//! A MediaServer is only ever used when it was made known explicitly — by `ucadmin media
+//! add` (SQL), or by running embedded — never because it happens to beat into Redis.
+
+use crate::core::media_choice::{MediaCandidate, MediaChoiceConfig, MediaChooser};
+use crate::error::{AppError, AppResult};
+use crate::server::Server;
+use mediaserver::MediaHandle;
+use shared::api::{ApiError, ErrorCode, MediaServerInfo};
+use shared::media::{LegAnswer, LegOffer, MediaServerStatus};
+use shared::{CallId, MediaServerId, TimestampMs, now_ms};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// How long a control API request may take before the MediaServer counts as failing.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(8);
+/// Largest control API answer read (an SDP answer plus its envelope).
+const MAX_ANSWER_BYTES: usize = shared::limits::MAX_SDP_BYTES + 16 * 1024;
+
+/// One MediaServer as a call talks to it.
+#[derive(Clone)]
+pub enum MediaLink {
+    /// The engine inside this process.
+    Embedded(MediaHandle),
+    /// A standalone MediaServer's control API.
+    Http {
+        base: Arc<str>,
+        secret: Arc<str>,
+        http: reqwest::Client,
+    },
+}
+
+impl MediaLink {
+    /// Puts a leg on the MediaServer; the answer SDP, or why it failed (said for a person).
+    pub async fn add_leg(&self, call: &CallId, leg: &str, sdp: String) -> Result<String, String> {
+        let offer = LegOffer {
+            leg: leg.to_string(),
+            sdp,
+        };
+        match self {
+            Self::Embedded(handle) => handle
+                .add_leg(call.clone(), offer)
+                .await
+                .map(|answer| answer.sdp)
+                .map_err(|e| e.to_string()),
+            Self::Http { base, secret, http } => {
+                let url = format!("{base}/v1/calls/{}/legs", encode(call.as_str()));
+                let request = http.post(url).bearer_auth(secret.as_ref()).json(&offer);
+                let body = send(request).await?;
+                serde_json::from_slice::<LegAnswer>(&body)
+                    .map(|answer| answer.sdp)
+                    .map_err(|e| format!("the MediaServer's answer is not a LegAnswer: {e}"))
+            }
+        }
+    }
+
+    /// Takes a leg off (a party left a call that goes on).
+    pub async fn remove_leg(&self, call: &CallId, leg: &str) -> Result<(), String> {
+        match self {
+            Self::Embedded(handle) => handle
+                .remove_leg(call.clone(), leg.to_string())
+                .await
+                .map_err(|e| e.to_string()),
+            Self::Http { base, secret, http } => {
+                let url = format!(
+                    "{base}/v1/calls/{}/legs/{}",
+                    encode(call.as_str()),
+                    encode(leg)
+                );
+                send(http.delete(url).bearer_auth(secret.as_ref()))
+                    .await
+                    .map(|_| ())
+            }
+        }
+    }
+
+    /// Ends the call on the MediaServer (every leg closes).
+    pub async fn end_call(&self, call: &CallId) -> Result<(), String> {
+        match self {
+            Self::Embedded(handle) => handle
+                .end_call(call.clone())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Self::Http { base, secret, http } => {
+                let url = format!("{base}/v1/calls/{}", encode(call.as_str()));
+                send(http.delete(url).bearer_auth(secret.as_ref()))
+                    .await
+                    .map(|_| ())
+            }
+        }
+    }
+}
+
+/// Percent-encodes a path segment (call ids hold `~`, leg names `/`).
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Sends a control request; the body of a 2xx answer, or why it failed.
+async fn send(request: reqwest::RequestBuilder) -> Result<Vec<u8>, String> {
+    let mut response = request
+        .timeout(CONTROL_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| format!("the MediaServer cannot be reached: {e}"))?;
+    let status = response.status();
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("the MediaServer's answer broke off: {e}"))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(format!(
+                "the MediaServer's answer exceeds {MAX_ANSWER_BYTES} bytes"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if status.is_success() {
+        return Ok(body);
+    }
+    Err(match serde_json::from_slice::<ApiError>(&body) {
+        Ok(error) => format!("the MediaServer refused: {error}"),
+        Err(_) => format!("the MediaServer answered {status}"),
+    })
+}
+
+/// A MediaServer chosen for a new call.
+pub struct ChosenMedia {
+    pub id: MediaServerId,
+    pub link: MediaLink,
+    /// Its incarnation when chosen: a different one later means it restarted (calls lost).
+    pub incarnation: String,
+}
+
+/// What the pool knows of one MediaServer right now.
+struct Known {
+    candidate: MediaCandidate,
+    control_url: String,
+    incarnation: String,
+    calls: u32,
+}
+
+/// Every MediaServer this UCServer may use.
+pub struct MediaPool {
+    embedded: OnceLock<MediaHandle>,
+    http: reqwest::Client,
+    secret: Option<Arc<str>>,
+    chooser: Mutex<MediaChooser>,
+    config: MediaChoiceConfig,
+    /// MediaServers known from the configuration (`UC_MEDIA_SERVERS`).
+    configured: Vec<(MediaServerId, String)>,
+}
+
+impl MediaPool {
+    pub fn new(secret: Option<String>, configured: Vec<(MediaServerId, String)>) -> Self {
+        let config = MediaChoiceConfig::default();
+        Self {
+            embedded: OnceLock::new(),
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .build()
+                .unwrap_or_default(),
+            secret: secret.map(Arc::from),
+            chooser: Mutex::new(MediaChooser::new(config)),
+            config,
+            configured,
+        }
+    }
+
+    /// Makes the in-process MediaServer known (single node); set once at start.
+    pub fn set_embedded(&self, handle: MediaHandle) {
+        let _ = self.embedded.set(handle);
+    }
+
+    pub fn embedded(&self) -> Option<&MediaHandle> {
+        self.embedded.get()
+    }
+
+    /// A heartbeat older than this means the MediaServer is gone.
+    pub fn fresh_ms(&self) -> i64 {
+        self.config.fresh_ms
+    }
+
+    fn link(&self, id: &MediaServerId, control_url: &str) -> AppResult<MediaLink> {
+        if let Some(handle) = self.embedded.get().filter(|h| h.id() == id) {
+            return Ok(MediaLink::Embedded(handle.clone()));
+        }
+        let secret = self.secret.clone().ok_or_else(|| {
+            AppError::new(
+                ErrorCode::ServerUnavailable,
+                "UC_MEDIA_SECRET is not set on this server, so it cannot use MediaServers",
+            )
+        })?;
+        Ok(MediaLink::Http {
+            base: Arc::from(control_url.trim_end_matches('/')),
+            secret,
+            http: self.http.clone(),
+        })
+    }
+
+    /// Every known MediaServer with its last heartbeat.
+    async fn known(&self, server: &Server) -> AppResult<Vec<Known>> {
+        let mut known = Vec::new();
+        let now = now_ms();
+        if let Some(handle) = self.embedded.get() {
+            if let Ok(status) = handle.status().await {
+                known.push(Known {
+                    candidate: MediaCandidate {
+                        id: status.id.clone(),
+                        known: true,
+                        alive: true,
+                        last_seen_ms: now,
+                        legs: status.legs,
+                        capacity: status.capacity,
+                    },
+                    control_url: "(embedded)".into(),
+                    incarnation: status.incarnation,
+                    calls: status.calls,
+                });
+            }
+        }
+        let mut records: Vec<(MediaServerId, String)> = server
+            .sql(server.store.list_media_servers())
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.control_url))
+            .collect();
+        for (id, url) in &self.configured {
+            if !records.iter().any(|(known, _)| known == id) {
+                records.push((id.clone(), url.clone()));
+            }
+        }
+        if records.is_empty() {
+            return Ok(known);
+        }
+        let live = self.statuses(server).await;
+        for (id, control_url) in records {
+            let status = live.iter().find(|(s, _)| s.id == id);
+            known.push(Known {
+                candidate: MediaCandidate {
+                    id,
+                    known: true,
+                    alive: status.is_some(),
+                    last_seen_ms: status.map_or(0, |(_, seen)| *seen),
+                    legs: status.map_or(0, |(s, _)| s.legs),
+                    capacity: status.map_or(0, |(s, _)| s.capacity),
+                },
+                control_url,
+                incarnation: status
+                    .map(|(s, _)| s.incarnation.clone())
+                    .unwrap_or_default(),
+                calls: status.map_or(0, |(s, _)| s.calls),
+            });
+        }
+        Ok(known)
+    }
+
+    /// Heartbeats of the standalone MediaServers (empty while the cluster store is away).
+    pub async fn statuses(&self, server: &Server) -> Vec<(MediaServerStatus, TimestampMs)> {
+        server
+            .bus("media servers", server.cluster.media_servers())
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Picks the MediaServer for a new call: healthy, least loaded, ties in turn.
+    pub async fn choose(&self, server: &Server) -> AppResult<ChosenMedia> {
+        let known = self.known(server).await?;
+        let candidates: Vec<MediaCandidate> = known.iter().map(|k| k.candidate.clone()).collect();
+        let chosen = self
+            .chooser
+            .lock()
+            .unwrap()
+            .choose(now_ms(), &candidates)
+            .map_err(|e| AppError::new(ErrorCode::ServerUnavailable, e.to_string()))?;
+        let entry = known
+            .into_iter()
+            .find(|k| k.candidate.id == chosen)
+            .expect("the chooser picks among the candidates");
+        Ok(ChosenMedia {
+            link: self.link(&chosen, &entry.control_url)?,
+            id: chosen,
+            incarnation: entry.incarnation,
+        })
+    }
+
+    /// The admin view of every known MediaServer.
+    pub async fn infos(&self, server: &Server) -> AppResult<Vec<MediaServerInfo>> {
+        let known = self.known(server).await?;
+        let now = now_ms();
+        Ok(known
+            .into_iter()
+            .map(|k| {
+                let c = k.candidate;
+                MediaServerInfo {
+                    alive: c.alive && now - c.last_seen_ms <= self.config.fresh_ms,
+                    calls: k.calls,
+                    legs: c.legs,
+                    capacity: c.capacity,
+                    load: if c.capacity == 0 {
+                        0.0
+                    } else {
+                        f64::from(c.legs) / f64::from(c.capacity)
+                    },
+                    last_seen_ms: c.last_seen_ms,
+                    id: c.id,
+                    control_url: k.control_url,
+                }
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode;
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(encode("uc1~ab12"), "uc1%7Eab12");
+        assert_eq!(encode("alice/phone"), "alice%2Fphone");
+        assert_eq!(encode("media-1.x_y"), "media-1.x_y");
+    }
+}
