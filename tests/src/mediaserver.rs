@@ -1,7 +1,9 @@
 //! MediaServer processes for call tests: the real `mediaserver` binary on loopback ports,
 //! beating into the test's Redis, killable with SIGKILL.
 
-use crate::process::{STARTUP_LIMIT, Watchdog, free_port, fresh_dir, log_tail, sh_quote};
+use crate::process::{
+    STARTUP_LIMIT, Watchdog, await_ready, free_port, fresh_dir, log_tail, sh_quote,
+};
 use crate::ucserver::{binary, http_status};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -90,7 +92,7 @@ impl MediaServer {
             .open(&log_path)
             .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
         let log_err = log.try_clone().map_err(|e| e.to_string())?;
-        let mut child = Command::new(binary("mediaserver"))
+        let child = Command::new(binary("mediaserver"))
             .env("UC_MEDIA_ID", &self.id)
             .env(
                 "UC_MEDIA_LISTEN",
@@ -108,31 +110,17 @@ impl MediaServer {
             .stderr(log_err)
             .spawn()
             .map_err(|e| format!("cannot run mediaserver: {e}"))?;
-        self.watchdog.note(&child.id().to_string());
-        let deadline = Instant::now() + STARTUP_LIMIT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                self.watchdog.note("none");
-                return Err(format!(
-                    "mediaserver exited ({status}):\n{}",
-                    log_tail(&log_path)
-                ));
-            }
-            if http_status(self.control_port, "/healthz") == Some(200) {
-                self.child = Some(child);
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                self.watchdog.note("none");
-                return Err(format!(
-                    "mediaserver did not become ready:\n{}",
-                    log_tail(&log_path)
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let port = self.control_port;
+        let child = await_ready(
+            child,
+            "mediaserver",
+            &log_path,
+            &mut self.watchdog,
+            STARTUP_LIMIT,
+            || http_status(port, "/healthz") == Some(200),
+        )?;
+        self.child = Some(child);
+        Ok(())
     }
 }
 

@@ -97,6 +97,40 @@ pub fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
+/// Waits until a just-spawned server is `ready()`, for at most `limit`. On success the child
+/// is handed back; if it exits or stays silent it is killed, the watchdog told, and the error
+/// names `what` with the tail of its log.
+pub fn await_ready(
+    mut child: std::process::Child,
+    what: &str,
+    log_path: &Path,
+    watchdog: &mut Watchdog,
+    limit: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> Result<std::process::Child, String> {
+    watchdog.note(&child.id().to_string());
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            watchdog.note("none");
+            return Err(format!("{what} exited ({status}):\n{}", log_tail(log_path)));
+        }
+        if ready() {
+            return Ok(child);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            watchdog.note("none");
+            return Err(format!(
+                "{what} did not become ready within {limit:?}:\n{}",
+                log_tail(log_path)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Quotes a string for `sh`.
 pub fn sh_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::process::{STARTUP_LIMIT, Watchdog, free_port, fresh_dir, log_tail, sh_quote};
+use crate::process::{STARTUP_LIMIT, Watchdog, await_ready, free_port, fresh_dir, sh_quote};
 
 /// A Redis server of its own on a free port of 127.0.0.1, in a fresh temporary directory,
 /// without persistence. It can be stopped and restarted on the same port (outage tests).
@@ -100,7 +100,7 @@ impl Redis {
             .open(&log_path)
             .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
         let log_err = log.try_clone().map_err(|e| e.to_string())?;
-        let mut child = Command::new("redis-server")
+        let child = Command::new("redis-server")
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -126,31 +126,17 @@ impl Redis {
                 }
                 format!("cannot run redis-server: {e}")
             })?;
-        self.watchdog.note(&child.id().to_string());
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                self.watchdog.note("none");
-                return Err(format!(
-                    "redis-server exited ({status}):\n{}",
-                    log_tail(&log_path)
-                ));
-            }
-            if ping(self.port) {
-                self.child = Some(child);
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                self.watchdog.note("none");
-                return Err(format!(
-                    "redis-server did not answer within {limit:?}:\n{}",
-                    log_tail(&log_path)
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let port = self.port;
+        let child = await_ready(
+            child,
+            "redis-server",
+            &log_path,
+            &mut self.watchdog,
+            limit,
+            || ping(port),
+        )?;
+        self.child = Some(child);
+        Ok(())
     }
 }
 

@@ -4,7 +4,9 @@
 //! The binary is the one `cargo build` put next to the test executable
 //! (`target/<profile>/ucserver`); the README's test command builds it first.
 
-use crate::process::{STARTUP_LIMIT, Watchdog, free_port, fresh_dir, log_tail, sh_quote};
+use crate::process::{
+    STARTUP_LIMIT, Watchdog, await_ready, free_port, fresh_dir, log_tail, sh_quote,
+};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -158,38 +160,24 @@ impl UcServer {
         for (key, value) in &self.env {
             command.env(key, value);
         }
-        let mut child = command
+        let child = command
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
             .spawn()
             .map_err(|e| format!("cannot run ucserver: {e}"))?;
-        self.watchdog.note(&child.id().to_string());
-        let deadline = Instant::now() + STARTUP_LIMIT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                self.watchdog.note("none");
-                return Err(format!(
-                    "ucserver exited ({status}):\n{}",
-                    log_tail(&log_path)
-                ));
-            }
-            if http_status(self.port, "/readyz") == Some(200) {
-                self.child = Some(child);
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                self.watchdog.note("none");
-                return Err(format!(
-                    "ucserver did not become ready:\n{}",
-                    log_tail(&log_path)
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let port = self.port;
+        let child = await_ready(
+            child,
+            "ucserver",
+            &log_path,
+            &mut self.watchdog,
+            STARTUP_LIMIT,
+            || http_status(port, "/readyz") == Some(200),
+        )?;
+        self.child = Some(child);
+        Ok(())
     }
 }
 

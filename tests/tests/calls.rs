@@ -276,6 +276,26 @@ fn place(to: &UserId, sdp: &str) -> CallCommand {
     }
 }
 
+/// Places a call and cancels it while it rings; returns the MediaServer it was placed on.
+async fn place_and_cancel(phone: &mut Phone, to: &UserId, offer: &str) -> MediaServerId {
+    let call = phone.command(place(to, offer)).await.unwrap().unwrap();
+    let CallEvent::CallPlaced { media, .. } = phone
+        .call_event(
+            "call_placed",
+            |e| matches!(e, CallEvent::CallPlaced { call: c, .. } if *c == call),
+        )
+        .await
+    else {
+        unreachable!()
+    };
+    phone
+        .command(CallCommand::CallHangup { call: call.clone() })
+        .await
+        .expect("cancel");
+    phone.ended(&call).await;
+    media
+}
+
 /// Both peers send audio for a while; returns what each received.
 async fn talk(a: &ClientPeer, b: &ClientPeer, seconds: u64) -> (u64, u64) {
     let duration = Duration::from_secs(seconds);
@@ -605,26 +625,8 @@ async fn calls_spread_over_media_servers_and_survive_one_dying() {
     let (_peer, offer) = softphone().await;
     let mut per_media: BTreeMap<MediaServerId, u32> = BTreeMap::new();
     for _ in 0..20 {
-        let call = alice_desk
-            .command(place(&bob, &offer))
-            .await
-            .unwrap()
-            .unwrap();
-        let CallEvent::CallPlaced { media, .. } = alice_desk
-            .call_event(
-                "call_placed",
-                |e| matches!(e, CallEvent::CallPlaced { call: c, .. } if *c == call),
-            )
-            .await
-        else {
-            unreachable!()
-        };
+        let media = place_and_cancel(&mut alice_desk, &bob, &offer).await;
         *per_media.entry(media).or_default() += 1;
-        alice_desk
-            .command(CallCommand::CallHangup { call: call.clone() })
-            .await
-            .expect("cancel");
-        alice_desk.ended(&call).await;
     }
     assert_eq!(
         per_media.len(),
@@ -684,26 +686,8 @@ async fn calls_spread_over_media_servers_and_survive_one_dying() {
 
     // New calls go to the survivor at once.
     for _ in 0..3 {
-        let call = alice_desk
-            .command(place(&bob, &offer))
-            .await
-            .unwrap()
-            .unwrap();
-        let CallEvent::CallPlaced { media, .. } = alice_desk
-            .call_event(
-                "call_placed",
-                |e| matches!(e, CallEvent::CallPlaced { call: c, .. } if *c == call),
-            )
-            .await
-        else {
-            unreachable!()
-        };
+        let media = place_and_cancel(&mut alice_desk, &bob, &offer).await;
         assert_eq!(media.as_str(), survivor);
-        alice_desk
-            .command(CallCommand::CallHangup { call: call.clone() })
-            .await
-            .expect("cancel");
-        alice_desk.ended(&call).await;
     }
 
     // It comes back and gets new calls again.
@@ -716,26 +700,8 @@ async fn calls_spread_over_media_servers_and_survive_one_dying() {
     lab.wait_media_alive(&["m1", "m2"]).await;
     let mut back = false;
     for _ in 0..4 {
-        let call = alice_desk
-            .command(place(&bob, &offer))
-            .await
-            .unwrap()
-            .unwrap();
-        let CallEvent::CallPlaced { media, .. } = alice_desk
-            .call_event(
-                "call_placed",
-                |e| matches!(e, CallEvent::CallPlaced { call: c, .. } if *c == call),
-            )
-            .await
-        else {
-            unreachable!()
-        };
+        let media = place_and_cancel(&mut alice_desk, &bob, &offer).await;
         back |= media.as_str() == victim_id;
-        alice_desk
-            .command(CallCommand::CallHangup { call: call.clone() })
-            .await
-            .expect("cancel");
-        alice_desk.ended(&call).await;
     }
     assert!(
         back,
@@ -924,6 +890,117 @@ async fn forwarding_pickup_and_a_three_party_conference_across_servers() {
             .await,
         Err(ErrorCode::NotFound)
     );
+
+    // --- Busy: bob is in a call with alice, so carol's call ends `busy`; with bob's busy
+    // forwarding to dave her next call rings dave; with no-answer forwarding to eve, a call
+    // bob does not take moves to eve after the ring timeout.
+    let (mut alice_peer, alice_offer) = softphone().await;
+    let call = alice_desk
+        .command(place(&bob, &alice_offer))
+        .await
+        .unwrap()
+        .unwrap();
+    bob_desk.incoming().await;
+    let (mut bob_peer, bob_offer) = softphone().await;
+    bob_desk
+        .command(CallCommand::CallAnswer {
+            call: call.clone(),
+            sdp: bob_offer,
+        })
+        .await
+        .expect("answer");
+    alice_desk.connect_media(&call, &mut alice_peer).await;
+    bob_desk.connect_media(&call, &mut bob_peer).await;
+    carol_desk.telephony_of(&bob, TelephonyState::InCall).await;
+    let busy = carol_desk
+        .command(place(&bob, &offer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(carol_desk.ended(&busy).await.0, EndReason::Busy);
+    assert_eq!(
+        journal_of(&bob_desk, &busy).await.result,
+        Some(CallResult::Busy)
+    );
+    bob_desk
+        .command(CallCommand::ForwardSet {
+            mode: ForwardMode::Busy,
+            to: dave.clone(),
+            user: None,
+        })
+        .await
+        .expect("busy forwarding");
+    let forwarded = carol_desk
+        .command(place(&bob, &offer))
+        .await
+        .unwrap()
+        .unwrap();
+    let CallEvent::CallIncoming { forwarded_from, .. } = dave_desk.incoming().await else {
+        unreachable!()
+    };
+    assert_eq!(forwarded_from, Some(bob.clone()));
+    carol_desk
+        .command(CallCommand::CallHangup {
+            call: forwarded.clone(),
+        })
+        .await
+        .expect("cancel");
+    carol_desk.ended(&forwarded).await;
+    alice_desk
+        .command(CallCommand::CallHangup { call: call.clone() })
+        .await
+        .expect("hangup");
+    bob_desk.ended(&call).await;
+    carol_desk.telephony_of(&bob, TelephonyState::Idle).await;
+    bob_desk
+        .command(CallCommand::ForwardClear {
+            mode: None,
+            user: None,
+        })
+        .await
+        .expect("clear");
+    bob_desk
+        .command(CallCommand::ForwardSet {
+            mode: ForwardMode::NoAnswer,
+            to: eve.clone(),
+            user: None,
+        })
+        .await
+        .expect("no-answer forwarding");
+    let unanswered = carol_desk
+        .command(place(&bob, &offer))
+        .await
+        .unwrap()
+        .unwrap();
+    bob_desk.incoming().await;
+    let CallEvent::CallIncoming { forwarded_from, .. } = eve_desk.incoming().await else {
+        unreachable!()
+    };
+    assert_eq!(forwarded_from, Some(bob.clone()));
+    let CallEvent::CallRingingStopped { reason, .. } = bob_desk
+        .call_event(
+            "ringing stopped",
+            |e| matches!(e, CallEvent::CallRingingStopped { call: c, .. } if *c == unanswered),
+        )
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(reason, StopReason::Forwarded);
+    eve_desk
+        .command(CallCommand::CallReject {
+            call: unanswered.clone(),
+        })
+        .await
+        .expect("eve declines");
+    assert_eq!(carol_desk.ended(&unanswered).await.0, EndReason::Rejected);
+    bob_desk
+        .command(CallCommand::ForwardClear {
+            mode: None,
+            user: None,
+        })
+        .await
+        .expect("clear");
 
     // --- A conference: alice calls bob, then rings carol in; everyone hears both others.
     let (mut alice_peer, alice_offer) = softphone().await;
