@@ -575,6 +575,30 @@ async fn a_call_across_servers_rings_every_device_and_carries_media_both_ways() 
         Err(ErrorCode::NotFound)
     );
 
+    // --- One user cannot hold more than a handful of calls open at once.
+    let mut open = Vec::new();
+    for _ in 0..8 {
+        open.push(
+            alice_desk
+                .command(place(&bob, &offer))
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        alice_desk.command(place(&bob, &offer)).await,
+        Err(ErrorCode::Conflict)
+    );
+    for call in open {
+        alice_desk
+            .command(CallCommand::CallHangup { call: call.clone() })
+            .await
+            .expect("cancel");
+        alice_desk.ended(&call).await;
+    }
+    wait_leases(&lab.admin, 0).await;
+
     // --- The softphone pool: with one license, bob cannot answer; nothing leaks.
     lab.admin
         .set_license("softphone", 1)

@@ -36,6 +36,8 @@ use tokio::sync::{mpsc, oneshot};
 const RELAY_TIMEOUT: Duration = Duration::from_secs(8);
 /// Inputs queued for one call task.
 const CALL_QUEUE: usize = 256;
+/// Calls one user may have placed and not yet ended, on this server.
+pub const MAX_PLACED_PER_USER: usize = 8;
 
 /// The outcome of a call command: the call it concerned (place, pickup), or why not.
 pub type CommandResult = Result<Option<CallId>, ApiError>;
@@ -68,6 +70,7 @@ enum CallMsg {
 /// A call this server owns.
 struct ActiveCall {
     tx: mpsc::Sender<CallMsg>,
+    caller: UserId,
     media: MediaServerId,
     incarnation: String,
     /// The MediaServer was found dead and the call told so (tell it once).
@@ -315,6 +318,20 @@ async fn place(
     if to == by.user {
         return Err(AppError::bad_request("you cannot call yourself"));
     }
+    let placed = server
+        .calls
+        .active
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|c| c.caller == by.user)
+        .count();
+    if placed >= MAX_PLACED_PER_USER {
+        return Err(AppError::new(
+            ErrorCode::Conflict,
+            format!("you have {placed} calls going already; end one first"),
+        ));
+    }
     if server.sql(server.store.get_user(&to)).await?.is_none() {
         return Err(AppError::new(
             ErrorCode::NotFound,
@@ -349,6 +366,7 @@ async fn place(
         id.clone(),
         ActiveCall {
             tx: tx.clone(),
+            caller: by.user.clone(),
             media: chosen.id.clone(),
             incarnation: chosen.incarnation,
             media_failed: false,
