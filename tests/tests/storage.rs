@@ -1106,6 +1106,18 @@ async fn read_markers(store: Arc<dyn Store>) {
     assert_eq!(unread("bo").await, (13, 0));
     assert_eq!(store.mark_read(&chat.id, &uid("al"), 3).await.unwrap(), 12);
     assert_eq!(unread("al").await, (12, 1));
+    // Every member's marker at once (what a client shows as read ticks after a reload).
+    assert_eq!(
+        store.read_markers(&chat.id).await.unwrap(),
+        vec![(uid("al"), 12), (uid("bo"), 13)]
+    );
+    assert!(
+        store
+            .read_markers(&shared::ConversationId::from("d:no:one"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn chat_journal(store: Arc<dyn Store>) {

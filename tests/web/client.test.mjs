@@ -237,6 +237,8 @@ describe('web client through ucweb', () => {
     await alice2.locator('#conv-list li[data-conv="d:alice:bob"]').getByRole('button').click();
     await messageIn(alice2, 'Hello Bob, got a minute?').waitFor();
     await messageIn(alice2, 'what is up?').waitFor();
+    // A device that just loaded the history knows what bob read (GET /conversations/{id}/read).
+    assert.match(await alice2.locator('.msg.mine .tick').first().getAttribute('aria-label'), /Read by Bob/);
     // alice2 goes to the group; alice (device 1) is in the group too. bob writes 1:1.
     await alice2.locator('#conv-list li', { hasText: 'Launch team' }).getByRole('button').click();
     await bob.getByLabel('Message', { exact: true }).fill('Are you both there?');

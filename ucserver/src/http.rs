@@ -172,7 +172,10 @@ pub fn router(server: AppState) -> Router {
             get(conversations_list).post(conversations_create),
         )
         .route("/conversations/{id}/messages", get(messages_list))
-        .route("/conversations/{id}/read", post(conversations_read))
+        .route(
+            "/conversations/{id}/read",
+            post(conversations_read).get(conversations_read_markers),
+        )
         .route("/messages", post(messages_send))
         .route("/journal", get(journal_list))
         .route("/users/{user}/forwarding", get(forwarding_get))
@@ -827,6 +830,32 @@ async fn conversations_read(
 ) -> AppResult<Json<ReadMarker>> {
     let seq = body.and_then(|b| b.seq);
     Ok(Json(server.mark_read(&info.user, &id, seq).await?))
+}
+
+/// Every member's read marker, so a client shows who read what after a reload.
+async fn conversations_read_markers(
+    State(server): State<AppState>,
+    Client(info): Client,
+    Path(id): Path<ConversationId>,
+) -> AppResult<Json<Vec<ReadMarker>>> {
+    let members = server.members_of(&id).await?;
+    if !members.contains(&info.user) {
+        return Err(AppError::new(
+            ErrorCode::NotAMember,
+            format!("you are not a member of conversation '{id}'"),
+        ));
+    }
+    let markers = server.sql(server.store.read_markers(&id)).await?;
+    Ok(Json(
+        markers
+            .into_iter()
+            .map(|(user, seq)| ReadMarker {
+                conversation: id.clone(),
+                user,
+                seq,
+            })
+            .collect(),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -559,8 +559,14 @@ async function loadHistory(conv, older) {
   const id = encodeURIComponent(conv.summary.id);
   const before = older && conv.oldest ? `&before=${conv.oldest}` : '';
   try {
-    const page = await api('GET', `/conversations/${id}/messages?limit=50${before}`);
+    const [page, markers] = await Promise.all([
+      api('GET', `/conversations/${id}/messages?limit=50${before}`),
+      older ? Promise.resolve([]) : api('GET', `/conversations/${id}/read`).catch(() => []),
+    ]);
     for (const m of page) addMessage(conv, m, false);
+    for (const mark of markers) {
+      if (mark.user !== state.me.user && mark.seq > (conv.others.get(mark.user) || 0)) conv.others.set(mark.user, mark.seq);
+    }
     if (page.length < 50) conv.complete = true;
     const first = page.length ? page[0].seq : null;
     if (first !== null && (conv.oldest === null || first < conv.oldest)) conv.oldest = first;

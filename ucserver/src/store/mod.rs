@@ -246,6 +246,8 @@ pub trait Store: Send + Sync + 'static {
     /// Moves the read marker to `min(seq, last_seq)` unless it is already further.
     /// Returns the marker after the call. `NotFound` if the user is not a member.
     async fn mark_read(&self, id: &ConversationId, user: &UserId, seq: u64) -> StoreResult<u64>;
+    /// Every member's read marker of a conversation, by user.
+    async fn read_markers(&self, id: &ConversationId) -> StoreResult<Vec<(UserId, u64)>>;
 
     // ---- journal ----
     async fn add_journal(&self, entry: &JournalEntry) -> StoreResult<()>;

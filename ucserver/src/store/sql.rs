@@ -1700,6 +1700,25 @@ impl Store for SqlStore {
         Ok(messages)
     }
 
+    async fn read_markers(&self, id: &ConversationId) -> StoreResult<Vec<(UserId, u64)>> {
+        let rows = sqlx::query(
+            "SELECT m.user_id, m.last_read_seq, c.last_seq FROM conversation_members m \
+             JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.conversation_id = $1 ORDER BY m.user_id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let last_seq = seq_from_db(decode(row, "last_seq")?);
+                let read = seq_from_db(decode(row, "last_read_seq")?).min(last_seq);
+                Ok((UserId::new(decode::<String>(row, "user_id")?), read))
+            })
+            .collect()
+    }
+
     async fn mark_read(&self, id: &ConversationId, user: &UserId, seq: u64) -> StoreResult<u64> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
