@@ -296,6 +296,39 @@ describe('web client through ucweb', () => {
     await messageIn(bob, 'Back again').waitFor({ timeout: 15_000 });
   });
 
+  it('notifies a new message on the desktop while every tab of the user is hidden', async () => {
+    const { alice, alice2, bob } = pages;
+    const hide = (hidden) => (page) => page.evaluate((hidden) => {
+      if (hidden) {
+        Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+        window.__notifications = [];
+        window.__RealNotification ??= window.Notification;
+        window.Notification = class {
+          static permission = 'granted';
+          constructor(title, options) { this.title = title; window.__notifications.push(this); Object.assign(this, options); }
+          close() {}
+        };
+      } else {
+        delete document.hidden;
+        window.Notification = window.__RealNotification;
+      }
+      document.dispatchEvent(new Event('visibilitychange'));
+    }, hidden);
+    // Both of alice's tabs go to the background: the server alerts every device then.
+    await Promise.all([alice, alice2].map(hide(true)));
+    await new Promise((r) => setTimeout(r, 500)); // device_state reaches the server
+    await bob.locator('#conv-list li[data-conv="d:alice:bob"]').getByRole('button').click();
+    await bob.getByLabel('Message', { exact: true }).fill('Ping while you are away');
+    await bob.getByLabel('Message', { exact: true }).press('Enter');
+    await messageIn(alice, 'Ping while you are away').waitFor();
+    const shown = async () => (await Promise.all([alice, alice2].map((p) => p.evaluate(() =>
+      window.__notifications.map((n) => [n.title, n.body]))))).flat();
+    const deadline = Date.now() + WAIT;
+    while ((await shown()).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual((await shown())[0], ['New message from Bob Berger', 'Ping while you are away']);
+    await Promise.all([alice, alice2].map(hide(false)));
+  });
+
   it('alice calls bob with audio: his page rings, he answers, both hear each other', async () => {
     const { alice, bob } = pages;
     await alice.getByRole('tab', { name: 'Contacts' }).click();
