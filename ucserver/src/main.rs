@@ -62,10 +62,10 @@ async fn main() -> anyhow::Result<()> {
     }
     // The HTTP task ends after graceful shutdown; the others follow.
     while let Some(result) = tasks.join_next().await {
-        if let Err(error) = result {
-            if error.is_panic() {
-                tracing::error!(%error, "a server task panicked");
-            }
+        if let Err(error) = result
+            && error.is_panic()
+        {
+            tracing::error!(%error, "a server task panicked");
         }
         tasks.abort_all();
     }

@@ -265,16 +265,14 @@ async fn login(
             .map_err(|e| unreachable_upstream(&e))?;
         let status = answer.status();
         let text = read_limited(answer).await?;
-        if status == StatusCode::CONFLICT {
-            if let Ok(error) = serde_json::from_slice::<shared::api::ApiError>(&text) {
-                if let (Some(home), Some(home_url)) = (&error.home_server, &error.home_url) {
-                    if let Ok(home_url) = home_url.parse::<Url>() {
-                        proxy.learn(home.as_str(), home_url.clone());
-                        base = home_url;
-                        continue;
-                    }
-                }
-            }
+        if status == StatusCode::CONFLICT
+            && let Ok(error) = serde_json::from_slice::<shared::api::ApiError>(&text)
+            && let (Some(home), Some(home_url)) = (&error.home_server, &error.home_url)
+            && let Ok(home_url) = home_url.parse::<Url>()
+        {
+            proxy.learn(home.as_str(), home_url.clone());
+            base = home_url;
+            continue;
         }
         if status.is_success() {
             let mut session: shared::api::LoginResponse =
@@ -428,10 +426,10 @@ async fn websocket(route: Route, path_and_query: String, upgrade: WebSocketUpgra
         Ok(request) => request,
         Err(_) => return api_error(StatusCode::BAD_REQUEST, "bad_request", "bad request path"),
     };
-    if let Some(token) = &route.token {
-        if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
-            request.headers_mut().insert(header::AUTHORIZATION, value);
-        }
+    if let Some(token) = &route.token
+        && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
+    {
+        request.headers_mut().insert(header::AUTHORIZATION, value);
     }
     let config = tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(shared::limits::MAX_EVENT_BYTES))
