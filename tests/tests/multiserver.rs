@@ -694,6 +694,18 @@ async fn a_killed_server_is_cleaned_up_by_a_survivor_and_rejoins() {
         .await
         .expect_err("a token that was logged out stays dead");
     assert_eq!(api_code(error), ErrorCode::Unauthorized);
+
+    // A graceful stop (SIGTERM) says goodbye at once: bob goes offline for alice and his seat
+    // returns without waiting for the dead-peer sweep.
+    let stopped_at = Instant::now();
+    lab.s2.terminate();
+    presence_of(&mut alice_conn, &bob, |p| {
+        p.availability == Availability::Offline
+    })
+    .await;
+    assert_eq!(seats(lab.admin.licenses().await.unwrap()), 1);
+    let took = stopped_at.elapsed();
+    assert!(took < Duration::from_secs(5), "graceful stop took {took:?}");
     let servers = lab.admin.servers().await.unwrap().servers;
     assert!(servers.iter().all(|s| s.alive), "{servers:?}");
     assert!(lab.database_url.starts_with("postgres"));

@@ -182,11 +182,13 @@ pub async fn start(
     tasks.spawn(async move {
         let graceful = async move {
             shutdown.await;
-            let _ = stop_tx.send(());
+            // Goodbyes, calls, presence and leases first: the binary aborts every task as soon
+            // as one ends, so the background tasks are told to stop only when this is done.
             http_server.shut_down().await;
             if let Some(media) = http_server.media.embedded() {
                 media.shutdown().await;
             }
+            let _ = stop_tx.send(());
         };
         if let Err(error) = axum::serve(listener, app)
             .with_graceful_shutdown(graceful)
