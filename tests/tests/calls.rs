@@ -803,6 +803,10 @@ async fn forwarding_pickup_and_a_three_party_conference_across_servers() {
     bob_desk
         .call_event("forwarding_changed", |e| matches!(e, CallEvent::ForwardingChanged { rules, .. } if rules.always.as_ref() == Some(&carol)))
         .await;
+    // Bob's presence says his calls go elsewhere (to his group mate carol, who watches him).
+    carol_desk
+        .telephony_of(&bob, TelephonyState::Forwarded)
+        .await;
     assert_eq!(
         eve_desk
             .command(CallCommand::ForwardSet {

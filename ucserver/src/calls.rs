@@ -569,6 +569,9 @@ pub async fn handle_bus(server: &std::sync::Arc<Server>, body: CallBusBody) {
             route(server, &owner, relay).await;
         }
         CallBusBody::ForwardingChanged { user, rules } => {
+            if matches!(server.home_of(&user).await, Ok(home) if home == server.id) {
+                server.set_forwarded(&user, rules.always.is_some()).await;
+            }
             let event = ServerEvent::Call(CallEvent::ForwardingChanged {
                 user: user.clone(),
                 rules,

@@ -111,6 +111,8 @@ pub struct Server {
     pub media: MediaPool,
     /// Each local user's telephony state per call (from the calls' owners), with its start.
     call_states: Mutex<HashMap<UserId, BTreeMap<CallId, (TelephonyState, TimestampMs)>>>,
+    /// Local users whose every call is forwarded (`always` rule).
+    always_forwarded: Mutex<std::collections::HashSet<UserId>>,
 }
 
 fn event_text(event: &ServerEvent) -> Arc<str> {
@@ -153,6 +155,7 @@ impl Server {
             calls,
             media,
             call_states: Mutex::new(HashMap::new()),
+            always_forwarded: Mutex::new(std::collections::HashSet::new()),
         });
         (server, ChatWriter { rx: chat_rx })
     }
@@ -662,6 +665,10 @@ impl Server {
             }
             self.bus("set online", self.cluster.set_online(&self.id, user, true))
                 .await;
+            match self.sql(self.store.forwarding(user)).await {
+                Ok(rules) => self.set_forwarded(user, rules.always.is_some()).await,
+                Err(error) => tracing::warn!(%user, %error, "forwarding not read at connect"),
+            }
         }
         self.publish_presence(user).await;
         (conn, rx)
@@ -918,7 +925,7 @@ impl Server {
         call: &CallId,
         state: TelephonyState,
     ) {
-        let strongest = {
+        {
             let mut states = self.call_states.lock().unwrap();
             let calls = states.entry(user.clone()).or_default();
             if state == TelephonyState::Idle {
@@ -930,12 +937,43 @@ impl Server {
                 };
                 calls.insert(call.clone(), (state, since));
             }
-            let strongest = calls.values().map(|(s, _)| *s).max().unwrap_or_default();
             if calls.is_empty() {
                 states.remove(user);
             }
-            strongest
+        }
+        self.refresh_telephony(user).await;
+    }
+
+    /// Whether a local user forwards every call (presence shows `forwarded` when idle).
+    pub(crate) async fn set_forwarded(&self, user: &UserId, always: bool) {
+        let changed = {
+            let mut forwarded = self.always_forwarded.lock().unwrap();
+            if always {
+                forwarded.insert(user.clone())
+            } else {
+                forwarded.remove(user)
+            }
         };
+        if changed {
+            self.refresh_telephony(user).await;
+        }
+    }
+
+    /// Shows the strongest of a local user's telephony states: their calls, else `forwarded`.
+    async fn refresh_telephony(&self, user: &UserId) {
+        let in_calls = self
+            .call_states
+            .lock()
+            .unwrap()
+            .get(user)
+            .and_then(|calls| calls.values().map(|(s, _)| *s).max())
+            .unwrap_or_default();
+        let forwarded = if self.always_forwarded.lock().unwrap().contains(user) {
+            TelephonyState::Forwarded
+        } else {
+            TelephonyState::Idle
+        };
+        let strongest = in_calls.max(forwarded);
         {
             let mut sessions = self.sessions.lock().unwrap();
             let local = sessions
