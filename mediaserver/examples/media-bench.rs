@@ -276,6 +276,7 @@ async fn main() {
         "projected_packets_per_core_second_marginal": if marginal_per_1000 > 0.0 { (1000.0 / marginal_per_1000).round() } else { 0.0 },
         "server_added_latency_us_p50": server_latency.quantile_micros(0.5),
         "server_added_latency_us_p99": server_latency.quantile_micros(0.99),
+        "server_added_latency_us_p999": server_latency.quantile_micros(0.999),
         "client_to_client_latency_ms_p50": percentile_ms(&e2e, 0.5),
         "client_to_client_latency_ms_p99": percentile_ms(&e2e, 0.99),
         "rss_kib_per_call_added": (rss_after_legs.saturating_sub(rss_before_legs)) / args.calls as u64,

@@ -8,10 +8,16 @@
 //! until it returns `Timeout`, then re-arm the one timer at the earliest leg deadline.**
 //!
 //! Datagrams are routed to legs first by a map of known remote addresses, then by
-//! `Rtc::accepts` (STUN credentials) for the first packets of a new leg. Media that a leg
-//! receives is written, per the [`crate::routing`] table, to the other legs of its call
-//! (SFU: no mixing, no transcoding), and those legs are drained at once so forwarding adds
-//! no timer delay.
+//! `Rtc::accepts` (STUN credentials) for the first packets of a new leg. Every `Rtc` runs in
+//! str0m's RTP mode: an RTP packet a leg receives is written, per the [`crate::routing`]
+//! table, to the other legs of its call with its payload untouched (SFU: no depacketizing,
+//! no mixing, no transcoding). Each receive slot is its own outgoing stream ([`SlotStream`]):
+//! str0m gives it an SSRC, and the engine keeps its sequence numbers and RTP time continuous
+//! when the slot changes source. Receivers that were written to get a timeout (str0m only
+//! sends queued RTP on one) and are drained at once, so forwarding adds no timer delay.
+//! RTCP stays per leg: str0m answers a receiver's NACKs from its own resend cache and sends
+//! NACKs to a sender that lost packets; a receiver's keyframe request (PLI/FIR) is passed to
+//! the leg that feeds the slot.
 
 use crate::config::MediaConfig;
 use crate::error::MediaError;
@@ -26,8 +32,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
-use str0m::media::{KeyframeRequest, MediaData, MediaKind, Mid};
+use str0m::format::{Codec, CodecConfig};
+use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -206,7 +214,6 @@ enum LegEnd {
 /// One m-line of a leg as the server sees it.
 #[derive(Debug, Clone, Copy)]
 struct LegMedia {
-    mid: Mid,
     kind: TrackKind,
     /// The server receives on it (the client sends).
     receiving: bool,
@@ -223,8 +230,123 @@ struct LegCounters {
     bytes_out: u64,
 }
 
-/// Per kind (audio, video): the receiving legs and the mid on which each gets this media.
-type Fanout = [Vec<(LegKey, Mid)>; 2];
+/// Where one kind of a leg's media goes: one [`Route`] per receiving slot, in join order.
+type Fanout = [Vec<Route>; 2];
+
+/// One receiving slot that a sender's media of one kind is written to.
+#[derive(Debug, Clone)]
+struct Route {
+    receiver: LegKey,
+    /// Index into the receiver's `slots` of this kind.
+    slot: usize,
+    /// Payload types of the sender's m-line and what each is called on the receiver's.
+    payload_types: Vec<PayloadTypeMap>,
+}
+
+/// A sender's payload type and the receiver's payload type for the same codec (also for its
+/// RED form, when both negotiated one).
+#[derive(Debug, Clone, Copy)]
+struct PayloadTypeMap {
+    from: Pt,
+    to: Pt,
+    /// RTP clock rate of the codec (Hz), to continue RTP time when a slot changes source.
+    clock_rate: u32,
+}
+
+impl Route {
+    fn map(&self, pt: Pt) -> Option<PayloadTypeMap> {
+        self.payload_types.iter().find(|m| m.from == pt).copied()
+    }
+}
+
+/// One receive slot of a leg (an m-line the server sends on) as an outgoing RTP stream.
+///
+/// In RTP mode str0m sends what it is given, so the numbering is the engine's: the first
+/// source's sequence numbers and RTP time pass through (less any rollover count, which a
+/// receiver could not know), and when the slot is given to another source both continue
+/// from where the previous one stopped. Invariant: outgoing sequence numbers of a later
+/// source are above every one of an earlier source.
+#[derive(Debug)]
+struct SlotStream {
+    mid: Mid,
+    /// The stream (sending leg, its SSRC) whose packets went out last.
+    source: Option<(LegKey, Ssrc)>,
+    /// Added (mod 2^64) to the source's extended sequence number.
+    seq_offset: u64,
+    /// Added (mod 2^32) to the source's RTP time.
+    time_offset: u32,
+    /// Highest outgoing extended sequence number so far.
+    highest_seq: u64,
+    /// Outgoing sequence numbers at or below this belonged to an earlier source; late
+    /// packets of the current source that would land there are dropped.
+    floor_seq: Option<u64>,
+    /// RTP time and arrival of the packet that set `highest_seq`.
+    last_time: u32,
+    last_arrival: Option<Instant>,
+}
+
+/// Outgoing sequence numbers stay far below the SRTP index limit (2^48).
+const MAX_OUT_SEQ: u64 = 1 << 47;
+
+impl SlotStream {
+    fn new(mid: Mid) -> Self {
+        Self {
+            mid,
+            source: None,
+            seq_offset: 0,
+            time_offset: 0,
+            highest_seq: 0,
+            floor_seq: None,
+            last_time: 0,
+            last_arrival: None,
+        }
+    }
+
+    /// The outgoing extended sequence number and RTP time of a packet from `source`, and
+    /// whether the slot just changed source; `None` drops the packet. `seq` is the source's
+    /// extended sequence number, `time` its RTP time, `arrival` when the packet came in.
+    fn rewrite(
+        &mut self,
+        source: (LegKey, Ssrc),
+        seq: u64,
+        time: u32,
+        arrival: Instant,
+        clock_rate: u32,
+    ) -> Option<(u64, u32, bool)> {
+        let switched = self.source != Some(source);
+        if switched {
+            match self.last_arrival {
+                None => {
+                    // First packet: keep the header's number, drop the rollover count.
+                    self.seq_offset = (seq & 0xffff).wrapping_sub(seq);
+                    self.time_offset = 0;
+                }
+                Some(last_arrival) => {
+                    let next = self.highest_seq + 1;
+                    self.seq_offset = next.wrapping_sub(seq);
+                    self.floor_seq = Some(self.highest_seq);
+                    // RTP time moves on by the wall time between the two sources' packets.
+                    let gap = arrival.saturating_duration_since(last_arrival);
+                    let ticks = (gap.as_micros() as u64 * u64::from(clock_rate) / 1_000_000)
+                        .clamp(1, u64::from(u32::MAX / 2)) as u32;
+                    self.time_offset = self.last_time.wrapping_add(ticks).wrapping_sub(time);
+                }
+            }
+            self.source = Some(source);
+        }
+        let out_seq = seq.wrapping_add(self.seq_offset);
+        if out_seq >= MAX_OUT_SEQ || self.floor_seq.is_some_and(|floor| out_seq <= floor) {
+            return None;
+        }
+        let out_time = time.wrapping_add(self.time_offset);
+        if out_seq > self.highest_seq || self.last_arrival.is_none() {
+            self.highest_seq = out_seq;
+            self.last_time = out_time;
+            self.last_arrival = Some(arrival);
+        }
+        Some((out_seq, out_time, switched))
+    }
+}
 
 /// One participant's peer connection.
 struct Leg {
@@ -237,9 +359,15 @@ struct Leg {
     /// When str0m wants `handle_input(Timeout)` next.
     next_timeout: Instant,
     media: Vec<LegMedia>,
+    /// Per kind, the m-line whose media is forwarded: the first one the client sends on. A
+    /// sender fills one slot per kind in each receiver, so further sending m-lines of the
+    /// same kind are not forwarded.
+    send_mids: [Option<Mid>; 2],
+    /// Incoming SSRCs already resolved to their m-line (a handful; cleared when it grows).
+    rx_ssrcs: Vec<(Ssrc, Mid)>,
     /// Receive slots (m-lines the server sends on) per kind, in m-line order.
-    slot_mids: [Vec<Mid>; 2],
-    /// Cached routing: where this leg's media of each kind goes, as (leg, mid there).
+    slots: [Vec<SlotStream>; 2],
+    /// Cached routing: where this leg's media of each kind goes.
     fanout: Fanout,
     /// For keyframe requests: which sending leg feeds each of this leg's slots.
     slot_sources: HashMap<Mid, LegKey>,
@@ -250,18 +378,18 @@ struct Leg {
     end: Option<LegEnd>,
 }
 
-impl Leg {
-    fn kind_of(&self, mid: Mid) -> Option<TrackKind> {
-        self.media.iter().find(|m| m.mid == mid).map(|m| m.kind)
-    }
+/// Incoming SSRCs remembered per leg before the cache is cleared (a client changing SSRCs
+/// again and again must not grow it).
+const MAX_RX_SSRCS: usize = 16;
 
+impl Leg {
     fn shape(&self) -> LegMediaShape {
         let mut shape = LegMediaShape::default();
         for media in &self.media {
             let index = kind_index(media.kind);
             shape.sends[index] |= media.receiving;
         }
-        shape.receive_slots = [self.slot_mids[0].len(), self.slot_mids[1].len()];
+        shape.receive_slots = [self.slots[0].len(), self.slots[1].len()];
         shape
     }
 
@@ -273,6 +401,39 @@ impl Leg {
             packets_out: self.counters.datagrams_out,
             bytes_in: self.counters.bytes_in,
             bytes_out: self.counters.bytes_out,
+        }
+    }
+
+    /// The kind of a received RTP packet when it is to be forwarded (it came on the m-line
+    /// the leg sends that kind on).
+    fn forwarded_kind(&mut self, ssrc: Ssrc) -> Option<TrackKind> {
+        let mid = match self.rx_ssrcs.iter().find(|(s, _)| *s == ssrc) {
+            Some((_, mid)) => *mid,
+            None => {
+                let mid = self.rtc.direct_api().stream_rx(&ssrc)?.mid();
+                if self.rx_ssrcs.len() >= MAX_RX_SSRCS {
+                    self.rx_ssrcs.clear();
+                }
+                self.rx_ssrcs.push((ssrc, mid));
+                mid
+            }
+        };
+        TrackKind::ALL
+            .into_iter()
+            .find(|kind| self.send_mids[kind_index(*kind)] == Some(mid))
+    }
+
+    /// Asks the client for a keyframe on the video it sends.
+    fn request_keyframe(&mut self, kind: KeyframeRequestKind) -> bool {
+        let Some(mid) = self.send_mids[kind_index(TrackKind::Video)] else {
+            return false;
+        };
+        match self.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            Some(stream) => {
+                stream.request_keyframe(kind);
+                true
+            }
+            None => false,
         }
     }
 }
@@ -291,12 +452,20 @@ enum Propagation {
     Media {
         source: LegKey,
         kind: TrackKind,
-        data: MediaData,
+        packet: RtpPacket,
     },
     Keyframe {
         receiver: LegKey,
         request: KeyframeRequest,
     },
+}
+
+/// What writing one packet to one slot did.
+enum Written {
+    No,
+    Yes,
+    /// Written, and it is the first packet of this source on the slot.
+    NewSource,
 }
 
 /// The socket side of draining: sends and counts. Kept apart from the leg map so a leg can
@@ -367,12 +536,12 @@ fn drain_leg(
                     });
                     leg.rtc.disconnect();
                 }
-                Event::MediaData(data) => {
-                    if let Some(kind) = leg.kind_of(data.mid) {
+                Event::RtpPacket(packet) => {
+                    if let Some(kind) = leg.forwarded_kind(packet.header.ssrc) {
                         out.push(Propagation::Media {
                             source: leg.key,
                             kind,
-                            data,
+                            packet,
                         });
                     }
                 }
@@ -431,7 +600,6 @@ struct Engine {
     /// Scratch buffers reused across iterations (no allocation per forwarded packet).
     propagations: Vec<Propagation>,
     propagations_spare: Vec<Propagation>,
-    targets: Vec<(LegKey, Mid)>,
     notes: Vec<(LegKey, LegNote)>,
     dirty: Vec<LegKey>,
     last_status: Instant,
@@ -464,7 +632,6 @@ impl Engine {
             status: setup.status,
             propagations: Vec::new(),
             propagations_spare: Vec::new(),
-            targets: Vec::new(),
             notes: Vec::new(),
             dirty: Vec::new(),
             last_status: now,
@@ -578,40 +745,28 @@ impl Engine {
             fail_leg(leg, &e);
         }
         drain_leg(leg, &mut self.io, &mut self.propagations, &mut self.notes);
-        let forwarded = self.propagate();
+        let forwarded = self.propagate(now);
         if forwarded {
             self.io.metrics.forward_latency.record(now.elapsed());
         }
         self.flush_notes();
     }
 
-    /// Writes collected media to the receiving legs and drains them, until nothing is left.
-    /// Returns true when at least one packet was forwarded.
-    fn propagate(&mut self) -> bool {
+    /// Writes collected media to the receiving legs, gives each leg written to a timeout (str0m
+    /// sends queued RTP on one) and drains it, until nothing is left. Returns true when at
+    /// least one packet was forwarded.
+    fn propagate(&mut self, now: Instant) -> bool {
         let mut forwarded = false;
         while !self.propagations.is_empty() {
             let mut batch = std::mem::take(&mut self.propagations_spare);
             std::mem::swap(&mut batch, &mut self.propagations);
             for propagation in batch.drain(..) {
                 match propagation {
-                    Propagation::Media { source, kind, data } => {
-                        self.targets.clear();
-                        match self.legs.get(&source) {
-                            Some(leg) => self
-                                .targets
-                                .extend_from_slice(&leg.fanout[kind_index(kind)]),
-                            None => continue,
-                        }
-                        for index in 0..self.targets.len() {
-                            let (receiver, mid) = self.targets[index];
-                            if self.write_media(receiver, mid, &data) {
-                                forwarded = true;
-                                if !self.dirty.contains(&receiver) {
-                                    self.dirty.push(receiver);
-                                }
-                            }
-                        }
-                    }
+                    Propagation::Media {
+                        source,
+                        kind,
+                        packet,
+                    } => forwarded |= self.forward(source, kind, &packet),
                     Propagation::Keyframe { receiver, request } => {
                         self.forward_keyframe_request(receiver, request)
                     }
@@ -621,6 +776,9 @@ impl Engine {
             for index in 0..self.dirty.len() {
                 let key = self.dirty[index];
                 if let Some(leg) = self.legs.get_mut(&key) {
+                    if let Err(e) = leg.rtc.handle_input(Input::Timeout(now)) {
+                        fail_leg(leg, &e);
+                    }
                     drain_leg(leg, &mut self.io, &mut self.propagations, &mut self.notes);
                 }
             }
@@ -629,34 +787,105 @@ impl Engine {
         forwarded
     }
 
-    fn write_media(&mut self, receiver: LegKey, mid: Mid, data: &MediaData) -> bool {
-        let Some(leg) = self.legs.get_mut(&receiver) else {
+    /// Writes one received RTP packet to every slot its sender feeds. The fan-out list is
+    /// taken out of the sending leg meanwhile (a leg never feeds itself), so nothing is copied.
+    fn forward(&mut self, source: LegKey, kind: TrackKind, packet: &RtpPacket) -> bool {
+        let Some(routes) = self
+            .legs
+            .get_mut(&source)
+            .map(|leg| std::mem::take(&mut leg.fanout[kind_index(kind)]))
+        else {
             return false;
+        };
+        let mut forwarded = false;
+        let mut keyframe_wanted = false;
+        for route in &routes {
+            match self.write_rtp(source, kind, route, packet) {
+                Written::No => {}
+                Written::Yes => forwarded = true,
+                Written::NewSource => {
+                    forwarded = true;
+                    keyframe_wanted = kind == TrackKind::Video;
+                }
+            }
+        }
+        if let Some(leg) = self.legs.get_mut(&source) {
+            leg.fanout[kind_index(kind)] = routes;
+            // A receiver that starts on (or switches to) this video needs a keyframe to
+            // decode it.
+            if keyframe_wanted && leg.request_keyframe(KeyframeRequestKind::Pli) {
+                self.mark_dirty(source);
+            }
+        }
+        forwarded
+    }
+
+    fn write_rtp(
+        &mut self,
+        source: LegKey,
+        kind: TrackKind,
+        route: &Route,
+        packet: &RtpPacket,
+    ) -> Written {
+        let Some(leg) = self.legs.get_mut(&route.receiver) else {
+            return Written::No;
         };
         if !leg.connected || leg.end.is_some() {
-            return false;
+            return Written::No;
         }
-        let Some(writer) = leg.rtc.writer(mid) else {
-            return false;
+        let Some(pt) = route.map(packet.header.payload_type) else {
+            return Written::No;
         };
-        // Same codec parameters if possible, else any payload type of the same codec.
-        let pt = writer.match_params(data.params).or_else(|| {
-            writer
-                .payload_params()
-                .find(|p| p.spec().codec == data.params.spec().codec)
-                .map(|p| p.pt())
-        });
-        let Some(pt) = pt else { return false };
-        match writer.write(pt, data.network_time, data.time, data.data.clone()) {
-            Ok(()) => {
-                self.io.metrics.packets_relayed += 1;
-                self.io.metrics.bytes_relayed += data.data.len() as u64;
-                true
-            }
-            Err(e) => {
-                tracing::debug!(call = %leg.call, leg = %leg.name, error = %e, "media write failed");
-                false
-            }
+        let Some(slot) = leg.slots[kind_index(kind)].get_mut(route.slot) else {
+            return Written::No;
+        };
+        let Some((seq_no, time, switched)) = slot.rewrite(
+            (source, packet.header.ssrc),
+            *packet.seq_no,
+            packet.header.timestamp,
+            packet.timestamp,
+            pt.clock_rate,
+        ) else {
+            return Written::No;
+        };
+        let mid = slot.mid;
+        let mut direct = leg.rtc.direct_api();
+        let Some(stream) = direct.stream_tx_by_mid(mid, None) else {
+            return Written::No;
+        };
+        // Only what describes the media itself goes along; transport extensions (MID,
+        // transport-wide sequence, send time) are the receiving leg's own.
+        let received = &packet.header.ext_vals;
+        let ext_vals = ExtensionValues {
+            audio_level: received.audio_level,
+            voice_activity: received.voice_activity,
+            video_orientation: received.video_orientation,
+            ..ExtensionValues::default()
+        };
+        let write = RtpWrite::new(
+            pt.to,
+            SeqNo::from(seq_no),
+            time,
+            packet.timestamp,
+            packet.payload.clone(),
+        )
+        .marker(packet.header.marker)
+        .ext_vals(ext_vals)
+        .nackable(kind == TrackKind::Video);
+        stream.write_rtp(write);
+        self.io.metrics.packets_relayed += 1;
+        self.io.metrics.bytes_relayed += packet.payload.len() as u64;
+        self.mark_dirty(route.receiver);
+        if switched {
+            Written::NewSource
+        } else {
+            Written::Yes
+        }
+    }
+
+    fn mark_dirty(&mut self, key: LegKey) {
+        if !self.dirty.contains(&key) {
+            self.dirty.push(key);
         }
     }
 
@@ -672,37 +901,22 @@ impl Engine {
         let Some(leg) = self.legs.get_mut(&source) else {
             return;
         };
-        let source_mid = leg
-            .media
-            .iter()
-            .find(|m| m.kind == TrackKind::Video && m.receiving)
-            .map(|m| m.mid);
-        if let Some(mid) = source_mid {
-            if let Some(mut writer) = leg.rtc.writer(mid) {
-                let _ = writer.request_keyframe(None, request.kind);
-            }
-            if !self.dirty.contains(&source) {
-                self.dirty.push(source);
-            }
+        if leg.request_keyframe(request.kind) {
+            self.mark_dirty(source);
         }
     }
 
     fn handle_due_timeouts(&mut self, now: Instant) {
-        let due: Vec<LegKey> = self
-            .legs
-            .values()
-            .filter(|leg| leg.next_timeout <= now)
-            .map(|leg| leg.key)
-            .collect();
-        for key in due {
-            if let Some(leg) = self.legs.get_mut(&key) {
-                if let Err(e) = leg.rtc.handle_input(Input::Timeout(now)) {
-                    fail_leg(leg, &e);
-                }
-                drain_leg(leg, &mut self.io, &mut self.propagations, &mut self.notes);
+        for leg in self.legs.values_mut() {
+            if leg.next_timeout > now {
+                continue;
             }
+            if let Err(e) = leg.rtc.handle_input(Input::Timeout(now)) {
+                fail_leg(leg, &e);
+            }
+            drain_leg(leg, &mut self.io, &mut self.propagations, &mut self.notes);
         }
-        self.propagate();
+        self.propagate(now);
         self.flush_notes();
     }
 
@@ -773,7 +987,7 @@ impl Engine {
             Command::AddLeg { call, offer, reply } => {
                 let result = self.add_leg(call, offer);
                 let _ = reply.send(result);
-                self.propagate();
+                self.propagate(Instant::now());
                 self.flush_notes();
             }
             Command::RemoveLeg { call, leg, reply } => {
@@ -863,8 +1077,10 @@ impl Engine {
             })?;
 
         let now = Instant::now();
+        // RTP mode: packets are forwarded as they came, not depacketized into frames.
         let mut rtc = Rtc::builder()
             .set_dtls_cert(self.certificate.clone())
+            .set_rtp_mode(true)
             .build(now);
         let candidate =
             Candidate::host(self.media_addr, "udp").map_err(|e| MediaError::BadOffer {
@@ -889,7 +1105,9 @@ impl Engine {
             connected: false,
             next_timeout: now,
             media: Vec::new(),
-            slot_mids: [Vec::new(), Vec::new()],
+            send_mids: [None, None],
+            rx_ssrcs: Vec::new(),
+            slots: [Vec::new(), Vec::new()],
             fanout: [Vec::new(), Vec::new()],
             slot_sources: HashMap::new(),
             remote_addrs: Vec::new(),
@@ -911,13 +1129,16 @@ impl Engine {
             };
             let direction = media.direction();
             let line = LegMedia {
-                mid,
                 kind,
                 receiving: direction.is_receiving(),
                 sending: direction.is_sending(),
             };
             if line.sending {
-                leg.slot_mids[kind_index(kind)].push(mid);
+                leg.slots[kind_index(kind)].push(SlotStream::new(mid));
+            }
+            let send_mid = &mut leg.send_mids[kind_index(kind)];
+            if line.receiving && send_mid.is_none() {
+                *send_mid = Some(mid);
             }
             leg.media.push(line);
         }
@@ -967,18 +1188,32 @@ impl Engine {
         let mut fanouts: Vec<(LegKey, Fanout)> = Vec::new();
         let mut sources: HashMap<LegKey, HashMap<Mid, LegKey>> = HashMap::new();
         for &source in &keys {
-            let mut fanout = [Vec::new(), Vec::new()];
+            let mut fanout: Fanout = [Vec::new(), Vec::new()];
             for kind in TrackKind::ALL {
                 for (receiver, slot) in routing.destinations(source, kind) {
-                    let Some(mid) = self
-                        .legs
-                        .get(&receiver)
-                        .and_then(|r| r.slot_mids[kind_index(kind)].get(slot))
+                    let (Some(from), Some(to)) = (self.legs.get(&source), self.legs.get(&receiver))
                     else {
                         continue;
                     };
-                    fanout[kind_index(kind)].push((receiver, *mid));
-                    sources.entry(receiver).or_default().insert(*mid, source);
+                    let Some(mid) = to.slots[kind_index(kind)].get(slot).map(|s| s.mid) else {
+                        continue;
+                    };
+                    let payload_types = from.send_mids[kind_index(kind)]
+                        .map(|from_mid| payload_type_maps(&from.rtc, from_mid, &to.rtc, mid))
+                        .unwrap_or_default();
+                    if payload_types.is_empty() {
+                        tracing::info!(
+                            call,
+                            ?kind,
+                            "two legs share no codec: this media is not forwarded between them"
+                        );
+                    }
+                    fanout[kind_index(kind)].push(Route {
+                        receiver,
+                        slot,
+                        payload_types,
+                    });
+                    sources.entry(receiver).or_default().insert(mid, source);
                 }
             }
             fanouts.push((source, fanout));
@@ -1089,6 +1324,60 @@ impl Engine {
     }
 }
 
+/// For each payload type negotiated on the sender's m-line, the one of the same codec (same
+/// parameters if possible) negotiated on the receiver's, with its RED form when both have one.
+fn payload_type_maps(from: &Rtc, from_mid: Mid, to: &Rtc, to_mid: Mid) -> Vec<PayloadTypeMap> {
+    let (Some(from_media), Some(to_media)) = (from.media(from_mid), to.media(to_mid)) else {
+        return Vec::new();
+    };
+    let negotiated = |config: &CodecConfig, pts: &[Pt]| -> Vec<str0m::format::PayloadParams> {
+        config
+            .params()
+            .iter()
+            .filter(|p| pts.contains(&p.pt()))
+            .copied()
+            .collect()
+    };
+    let sent = negotiated(from.codec_config(), from_media.remote_pts());
+    let receivable = negotiated(to.codec_config(), to_media.remote_pts());
+    let receivable_config = CodecConfig::new_from_payload_params(receivable.clone());
+    let mut maps = Vec::new();
+    for params in sent {
+        let matched = receivable_config
+            .match_params(params)
+            .copied()
+            .or_else(|| {
+                receivable
+                    .iter()
+                    .find(|p| p.spec().codec == params.spec().codec)
+                    .copied()
+            });
+        let Some(matched) = matched else {
+            continue;
+        };
+        let spec = matched.spec();
+        // G.722's RTP clock is 8 kHz whatever its sampling rate (RFC 3551).
+        let clock_rate = if spec.codec == Codec::G722 {
+            8_000
+        } else {
+            spec.clock_rate.get()
+        };
+        maps.push(PayloadTypeMap {
+            from: params.pt(),
+            to: matched.pt(),
+            clock_rate,
+        });
+        if let (Some(from), Some(to)) = (params.red(), matched.red()) {
+            maps.push(PayloadTypeMap {
+                from,
+                to,
+                clock_rate,
+            });
+        }
+    }
+    maps
+}
+
 /// The `a=mid:` values of an SDP, in m-line order.
 fn offer_mids(sdp: &str) -> Vec<Mid> {
     sdp.lines()
@@ -1106,4 +1395,80 @@ fn check_name(what: &'static str, value: &str) -> Result<(), MediaError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write as _;
+
+    /// Feeds packets `(leg, ssrc, extended seq, RTP time, ms after start)` to one slot and
+    /// checks what goes out, one line per packet: `seq time`, with ` new` when the slot just
+    /// changed source, or `drop`.
+    fn check(packets: &[(LegKey, u32, u64, u32, u64)], expected: &str) {
+        let start = Instant::now();
+        let mut slot = SlotStream::new(Mid::from("1"));
+        let mut rendered = String::new();
+        for &(leg, ssrc, seq, time, ms) in packets {
+            let arrival = start + Duration::from_millis(ms);
+            let _ = match slot.rewrite((leg, ssrc.into()), seq, time, arrival, 48_000) {
+                Some((seq, time, true)) => writeln!(rendered, "{seq} {time} new"),
+                Some((seq, time, false)) => writeln!(rendered, "{seq} {time}"),
+                None => writeln!(rendered, "drop"),
+            };
+        }
+        assert_eq!(rendered, crate::routing::tests::trimmed_lines(expected));
+    }
+
+    #[test]
+    fn the_first_source_passes_through_without_its_rollover_count() {
+        check(
+            &[
+                (1, 7, 70_000, 1000, 0),
+                (1, 7, 70_002, 1960, 40),
+                (1, 7, 70_001, 1480, 41),
+            ],
+            "4464 1000 new
+             4466 1960
+             4465 1480",
+        );
+    }
+
+    #[test]
+    fn a_new_source_continues_numbering_and_time_and_its_late_packets_are_dropped() {
+        check(
+            &[
+                (1, 7, 100, 1000, 0),
+                (1, 7, 101, 1960, 20),
+                // 40 ms after the last packet: RTP time moves on by 40 ms at 48 kHz.
+                (2, 9, 5000, 777, 60),
+                (2, 9, 5001, 1737, 80),
+                // Older than the first packet of source 2 on this slot.
+                (2, 9, 4999, 0, 81),
+            ],
+            "100 1000 new
+             101 1960
+             102 3880 new
+             103 4840
+             drop",
+        );
+    }
+
+    #[test]
+    fn rtp_time_wraps_and_a_restarted_stream_counts_as_a_new_source() {
+        check(
+            &[
+                (1, 7, 10, u32::MAX - 100, 0),
+                (1, 7, 11, 860, 20),
+                // Same leg, new SSRC (the client restarted its track).
+                (1, 8, 3, 5, 40),
+            ],
+            &format!(
+                "10 {} new
+                 11 860
+                 12 1820 new",
+                u32::MAX - 100
+            ),
+        );
+    }
 }

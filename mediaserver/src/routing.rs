@@ -229,7 +229,7 @@ impl RoutingTable {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn shape(audio_slots: usize, video_slots: usize, sends_video: bool) -> LegMediaShape {
@@ -260,13 +260,17 @@ mod tests {
                 other => panic!("bad script line {other:?}"),
             }
         }
-        let expected: String = expected
-            .lines()
+        assert_eq!(routing.render(), trimmed_lines(expected));
+    }
+
+    /// An expected rendering written indented in a test: each line trimmed, blank lines
+    /// dropped, every line ended by a newline.
+    pub(crate) fn trimmed_lines(text: &str) -> String {
+        text.lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
             .map(|l| format!("{l}\n"))
-            .collect();
-        assert_eq!(routing.render(), expected);
+            .collect()
     }
 
     #[test]
