@@ -4,11 +4,18 @@
 //! The engine runs alone on a dedicated OS thread (its own current-thread runtime), so its
 //! CPU time is read exactly from `/proc/self/task/<tid>/stat` and is not mixed with the
 //! clients' (webrtc-rs is much heavier than the SFU). "Added latency" is measured inside the
-//! server (datagram read → last forwarded copy sent); the clients' one-way delay through both
-//! webrtc-rs stacks and the server is printed beside it.
+//! server, from the kernel's arrival stamp of a datagram (SO_TIMESTAMPNS) to the `sendmmsg`
+//! that sent its last forwarded copy, so time spent waiting in the socket for the engine
+//! counts too; the clients' one-way delay through both webrtc-rs stacks and the server is
+//! printed beside it.
+//!
+//! `--pin` gives the engine CPU 0 alone and the clients the others (a MediaServer on a node
+//! of its own; without it the engine shares both cores with the clients and waits for them).
+//! `--spread` starts each client at its own phase within the frame (unsynchronised phones)
+//! instead of all on one timer tick.
 //!
 //! Run: `cargo run --release -p mediaserver --example media-bench -- [--calls 25]
-//! [--seconds 10] [--frame-ms 20]`.
+//! [--seconds 10] [--frame-ms 20] [--pin] [--spread]`.
 
 use hdrhistogram::Histogram;
 use mediaserver::{MediaConfig, MediaHandle};
@@ -22,6 +29,10 @@ struct Args {
     calls: usize,
     seconds: u64,
     frame_ms: u64,
+    /// Engine thread alone on CPU 0, clients on the others (as on a MediaServer of its own).
+    pin: bool,
+    /// Each client starts at its own phase within the frame instead of all on one tick.
+    spread: bool,
 }
 
 fn parse_args() -> Args {
@@ -29,16 +40,25 @@ fn parse_args() -> Args {
         calls: 25,
         seconds: 10,
         frame_ms: 20,
+        pin: false,
+        spread: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--pin" || flag == "--spread" {
+            args.pin |= flag == "--pin";
+            args.spread |= flag == "--spread";
+            continue;
+        }
         let value = it.next().and_then(|v| v.parse::<u64>().ok());
         match (flag.as_str(), value) {
             ("--calls", Some(v)) => args.calls = v.max(1) as usize,
             ("--seconds", Some(v)) => args.seconds = v.max(1),
             ("--frame-ms", Some(v)) => args.frame_ms = v.max(1),
             _ => {
-                eprintln!("usage: media-bench [--calls N] [--seconds S] [--frame-ms MS]");
+                eprintln!(
+                    "usage: media-bench [--calls N] [--seconds S] [--frame-ms MS] [--pin] [--spread]"
+                );
                 std::process::exit(2);
             }
         }
@@ -76,11 +96,17 @@ fn process_rss_kib() -> u64 {
 }
 
 /// Starts the engine on its own thread; returns its handle and the path of its thread stat.
-fn start_engine_thread(config: MediaConfig) -> (MediaHandle, String, std::thread::JoinHandle<()>) {
+fn start_engine_thread(
+    config: MediaConfig,
+    pin: bool,
+) -> (MediaHandle, String, std::thread::JoinHandle<()>) {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("media-engine".into())
         .spawn(move || {
+            if pin {
+                pin_current_thread(|cpu| cpu == 0);
+            }
             let stat = std::fs::read_link("/proc/thread-self")
                 .map(|p| format!("/proc/{}/stat", p.display()))
                 .unwrap_or_default();
@@ -102,13 +128,40 @@ fn start_engine_thread(config: MediaConfig) -> (MediaHandle, String, std::thread
     (handle, stat, thread)
 }
 
+/// Restricts the calling thread (and threads it starts later) to the CPUs `keep` selects.
+fn pin_current_thread(keep: impl Fn(usize) -> bool) {
+    use nix::sched::{CpuSet, sched_setaffinity};
+    use nix::unistd::Pid;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut set = CpuSet::new();
+    for cpu in (0..cpus).filter(|cpu| keep(*cpu)) {
+        set.set(cpu).expect("cpu index");
+    }
+    sched_setaffinity(Pid::from_raw(0), &set).expect("sched_setaffinity");
+}
+
 fn percentile_ms(histogram: &Histogram<u64>, q: f64) -> f64 {
     histogram.value_at_quantile(q) as f64 / 1000.0
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+fn main() {
     let args = parse_args();
+    if args.pin {
+        // Before the client runtime starts, so all its threads inherit it.
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+            eprintln!("--pin needs at least 2 CPUs");
+            std::process::exit(2);
+        }
+        pin_current_thread(|cpu| cpu != 0);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime")
+        .block_on(run(args));
+}
+
+async fn run(args: Args) {
     let clients = args.calls * 2;
     let config = MediaConfig {
         id: "media-bench".into(),
@@ -117,7 +170,7 @@ async fn main() {
         connect_timeout: Duration::from_secs(60),
         ..MediaConfig::default()
     };
-    let (handle, engine_stat, engine_thread) = start_engine_thread(config);
+    let (handle, engine_stat, engine_thread) = start_engine_thread(config, args.pin);
 
     // Phase 1: all peers and their offers (client-side memory, not the server's).
     let mut peers = Vec::with_capacity(clients);
@@ -212,10 +265,23 @@ async fn main() {
     let send_started = Instant::now();
     let mut senders = tokio::task::JoinSet::new();
     let frame = Duration::from_millis(args.frame_ms);
-    for peer in &peers {
+    let peer_count = peers.len() as u32;
+    for (index, peer) in peers.iter().enumerate() {
         let peer = peer.clone();
         let duration = Duration::from_secs(args.seconds);
-        senders.spawn(async move { send_at(&peer, duration, frame).await });
+        // With --spread, like phones that are not synchronised: each starts at its own phase
+        // within the frame, so packets arrive spread out rather than all at one timer tick.
+        let phase = if args.spread {
+            frame * index as u32 / peer_count
+        } else {
+            Duration::ZERO
+        };
+        senders.spawn(async move {
+            if !phase.is_zero() {
+                tokio::time::sleep(phase).await;
+            }
+            send_at(&peer, duration, frame).await
+        });
     }
     let mut packets_sent = 0u64;
     while let Some(sent) = senders.join_next().await {
@@ -262,6 +328,8 @@ async fn main() {
         "all_connected_after_ms": all_connected_after.as_millis() as u64,
         "send_seconds": args.seconds,
         "frame_ms": args.frame_ms,
+        "engine_pinned_alone_to_cpu0": args.pin,
+        "clients_spread_over_the_frame": args.spread,
         "packets_sent_by_clients": packets_sent,
         "packets_received_by_clients": packets_received,
         "packets_relayed": relayed,
@@ -277,6 +345,8 @@ async fn main() {
         "server_added_latency_us_p50": server_latency.quantile_micros(0.5),
         "server_added_latency_us_p99": server_latency.quantile_micros(0.99),
         "server_added_latency_us_p999": server_latency.quantile_micros(0.999),
+        "socket_wait_us_p50": after.socket_wait.quantile_micros(0.5),
+        "socket_wait_us_p99": after.socket_wait.quantile_micros(0.99),
         "client_to_client_latency_ms_p50": percentile_ms(&e2e, 0.5),
         "client_to_client_latency_ms_p99": percentile_ms(&e2e, 0.99),
         "rss_kib_per_call_added": (rss_after_legs.saturating_sub(rss_before_legs)) / args.calls as u64,

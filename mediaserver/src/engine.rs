@@ -14,7 +14,9 @@
 //! no mixing, no transcoding). Each receive slot is its own outgoing stream ([`SlotStream`]):
 //! str0m gives it an SSRC, and the engine keeps its sequence numbers and RTP time continuous
 //! when the slot changes source. Receivers that were written to get a timeout (str0m only
-//! sends queued RTP on one) and are drained at once, so forwarding adds no timer delay.
+//! sends queued RTP on one) and are drained at the end of the batch of datagrams being handled,
+//! unless a datagram of their own drained them earlier; the batch's sends then go out in one
+//! `sendmmsg` ([`crate::udp`]), so forwarding adds no timer delay.
 //! RTCP stays per leg: str0m answers a receiver's NACKs from its own resend cache and sends
 //! NACKs to a sender that lost packets; a receiver's keyframe request (PLI/FIR) is passed to
 //! the leg that feeds the slot.
@@ -23,6 +25,7 @@ use crate::config::MediaConfig;
 use crate::error::MediaError;
 use crate::metrics::MetricsSnapshot;
 use crate::routing::{LegKey, LegMediaShape, RoutingTable, TrackKind};
+use crate::udp::{BatchReceiver, BatchSender};
 use shared::media::{LegAnswer, LegOffer, LegStats, MediaEvent, MediaServerStatus};
 use shared::{CallId, MediaServerId};
 use std::collections::HashMap;
@@ -41,10 +44,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-/// Largest datagram read from the socket (str0m's MTU is ~1150; leave room).
-const RECEIVE_BUFFER: usize = 2048;
-/// Datagrams read per wake-up before the other `select!` arms get a turn.
-const RECEIVE_BATCH: usize = 64;
+/// Batched reads (of `udp::BATCH` datagrams each) per wake-up before the other `select!`
+/// arms get a turn.
+const READS_PER_WAKE: usize = 2;
 /// Housekeeping cadence: connect timeouts, ended legs, status publication.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
 /// Status is published to the heartbeat this often.
@@ -184,8 +186,8 @@ pub(crate) fn spawn_engine(
         .ok_or_else(|| anyhow::anyhow!("the crypto provider cannot generate a DTLS certificate"))?;
     let (commands_tx, commands_rx) = mpsc::channel(256);
     let id = setup.config.id.clone();
-    let engine = Engine::new(setup, certificate);
-    tasks.spawn(engine.run(commands_rx));
+    let (engine, receiver) = Engine::new(setup, certificate);
+    tasks.spawn(engine.run(receiver, commands_rx));
     Ok(MediaHandle {
         commands: commands_tx,
         tasks: Arc::new(Mutex::new(Some(tasks))),
@@ -471,24 +473,33 @@ enum Written {
 /// The socket side of draining: sends and counts. Kept apart from the leg map so a leg can
 /// be drained while it is borrowed from the map (or before it is in the map).
 struct Io {
-    socket: UdpSocket,
+    sender: BatchSender,
     metrics: MetricsSnapshot,
+    /// Arrival times of datagrams whose forwarded copies are queued but not yet written.
+    forwarded_arrivals: Vec<Instant>,
 }
 
 impl Io {
-    fn send(&mut self, destination: SocketAddr, contents: &[u8], counters: &mut LegCounters) {
-        match self.socket.try_send_to(contents, destination) {
-            Ok(_) => {
-                self.metrics.datagrams_out += 1;
-                counters.datagrams_out += 1;
-                counters.bytes_out += contents.len() as u64;
-            }
-            Err(e) => {
-                self.metrics.send_errors += 1;
-                if e.kind() != ErrorKind::WouldBlock {
-                    tracing::debug!(error = %e, %destination, "UDP send failed");
-                }
-            }
+    /// Queues a datagram (counted as sent; the socket's refusals are counted at flush).
+    fn send(&mut self, destination: SocketAddr, contents: Vec<u8>, counters: &mut LegCounters) {
+        self.metrics.datagrams_out += 1;
+        counters.datagrams_out += 1;
+        counters.bytes_out += contents.len() as u64;
+        self.sender.push(destination, contents);
+    }
+
+    /// Writes every queued datagram; the forwarding latency of what went out is recorded now,
+    /// when it really left.
+    fn flush(&mut self) {
+        if !self.sender.is_empty() {
+            let flushed = self.sender.flush();
+            self.metrics.send_errors += flushed.failed as u64;
+        }
+        let sent = Instant::now();
+        for arrival in self.forwarded_arrivals.drain(..) {
+            self.metrics
+                .forward_latency
+                .record(sent.saturating_duration_since(arrival));
         }
     }
 }
@@ -521,7 +532,11 @@ fn drain_leg(
                 return;
             }
             Output::Transmit(transmit) => {
-                io.send(transmit.destination, &transmit.contents, &mut leg.counters);
+                io.send(
+                    transmit.destination,
+                    transmit.contents.into(),
+                    &mut leg.counters,
+                );
             }
             Output::Event(event) => match event {
                 Event::Connected if !leg.connected => {
@@ -607,17 +622,19 @@ struct Engine {
 }
 
 impl Engine {
-    fn new(setup: EngineSetup, certificate: DtlsCert) -> Self {
+    fn new(setup: EngineSetup, certificate: DtlsCert) -> (Self, BatchReceiver) {
         let now = Instant::now();
+        let socket = Arc::new(setup.socket);
         let metrics = MetricsSnapshot {
             capacity: setup.config.capacity as u64,
             ..Default::default()
         };
-        Self {
+        let engine = Self {
             config: setup.config,
             io: Io {
-                socket: setup.socket,
+                sender: BatchSender::new(socket.clone()),
                 metrics,
+                forwarded_arrivals: Vec::new(),
             },
             media_addr: setup.media_addr,
             control_url: setup.control_url,
@@ -636,12 +653,12 @@ impl Engine {
             dirty: Vec::new(),
             last_status: now,
             next_housekeeping: now + HOUSEKEEPING_EVERY,
-        }
+        };
+        (engine, BatchReceiver::new(socket))
     }
 
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    async fn run(mut self, mut receiver: BatchReceiver, mut commands: mpsc::Receiver<Command>) {
         tracing::info!(media_addr = %self.media_addr, "media engine running");
-        let mut buffer = vec![0u8; RECEIVE_BUFFER];
         let timer = tokio::time::sleep_until(self.next_deadline().into());
         tokio::pin!(timer);
         loop {
@@ -650,12 +667,12 @@ impl Engine {
                     Some(Command::Shutdown) | None => break,
                     Some(command) => self.handle_command(command),
                 },
-                ready = self.io.socket.readable() => {
+                ready = receiver.readable() => {
                     if let Err(e) = ready {
                         tracing::error!(error = %e, "media socket failed; stopping the engine");
                         break;
                     }
-                    self.receive_batch(&mut buffer);
+                    self.receive_batches(&mut receiver);
                 },
                 _ = &mut timer => {}
             }
@@ -664,9 +681,12 @@ impl Engine {
             if now >= self.next_housekeeping {
                 self.housekeeping(now);
             }
+            // Everything this turn queued goes out before the engine waits again.
+            self.io.flush();
             timer.as_mut().reset(self.next_deadline().into());
         }
         self.close_all();
+        self.io.flush();
         tracing::info!("media engine stopped");
     }
 
@@ -681,27 +701,51 @@ impl Engine {
         deadline
     }
 
-    fn receive_batch(&mut self, buffer: &mut [u8]) {
-        for _ in 0..RECEIVE_BATCH {
-            let (length, source) = match self.io.socket.try_recv_from(buffer) {
-                Ok(received) => received,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+    fn receive_batches(&mut self, receiver: &mut BatchReceiver) {
+        for _ in 0..READS_PER_WAKE {
+            match receiver.read() {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => {
                     // ICMP errors (port unreachable of a gone client) surface here on Linux.
                     tracing::debug!(error = %e, "UDP receive error");
                     continue;
                 }
-            };
+            }
             let now = Instant::now();
-            self.handle_datagram(now, source, &buffer[..length]);
+            for index in 0..receiver.len() {
+                self.io
+                    .metrics
+                    .socket_wait
+                    .record(now.saturating_duration_since(receiver.arrival(index)));
+                let (source, bytes) = receiver.datagram(index);
+                if bytes.is_empty() {
+                    self.io.metrics.datagrams_in += 1;
+                    self.io.metrics.datagrams_unrouted += 1;
+                    continue;
+                }
+                if self.handle_datagram(now, source, bytes) {
+                    self.io.forwarded_arrivals.push(receiver.arrival(index));
+                }
+            }
+            let full = receiver.len() == crate::udp::BATCH;
+            // A batch's forwarded packets leave before the next batch is read.
+            self.settle(now);
+            self.flush_notes();
+            self.io.flush();
+            if !full {
+                break;
+            }
         }
     }
 
-    fn handle_datagram(&mut self, now: Instant, source: SocketAddr, bytes: &[u8]) {
+    /// Hands one datagram to its leg and forwards what comes of it; true when media was
+    /// forwarded.
+    fn handle_datagram(&mut self, now: Instant, source: SocketAddr, bytes: &[u8]) -> bool {
         self.io.metrics.datagrams_in += 1;
         let Ok(contents) = bytes.try_into() else {
             self.io.metrics.datagrams_unrouted += 1;
-            return;
+            return false;
         };
         let input = Input::Receive(
             now,
@@ -734,10 +778,10 @@ impl Engine {
         }
         let Some(key) = target else {
             self.io.metrics.datagrams_unrouted += 1;
-            return;
+            return false;
         };
         let Some(leg) = self.legs.get_mut(&key) else {
-            return;
+            return false;
         };
         leg.counters.datagrams_in += 1;
         leg.counters.bytes_in += bytes.len() as u64;
@@ -745,17 +789,18 @@ impl Engine {
             fail_leg(leg, &e);
         }
         drain_leg(leg, &mut self.io, &mut self.propagations, &mut self.notes);
-        let forwarded = self.propagate(now);
-        if forwarded {
-            self.io.metrics.forward_latency.record(now.elapsed());
+        // That input ran the leg's timeout too, so what was written to it went out.
+        if let Some(position) = self.dirty.iter().position(|k| *k == key) {
+            self.dirty.swap_remove(position);
         }
+        let forwarded = self.propagate();
         self.flush_notes();
+        forwarded
     }
 
-    /// Writes collected media to the receiving legs, gives each leg written to a timeout (str0m
-    /// sends queued RTP on one) and drains it, until nothing is left. Returns true when at
-    /// least one packet was forwarded.
-    fn propagate(&mut self, now: Instant) -> bool {
+    /// Writes collected media to the receiving legs and marks them dirty; they are drained
+    /// by [`Self::settle`]. Returns true when at least one packet was forwarded.
+    fn propagate(&mut self) -> bool {
         let mut forwarded = false;
         while !self.propagations.is_empty() {
             let mut batch = std::mem::take(&mut self.propagations_spare);
@@ -773,8 +818,23 @@ impl Engine {
                 }
             }
             self.propagations_spare = batch;
-            for index in 0..self.dirty.len() {
-                let key = self.dirty[index];
+        }
+        forwarded
+    }
+
+    /// Gives every leg written to a timeout (str0m sends queued RTP only after one) and
+    /// drains it, forwarding what that yields, until nothing is left. Called once per batch
+    /// of datagrams: a leg that also receives a datagram later in the batch is drained after
+    /// that input anyway (its handling includes the timeout), so in a call where both sides
+    /// talk most writes need no drain of their own.
+    fn settle(&mut self, now: Instant) {
+        loop {
+            self.propagate();
+            if self.dirty.is_empty() {
+                return;
+            }
+            let mut dirty = std::mem::take(&mut self.dirty);
+            for &key in &dirty {
                 if let Some(leg) = self.legs.get_mut(&key) {
                     if let Err(e) = leg.rtc.handle_input(Input::Timeout(now)) {
                         fail_leg(leg, &e);
@@ -782,9 +842,10 @@ impl Engine {
                     drain_leg(leg, &mut self.io, &mut self.propagations, &mut self.notes);
                 }
             }
-            self.dirty.clear();
+            dirty.clear();
+            // Draining marks nothing dirty, so `self.dirty` is still empty here.
+            self.dirty = dirty;
         }
-        forwarded
     }
 
     /// Writes one received RTP packet to every slot its sender feeds. The fan-out list is
@@ -916,7 +977,7 @@ impl Engine {
             }
             drain_leg(leg, &mut self.io, &mut self.propagations, &mut self.notes);
         }
-        self.propagate(now);
+        self.settle(now);
         self.flush_notes();
     }
 
@@ -987,7 +1048,7 @@ impl Engine {
             Command::AddLeg { call, offer, reply } => {
                 let result = self.add_leg(call, offer);
                 let _ = reply.send(result);
-                self.propagate(Instant::now());
+                self.settle(Instant::now());
                 self.flush_notes();
             }
             Command::RemoveLeg { call, leg, reply } => {
@@ -1343,15 +1404,12 @@ fn payload_type_maps(from: &Rtc, from_mid: Mid, to: &Rtc, to_mid: Mid) -> Vec<Pa
     let receivable_config = CodecConfig::new_from_payload_params(receivable.clone());
     let mut maps = Vec::new();
     for params in sent {
-        let matched = receivable_config
-            .match_params(params)
-            .copied()
-            .or_else(|| {
-                receivable
-                    .iter()
-                    .find(|p| p.spec().codec == params.spec().codec)
-                    .copied()
-            });
+        let matched = receivable_config.match_params(params).copied().or_else(|| {
+            receivable
+                .iter()
+                .find(|p| p.spec().codec == params.spec().codec)
+                .copied()
+        });
         let Some(matched) = matched else {
             continue;
         };

@@ -78,7 +78,11 @@ pub struct MetricsSnapshot {
     pub ice_timeouts: u64,
     /// Sender/receiver pairs that got no slot because the receiver offered too few m-lines.
     pub unserved_routes: u64,
+    /// Kernel arrival of a datagram to its forwarded copies' send (includes `socket_wait`).
     pub forward_latency: LatencyHistogram,
+    /// Kernel arrival of a datagram to the engine's read of it: time spent waiting for the
+    /// engine (busy with earlier datagrams, or not yet scheduled on a CPU).
+    pub socket_wait: LatencyHistogram,
 }
 
 impl MetricsSnapshot {
@@ -182,23 +186,28 @@ impl MetricsSnapshot {
             "Sender/receiver pairs without a receive m-line.",
             self.unserved_routes,
         );
-        let _ = writeln!(
-            out,
-            "# HELP mediaserver_forward_latency_us Datagram arrival to forwarded send, µs."
+        let server = server.replace('"', "");
+        let mut summary = |name: &str, help: &str, histogram: &LatencyHistogram| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} summary");
+            for quantile in [0.5, 0.99, 0.999] {
+                let value = histogram.quantile_micros(quantile).unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "{name}{{server=\"{server}\",quantile=\"{quantile}\"}} {value}"
+                );
+            }
+            let _ = writeln!(out, "{name}_count{label} {}", histogram.count());
+        };
+        summary(
+            "mediaserver_forward_latency_us",
+            "Datagram arrival in the socket to its forwarded copies sent, µs.",
+            &self.forward_latency,
         );
-        let _ = writeln!(out, "# TYPE mediaserver_forward_latency_us summary");
-        for quantile in [0.5, 0.99, 0.999] {
-            let value = self.forward_latency.quantile_micros(quantile).unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "mediaserver_forward_latency_us{{server=\"{}\",quantile=\"{quantile}\"}} {value}",
-                server.replace('"', "")
-            );
-        }
-        let _ = writeln!(
-            out,
-            "mediaserver_forward_latency_us_count{label} {}",
-            self.forward_latency.count()
+        summary(
+            "mediaserver_socket_wait_us",
+            "Datagram arrival in the socket to the engine reading it, µs.",
+            &self.socket_wait,
         );
         out
     }
@@ -232,5 +241,9 @@ mod tests {
         assert!(text.contains("mediaserver_legs{server=\"media-1\"} 3"));
         assert!(text.contains("mediaserver_dtls_failures_total{server=\"media-1\"} 1"));
         assert!(text.contains("mediaserver_packets_relayed_total{server=\"media-1\"} 0"));
+        assert!(
+            text.contains("mediaserver_socket_wait_us{server=\"media-1\",quantile=\"0.99\"} 0")
+        );
+        assert!(text.contains("mediaserver_forward_latency_us_count{server=\"media-1\"} 0"));
     }
 }
