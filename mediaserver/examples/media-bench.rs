@@ -140,6 +140,105 @@ fn pin_current_thread(keep: impl Fn(usize) -> bool) {
     sched_setaffinity(Pid::from_raw(0), &set).expect("sched_setaffinity");
 }
 
+/// The machine's floor: a plain UDP relay (no ICE, DTLS, SRTP or RTP work at all) through
+/// the engine's own batched socket, between `clients` loopback sockets paired like the calls,
+/// each sending a 120-byte datagram every `frame`. Returns relayed datagrams per relay-thread
+/// CPU-second: what the kernel's loopback path alone allows on this machine.
+fn udp_relay_floor(clients: usize, frame: Duration, seconds: u64, pin: bool) -> f64 {
+    use mediaserver::udp::{BatchReceiver, BatchSender};
+    use std::collections::HashMap;
+    use std::net::{SocketAddr, UdpSocket};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let sockets: Vec<UdpSocket> = (0..clients)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("client socket"))
+        .collect();
+    let addresses: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+    let relay = UdpSocket::bind("127.0.0.1:0").expect("relay socket");
+    relay.set_nonblocking(true).expect("nonblocking");
+    let relay_address = relay.local_addr().unwrap();
+    let partner: HashMap<SocketAddr, SocketAddr> = (0..clients)
+        .filter(|i| i ^ 1 < clients)
+        .map(|i| (addresses[i], addresses[i ^ 1]))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<UdpSocket> = sockets.iter().map(|s| s.try_clone().unwrap()).collect();
+    let sending = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let datagram = [0u8; 120];
+            while !stop.load(Ordering::Relaxed) {
+                for socket in &senders {
+                    let _ = socket.send_to(&datagram, relay_address);
+                }
+                std::thread::sleep(frame);
+            }
+        })
+    };
+    let draining = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            for socket in &sockets {
+                socket
+                    .set_read_timeout(Some(Duration::from_millis(1)))
+                    .unwrap();
+            }
+            let mut buffer = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                for socket in &sockets {
+                    while socket.recv(&mut buffer).is_ok() {}
+                }
+            }
+        })
+    };
+    let relaying = std::thread::spawn(move || {
+        if pin {
+            pin_current_thread(|cpu| cpu == 0);
+        }
+        let stat = std::fs::read_link("/proc/thread-self")
+            .map(|p| format!("/proc/{}/stat", p.display()))
+            .unwrap_or_default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let socket = Arc::new(tokio::net::UdpSocket::from_std(relay).expect("tokio socket"));
+            let mut receiver = BatchReceiver::new(socket.clone());
+            let mut sender = BatchSender::new(socket);
+            let cpu_before = thread_cpu_seconds(&stat);
+            let until = Instant::now() + Duration::from_secs(seconds);
+            let mut relayed = 0u64;
+            while Instant::now() < until {
+                let wait = until.saturating_duration_since(Instant::now());
+                if tokio::time::timeout(wait, receiver.readable())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                if receiver.read().is_err() {
+                    continue;
+                }
+                for index in 0..receiver.len() {
+                    let (source, bytes) = receiver.datagram(index);
+                    if let Some(destination) = partner.get(&source) {
+                        sender.push(*destination, bytes.to_vec());
+                        relayed += 1;
+                    }
+                }
+                sender.flush();
+            }
+            let cpu = thread_cpu_seconds(&stat) - cpu_before;
+            if cpu > 0.0 { relayed as f64 / cpu } else { 0.0 }
+        })
+    });
+    let rate = relaying.join().expect("relay thread");
+    stop.store(true, Ordering::Relaxed);
+    let _ = sending.join();
+    let _ = draining.join();
+    rate.round()
+}
+
 fn percentile_ms(histogram: &Histogram<u64>, q: f64) -> f64 {
     histogram.value_at_quantile(q) as f64 / 1000.0
 }
@@ -162,6 +261,11 @@ fn main() {
 }
 
 async fn run(args: Args) {
+    let frame = Duration::from_millis(args.frame_ms);
+    let (clients, pin) = (args.calls * 2, args.pin);
+    let floor = tokio::task::spawn_blocking(move || udp_relay_floor(clients, frame, 5, pin))
+        .await
+        .expect("floor measurement");
     let clients = args.calls * 2;
     let config = MediaConfig {
         id: "media-bench".into(),
@@ -264,7 +368,6 @@ async fn run(args: Args) {
     let (_, system_before) = thread_cpu_split(&engine_stat);
     let send_started = Instant::now();
     let mut senders = tokio::task::JoinSet::new();
-    let frame = Duration::from_millis(args.frame_ms);
     let peer_count = peers.len() as u32;
     for (index, peer) in peers.iter().enumerate() {
         let peer = peer.clone();
@@ -338,6 +441,8 @@ async fn run(args: Args) {
         "engine_cpu_seconds": cpu,
         "engine_cpu_seconds_per_1000_packets": cpu_per_1000,
         "projected_packets_per_core_second": if cpu_per_1000 > 0.0 { (1000.0 / cpu_per_1000).round() } else { 0.0 },
+        "udp_relay_floor_packets_per_core_second": floor,
+        "udp_relay_floor_note": "a plain UDP relay through the same batched socket, no WebRTC work: the loopback kernel path alone",
         "engine_kernel_cpu_share": if cpu > 0.0 { system_cpu / cpu } else { 0.0 },
         "engine_idle_cpu_percent": idle_cpu_per_second * 100.0,
         "engine_marginal_cpu_seconds_per_1000_packets": marginal_per_1000,

@@ -21,7 +21,7 @@ pub mod error;
 pub mod metrics;
 mod redis_link;
 pub mod routing;
-mod udp;
+pub mod udp;
 
 pub use config::{ConfigError, MediaConfig};
 pub use engine::MediaHandle;

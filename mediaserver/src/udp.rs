@@ -22,12 +22,12 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
 /// Datagrams per system call.
-pub(crate) const BATCH: usize = 32;
+pub const BATCH: usize = 32;
 /// Largest datagram read (str0m's MTU is ~1150; leave room). Longer ones are dropped.
-pub(crate) const RECEIVE_BUFFER: usize = 2048;
+pub const RECEIVE_BUFFER: usize = 2048;
 
 /// The receiving half: buffers for one batch and what the last read put in them.
-pub(crate) struct BatchReceiver {
+pub struct BatchReceiver {
     socket: Arc<UdpSocket>,
     buffers: Vec<Vec<u8>>,
     /// (source, length, kernel arrival time) of each datagram of the last batch, in
@@ -42,7 +42,7 @@ pub(crate) struct BatchReceiver {
 }
 
 impl BatchReceiver {
-    pub(crate) fn new(socket: Arc<UdpSocket>) -> Self {
+    pub fn new(socket: Arc<UdpSocket>) -> Self {
         let timestamps = setsockopt(&*socket, sockopt::ReceiveTimestampns, &true)
             .inspect_err(|e| tracing::debug!(error = %e, "no kernel receive timestamps"))
             .is_ok();
@@ -57,13 +57,13 @@ impl BatchReceiver {
     }
 
     /// Waits until the socket has something to read.
-    pub(crate) async fn readable(&self) -> io::Result<()> {
+    pub async fn readable(&self) -> io::Result<()> {
         self.socket.readable().await
     }
 
     /// Reads what is waiting, up to one batch, without blocking; `WouldBlock` when nothing
     /// is. Afterwards [`Self::datagram`] gives each datagram read.
-    pub(crate) fn read(&mut self) -> io::Result<usize> {
+    pub fn read(&mut self) -> io::Result<usize> {
         self.received.clear();
         let Self {
             socket,
@@ -118,20 +118,25 @@ impl BatchReceiver {
     }
 
     /// Number of datagrams the last [`Self::read`] returned.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.received.len()
+    }
+
+    /// The last [`Self::read`] returned nothing.
+    pub fn is_empty(&self) -> bool {
+        self.received.is_empty()
     }
 
     /// The `index`-th datagram of the last read: its source and bytes (empty when it was
     /// dropped as too long).
-    pub(crate) fn datagram(&self, index: usize) -> (SocketAddr, &[u8]) {
+    pub fn datagram(&self, index: usize) -> (SocketAddr, &[u8]) {
         let (source, length, _) = self.received[index];
         (source, &self.buffers[index][..length])
     }
 
     /// When the `index`-th datagram of the last read reached the socket: the kernel's
     /// timestamp where there is one, else the time of the read.
-    pub(crate) fn arrival(&self, index: usize) -> Instant {
+    pub fn arrival(&self, index: usize) -> Instant {
         let (read_instant, read_wall) = self.read_at;
         let Some(stamp) = self.received[index].2 else {
             return read_instant;
@@ -143,7 +148,7 @@ impl BatchReceiver {
 }
 
 /// The sending half: datagrams queued since the last flush.
-pub(crate) struct BatchSender {
+pub struct BatchSender {
     socket: Arc<UdpSocket>,
     queue: Vec<Vec<u8>>,
     destinations: Vec<Option<SockaddrStorage>>,
@@ -153,13 +158,13 @@ pub(crate) struct BatchSender {
 
 /// How one flush went.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Flushed {
+pub struct Flushed {
     pub sent: usize,
     pub failed: usize,
 }
 
 impl BatchSender {
-    pub(crate) fn new(socket: Arc<UdpSocket>) -> Self {
+    pub fn new(socket: Arc<UdpSocket>) -> Self {
         Self {
             socket,
             queue: Vec::with_capacity(BATCH),
@@ -169,7 +174,7 @@ impl BatchSender {
     }
 
     /// Queues one datagram; writes the queue when it holds a whole batch.
-    pub(crate) fn push(&mut self, destination: SocketAddr, contents: Vec<u8>) {
+    pub fn push(&mut self, destination: SocketAddr, contents: Vec<u8>) {
         self.queue.push(contents);
         self.destinations
             .push(Some(SockaddrStorage::from(destination)));
@@ -178,14 +183,14 @@ impl BatchSender {
         }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
 
     /// Writes everything queued. A datagram the kernel refuses is dropped and counted (UDP:
     /// the peer's jitter buffer or NACK copes); a full socket buffer drops the rest of the
     /// batch rather than blocking the engine.
-    pub(crate) fn flush(&mut self) -> Flushed {
+    pub fn flush(&mut self) -> Flushed {
         let mut flushed = Flushed::default();
         let fd = self.socket.as_raw_fd();
         // The headers hold raw pointers (not `Send`), so they live for one flush only.
