@@ -296,6 +296,32 @@ async fn place_and_cancel(phone: &mut Phone, to: &UserId, offer: &str) -> MediaS
     media
 }
 
+/// `caller` calls `callee`, who answers; both peers connected. Returns the call and the
+/// caller's and callee's peers.
+async fn connected_call(
+    caller: &mut Phone,
+    callee: &mut Phone,
+) -> (CallId, ClientPeer, ClientPeer) {
+    let (mut caller_peer, caller_offer) = softphone().await;
+    let call = caller
+        .command(place(&callee.user, &caller_offer))
+        .await
+        .expect("placed")
+        .expect("call id");
+    callee.incoming().await;
+    let (mut callee_peer, callee_offer) = softphone().await;
+    callee
+        .command(CallCommand::CallAnswer {
+            call: call.clone(),
+            sdp: callee_offer,
+        })
+        .await
+        .expect("answer");
+    caller.connect_media(&call, &mut caller_peer).await;
+    callee.connect_media(&call, &mut callee_peer).await;
+    (call, caller_peer, callee_peer)
+}
+
 /// Both peers send audio for a while; returns what each received.
 async fn talk(a: &ClientPeer, b: &ClientPeer, seconds: u64) -> (u64, u64) {
     let duration = Duration::from_secs(seconds);
@@ -922,23 +948,7 @@ async fn forwarding_pickup_and_a_three_party_conference_across_servers() {
     // --- Busy: bob is in a call with alice, so carol's call ends `busy`; with bob's busy
     // forwarding to dave her next call rings dave; with no-answer forwarding to eve, a call
     // bob does not take moves to eve after the ring timeout.
-    let (mut alice_peer, alice_offer) = softphone().await;
-    let call = alice_desk
-        .command(place(&bob, &alice_offer))
-        .await
-        .unwrap()
-        .unwrap();
-    bob_desk.incoming().await;
-    let (mut bob_peer, bob_offer) = softphone().await;
-    bob_desk
-        .command(CallCommand::CallAnswer {
-            call: call.clone(),
-            sdp: bob_offer,
-        })
-        .await
-        .expect("answer");
-    alice_desk.connect_media(&call, &mut alice_peer).await;
-    bob_desk.connect_media(&call, &mut bob_peer).await;
+    let (call, _alice_peer, _bob_peer) = connected_call(&mut alice_desk, &mut bob_desk).await;
     carol_desk.telephony_of(&bob, TelephonyState::InCall).await;
     let busy = carol_desk
         .command(place(&bob, &offer))
@@ -1119,6 +1129,53 @@ async fn forwarding_pickup_and_a_three_party_conference_across_servers() {
         .expect("bob leaves");
     assert_eq!(alice_desk.ended(&call).await.1, CallResult::Answered);
     wait_leases(&lab.admin, 0).await;
+}
+
+/// kill -9 of the UCServer that owns a call (the caller's): the callee on the other server is
+/// told the call ended, and their home server writes the journal entry the owner cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_server_dies_ends_for_the_other_party_with_a_journal_entry() {
+    let mut lab = Lab::start("calls_owner_dies").await;
+    let alice = lab.user("alice", "s1").await;
+    let bob = lab.user("bob", "s2").await;
+    let mut alice_desk = lab.phone(&alice, "desk").await;
+    let mut bob_desk = lab.phone(&bob, "desk").await;
+
+    let (call, alice_peer, bob_peer) = connected_call(&mut alice_desk, &mut bob_desk).await;
+    assert_eq!(
+        shared::call::call_owner(&call),
+        Some(ServerId::from("s1")),
+        "the caller's home owns the call"
+    );
+
+    let killed_at = Instant::now();
+    lab.s1.kill9();
+    let (reason, result) = bob_desk.ended(&call).await;
+    assert_eq!(
+        (reason, result),
+        (EndReason::SetupFailed, CallResult::Failed),
+        "\n{}",
+        lab.logs()
+    );
+    let entry = journal_of(&bob_desk, &call).await;
+    assert_eq!(entry.direction, Direction::Incoming);
+    assert_eq!(entry.party, "alice");
+    assert_eq!(entry.result, Some(CallResult::Failed));
+    assert!(entry.answered_ms.is_some(), "bob had answered: {entry:?}");
+    assert!(entry.ended_ms.is_some_and(|end| end >= entry.started_ms));
+    println!(
+        "owner's death noticed by bob after {:?}",
+        killed_at.elapsed()
+    );
+    // Exactly one entry for the call (the dead owner wrote none).
+    let entries = bob_desk.client.journal(Some(50)).await.expect("journal");
+    let for_call = entries
+        .iter()
+        .filter(|e| e.summary.as_deref() == Some(call.as_str()))
+        .count();
+    assert_eq!(for_call, 1);
+    alice_peer.close().await;
+    bob_peer.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use crate::core::license::{LeaseOutcome, SOFTPHONE};
 use crate::error::{AppError, AppResult};
 use crate::media::MediaLink;
 use crate::server::Server;
-use shared::api::{ApiError, CallResult, ErrorCode, JournalEntry, JournalKind};
+use shared::api::{ApiError, CallResult, Direction, ErrorCode, JournalEntry, JournalKind};
 use shared::bus::BusBody;
 use shared::call::{
     CallBusBody, CallCommand, CallEvent, EndReason, ForwardMode, Refusal, ReplyTo, call_owner,
@@ -467,6 +467,7 @@ async fn send_event(
 ) {
     match server.home_of(user).await {
         Ok(home) if home == server.id => {
+            server.note_call_event(user, &event);
             server.deliver_to_devices(user, &devices, &ServerEvent::Call(event));
         }
         Ok(home) => {
@@ -495,6 +496,7 @@ pub async fn handle_bus(server: &std::sync::Arc<Server>, body: CallBusBody) {
             devices,
             event,
         } => {
+            server.note_call_event(&user, &event);
             server.deliver_to_devices(&user, &devices, &ServerEvent::Call(event));
         }
         CallBusBody::CallRelay {
@@ -629,6 +631,27 @@ pub async fn device_gone(server: &std::sync::Arc<Server>, user: &UserId, device:
 pub async fn owner_gone(server: &Server, dead: &ServerId) {
     for (user, call) in server.calls_owned_by(dead) {
         tracing::warn!(%user, %call, owner = %dead, "the call's server died; ending it here");
+        // The owner would have written the journal; it is gone, so the user's home does, for
+        // the calls it saw ring the user (their caller's entry died with the caller's server).
+        if let Some(seen) = server.take_rung_call(&user, &call) {
+            let entry = JournalEntry {
+                id: uuid::Uuid::now_v7().to_string(),
+                user: user.clone(),
+                kind: JournalKind::Call,
+                direction: Direction::Incoming,
+                party: seen.from.to_string(),
+                conversation: None,
+                started_ms: seen.started_ms,
+                answered_ms: seen.answered_ms,
+                ended_ms: Some(shared::now_ms()),
+                result: Some(CallResult::Failed),
+                messages: 0,
+                summary: Some(call.to_string()),
+            };
+            if let Err(error) = server.sql(server.store.add_journal(&entry)).await {
+                tracing::error!(%call, %user, %error, "journal entry lost");
+            }
+        }
         server.deliver_to_devices(
             &user,
             &[],

@@ -113,7 +113,24 @@ pub struct Server {
     call_states: Mutex<HashMap<UserId, BTreeMap<CallId, (TelephonyState, TimestampMs)>>>,
     /// Local users whose every call is forwarded (`always` rule).
     always_forwarded: Mutex<std::collections::HashSet<UserId>>,
+    /// Calls that rang a local user, as this server delivered them, until the user's
+    /// telephony in them is idle again.
+    rung_calls: Mutex<HashMap<(UserId, CallId), RungCall>>,
 }
+
+/// What a user's home server saw of a call that rang them: enough for a journal entry when
+/// the call's owner dies before writing one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RungCall {
+    pub from: UserId,
+    pub started_ms: TimestampMs,
+    pub answered_ms: Option<TimestampMs>,
+}
+
+/// Rung calls remembered before the oldest (over a day) are forgotten: a call whose
+/// telephony never went idle must not grow the map for ever.
+const MAX_RUNG_CALLS: usize = 10_000;
+const RUNG_CALL_MAX_AGE_MS: TimestampMs = 24 * 60 * 60 * 1000;
 
 fn event_text(event: &ServerEvent) -> Arc<str> {
     Arc::from(serde_json::to_string(event).unwrap_or_default())
@@ -156,6 +173,7 @@ impl Server {
             media,
             call_states: Mutex::new(HashMap::new()),
             always_forwarded: Mutex::new(std::collections::HashSet::new()),
+            rung_calls: Mutex::new(HashMap::new()),
         });
         (server, ChatWriter { rx: chat_rx })
     }
@@ -926,6 +944,21 @@ impl Server {
         state: TelephonyState,
     ) {
         {
+            let key = (user.clone(), call.clone());
+            let mut rung = self.rung_calls.lock().unwrap();
+            match state {
+                TelephonyState::Idle => {
+                    rung.remove(&key);
+                }
+                TelephonyState::InCall => {
+                    if let Some(seen) = rung.get_mut(&key) {
+                        seen.answered_ms.get_or_insert_with(now_ms);
+                    }
+                }
+                _ => {}
+            }
+        }
+        {
             let mut states = self.call_states.lock().unwrap();
             let calls = states.entry(user.clone()).or_default();
             if state == TelephonyState::Idle {
@@ -942,6 +975,37 @@ impl Server {
             }
         }
         self.refresh_telephony(user).await;
+    }
+
+    /// Notes a call event this server delivers to a local user's devices: a call that rings
+    /// them is remembered (see [`RungCall`]).
+    pub(crate) fn note_call_event(&self, user: &UserId, event: &shared::call::CallEvent) {
+        let shared::call::CallEvent::CallIncoming { call, from, .. } = event else {
+            return;
+        };
+        let now = now_ms();
+        let mut rung = self.rung_calls.lock().unwrap();
+        if rung.len() >= MAX_RUNG_CALLS {
+            rung.retain(|_, seen| now.saturating_sub(seen.started_ms) < RUNG_CALL_MAX_AGE_MS);
+            if rung.len() >= MAX_RUNG_CALLS {
+                tracing::warn!(%user, %call, "too many calls ringing at once; not remembered");
+                return;
+            }
+        }
+        rung.entry((user.clone(), call.clone()))
+            .or_insert_with(|| RungCall {
+                from: from.clone(),
+                started_ms: now,
+                answered_ms: None,
+            });
+    }
+
+    /// What this server saw of a call that rang a local user, forgotten as it is returned.
+    pub(crate) fn take_rung_call(&self, user: &UserId, call: &CallId) -> Option<RungCall> {
+        self.rung_calls
+            .lock()
+            .unwrap()
+            .remove(&(user.clone(), call.clone()))
     }
 
     /// Whether a local user forwards every call (presence shows `forwarded` when idle).
