@@ -492,9 +492,13 @@ async fn contacts_and_delegates(store: Arc<dyn Store>) {
     assert_eq!(
         contacts
             .iter()
-            .map(|c| (c.contact.0.as_str(), c.group.as_str()))
+            .map(|c| (
+                c.contact.0.as_str(),
+                c.group.as_str(),
+                c.display_name.as_str()
+            ))
             .collect::<Vec<_>>(),
-        [("bea", ""), ("cy", "Friends")]
+        [("bea", "", "BEA"), ("cy", "Friends", "CY")]
     );
     assert_eq!(
         ids(&store.contact_owners(&uid("cy")).await.unwrap()),

@@ -559,18 +559,13 @@ async fn contacts_list(
         .unwrap_or_default();
     let mut contacts = Vec::new();
     for (index, record) in records.into_iter().enumerate() {
-        let display_name = server
-            .sql(server.store.get_user(&record.contact))
-            .await?
-            .map(|u| u.display_name)
-            .unwrap_or_default();
         let snapshot =
             snapshots.get(index).cloned().flatten().unwrap_or_else(|| {
                 shared::presence::PresenceSnapshot::offline(record.contact.clone())
             });
         contacts.push(Contact {
             user: record.contact,
-            display_name,
+            display_name: record.display_name,
             group: record.group,
             presence: PresenceView::of(&snapshot, Visibility::Full),
         });

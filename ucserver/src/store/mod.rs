@@ -62,6 +62,8 @@ pub struct ContactRecord {
     pub contact: UserId,
     /// Contact-list group label, "" for none.
     pub group: String,
+    /// The contact's display name (read with the list, so listing takes one query).
+    pub display_name: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1297,8 +1297,11 @@ impl Store for SqlStore {
     }
 
     async fn contacts(&self, owner: &UserId) -> StoreResult<Vec<ContactRecord>> {
+        // A contact is always a user (foreign key), so the join loses no row.
         let rows = sqlx::query(
-            "SELECT contact_id, label FROM contacts WHERE owner_id = $1 ORDER BY contact_id",
+            "SELECT c.contact_id, c.label, u.display_name FROM contacts c \
+             JOIN users u ON u.id = c.contact_id \
+             WHERE c.owner_id = $1 ORDER BY c.contact_id",
         )
         .bind(owner.as_str())
         .fetch_all(&self.read)
@@ -1309,6 +1312,7 @@ impl Store for SqlStore {
                 Ok(ContactRecord {
                     contact: UserId(decode(row, "contact_id")?),
                     group: decode(row, "label")?,
+                    display_name: decode(row, "display_name")?,
                 })
             })
             .collect()
