@@ -175,6 +175,20 @@ impl Postgres {
         .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
         self.database_url(name)
     }
+
+    /// Runs SQL in one test database (as the superuser), e.g. to make a table vanish under
+    /// a running server.
+    pub fn execute(&self, database: &str, sql: &str) {
+        run_bounded(
+            Command::new(bin_dir().join("psql"))
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+                .args(["-U", "postgres", "-d", database])
+                .args(["-p", &self.port.to_string()])
+                .args(["-c", sql]),
+            STARTUP_LIMIT,
+        )
+        .unwrap_or_else(|e| panic!("cannot run {sql:?} in {database}: {e}"));
+    }
 }
 
 /// The `bin` directory of the newest PostgreSQL under `/usr/lib/postgresql`.

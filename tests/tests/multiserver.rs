@@ -67,6 +67,17 @@ impl Lab {
     }
 }
 
+async fn seats_in_use(admin: &AdminClient) -> u32 {
+    admin
+        .licenses()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|l| l.kind == "uc-seat")
+        .unwrap()
+        .in_use
+}
+
 async fn connect(client: &Client) -> Connection {
     client
         .connect(None, &[Capability::Chat, Capability::Audio])
@@ -621,6 +632,24 @@ async fn license_pool_limits_logins_across_servers() {
     first.logout().await.unwrap();
     _again.logout().await.unwrap();
     lab.login(&users[2], "d").await;
+
+    // A login whose session cannot be stored (SQL fails after the seat was taken) fails with
+    // a typed error and gives the seat back.
+    lab.admin.set_license("uc-seat", 3).await.unwrap();
+    assert_eq!(seats_in_use(&lab.admin).await, 2);
+    Postgres::shared().execute("licenses", "ALTER TABLE sessions RENAME TO sessions_away");
+    let error = Client::login(&lab.s1.url(), &users[0], PASSWORD, None)
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(error), ErrorCode::Internal);
+    assert_eq!(
+        seats_in_use(&lab.admin).await,
+        2,
+        "the failed login's seat came back"
+    );
+    Postgres::shared().execute("licenses", "ALTER TABLE sessions_away RENAME TO sessions");
+    lab.login(&users[0], "d").await;
+    assert_eq!(seats_in_use(&lab.admin).await, 3);
 
     // Wrong passwords: a typed error, then slowed down.
     let mut codes = Vec::new();

@@ -380,7 +380,7 @@ async fn session_login(
     server
         .acquire_license(license::SEAT, user.id.as_str())
         .await?;
-    let token = server
+    let issued = server
         .issue_token(TokenInfo {
             user: user.id.clone(),
             device: device.clone(),
@@ -388,7 +388,15 @@ async fn session_login(
             console_only: false,
             issued_ms: now_ms(),
         })
-        .await?;
+        .await;
+    let token = match issued {
+        Ok(token) => token,
+        Err(error) => {
+            // The session could not be stored (SQL down): the seat taken for it goes back.
+            server.release_seat_if_unused(&user.id).await;
+            return Err(error);
+        }
+    };
     server
         .metrics
         .logins

@@ -334,22 +334,27 @@ impl Server {
         if let Err(error) = self.sql(self.store.delete_session(&hash)).await {
             tracing::warn!(%error, "ended session stays in SQL until it expires");
         }
-        let (info, last) = {
-            let mut tokens = self.tokens.lock().unwrap();
-            let Some((info, _)) = tokens.remove(token) else {
-                return;
-            };
-            let last = !info.console_only
-                && !tokens
-                    .values()
-                    .any(|(t, _)| t.user == info.user && !t.console_only);
-            (info, last)
+        let Some((info, _)) = self.tokens.lock().unwrap().remove(token) else {
+            return;
         };
-        if last {
+        if !info.console_only {
+            self.release_seat_if_unused(&info.user).await;
+        }
+    }
+
+    /// Returns a user's seat unless a client token of theirs is still live on this server
+    /// (after their last token ended, or a login that took the seat failed afterwards).
+    pub async fn release_seat_if_unused(&self, user: &UserId) {
+        let in_use = self
+            .tokens
+            .lock()
+            .unwrap()
+            .values()
+            .any(|(t, _)| &t.user == user && !t.console_only);
+        if !in_use {
             self.bus(
                 "release seat",
-                self.cluster
-                    .lease_release(license::SEAT, info.user.as_str()),
+                self.cluster.lease_release(license::SEAT, user.as_str()),
             )
             .await;
         }
