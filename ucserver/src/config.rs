@@ -159,25 +159,19 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         shared::validate_name(&self.server_id).map_err(|e| anyhow::anyhow!("UC_SERVER_ID: {e}"))?;
         self.listen_addr()?;
-        if let Some(url) = &self.database_url {
-            if !(url.starts_with("sqlite:")
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:")
                 || url.starts_with("postgres://")
                 || url.starts_with("postgresql://"))
-            {
-                anyhow::bail!(
-                    "UC_DATABASE_URL must start with sqlite: or postgres://, not '{url}'"
-                );
-            }
+        {
+            anyhow::bail!("UC_DATABASE_URL must start with sqlite: or postgres://, not '{url}'");
         }
-        if let Some(url) = &self.redis_url {
-            if !(url.starts_with("redis://")
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://")
                 || url.starts_with("rediss://")
                 || url.starts_with("redis-sentinel://"))
-            {
-                anyhow::bail!(
-                    "UC_REDIS_URL must start with redis://, rediss:// or redis-sentinel://"
-                );
-            }
+        {
+            anyhow::bail!("UC_REDIS_URL must start with redis://, rediss:// or redis-sentinel://");
         }
         if self.heartbeat_ms == 0 || self.dead_after_ms < 2 * self.heartbeat_ms {
             anyhow::bail!(
@@ -190,10 +184,10 @@ impl Config {
         if !(1_000..=600_000).contains(&self.ring_timeout_ms) {
             anyhow::bail!("UC_RING_TIMEOUT_MS must be between 1000 and 600000");
         }
-        if let Some(password) = &self.admin_password {
-            if password.len() < 8 {
-                anyhow::bail!("UC_ADMIN_PASSWORD must have at least 8 characters");
-            }
+        if let Some(password) = &self.admin_password
+            && password.len() < 8
+        {
+            anyhow::bail!("UC_ADMIN_PASSWORD must have at least 8 characters");
         }
         Ok(())
     }

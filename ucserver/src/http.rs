@@ -413,10 +413,10 @@ async fn session_login(
 
 /// The public URL of a server: its heartbeat first, else what it registered in SQL.
 async fn server_url(server: &Server, id: &shared::ServerId) -> Option<String> {
-    if let Some(seen) = server.bus("list servers", server.cluster.servers()).await {
-        if let Some(found) = seen.into_iter().find(|s| &s.heartbeat.id == id) {
-            return Some(found.heartbeat.url);
-        }
+    if let Some(seen) = server.bus("list servers", server.cluster.servers()).await
+        && let Some(found) = seen.into_iter().find(|s| &s.heartbeat.id == id)
+    {
+        return Some(found.heartbeat.url);
     }
     let registered = server.sql(server.store.list_servers()).await.ok()?;
     registered.into_iter().find(|s| &s.id == id).map(|s| s.url)
@@ -468,16 +468,16 @@ pub async fn apply_presence(
     actor: &TokenInfo,
     request: SetPresence,
 ) -> AppResult<PresenceView> {
-    if let Some(note) = &request.note {
-        if note.len() > shared::limits::MAX_NOTE_BYTES {
-            return Err(AppError::new(
-                ErrorCode::PayloadTooLarge,
-                format!(
-                    "a note may have at most {} bytes",
-                    shared::limits::MAX_NOTE_BYTES
-                ),
-            ));
-        }
+    if let Some(note) = &request.note
+        && note.len() > shared::limits::MAX_NOTE_BYTES
+    {
+        return Err(AppError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "a note may have at most {} bytes",
+                shared::limits::MAX_NOTE_BYTES
+            ),
+        ));
     }
     if request.availability == Some(shared::presence::Availability::Offline) {
         return Err(AppError::bad_request(

@@ -216,22 +216,22 @@ impl MediaPool {
     async fn known(&self, server: &Server) -> AppResult<Vec<Known>> {
         let mut known = Vec::new();
         let now = now_ms();
-        if let Some(handle) = self.embedded.get() {
-            if let Ok(status) = handle.status().await {
-                known.push(Known {
-                    candidate: MediaCandidate {
-                        id: status.id.clone(),
-                        known: true,
-                        alive: true,
-                        last_seen_ms: now,
-                        legs: status.legs,
-                        capacity: status.capacity,
-                    },
-                    control_url: "(embedded)".into(),
-                    incarnation: status.incarnation,
-                    calls: status.calls,
-                });
-            }
+        if let Some(handle) = self.embedded.get()
+            && let Ok(status) = handle.status().await
+        {
+            known.push(Known {
+                candidate: MediaCandidate {
+                    id: status.id.clone(),
+                    known: true,
+                    alive: true,
+                    last_seen_ms: now,
+                    legs: status.legs,
+                    capacity: status.capacity,
+                },
+                control_url: "(embedded)".into(),
+                incarnation: status.incarnation,
+                calls: status.calls,
+            });
         }
         let mut records: Vec<(MediaServerId, String)> = server
             .sql(server.store.list_media_servers())

@@ -676,14 +676,14 @@ impl Server {
                 .and_then(|mut found| found.pop().flatten());
             if let Some(previous) = previous {
                 let mut sessions = self.sessions.lock().unwrap();
-                if let Some(local) = sessions.users.get_mut(user) {
-                    if local.presence.version() < previous.version {
-                        let mut fresh = UserPresence::new(user.clone(), previous.version);
-                        fresh.manual = local.presence.manual;
-                        fresh.note = local.presence.note.clone().or(previous.note);
-                        fresh.devices = std::mem::take(&mut local.presence.devices);
-                        local.presence = fresh;
-                    }
+                if let Some(local) = sessions.users.get_mut(user)
+                    && local.presence.version() < previous.version
+                {
+                    let mut fresh = UserPresence::new(user.clone(), previous.version);
+                    fresh.manual = local.presence.manual;
+                    fresh.note = local.presence.note.clone().or(previous.note);
+                    fresh.devices = std::mem::take(&mut local.presence.devices);
+                    local.presence = fresh;
                 }
             }
             self.bus("set online", self.cluster.set_online(&self.id, user, true))
@@ -763,20 +763,20 @@ impl Server {
             let Some(local) = sessions.users.get_mut(user) else {
                 return;
             };
-            if let Some(active) = active {
-                if let Some(conn) = local.devices.get_mut(device) {
-                    let was_quiet = conn.mdm.is_quiet();
-                    if was_quiet != !active {
-                        self.metrics
-                            .mdm_quiet_sessions
-                            .fetch_add(if active { -1 } else { 1 }, Ordering::Relaxed);
+            if let Some(active) = active
+                && let Some(conn) = local.devices.get_mut(device)
+            {
+                let was_quiet = conn.mdm.is_quiet();
+                if was_quiet != !active {
+                    self.metrics
+                        .mdm_quiet_sessions
+                        .fetch_add(if active { -1 } else { 1 }, Ordering::Relaxed);
+                }
+                if let Some(done) = conn.mdm.set_quiet(now, !active) {
+                    for packet in &done.packets {
+                        let _ = conn.tx.try_send(packet.clone());
                     }
-                    if let Some(done) = conn.mdm.set_quiet(now, !active) {
-                        for packet in &done.packets {
-                            let _ = conn.tx.try_send(packet.clone());
-                        }
-                        flush = Some(done);
-                    }
+                    flush = Some(done);
                 }
             }
             if let Some(presence) = local.presence.devices.get_mut(device) {
@@ -1765,28 +1765,26 @@ impl Server {
             .bus("online users", self.cluster.online_users(server))
             .await
             .unwrap_or_default();
-        if !users.is_empty() {
-            if let Some(snapshots) = self
+        if !users.is_empty()
+            && let Some(snapshots) = self
                 .bus("get presence", self.cluster.get_presence(&users))
                 .await
-            {
-                for (user, snapshot) in users.iter().zip(snapshots) {
-                    let previous =
-                        snapshot.unwrap_or_else(|| PresenceSnapshot::offline(user.clone()));
-                    if previous.availability == Availability::Offline && previous.version > 0 {
-                        continue;
-                    }
-                    let offline = PresenceSnapshot {
-                        availability: Availability::Offline,
-                        telephony: shared::presence::TelephonyState::Idle,
-                        capabilities: Vec::new(),
-                        devices: Vec::new(),
-                        version: previous.version + 1,
-                        since_ms: now_ms(),
-                        ..previous
-                    };
-                    self.fan_out_presence(offline).await;
+        {
+            for (user, snapshot) in users.iter().zip(snapshots) {
+                let previous = snapshot.unwrap_or_else(|| PresenceSnapshot::offline(user.clone()));
+                if previous.availability == Availability::Offline && previous.version > 0 {
+                    continue;
                 }
+                let offline = PresenceSnapshot {
+                    availability: Availability::Offline,
+                    telephony: shared::presence::TelephonyState::Idle,
+                    capabilities: Vec::new(),
+                    devices: Vec::new(),
+                    version: previous.version + 1,
+                    since_ms: now_ms(),
+                    ..previous
+                };
+                self.fan_out_presence(offline).await;
             }
         }
         self.bus("clear online", self.cluster.clear_online(server))

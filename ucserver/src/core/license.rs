@@ -39,10 +39,10 @@ impl LeaseTable {
             *current = holder.clone();
             return LeaseOutcome::AlreadyHeld;
         }
-        if let Some(capacity) = capacity {
-            if held.len() as u64 >= capacity as u64 {
-                return LeaseOutcome::Exhausted { capacity };
-            }
+        if let Some(capacity) = capacity
+            && held.len() as u64 >= capacity as u64
+        {
+            return LeaseOutcome::Exhausted { capacity };
         }
         held.insert(key.to_string(), holder.clone());
         LeaseOutcome::Granted
