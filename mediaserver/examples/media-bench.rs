@@ -104,16 +104,7 @@ fn start_engine_thread(
     let thread = std::thread::Builder::new()
         .name("media-engine".into())
         .spawn(move || {
-            if pin {
-                pin_current_thread(|cpu| cpu == 0);
-            }
-            let stat = std::fs::read_link("/proc/thread-self")
-                .map(|p| format!("/proc/{}/stat", p.display()))
-                .unwrap_or_default();
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let (stat, runtime) = measured_thread(pin);
             runtime.block_on(async move {
                 let (handle, mut events) = mediaserver::start_embedded(config)
                     .await
@@ -126,6 +117,22 @@ fn start_engine_thread(
         .expect("engine thread");
     let (handle, stat) = ready_rx.recv().expect("engine ready");
     (handle, stat, thread)
+}
+
+/// For the thread whose CPU is measured (the engine's, or the floor relay's): pins it to
+/// CPU 0 if asked, and returns the path of its stat file and a current-thread runtime.
+fn measured_thread(pin: bool) -> (String, tokio::runtime::Runtime) {
+    if pin {
+        pin_current_thread(|cpu| cpu == 0);
+    }
+    let stat = std::fs::read_link("/proc/thread-self")
+        .map(|p| format!("/proc/{}/stat", p.display()))
+        .unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    (stat, runtime)
 }
 
 /// Restricts the calling thread (and threads it starts later) to the CPUs `keep` selects.
@@ -191,16 +198,7 @@ fn udp_relay_floor(clients: usize, frame: Duration, seconds: u64, pin: bool) -> 
         })
     };
     let relaying = std::thread::spawn(move || {
-        if pin {
-            pin_current_thread(|cpu| cpu == 0);
-        }
-        let stat = std::fs::read_link("/proc/thread-self")
-            .map(|p| format!("/proc/{}/stat", p.display()))
-            .unwrap_or_default();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let (stat, runtime) = measured_thread(pin);
         runtime.block_on(async move {
             let socket = Arc::new(tokio::net::UdpSocket::from_std(relay).expect("tokio socket"));
             let mut receiver = BatchReceiver::new(socket.clone());

@@ -492,8 +492,7 @@ impl Io {
     /// when it really left.
     fn flush(&mut self) {
         if !self.sender.is_empty() {
-            let flushed = self.sender.flush();
-            self.metrics.send_errors += flushed.failed as u64;
+            self.sender.flush();
         }
         let sent = Instant::now();
         for arrival in self.forwarded_arrivals.drain(..) {
@@ -714,10 +713,11 @@ impl Engine {
             }
             let now = Instant::now();
             for index in 0..receiver.len() {
+                let arrival = receiver.arrival(index);
                 self.io
                     .metrics
                     .socket_wait
-                    .record(now.saturating_duration_since(receiver.arrival(index)));
+                    .record(now.saturating_duration_since(arrival));
                 let (source, bytes) = receiver.datagram(index);
                 if bytes.is_empty() {
                     self.io.metrics.datagrams_in += 1;
@@ -725,13 +725,12 @@ impl Engine {
                     continue;
                 }
                 if self.handle_datagram(now, source, bytes) {
-                    self.io.forwarded_arrivals.push(receiver.arrival(index));
+                    self.io.forwarded_arrivals.push(arrival);
                 }
             }
             let full = receiver.len() == crate::udp::BATCH;
             // A batch's forwarded packets leave before the next batch is read.
             self.settle(now);
-            self.flush_notes();
             self.io.flush();
             if !full {
                 break;
@@ -823,7 +822,8 @@ impl Engine {
     }
 
     /// Gives every leg written to a timeout (str0m sends queued RTP only after one) and
-    /// drains it, forwarding what that yields, until nothing is left. Called once per batch
+    /// drains it, forwarding what that yields, until nothing is left; then reports what the
+    /// drains noted (legs connected). Called once per batch
     /// of datagrams: a leg that also receives a datagram later in the batch is drained after
     /// that input anyway (its handling includes the timeout), so in a call where both sides
     /// talk most writes need no drain of their own.
@@ -831,7 +831,7 @@ impl Engine {
         loop {
             self.propagate();
             if self.dirty.is_empty() {
-                return;
+                break;
             }
             let mut dirty = std::mem::take(&mut self.dirty);
             for &key in &dirty {
@@ -846,6 +846,7 @@ impl Engine {
             // Draining marks nothing dirty, so `self.dirty` is still empty here.
             self.dirty = dirty;
         }
+        self.flush_notes();
     }
 
     /// Writes one received RTP packet to every slot its sender feeds. The fan-out list is
@@ -978,7 +979,6 @@ impl Engine {
             drain_leg(leg, &mut self.io, &mut self.propagations, &mut self.notes);
         }
         self.settle(now);
-        self.flush_notes();
     }
 
     fn housekeeping(&mut self, now: Instant) {
@@ -1049,7 +1049,6 @@ impl Engine {
                 let result = self.add_leg(call, offer);
                 let _ = reply.send(result);
                 self.settle(Instant::now());
-                self.flush_notes();
             }
             Command::RemoveLeg { call, leg, reply } => {
                 let key = self.by_name.get(&(call.0.clone(), leg.clone())).copied();
@@ -1370,6 +1369,8 @@ impl Engine {
 
     fn metrics_snapshot(&self) -> MetricsSnapshot {
         let mut snapshot = self.io.metrics.clone();
+        // Counted by the sender, also for the batches it writes on its own when full.
+        snapshot.send_errors = self.io.sender.errors;
         snapshot.legs = self.legs.len() as u64;
         snapshot.legs_connected = self.legs.values().filter(|l| l.connected).count() as u64;
         snapshot.calls = self.routing.call_count() as u64;

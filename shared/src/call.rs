@@ -420,6 +420,9 @@ pub enum CallBusBody {
         call: CallId,
         user: UserId,
         state: TelephonyState,
+        /// Who placed the call: the home journals it should the owner die.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caller: Option<UserId>,
     },
     /// A user's forwarding rules changed in SQL: drop cached copies, tell their devices.
     ForwardingChanged {

@@ -296,12 +296,17 @@ async fn place_and_cancel(phone: &mut Phone, to: &UserId, offer: &str) -> MediaS
     media
 }
 
-/// `caller` calls `callee`, who answers; both peers connected. Returns the call and the
-/// caller's and callee's peers.
-async fn connected_call(
-    caller: &mut Phone,
-    callee: &mut Phone,
-) -> (CallId, ClientPeer, ClientPeer) {
+/// A call placed and answered, both peers connected.
+struct ConnectedCall {
+    call: CallId,
+    /// The MediaServer carrying it.
+    media: MediaServerId,
+    caller: ClientPeer,
+    callee: ClientPeer,
+}
+
+/// `caller` calls `callee`, who answers; both peers connect.
+async fn connected_call(caller: &mut Phone, callee: &mut Phone) -> ConnectedCall {
     let (mut caller_peer, caller_offer) = softphone().await;
     let call = caller
         .command(place(&callee.user, &caller_offer))
@@ -317,9 +322,14 @@ async fn connected_call(
         })
         .await
         .expect("answer");
-    caller.connect_media(&call, &mut caller_peer).await;
+    let media = caller.connect_media(&call, &mut caller_peer).await;
     callee.connect_media(&call, &mut callee_peer).await;
-    (call, caller_peer, callee_peer)
+    ConnectedCall {
+        call,
+        media,
+        caller: caller_peer,
+        callee: callee_peer,
+    }
 }
 
 /// Both peers send audio for a while; returns what each received.
@@ -690,23 +700,12 @@ async fn calls_spread_over_media_servers_and_survive_one_dying() {
     bob_desk.queue.clear();
 
     // --- A connected call; its MediaServer is killed: both parties are told, journal `failed`.
-    let (mut alice_peer, offer) = softphone().await;
-    let call = alice_desk
-        .command(place(&bob, &offer))
-        .await
-        .unwrap()
-        .unwrap();
-    let (mut bob_peer, bob_offer) = softphone().await;
-    bob_desk.incoming().await;
-    bob_desk
-        .command(CallCommand::CallAnswer {
-            call: call.clone(),
-            sdp: bob_offer,
-        })
-        .await
-        .expect("answer");
-    let media = alice_desk.connect_media(&call, &mut alice_peer).await;
-    bob_desk.connect_media(&call, &mut bob_peer).await;
+    let ConnectedCall {
+        call,
+        media,
+        caller: alice_peer,
+        callee: bob_peer,
+    } = connected_call(&mut alice_desk, &mut bob_desk).await;
     let (got_a, got_b) = talk(&alice_peer, &bob_peer, 1).await;
     assert!(got_a > 0 && got_b > 0, "media flows before the failure");
 
@@ -948,7 +947,12 @@ async fn forwarding_pickup_and_a_three_party_conference_across_servers() {
     // --- Busy: bob is in a call with alice, so carol's call ends `busy`; with bob's busy
     // forwarding to dave her next call rings dave; with no-answer forwarding to eve, a call
     // bob does not take moves to eve after the ring timeout.
-    let (call, _alice_peer, _bob_peer) = connected_call(&mut alice_desk, &mut bob_desk).await;
+    let ConnectedCall {
+        call,
+        caller: _alice_peer,
+        callee: _bob_peer,
+        ..
+    } = connected_call(&mut alice_desk, &mut bob_desk).await;
     carol_desk.telephony_of(&bob, TelephonyState::InCall).await;
     let busy = carol_desk
         .command(place(&bob, &offer))
@@ -1041,23 +1045,12 @@ async fn forwarding_pickup_and_a_three_party_conference_across_servers() {
         .expect("clear");
 
     // --- A conference: alice calls bob, then rings carol in; everyone hears both others.
-    let (mut alice_peer, alice_offer) = softphone().await;
-    let call = alice_desk
-        .command(place(&bob, &alice_offer))
-        .await
-        .unwrap()
-        .unwrap();
-    bob_desk.incoming().await;
-    let (mut bob_peer, bob_offer) = softphone().await;
-    bob_desk
-        .command(CallCommand::CallAnswer {
-            call: call.clone(),
-            sdp: bob_offer,
-        })
-        .await
-        .expect("answer");
-    alice_desk.connect_media(&call, &mut alice_peer).await;
-    bob_desk.connect_media(&call, &mut bob_peer).await;
+    let ConnectedCall {
+        call,
+        caller: alice_peer,
+        callee: bob_peer,
+        ..
+    } = connected_call(&mut alice_desk, &mut bob_desk).await;
     alice_desk
         .command(CallCommand::CallInvite {
             call: call.clone(),
@@ -1141,7 +1134,12 @@ async fn a_call_whose_server_dies_ends_for_the_other_party_with_a_journal_entry(
     let mut alice_desk = lab.phone(&alice, "desk").await;
     let mut bob_desk = lab.phone(&bob, "desk").await;
 
-    let (call, alice_peer, bob_peer) = connected_call(&mut alice_desk, &mut bob_desk).await;
+    let ConnectedCall {
+        call,
+        caller: alice_peer,
+        callee: bob_peer,
+        ..
+    } = connected_call(&mut alice_desk, &mut bob_desk).await;
     assert_eq!(
         shared::call::call_owner(&call),
         Some(ServerId::from("s1")),
@@ -1223,23 +1221,13 @@ async fn a_single_node_carries_calls_on_its_embedded_media_server() {
     };
     let mut alice = phone("alice").await;
     let mut bob = phone("bob").await;
-    let (mut alice_peer, offer) = softphone().await;
-    let call = alice
-        .command(place(&bob.user, &offer))
-        .await
-        .unwrap()
-        .unwrap();
-    bob.incoming().await;
-    let (mut bob_peer, bob_offer) = softphone().await;
-    bob.command(CallCommand::CallAnswer {
-        call: call.clone(),
-        sdp: bob_offer,
-    })
-    .await
-    .expect("answer");
-    let used = alice.connect_media(&call, &mut alice_peer).await;
+    let ConnectedCall {
+        call,
+        media: used,
+        caller: alice_peer,
+        callee: bob_peer,
+    } = connected_call(&mut alice, &mut bob).await;
     assert_eq!(used.as_str(), "solo-media");
-    bob.connect_media(&call, &mut bob_peer).await;
     let (a, b) = talk(&alice_peer, &bob_peer, 2).await;
     assert!(
         a > 20 && b > 20,

@@ -467,7 +467,6 @@ async fn send_event(
 ) {
     match server.home_of(user).await {
         Ok(home) if home == server.id => {
-            server.note_call_event(user, &event);
             server.deliver_to_devices(user, &devices, &ServerEvent::Call(event));
         }
         Ok(home) => {
@@ -496,7 +495,6 @@ pub async fn handle_bus(server: &std::sync::Arc<Server>, body: CallBusBody) {
             devices,
             event,
         } => {
-            server.note_call_event(&user, &event);
             server.deliver_to_devices(&user, &devices, &ServerEvent::Call(event));
         }
         CallBusBody::CallRelay {
@@ -523,8 +521,13 @@ pub async fn handle_bus(server: &std::sync::Arc<Server>, body: CallBusBody) {
         CallBusBody::CallReply { token, call, error } => {
             server.calls.resolve(token, error.map_or(Ok(call), Err));
         }
-        CallBusBody::CallTelephony { call, user, state } => {
-            server.set_call_telephony(&user, &call, state).await;
+        CallBusBody::CallTelephony {
+            call,
+            user,
+            state,
+            caller,
+        } => {
+            server.set_call_telephony(&user, &call, state, caller).await;
         }
         CallBusBody::CallDeviceGone { call, user, device } => {
             if let Some(tx) = server.calls.sender(&call) {
@@ -629,20 +632,20 @@ pub async fn device_gone(server: &std::sync::Arc<Server>, user: &UserId, device:
 
 /// A server died: the calls it owned are over for our users (their owner cannot end them).
 pub async fn owner_gone(server: &Server, dead: &ServerId) {
-    for (user, call) in server.calls_owned_by(dead) {
+    for (user, call, part) in server.calls_owned_by(dead) {
         tracing::warn!(%user, %call, owner = %dead, "the call's server died; ending it here");
-        // The owner would have written the journal; it is gone, so the user's home does, for
-        // the calls it saw ring the user (their caller's entry died with the caller's server).
-        if let Some(seen) = server.take_rung_call(&user, &call) {
+        // The owner would have written the journal; it is gone, so the user's home does. The
+        // caller's own entry died with the caller's server (it owned the call).
+        if let Some(caller) = part.caller.filter(|caller| *caller != user) {
             let entry = JournalEntry {
                 id: uuid::Uuid::now_v7().to_string(),
                 user: user.clone(),
                 kind: JournalKind::Call,
                 direction: Direction::Incoming,
-                party: seen.from.to_string(),
+                party: caller.to_string(),
                 conversation: None,
-                started_ms: seen.started_ms,
-                answered_ms: seen.answered_ms,
+                started_ms: part.started_ms,
+                answered_ms: part.answered_ms,
                 ended_ms: Some(shared::now_ms()),
                 result: Some(CallResult::Failed),
                 messages: 0,
@@ -662,7 +665,7 @@ pub async fn owner_gone(server: &Server, dead: &ServerId) {
             }),
         );
         server
-            .set_call_telephony(&user, &call, TelephonyState::Idle)
+            .set_call_telephony(&user, &call, TelephonyState::Idle, None)
             .await;
     }
 }
@@ -1092,7 +1095,8 @@ impl CallTask {
                     }
                 }
                 CallOutput::Telephony { user, state } => {
-                    self.telephony(&user, state).await;
+                    let caller = call.caller().user.clone();
+                    self.telephony(&user, state, caller).await;
                 }
                 CallOutput::Journal(record) => {
                     let entry = JournalEntry {
@@ -1138,17 +1142,20 @@ impl CallTask {
         refused
     }
 
-    /// Tells a user's home server their telephony state in this call.
-    async fn telephony(&self, user: &UserId, state: TelephonyState) {
+    /// Tells a user's home server their telephony state in this call (and who placed it).
+    async fn telephony(&self, user: &UserId, state: TelephonyState, caller: UserId) {
         match self.server.home_of(user).await {
             Ok(home) if home == self.server.id => {
-                self.server.set_call_telephony(user, &self.id, state).await;
+                self.server
+                    .set_call_telephony(user, &self.id, state, Some(caller))
+                    .await;
             }
             Ok(home) => {
                 let body = CallBusBody::CallTelephony {
                     call: self.id.clone(),
                     user: user.clone(),
                     state,
+                    caller: Some(caller),
                 };
                 self.server.publish(&home, BusBody::Call(body)).await;
             }

@@ -109,28 +109,25 @@ pub struct Server {
     pub calls: Calls,
     /// The MediaServers this server may place calls on.
     pub media: MediaPool,
-    /// Each local user's telephony state per call (from the calls' owners), with its start.
-    call_states: Mutex<HashMap<UserId, BTreeMap<CallId, (TelephonyState, TimestampMs)>>>,
+    /// Each local user's part in each of their calls (from the calls' owners).
+    call_states: Mutex<HashMap<UserId, BTreeMap<CallId, CallPart>>>,
     /// Local users whose every call is forwarded (`always` rule).
     always_forwarded: Mutex<std::collections::HashSet<UserId>>,
-    /// Calls that rang a local user, as this server delivered them, until the user's
-    /// telephony in them is idle again.
-    rung_calls: Mutex<HashMap<(UserId, CallId), RungCall>>,
 }
 
-/// What a user's home server saw of a call that rang them: enough for a journal entry when
-/// the call's owner dies before writing one.
+/// A local user's part in one call, as the call's owner tells it: the telephony state shown
+/// in presence, and enough for a journal entry should the owner die before writing one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RungCall {
-    pub from: UserId,
+pub(crate) struct CallPart {
+    pub state: TelephonyState,
+    /// When `state` began.
+    pub since_ms: TimestampMs,
+    /// Who placed the call (an owner of an older version does not say).
+    pub caller: Option<UserId>,
+    /// When the user was first told of the call, and when they were first in it.
     pub started_ms: TimestampMs,
     pub answered_ms: Option<TimestampMs>,
 }
-
-/// Rung calls remembered before the oldest (over a day) are forgotten: a call whose
-/// telephony never went idle must not grow the map for ever.
-const MAX_RUNG_CALLS: usize = 10_000;
-const RUNG_CALL_MAX_AGE_MS: TimestampMs = 24 * 60 * 60 * 1000;
 
 fn event_text(event: &ServerEvent) -> Arc<str> {
     Arc::from(serde_json::to_string(event).unwrap_or_default())
@@ -173,7 +170,6 @@ impl Server {
             media,
             call_states: Mutex::new(HashMap::new()),
             always_forwarded: Mutex::new(std::collections::HashSet::new()),
-            rung_calls: Mutex::new(HashMap::new()),
         });
         (server, ChatWriter { rx: chat_rx })
     }
@@ -947,70 +943,38 @@ impl Server {
         user: &UserId,
         call: &CallId,
         state: TelephonyState,
+        caller: Option<UserId>,
     ) {
-        {
-            let key = (user.clone(), call.clone());
-            let mut rung = self.rung_calls.lock().unwrap();
-            match state {
-                TelephonyState::Idle => {
-                    rung.remove(&key);
-                }
-                TelephonyState::InCall => {
-                    if let Some(seen) = rung.get_mut(&key) {
-                        seen.answered_ms.get_or_insert_with(now_ms);
-                    }
-                }
-                _ => {}
-            }
-        }
         {
             let mut states = self.call_states.lock().unwrap();
             let calls = states.entry(user.clone()).or_default();
             if state == TelephonyState::Idle {
                 calls.remove(call);
             } else {
-                let since = match calls.get(call) {
-                    Some((previous, since)) if *previous == state => *since,
-                    _ => now_ms(),
-                };
-                calls.insert(call.clone(), (state, since));
+                let now = now_ms();
+                let part = calls.entry(call.clone()).or_insert_with(|| CallPart {
+                    state,
+                    since_ms: now,
+                    caller: None,
+                    started_ms: now,
+                    answered_ms: None,
+                });
+                if part.state != state {
+                    part.state = state;
+                    part.since_ms = now;
+                }
+                if state == TelephonyState::InCall {
+                    part.answered_ms.get_or_insert(now);
+                }
+                if caller.is_some() {
+                    part.caller = caller;
+                }
             }
             if calls.is_empty() {
                 states.remove(user);
             }
         }
         self.refresh_telephony(user).await;
-    }
-
-    /// Notes a call event this server delivers to a local user's devices: a call that rings
-    /// them is remembered (see [`RungCall`]).
-    pub(crate) fn note_call_event(&self, user: &UserId, event: &shared::call::CallEvent) {
-        let shared::call::CallEvent::CallIncoming { call, from, .. } = event else {
-            return;
-        };
-        let now = now_ms();
-        let mut rung = self.rung_calls.lock().unwrap();
-        if rung.len() >= MAX_RUNG_CALLS {
-            rung.retain(|_, seen| now.saturating_sub(seen.started_ms) < RUNG_CALL_MAX_AGE_MS);
-            if rung.len() >= MAX_RUNG_CALLS {
-                tracing::warn!(%user, %call, "too many calls ringing at once; not remembered");
-                return;
-            }
-        }
-        rung.entry((user.clone(), call.clone()))
-            .or_insert_with(|| RungCall {
-                from: from.clone(),
-                started_ms: now,
-                answered_ms: None,
-            });
-    }
-
-    /// What this server saw of a call that rang a local user, forgotten as it is returned.
-    pub(crate) fn take_rung_call(&self, user: &UserId, call: &CallId) -> Option<RungCall> {
-        self.rung_calls
-            .lock()
-            .unwrap()
-            .remove(&(user.clone(), call.clone()))
     }
 
     /// Whether a local user forwards every call (presence shows `forwarded` when idle).
@@ -1035,7 +999,7 @@ impl Server {
             .lock()
             .unwrap()
             .get(user)
-            .and_then(|calls| calls.values().map(|(s, _)| *s).max())
+            .and_then(|calls| calls.values().map(|part| part.state).max())
             .unwrap_or_default();
         let forwarded = if self.always_forwarded.lock().unwrap().contains(user) {
             TelephonyState::Forwarded
@@ -1075,23 +1039,23 @@ impl Server {
         };
         let mut ringing: Vec<(TimestampMs, CallId)> = calls
             .iter()
-            .filter(|(_, (state, _))| *state == TelephonyState::Ringing)
-            .map(|(call, (_, since))| (*since, call.clone()))
+            .filter(|(_, part)| part.state == TelephonyState::Ringing)
+            .map(|(call, part)| (part.since_ms, call.clone()))
             .collect();
         ringing.sort();
         ringing.into_iter().map(|(_, call)| call).collect()
     }
 
-    /// (user, call) for every local user's call owned by `owner`.
-    pub(crate) fn calls_owned_by(&self, owner: &ServerId) -> Vec<(UserId, CallId)> {
+    /// (user, call, the user's part) for every local user's call owned by `owner`.
+    pub(crate) fn calls_owned_by(&self, owner: &ServerId) -> Vec<(UserId, CallId, CallPart)> {
         let states = self.call_states.lock().unwrap();
         states
             .iter()
             .flat_map(|(user, calls)| {
                 calls
-                    .keys()
-                    .filter(|call| shared::call::call_owner(call).as_ref() == Some(owner))
-                    .map(move |call| (user.clone(), call.clone()))
+                    .iter()
+                    .filter(|(call, _)| shared::call::call_owner(call).as_ref() == Some(owner))
+                    .map(move |(call, part)| (user.clone(), call.clone(), part.clone()))
             })
             .collect()
     }
