@@ -5,7 +5,6 @@ pub mod auth;
 pub mod calls;
 pub mod cluster;
 pub mod config;
-pub mod core;
 pub mod error;
 pub mod http;
 pub mod media;
@@ -13,6 +12,9 @@ pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod ws;
+
+/// The decision cores (the `uccore` crate), under the name the shells have always used.
+pub use uccore as core;
 
 use cluster::{Cluster, LocalCluster, LocalHub, RedisCluster};
 use config::Config;
