@@ -46,6 +46,9 @@ pub struct Config {
     /// `UC_MEDIA_SERVERS`: MediaServers known from configuration, `ID=CONTROL_URL` each
     /// (comma-separated in the environment), besides those added with `ucadmin media add`.
     pub media_servers: Vec<String>,
+    /// `UC_SESSION_LIFETIME_MS`: a session token ends this long after it was issued, used or
+    /// not, on every path (REST, WebSocket, a token restored from SQL). Default 7 days.
+    pub session_lifetime_ms: u64,
 }
 
 impl Default for Config {
@@ -67,6 +70,7 @@ impl Default for Config {
             media_public_ip: None,
             ring_timeout_ms: 30_000,
             media_servers: Vec::new(),
+            session_lifetime_ms: 7 * 24 * 60 * 60 * 1000,
         }
     }
 }
@@ -145,6 +149,9 @@ impl Config {
         if let Some(v) = var("UC_RING_TIMEOUT_MS") {
             self.ring_timeout_ms = number("UC_RING_TIMEOUT_MS", v)?;
         }
+        if let Some(v) = var("UC_SESSION_LIFETIME_MS") {
+            self.session_lifetime_ms = number("UC_SESSION_LIFETIME_MS", v)?;
+        }
         if let Some(v) = var("UC_MEDIA_SERVERS") {
             self.media_servers = v
                 .split(',')
@@ -183,6 +190,9 @@ impl Config {
         self.configured_media()?;
         if !(1_000..=600_000).contains(&self.ring_timeout_ms) {
             anyhow::bail!("UC_RING_TIMEOUT_MS must be between 1000 and 600000");
+        }
+        if !(1_000..=365 * 24 * 60 * 60 * 1000).contains(&self.session_lifetime_ms) {
+            anyhow::bail!("UC_SESSION_LIFETIME_MS must be between 1000 and one year");
         }
         if let Some(password) = &self.admin_password
             && password.len() < 8

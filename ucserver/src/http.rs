@@ -1,13 +1,13 @@
 //! The HTTP surface: client API, admin API and operations endpoints (see `docs/api.md`).
-//! Handlers stay thin: parse, authorise, call into [`Server`], answer.
+//! Handlers are codecs and routing only: decode the request, call the application layer
+//! ([`Session`], [`AdminSession`]), encode the answer.
 
+use crate::app::{AdminSession, Session, authz};
 use crate::auth::{self, TokenInfo};
 use crate::core::license;
 use crate::error::{AppError, AppResult};
 use crate::server::Server;
-use crate::store::{
-    AuditRecord, ConversationRecord, HistoryPage, MediaServerRecord, UserRecord, UserUpdate,
-};
+use crate::store::{HistoryPage, UserRecord};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -18,8 +18,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use shared::api::*;
-use shared::bus::BusBody;
-use shared::presence::{PresenceView, Visibility};
+use shared::presence::PresenceView;
 use shared::{ConversationId, DeviceId, GroupId, MediaServerId, UserId, now_ms, validate_name};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -113,8 +112,8 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// A caller who must be an administrator.
-pub struct Admin(pub TokenInfo);
+/// An administrator's session.
+pub struct Admin(pub AdminSession);
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = AppError;
@@ -123,14 +122,11 @@ impl FromRequestParts<AppState> for Admin {
         server: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let Caller(info, _) = Caller::from_request_parts(parts, server).await?;
-        if !info.admin {
-            return Err(AppError::forbidden("this needs an administrator"));
-        }
-        Ok(Admin(info))
+        Ok(Admin(AdminSession::new(server.clone(), info)?))
     }
 }
 
-/// A caller with a client session (not an admin-console token).
+/// A caller with a client session (not an admin-console token), as the token's device.
 pub struct Client(pub TokenInfo);
 
 impl FromRequestParts<AppState> for Client {
@@ -140,12 +136,38 @@ impl FromRequestParts<AppState> for Client {
         server: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let Caller(info, _) = Caller::from_request_parts(parts, server).await?;
-        if info.console_only {
-            return Err(AppError::forbidden(
-                "an admin-console session cannot use the client API; sign in with /api/v1/login",
-            ));
-        }
+        authz::require_client(&info)?;
         Ok(Client(info))
+    }
+}
+
+/// The session of a client token's device.
+pub struct ClientSession(pub Session);
+
+impl FromRequestParts<AppState> for ClientSession {
+    type Rejection = AppError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        server: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Client(info) = Client::from_request_parts(parts, server).await?;
+        let device = info.device.clone();
+        Ok(ClientSession(Session::new(server.clone(), info, device)))
+    }
+}
+
+/// The session of any token, the admin console's included (reads that both may make).
+pub struct AnySession(pub Session);
+
+impl FromRequestParts<AppState> for AnySession {
+    type Rejection = AppError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        server: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Caller(info, _) = Caller::from_request_parts(parts, server).await?;
+        let device = info.device.clone();
+        Ok(AnySession(Session::new(server.clone(), info, device)))
     }
 }
 
@@ -427,210 +449,55 @@ async fn session_logout(State(server): State<AppState>, Caller(_, token): Caller
     StatusCode::NO_CONTENT
 }
 
-async fn me_get(
-    State(server): State<AppState>,
-    Caller(info, _): Caller,
-) -> AppResult<Json<UserInfo>> {
-    let user = server
-        .sql(server.store.get_user(&info.user))
-        .await?
-        .ok_or_else(|| AppError::not_found("your user no longer exists"))?;
-    Ok(Json(UserInfo {
-        id: user.id,
-        display_name: user.display_name,
-        home_server: user.home_server,
-        admin: user.admin,
-        online: server.is_local_online(&info.user),
-    }))
+async fn me_get(AnySession(session): AnySession) -> AppResult<Json<UserInfo>> {
+    Ok(Json(session.me().await?))
 }
 
 // ---------------------------------------------------------------------------- presence
 
-/// Whether `actor` may set `user`'s presence or forwarding: self, an admin, or a delegate.
-pub async fn may_act_for(server: &Server, actor: &TokenInfo, user: &UserId) -> AppResult<()> {
-    if &actor.user == user || actor.admin {
-        return Ok(());
-    }
-    if server
-        .sql(server.store.is_delegate(user, &actor.user))
-        .await?
-    {
-        return Ok(());
-    }
-    Err(AppError::forbidden(format!(
-        "you may not act for '{user}': ask them to make you a delegate"
-    )))
-}
-
-/// Sets presence for the caller or, with `user`, for someone else (checked), wherever they live.
-pub async fn apply_presence(
-    server: &Server,
-    actor: &TokenInfo,
-    request: SetPresence,
-) -> AppResult<PresenceView> {
-    if let Some(note) = &request.note
-        && note.len() > shared::limits::MAX_NOTE_BYTES
-    {
-        return Err(AppError::new(
-            ErrorCode::PayloadTooLarge,
-            format!(
-                "a note may have at most {} bytes",
-                shared::limits::MAX_NOTE_BYTES
-            ),
-        ));
-    }
-    if request.availability == Some(shared::presence::Availability::Offline) {
-        return Err(AppError::bad_request(
-            "'offline' is not something to set: sign out instead, or choose dnd",
-        ));
-    }
-    let target = request.user.clone().unwrap_or_else(|| actor.user.clone());
-    may_act_for(server, actor, &target).await?;
-    let home = server.home_of(&target).await?;
-    if home == server.id {
-        server
-            .set_presence(&target, request.availability, request.note)
-            .await;
-    } else {
-        let message = shared::bus::BusMessage::new(
-            server.id.clone(),
-            BusBody::SetPresence {
-                user: target.clone(),
-                by: actor.user.clone(),
-                availability: request.availability,
-                note: request.note,
-            },
-        );
-        server.cluster.publish(&home, &message).await.map_err(|_| {
-            AppError::new(
-                ErrorCode::ServerUnavailable,
-                format!("the home server of '{target}' cannot be reached now"),
-            )
-        })?;
-    }
-    let snapshot = server.snapshot_of(&target).await;
-    Ok(PresenceView::of(&snapshot, Visibility::Full))
-}
-
 async fn presence_put(
-    State(server): State<AppState>,
-    Client(info): Client,
+    ClientSession(session): ClientSession,
     Body(request): Body<SetPresence>,
 ) -> AppResult<Json<PresenceView>> {
-    Ok(Json(apply_presence(&server, &info, request).await?))
+    Ok(Json(session.set_presence(request).await?))
 }
 
 async fn presence_get(
-    State(server): State<AppState>,
-    Caller(info, _): Caller,
+    AnySession(session): AnySession,
     Path(user): Path<UserId>,
 ) -> AppResult<Json<PresenceView>> {
-    server.home_of(&user).await?;
-    let visibility = server.visibility(&info, &user).await?;
-    let snapshot = server.snapshot_of(&user).await;
-    Ok(Json(PresenceView::of(&snapshot, visibility)))
+    Ok(Json(session.presence_of(&user).await?))
 }
 
 /// A user's call forwarding: for the user, their delegates and admins.
 async fn forwarding_get(
-    State(server): State<AppState>,
-    Caller(info, _): Caller,
+    AnySession(session): AnySession,
     Path(user): Path<UserId>,
 ) -> AppResult<Json<shared::call::ForwardingRules>> {
-    if info.user != user
-        && !info.admin
-        && !server
-            .sql(server.store.is_delegate(&user, &info.user))
-            .await?
-    {
-        return Err(AppError::forbidden(format!(
-            "you may not read the forwarding of '{user}'"
-        )));
-    }
-    if server.sql(server.store.get_user(&user)).await?.is_none() {
-        return Err(AppError::not_found(format!("no user '{user}'")));
-    }
-    Ok(Json(server.sql(server.store.forwarding(&user)).await?))
+    Ok(Json(session.forwarding_of(&user).await?))
 }
 
 // ---------------------------------------------------------------------------- contacts
 
-async fn contacts_list(
-    State(server): State<AppState>,
-    Client(info): Client,
-) -> AppResult<Json<Vec<Contact>>> {
-    let records = server.sql(server.store.contacts(&info.user)).await?;
-    let users: Vec<UserId> = records.iter().map(|r| r.contact.clone()).collect();
-    let snapshots = server
-        .bus("get presence", server.cluster.get_presence(&users))
-        .await
-        .unwrap_or_default();
-    let mut contacts = Vec::new();
-    for (index, record) in records.into_iter().enumerate() {
-        let snapshot =
-            snapshots.get(index).cloned().flatten().unwrap_or_else(|| {
-                shared::presence::PresenceSnapshot::offline(record.contact.clone())
-            });
-        contacts.push(Contact {
-            user: record.contact,
-            display_name: record.display_name,
-            group: record.group,
-            presence: PresenceView::of(&snapshot, Visibility::Full),
-        });
-    }
-    Ok(Json(contacts))
+async fn contacts_list(ClientSession(session): ClientSession) -> AppResult<Json<Vec<Contact>>> {
+    Ok(Json(session.contacts().await?))
 }
 
 async fn contacts_put(
-    State(server): State<AppState>,
-    Client(info): Client,
+    ClientSession(session): ClientSession,
     Path(user): Path<UserId>,
     MaybeBody(body): MaybeBody<PutContact>,
 ) -> AppResult<Json<Contact>> {
     let group = body.map(|b| b.group).unwrap_or_default();
-    if group.len() > 64 {
-        return Err(AppError::bad_request(
-            "a contact group name may have at most 64 bytes",
-        ));
-    }
-    if user == info.user {
-        return Err(AppError::bad_request(
-            "you cannot add yourself as a contact",
-        ));
-    }
-    let record = server
-        .sql(server.store.get_user(&user))
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("there is no user '{user}'")))?;
-    server
-        .sql(server.store.put_contact(&info.user, &user, &group))
-        .await?;
-    relations_changed(&server, vec![info.user.clone(), user.clone()]).await;
-    let snapshot = server.snapshot_of(&user).await;
-    Ok(Json(Contact {
-        user,
-        display_name: record.display_name,
-        group,
-        presence: PresenceView::of(&snapshot, Visibility::Full),
-    }))
+    Ok(Json(session.add_contact(user, group).await?))
 }
 
 async fn contacts_delete(
-    State(server): State<AppState>,
-    Client(info): Client,
+    ClientSession(session): ClientSession,
     Path(user): Path<UserId>,
 ) -> AppResult<StatusCode> {
-    server
-        .sql(server.store.delete_contact(&info.user, &user))
-        .await?;
-    relations_changed(&server, vec![info.user.clone(), user]).await;
+    session.remove_contact(user).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Drops cached relations here and on every peer.
-async fn relations_changed(server: &Server, users: Vec<UserId>) {
-    server.forget_relations(&users);
-    server.broadcast(BusBody::RelationsChanged { users }).await;
 }
 
 #[derive(Deserialize)]
@@ -640,149 +507,56 @@ struct DirectoryQuery {
 }
 
 async fn directory_search(
-    State(server): State<AppState>,
-    Caller(_, _): Caller,
+    AnySession(session): AnySession,
     Query(query): Query<DirectoryQuery>,
 ) -> AppResult<Json<Vec<UserInfo>>> {
-    if query.q.len() > 64 {
-        return Err(AppError::bad_request(
-            "the search text may have at most 64 bytes",
-        ));
-    }
-    let users = server.sql(server.store.search_users(&query.q, 50)).await?;
-    Ok(Json(user_infos(&server, users).await))
-}
-
-async fn user_infos(server: &Server, users: Vec<UserRecord>) -> Vec<UserInfo> {
-    let ids: Vec<UserId> = users.iter().map(|u| u.id.clone()).collect();
-    let snapshots = server
-        .bus("get presence", server.cluster.get_presence(&ids))
-        .await
-        .unwrap_or_default();
-    users
-        .into_iter()
-        .enumerate()
-        .map(|(index, user)| {
-            let online = snapshots
-                .get(index)
-                .and_then(|s| s.as_ref())
-                .is_some_and(|s| s.availability != shared::presence::Availability::Offline);
-            UserInfo {
-                id: user.id,
-                display_name: user.display_name,
-                home_server: user.home_server,
-                admin: user.admin,
-                online,
-            }
-        })
-        .collect()
+    Ok(Json(session.directory(&query.q).await?))
 }
 
 async fn delegates_put(
-    State(server): State<AppState>,
-    Client(info): Client,
+    ClientSession(session): ClientSession,
     Path(user): Path<UserId>,
 ) -> AppResult<StatusCode> {
-    server.home_of(&user).await?;
-    server
-        .sql(server.store.put_delegate(&info.user, &user))
-        .await?;
+    session.add_delegate(&user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn delegates_delete(
-    State(server): State<AppState>,
-    Client(info): Client,
+    ClientSession(session): ClientSession,
     Path(user): Path<UserId>,
 ) -> AppResult<StatusCode> {
-    server
-        .sql(server.store.delete_delegate(&info.user, &user))
-        .await?;
+    session.remove_delegate(&user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 // ---------------------------------------------------------------------------- chat
 
 async fn conversations_list(
-    State(server): State<AppState>,
-    Client(info): Client,
+    ClientSession(session): ClientSession,
 ) -> AppResult<Json<Vec<ConversationSummary>>> {
-    Ok(Json(
-        server
-            .sql(server.store.conversations_of(&info.user))
-            .await?,
-    ))
+    Ok(Json(session.conversations().await?))
 }
 
 async fn conversations_create(
-    State(server): State<AppState>,
-    Client(info): Client,
+    ClientSession(session): ClientSession,
     Body(request): Body<CreateConversation>,
 ) -> AppResult<Json<ConversationSummary>> {
-    let name = request.name.trim().to_string();
-    if name.is_empty() || name.len() > 128 {
-        return Err(AppError::bad_request(
-            "a conversation needs a name of 1 to 128 bytes",
-        ));
-    }
-    if request.members.len() > 500 {
-        return Err(AppError::bad_request(
-            "a conversation may have at most 500 members",
-        ));
-    }
-    let mut members = request.members;
-    members.push(info.user.clone());
-    members.sort();
-    members.dedup();
-    for member in &members {
-        server.home_of(member).await?;
-    }
-    let id = ConversationId::new(format!("c:{}", uuid::Uuid::now_v7()));
-    let record = ConversationRecord {
-        id: id.clone(),
-        kind: ConversationKind::Group,
-        name,
-        created_by: info.user.clone(),
-        created_ms: now_ms(),
-        last_seq: 0,
-        members,
-    };
-    server
-        .sql(server.store.ensure_conversation(&record))
-        .await?;
-    server.announce_conversation(&id).await;
-    let summaries = server
-        .sql(server.store.conversations_of(&info.user))
-        .await?;
-    summaries
-        .into_iter()
-        .find(|s| s.id == id)
-        .map(Json)
-        .ok_or_else(|| {
-            AppError::new(
-                ErrorCode::Internal,
-                "the conversation was created but cannot be read back",
-            )
-        })
+    Ok(Json(session.create_conversation(request).await?))
 }
 
 async fn messages_send(
-    State(server): State<AppState>,
-    Client(info): Client,
+    ClientSession(session): ClientSession,
     Body(request): Body<SendMessage>,
 ) -> AppResult<Json<ChatMessage>> {
-    let conversation = server
-        .conversation_for(
-            &info.user,
+    let message = session
+        .send_message(
             request.to.as_ref(),
             request.conversation.as_ref(),
+            request.body,
+            request.client_id,
         )
         .await?;
-    Ok(Json(
-        server
-            .send_message(&info.user, conversation, request.body, request.client_id)
-            .await?,
-    ))
+    Ok(Json(message))
 }
 
 #[derive(Deserialize)]
@@ -793,25 +567,10 @@ struct HistoryQuery {
 }
 
 async fn messages_list(
-    State(server): State<AppState>,
-    Client(info): Client,
+    ClientSession(session): ClientSession,
     Path(id): Path<ConversationId>,
     Query(query): Query<HistoryQuery>,
 ) -> AppResult<Json<Vec<ChatMessage>>> {
-    let members = server.members_of(&id).await?;
-    if !members.contains(&info.user) {
-        return Err(AppError::new(
-            ErrorCode::NotAMember,
-            format!("you are not a member of conversation '{id}'"),
-        ));
-    }
-    let limit = query.limit.unwrap_or(50);
-    if limit == 0 || limit > shared::limits::MAX_HISTORY_PAGE {
-        return Err(AppError::bad_request(format!(
-            "limit must be 1 to {}",
-            shared::limits::MAX_HISTORY_PAGE
-        )));
-    }
     let page = match (query.before, query.after) {
         (Some(before), None) => HistoryPage::Before(before),
         (None, Some(after)) => HistoryPage::After(after),
@@ -820,45 +579,25 @@ async fn messages_list(
             return Err(AppError::bad_request("give 'before' or 'after', not both"));
         }
     };
-    Ok(Json(
-        server.sql(server.store.messages(&id, page, limit)).await?,
-    ))
+    let limit = query.limit.unwrap_or(50);
+    Ok(Json(session.history(&id, page, limit).await?))
 }
 
 async fn conversations_read(
-    State(server): State<AppState>,
-    Client(info): Client,
+    ClientSession(session): ClientSession,
     Path(id): Path<ConversationId>,
     MaybeBody(body): MaybeBody<MarkRead>,
 ) -> AppResult<Json<ReadMarker>> {
     let seq = body.and_then(|b| b.seq);
-    Ok(Json(server.mark_read(&info.user, &id, seq).await?))
+    Ok(Json(session.mark_read(&id, seq).await?))
 }
 
 /// Every member's read marker, so a client shows who read what after a reload.
 async fn conversations_read_markers(
-    State(server): State<AppState>,
-    Client(info): Client,
+    ClientSession(session): ClientSession,
     Path(id): Path<ConversationId>,
 ) -> AppResult<Json<Vec<ReadMarker>>> {
-    let members = server.members_of(&id).await?;
-    if !members.contains(&info.user) {
-        return Err(AppError::new(
-            ErrorCode::NotAMember,
-            format!("you are not a member of conversation '{id}'"),
-        ));
-    }
-    let markers = server.sql(server.store.read_markers(&id)).await?;
-    Ok(Json(
-        markers
-            .into_iter()
-            .map(|(user, seq)| ReadMarker {
-                conversation: id.clone(),
-                user,
-                seq,
-            })
-            .collect(),
-    ))
+    Ok(Json(session.read_markers(&id).await?))
 }
 
 #[derive(Deserialize)]
@@ -867,14 +606,10 @@ struct JournalQuery {
 }
 
 async fn journal_list(
-    State(server): State<AppState>,
-    Client(info): Client,
+    ClientSession(session): ClientSession,
     Query(query): Query<JournalQuery>,
 ) -> AppResult<Json<Vec<JournalEntry>>> {
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    Ok(Json(
-        server.sql(server.store.journal(&info.user, limit)).await?,
-    ))
+    Ok(Json(session.journal(query.limit.unwrap_or(100)).await?))
 }
 
 // ---------------------------------------------------------------------------- admin
@@ -912,410 +647,88 @@ async fn admin_login(
     }))
 }
 
-async fn audit(server: &Server, actor: &TokenInfo, action: &str, detail: String) {
-    let record = AuditRecord {
-        at_ms: now_ms(),
-        actor: actor.user.clone(),
-        action: action.to_string(),
-        detail,
-    };
-    if let Err(error) = server.store.audit(&record).await {
-        tracing::warn!(%error, "could not write the audit log");
-    }
-}
-
-async fn admin_users_list(
-    State(server): State<AppState>,
-    Admin(_): Admin,
-) -> AppResult<Json<Vec<UserInfo>>> {
-    let users = server.sql(server.store.list_users()).await?;
-    Ok(Json(user_infos(&server, users).await))
-}
-
-fn check_display_name(name: &str) -> AppResult<()> {
-    if name.len() > shared::limits::MAX_DISPLAY_NAME_BYTES || name.chars().any(char::is_control) {
-        return Err(AppError::bad_request(format!(
-            "a display name may have at most {} bytes and no control characters",
-            shared::limits::MAX_DISPLAY_NAME_BYTES
-        )));
-    }
-    Ok(())
-}
-
-fn check_password_rules(password: &str) -> AppResult<()> {
-    if password.len() < 8 || password.len() > 1024 {
-        return Err(AppError::bad_request("a password needs 8 to 1024 bytes"));
-    }
-    Ok(())
+async fn admin_users_list(Admin(admin): Admin) -> AppResult<Json<Vec<UserInfo>>> {
+    Ok(Json(admin.users().await?))
 }
 
 async fn admin_users_create(
-    State(server): State<AppState>,
-    Admin(actor): Admin,
+    Admin(admin): Admin,
     Body(request): Body<CreateUser>,
 ) -> AppResult<Json<UserInfo>> {
-    validate_name(request.id.as_str()).map_err(|e| AppError::bad_request(e.to_string()))?;
-    check_password_rules(&request.password)?;
-    let display_name = request
-        .display_name
-        .unwrap_or_else(|| request.id.to_string());
-    check_display_name(&display_name)?;
-    let home_server = request.home_server.unwrap_or_else(|| server.id.clone());
-    validate_name(home_server.as_str())
-        .map_err(|e| AppError::bad_request(format!("home server: {e}")))?;
-    let password = request.password;
-    let password_hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|_| AppError::new(ErrorCode::Internal, "password hashing failed"))?
-        .map_err(|e| AppError::new(ErrorCode::Internal, format!("password hashing failed: {e}")))?;
-    let record = UserRecord {
-        id: request.id.clone(),
-        password_hash,
-        display_name: display_name.clone(),
-        home_server: home_server.clone(),
-        admin: request.admin,
-        created_ms: now_ms(),
-    };
-    server.sql(server.store.create_user(&record)).await?;
-    audit(
-        &server,
-        &actor,
-        "user.create",
-        format!("{} home={home_server}", request.id),
-    )
-    .await;
-    relations_changed(&server, vec![request.id.clone()]).await;
-    Ok(Json(UserInfo {
-        id: request.id,
-        display_name,
-        home_server,
-        admin: request.admin,
-        online: false,
-    }))
+    Ok(Json(admin.create_user(request).await?))
 }
 
 async fn admin_users_update(
-    State(server): State<AppState>,
-    Admin(actor): Admin,
+    Admin(admin): Admin,
     Path(id): Path<UserId>,
     Body(request): Body<UpdateUser>,
 ) -> AppResult<Json<UserInfo>> {
-    let password_hash = match request.password {
-        Some(password) => {
-            check_password_rules(&password)?;
-            Some(
-                tokio::task::spawn_blocking(move || auth::hash_password(&password))
-                    .await
-                    .map_err(|_| AppError::new(ErrorCode::Internal, "password hashing failed"))?
-                    .map_err(|e| {
-                        AppError::new(ErrorCode::Internal, format!("password hashing failed: {e}"))
-                    })?,
-            )
-        }
-        None => None,
-    };
-    if let Some(name) = &request.display_name {
-        check_display_name(name)?;
-    }
-    if let Some(home) = &request.home_server {
-        validate_name(home.as_str())
-            .map_err(|e| AppError::bad_request(format!("home server: {e}")))?;
-    }
-    let before = server
-        .sql(server.store.get_user(&id))
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("there is no user '{id}'")))?;
-    let update = UserUpdate {
-        password_hash,
-        display_name: request.display_name,
-        home_server: request.home_server,
-    };
-    let user = server.sql(server.store.update_user(&id, &update)).await?;
-    audit(&server, &actor, "user.update", format!("{id}")).await;
-    relations_changed(&server, vec![id.clone()]).await;
-    if before.home_server != user.home_server {
-        // Sessions at the old home end; the user signs in at the new one.
-        server
-            .broadcast(BusBody::KickUser {
-                user: id.clone(),
-                reason: format!("moved to server '{}'", user.home_server),
-            })
-            .await;
-    }
-    let info = user_infos(&server, vec![user]).await.pop();
-    info.map(Json).ok_or_else(|| {
-        AppError::new(
-            ErrorCode::Internal,
-            "the user was updated but cannot be read back",
-        )
-    })
+    Ok(Json(admin.update_user(&id, request).await?))
 }
 
-async fn admin_users_delete(
-    State(server): State<AppState>,
-    Admin(actor): Admin,
-    Path(id): Path<UserId>,
-) -> AppResult<StatusCode> {
-    if id == actor.user {
-        return Err(AppError::bad_request("you cannot delete yourself"));
-    }
-    server.sql(server.store.delete_user(&id)).await?;
-    audit(&server, &actor, "user.delete", id.to_string()).await;
-    relations_changed(&server, vec![id.clone()]).await;
-    server
-        .broadcast(BusBody::KickUser {
-            user: id,
-            reason: "user deleted".into(),
-        })
-        .await;
+async fn admin_users_delete(Admin(admin): Admin, Path(id): Path<UserId>) -> AppResult<StatusCode> {
+    admin.delete_user(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn group_info(record: crate::store::GroupRecord) -> GroupInfo {
-    GroupInfo {
-        id: record.id,
-        display_name: record.display_name,
-        members: record.members,
-    }
-}
-
-async fn admin_groups_list(
-    State(server): State<AppState>,
-    Admin(_): Admin,
-) -> AppResult<Json<Vec<GroupInfo>>> {
-    Ok(Json(
-        server
-            .sql(server.store.list_groups())
-            .await?
-            .into_iter()
-            .map(group_info)
-            .collect(),
-    ))
+async fn admin_groups_list(Admin(admin): Admin) -> AppResult<Json<Vec<GroupInfo>>> {
+    Ok(Json(admin.groups().await?))
 }
 
 async fn admin_groups_create(
-    State(server): State<AppState>,
-    Admin(actor): Admin,
+    Admin(admin): Admin,
     Body(request): Body<CreateGroup>,
 ) -> AppResult<Json<GroupInfo>> {
-    validate_name(request.id.as_str()).map_err(|e| AppError::bad_request(e.to_string()))?;
-    let display_name = request
-        .display_name
-        .unwrap_or_else(|| request.id.to_string());
-    check_display_name(&display_name)?;
-    server
-        .sql(
-            server
-                .store
-                .create_group(&request.id, &display_name, &actor.user, now_ms()),
-        )
-        .await?;
-    audit(&server, &actor, "group.create", request.id.to_string()).await;
-    Ok(Json(GroupInfo {
-        id: request.id,
-        display_name,
-        members: Vec::new(),
-    }))
-}
-
-async fn load_group(server: &Server, id: &GroupId) -> AppResult<crate::store::GroupRecord> {
-    server
-        .sql(server.store.get_group(id))
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("there is no group '{id}'")))
+    Ok(Json(admin.create_group(request).await?))
 }
 
 async fn admin_members_add(
-    State(server): State<AppState>,
-    Admin(actor): Admin,
+    Admin(admin): Admin,
     Path(id): Path<GroupId>,
     Body(request): Body<AddMember>,
 ) -> AppResult<Json<GroupInfo>> {
-    load_group(&server, &id).await?;
-    server.home_of(&request.user).await?;
-    server
-        .sql(server.store.add_group_member(&id, &request.user))
-        .await?;
-    audit(
-        &server,
-        &actor,
-        "group.member.add",
-        format!("{id} {}", request.user),
-    )
-    .await;
-    let group = load_group(&server, &id).await?;
-    relations_changed(&server, group.members.clone()).await;
-    server
-        .announce_conversation(&ConversationId::group(&id))
-        .await;
-    Ok(Json(group_info(group)))
+    Ok(Json(admin.add_member(&id, &request.user).await?))
 }
 
 async fn admin_members_remove(
-    State(server): State<AppState>,
-    Admin(actor): Admin,
+    Admin(admin): Admin,
     Path((id, user)): Path<(GroupId, UserId)>,
 ) -> AppResult<Json<GroupInfo>> {
-    let before = load_group(&server, &id).await?;
-    server
-        .sql(server.store.remove_group_member(&id, &user))
-        .await?;
-    audit(
-        &server,
-        &actor,
-        "group.member.remove",
-        format!("{id} {user}"),
-    )
-    .await;
-    relations_changed(&server, before.members).await;
-    server.forget_conversation(&ConversationId::group(&id));
-    Ok(Json(group_info(load_group(&server, &id).await?)))
+    Ok(Json(admin.remove_member(&id, &user).await?))
 }
 
-async fn admin_servers_list(
-    State(server): State<AppState>,
-    Admin(_): Admin,
-) -> AppResult<Json<ServerList>> {
-    let registered = server.sql(server.store.list_servers()).await?;
-    let seen = server
-        .bus("list servers", server.cluster.servers())
-        .await
-        .unwrap_or_default();
-    let dead_after = server.config.dead_after_ms as i64;
-    let mut servers: Vec<ServerInfo> = registered
-        .into_iter()
-        .map(|record| {
-            let live = seen.iter().find(|s| s.heartbeat.id == record.id);
-            ServerInfo {
-                id: record.id.clone(),
-                url: live.map(|s| s.heartbeat.url.clone()).unwrap_or(record.url),
-                alive: live.is_some_and(|s| s.age_ms <= dead_after),
-                sessions: live.map_or(0, |s| s.heartbeat.sessions),
-                devices: live.map_or(0, |s| s.heartbeat.devices),
-                last_seen_ms: live.map_or(0, |s| s.last_seen_ms),
-            }
-        })
-        .collect();
-    for live in &seen {
-        if !servers.iter().any(|s| s.id == live.heartbeat.id) {
-            servers.push(ServerInfo {
-                id: live.heartbeat.id.clone(),
-                url: live.heartbeat.url.clone(),
-                alive: live.age_ms <= dead_after,
-                sessions: live.heartbeat.sessions,
-                devices: live.heartbeat.devices,
-                last_seen_ms: live.last_seen_ms,
-            });
-        }
-    }
-    servers.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(Json(ServerList {
-        servers,
-        media: media_infos(&server).await?,
-    }))
+async fn admin_servers_list(Admin(admin): Admin) -> AppResult<Json<ServerList>> {
+    Ok(Json(admin.servers().await?))
 }
 
-async fn media_infos(server: &Server) -> AppResult<Vec<MediaServerInfo>> {
-    server.media.infos(server).await
-}
-
-async fn admin_licenses_list(
-    State(server): State<AppState>,
-    Admin(_): Admin,
-) -> AppResult<Json<Vec<LicenseInfo>>> {
-    let usage = server.license_usage().await?;
-    Ok(Json(
-        usage
-            .into_iter()
-            .map(|(kind, capacity, in_use)| LicenseInfo {
-                kind,
-                capacity,
-                in_use,
-            })
-            .collect(),
-    ))
+async fn admin_licenses_list(Admin(admin): Admin) -> AppResult<Json<Vec<LicenseInfo>>> {
+    Ok(Json(admin.licenses().await?))
 }
 
 async fn admin_licenses_set(
-    State(server): State<AppState>,
-    Admin(actor): Admin,
+    Admin(admin): Admin,
     Path(kind): Path<String>,
     Body(request): Body<SetLicense>,
 ) -> AppResult<Json<LicenseInfo>> {
-    validate_name(&kind).map_err(|e| AppError::bad_request(format!("license kind: {e}")))?;
-    server
-        .sql(server.store.set_license(&kind, request.capacity))
-        .await?;
-    audit(
-        &server,
-        &actor,
-        "license.set",
-        format!("{kind}={}", request.capacity),
-    )
-    .await;
-    server.forget_licenses();
-    server.broadcast(BusBody::LicensesChanged).await;
-    let in_use = server.cluster.lease_count(&kind).await?;
-    Ok(Json(LicenseInfo {
-        kind,
-        capacity: Some(request.capacity),
-        in_use,
-    }))
+    Ok(Json(admin.set_license(kind, request.capacity).await?))
 }
 
-async fn admin_media_list(
-    State(server): State<AppState>,
-    Admin(_): Admin,
-) -> AppResult<Json<Vec<MediaServerInfo>>> {
-    Ok(Json(media_infos(&server).await?))
+async fn admin_media_list(Admin(admin): Admin) -> AppResult<Json<Vec<MediaServerInfo>>> {
+    Ok(Json(admin.media().await?))
 }
 
 async fn admin_media_add(
-    State(server): State<AppState>,
-    Admin(actor): Admin,
+    Admin(admin): Admin,
     Body(request): Body<AddMediaServer>,
 ) -> AppResult<Json<MediaServerInfo>> {
-    validate_name(request.id.as_str()).map_err(|e| AppError::bad_request(e.to_string()))?;
-    if !(request.control_url.starts_with("http://") || request.control_url.starts_with("https://"))
-        || request.control_url.len() > 512
-    {
-        return Err(AppError::bad_request(
-            "control_url must be an http:// or https:// URL",
-        ));
-    }
-    let record = MediaServerRecord {
-        id: request.id.clone(),
-        control_url: request.control_url.clone(),
-        added_ms: now_ms(),
-    };
-    server.sql(server.store.add_media_server(&record)).await?;
-    audit(
-        &server,
-        &actor,
-        "media.add",
-        format!("{} {}", request.id, request.control_url),
-    )
-    .await;
-    media_infos(&server)
-        .await?
-        .into_iter()
-        .find(|m| m.id == request.id)
-        .map(Json)
-        .ok_or_else(|| {
-            AppError::new(
-                ErrorCode::Internal,
-                "the MediaServer was added but cannot be read back",
-            )
-        })
+    Ok(Json(admin.add_media(request).await?))
 }
 
 async fn admin_media_remove(
-    State(server): State<AppState>,
-    Admin(actor): Admin,
+    Admin(admin): Admin,
     Path(id): Path<MediaServerId>,
 ) -> AppResult<StatusCode> {
-    server.sql(server.store.remove_media_server(&id)).await?;
-    audit(&server, &actor, "media.remove", id.to_string()).await;
+    admin.remove_media(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

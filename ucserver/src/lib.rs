@@ -1,11 +1,13 @@
 //! The UCServer: owns its users' live sessions and shares state with its peers over the
 //! cluster (Redis or in-process) and SQL. See ARCHITECTURE.md for the map.
 
+pub mod app;
 pub mod auth;
 pub mod calls;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod media;
 pub mod metrics;

@@ -12,8 +12,8 @@ use crate::config::Config;
 use crate::core::license::{self, LeaseOutcome};
 use crate::core::mdm::{self, DeviceMdm, MdmConfig, Offer};
 use crate::core::presence::UserPresence;
-use crate::core::visibility::{self, Relation};
 use crate::error::{AppError, AppResult};
+use crate::events::{DeviceEvent, Outgoing};
 use crate::media::MediaPool;
 use crate::metrics::Metrics;
 use crate::store::{ConversationRecord, NewMessage, Store, StoreError};
@@ -35,8 +35,6 @@ use tokio::sync::{mpsc, oneshot};
 pub const DEVICE_QUEUE: usize = 1024;
 /// A client token unused this long, with no device connected, ends (and returns its seat).
 pub const TOKEN_IDLE_MS: i64 = 12 * 60 * 60 * 1000;
-/// A session token ends this long after it was issued, used or not.
-pub const SESSION_LIFETIME_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// Messages stored in one SQL transaction at most.
 const CHAT_BATCH: usize = 512;
 
@@ -44,9 +42,9 @@ const CHAT_BATCH: usize = 512;
 struct DeviceConn {
     /// Tells this connection apart from a later one with the same device id.
     conn: u64,
-    /// Serialized events for the device's socket task.
-    tx: mpsc::Sender<Arc<str>>,
-    mdm: DeviceMdm<Arc<str>>,
+    /// Typed events for the device's front end, which encodes them.
+    tx: mpsc::Sender<DeviceEvent>,
+    mdm: DeviceMdm<DeviceEvent>,
 }
 
 /// A local user: presence inputs and connected devices.
@@ -127,10 +125,6 @@ pub(crate) struct CallPart {
     /// When the user was first told of the call, and when they were first in it.
     pub started_ms: TimestampMs,
     pub answered_ms: Option<TimestampMs>,
-}
-
-fn event_text(event: &ServerEvent) -> Arc<str> {
-    Arc::from(serde_json::to_string(event).unwrap_or_default())
 }
 
 impl Server {
@@ -251,20 +245,31 @@ impl Server {
 
     /// What a token stands for; using it keeps it alive. A token this server issued before
     /// it restarted is found in SQL and taken up again (with the user's seat).
+    /// A token older than the session lifetime is refused and ended, on this path and on the
+    /// SQL path alike.
     pub async fn token(&self, token: &str) -> Option<TokenInfo> {
-        {
+        let now = now_ms();
+        let held = {
             let mut tokens = self.tokens.lock().unwrap();
-            if let Some((info, last_used)) = tokens.get_mut(token) {
-                *last_used = now_ms();
-                return Some(info.clone());
+            tokens.get_mut(token).map(|(info, last_used)| {
+                *last_used = now;
+                info.clone()
+            })
+        };
+        if let Some(info) = held {
+            if self.session_is_fresh(info.issued_ms, now) {
+                return Some(info);
             }
+            tracing::info!(user = %info.user, device = %info.device, "session ended: too old");
+            self.end_token(token).await;
+            return None;
         }
         if token.len() > 128 {
             return None;
         }
         let hash = crate::auth::token_hash(token);
         let record = self.sql(self.store.get_session(&hash)).await.ok()??;
-        let fresh = now_ms() - record.issued_ms < SESSION_LIFETIME_MS;
+        let fresh = self.session_is_fresh(record.issued_ms, now);
         let home = self.home_of(&record.user).await.ok()?;
         if !fresh || home != self.id {
             // Expired, or the user moved to another server: the session is over.
@@ -296,9 +301,14 @@ impl Server {
         Some(info)
     }
 
+    /// Whether a session issued at `issued_ms` is still within its lifetime at `now`.
+    fn session_is_fresh(&self, issued_ms: TimestampMs, now: TimestampMs) -> bool {
+        now - issued_ms < self.config.session_lifetime_ms as i64
+    }
+
     /// Forgets sessions older than their lifetime (at start; restored ones are checked too).
     pub async fn expire_stored_sessions(&self) {
-        let cutoff = now_ms() - SESSION_LIFETIME_MS;
+        let cutoff = now_ms() - self.config.session_lifetime_ms as i64;
         match self.sql(self.store.delete_sessions_before(cutoff)).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "expired stored sessions"),
@@ -308,19 +318,53 @@ impl Server {
 
     /// Ends tokens unused for `idle_ms` whose user has no device connected here, so a client
     /// that vanished without logging out does not hold its seat forever.
+    /// Tokens past their lifetime end too, and the device they stand for is told and
+    /// disconnected: an open socket does not outlive its session.
     pub async fn expire_tokens(&self, now: TimestampMs, idle_ms: i64) {
-        let stale: Vec<String> = {
+        let (stale, too_old): (Vec<String>, Vec<(String, TokenInfo)>) = {
             let tokens = self.tokens.lock().unwrap();
-            tokens
+            let stale = tokens
                 .iter()
                 .filter(|(_, (info, last_used))| {
                     now - last_used > idle_ms && !self.is_local_online(&info.user)
                 })
                 .map(|(token, _)| token.clone())
-                .collect()
+                .collect();
+            let too_old = tokens
+                .iter()
+                .filter(|(_, (info, _))| !self.session_is_fresh(info.issued_ms, now))
+                .map(|(token, (info, _))| (token.clone(), info.clone()))
+                .collect();
+            (stale, too_old)
         };
         for token in stale {
             self.end_token(&token).await;
+        }
+        for (token, info) in too_old {
+            tracing::info!(user = %info.user, device = %info.device, "session ended: too old");
+            self.end_token(&token).await;
+            self.drop_device(
+                &info.user,
+                &info.device,
+                "your session has ended; sign in again",
+            );
+        }
+    }
+
+    /// Tells one device goodbye and cuts its queue, so its socket task disconnects it the
+    /// usual way (presence, metrics, online set).
+    fn drop_device(&self, user: &UserId, device: &DeviceId, reason: &str) {
+        let goodbye = Outgoing::new(ServerEvent::Goodbye {
+            reason: reason.to_string(),
+        });
+        let mut sessions = self.sessions.lock().unwrap();
+        if let Some(conn) = sessions
+            .users
+            .get_mut(user)
+            .and_then(|local| local.devices.get_mut(device))
+        {
+            let _ = conn.tx.try_send(goodbye);
+            conn.tx = mpsc::channel(1).0;
         }
     }
 
@@ -367,7 +411,7 @@ impl Server {
             tokens.retain(|_, (t, _)| &t.user != user);
             before != tokens.len()
         };
-        let goodbye = event_text(&ServerEvent::Goodbye {
+        let goodbye = Outgoing::new(ServerEvent::Goodbye {
             reason: reason.to_string(),
         });
         let removed = {
@@ -532,6 +576,13 @@ impl Server {
     }
 
     /// Drops cached relations of these users (everything when `users` is empty).
+    /// Relations of `users` changed in SQL (contacts, groups, users): drops what this server
+    /// cached of them and tells every peer to do the same.
+    pub async fn relations_changed(&self, users: Vec<UserId>) {
+        self.forget_relations(&users);
+        self.broadcast(BusBody::RelationsChanged { users }).await;
+    }
+
     pub fn forget_relations(&self, users: &[UserId]) {
         let mut cache = self.cache.lock().unwrap();
         if users.is_empty() {
@@ -567,30 +618,6 @@ impl Server {
         groups
     }
 
-    /// The rule "what may `watcher` see of `user`", with the facts read from SQL.
-    pub async fn visibility(&self, watcher: &TokenInfo, user: &UserId) -> AppResult<Visibility> {
-        let same_user = &watcher.user == user;
-        let mut relation = Relation {
-            same_user,
-            watcher_is_admin: watcher.admin,
-            ..Relation::default()
-        };
-        if !same_user && !watcher.admin {
-            relation.in_watcher_contacts = self
-                .sql(self.store.contacts(&watcher.user))
-                .await?
-                .iter()
-                .any(|c| &c.contact == user);
-            if !relation.in_watcher_contacts {
-                relation.share_group = self
-                    .sql(self.store.group_mates(&watcher.user))
-                    .await?
-                    .contains(user);
-            }
-        }
-        Ok(visibility::visibility(relation))
-    }
-
     pub async fn snapshot_of(&self, user: &UserId) -> PresenceSnapshot {
         if let Some(snapshot) = self.local_snapshot(user) {
             return snapshot;
@@ -621,7 +648,7 @@ impl Server {
         user: &UserId,
         device: &DeviceId,
         capabilities: Vec<Capability>,
-    ) -> (u64, mpsc::Receiver<Arc<str>>) {
+    ) -> (u64, mpsc::Receiver<DeviceEvent>) {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(DEVICE_QUEUE);
         let now = now_ms();
@@ -790,7 +817,7 @@ impl Server {
         self.publish_presence(user).await;
     }
 
-    fn record_flush(&self, flush: &mdm::Flush<Arc<str>>) {
+    fn record_flush(&self, flush: &mdm::Flush<DeviceEvent>) {
         self.metrics
             .mdm_buffer_flushes
             .fetch_add(1, Ordering::Relaxed);
@@ -843,8 +870,8 @@ impl Server {
         alert: Option<&ServerEvent>,
     ) -> u64 {
         let now = now_ms();
-        let plain = event_text(event);
-        let alerted = alert.map(event_text);
+        let plain = Outgoing::new(event.clone());
+        let alerted = alert.map(|alert| Outgoing::new(alert.clone()));
         let mut delivered = 0;
         let mut flushes = Vec::new();
         let mut too_slow: Vec<DeviceId> = Vec::new();
@@ -1156,8 +1183,8 @@ impl Server {
 
     // ------------------------------------------------------------------ chat
 
-    /// Checks that `sender` may post to the conversation (creating a 1:1 on first use) and
-    /// returns its id.
+    /// The conversation a message goes to: `conversation`, or the 1:1 with `to` (made on
+    /// first use). Whether `sender` may post there is the application layer's check.
     pub async fn conversation_for(
         &self,
         sender: &UserId,
@@ -1194,13 +1221,6 @@ impl Server {
                 ));
             }
         };
-        let members = self.members_of(&id).await?;
-        if !members.contains(sender) {
-            return Err(AppError::new(
-                ErrorCode::NotAMember,
-                format!("you are not a member of conversation '{id}'"),
-            ));
-        }
         Ok(id)
     }
 
@@ -1325,15 +1345,9 @@ impl Server {
         &self,
         user: &UserId,
         conversation: &ConversationId,
+        members: &[UserId],
         seq: Option<u64>,
     ) -> AppResult<ReadMarker> {
-        let members = self.members_of(conversation).await?;
-        if !members.contains(user) {
-            return Err(AppError::new(
-                ErrorCode::NotAMember,
-                format!("you are not a member of conversation '{conversation}'"),
-            ));
-        }
         let seq = self
             .sql(
                 self.store
@@ -1345,7 +1359,7 @@ impl Server {
             user: user.clone(),
             seq,
         };
-        for (home, users) in self.by_home(&members).await {
+        for (home, users) in self.by_home(members).await {
             if home == self.id {
                 self.deliver_read(&marker, &users);
             } else {
@@ -1371,19 +1385,14 @@ impl Server {
         self.deliver(users, &event, false, None);
     }
 
+    /// Tells the other members' devices that `user` is (or stopped) typing.
     pub async fn typing(
         &self,
         user: &UserId,
         conversation: &ConversationId,
+        members: &[UserId],
         typing: bool,
-    ) -> AppResult<()> {
-        let members = self.members_of(conversation).await?;
-        if !members.contains(user) {
-            return Err(AppError::new(
-                ErrorCode::NotAMember,
-                format!("you are not a member of conversation '{conversation}'"),
-            ));
-        }
+    ) {
         let others: Vec<UserId> = members.iter().filter(|m| *m != user).cloned().collect();
         for (home, users) in self.by_home(&others).await {
             if home == self.id {
@@ -1406,7 +1415,6 @@ impl Server {
                 .await;
             }
         }
-        Ok(())
     }
 
     /// Tells the members of a new or changed conversation about it.
@@ -1453,7 +1461,11 @@ impl Server {
     }
 
     /// Replays unread messages of every conversation to one fresh device queue.
-    pub async fn replay_unread(&self, user: &UserId, tx: &mpsc::Sender<Arc<str>>) -> AppResult<()> {
+    pub async fn replay_unread(
+        &self,
+        user: &UserId,
+        tx: &mpsc::Sender<DeviceEvent>,
+    ) -> AppResult<()> {
         for summary in self.sql(self.store.conversations_of(user)).await? {
             if summary.unread == 0 {
                 continue;
@@ -1468,25 +1480,12 @@ impl Server {
                     alert: false,
                     replay: true,
                 };
-                if tx.send(event_text(&event)).await.is_err() {
+                if tx.send(Outgoing::new(event)).await.is_err() {
                     return Ok(());
                 }
             }
         }
         Ok(())
-    }
-
-    /// Queues one replayed message for one device (answer to its `sync`).
-    pub fn replay_to_device(&self, user: &UserId, device: &DeviceId, message: ChatMessage) {
-        let event = event_text(&ServerEvent::Message {
-            message,
-            alert: false,
-            replay: true,
-        });
-        let sessions = self.sessions.lock().unwrap();
-        if let Some(conn) = sessions.users.get(user).and_then(|u| u.devices.get(device)) {
-            let _ = conn.tx.try_send(event);
-        }
     }
 
     // ------------------------------------------------------------------ bus input
@@ -1759,7 +1758,7 @@ impl Server {
     /// On graceful shutdown: say goodbye to devices, go offline, return leases.
     pub async fn shut_down(&self) {
         crate::calls::end_all(self, std::time::Duration::from_secs(3)).await;
-        let goodbye = event_text(&ServerEvent::Goodbye {
+        let goodbye = Outgoing::new(ServerEvent::Goodbye {
             reason: "server shutting down".into(),
         });
         let users = {

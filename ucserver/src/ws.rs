@@ -1,12 +1,16 @@
-//! The client WebSocket: one task per connected device, one `select!` over the socket and
-//! the device's event queue. Every frame is size-limited; a bad frame gets a typed `error`
-//! event and the connection stays open.
+//! The client WebSocket front end: one task per connected device, one `select!` over the
+//! socket, the device's event queue and its catch-up streams. It decodes frames into
+//! commands for the device's [`Session`] and encodes the session's answers and events as JSON
+//! text frames. Every frame is size-limited; a bad frame gets a typed `error` event and the
+//! connection stays open, except an oversized frame (closed with 1009) and a text frame that
+//! is not UTF-8 (closed with 1007), after their `error` event.
 
-use crate::auth::TokenInfo;
+use crate::app::Session;
 use crate::error::AppError;
-use crate::http::{AppState, Client, apply_presence};
+use crate::events::DeviceEvent;
+use crate::http::{AppState, Client};
 use crate::server::Server;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::stream::FuturesOrdered;
@@ -17,13 +21,22 @@ use shared::ws::{ClientCommand, ClientEnvelope, ServerEvent};
 use shared::{DeviceId, UserId, validate_name};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 /// A device that sends nothing (not even a ping) for this long is disconnected.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The server pings a quiet socket this often to notice dead peers.
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// Replayed events buffered between a catch-up's SQL reads and the socket: the reader waits
+/// when it is full, so a catch-up of any size arrives complete without filling memory.
+const CATCH_UP_QUEUE: usize = 256;
+/// Catch-ups (`sync`) one device may have running at once.
+const MAX_CATCH_UPS: usize = 4;
+/// RFC 6455 close codes for the two frames that end a session.
+const CLOSE_INVALID_DATA: u16 = 1007;
+const CLOSE_TOO_BIG: u16 = 1009;
 
 #[derive(Deserialize)]
 pub struct WsQuery {
@@ -52,27 +65,62 @@ pub async fn ws_upgrade(
         Some(_) => return Err(AppError::bad_request("caps is too long")),
         None => vec![shared::presence::Capability::Chat],
     };
+    let session = Session::new(server, info, device);
     Ok(upgrade
         // A small read buffer keeps an idle session's memory low (axum's default is 128 KiB).
         .read_buffer_size(4096)
         .write_buffer_size(0)
         .max_message_size(shared::limits::MAX_FRAME_BYTES)
         .max_frame_size(shared::limits::MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| run_session(server, info, device, capabilities, socket)))
+        .on_upgrade(move |socket| run_session(session, capabilities, socket)))
 }
 
+/// The JSON text frame of an event made here (answers, hello): encoded once, for this device.
 fn text(event: &ServerEvent) -> Message {
-    Message::Text(serde_json::to_string(event).unwrap_or_default().into())
+    Message::Text(crate::events::encode_json(event).into())
+}
+
+/// The JSON text frame of a queued event, whose encoding is shared by every device it goes to.
+fn queued(event: &DeviceEvent) -> Message {
+    Message::Text(event.json().as_ref().into())
+}
+
+/// Why a read from the socket ended the session, when the peer should be told: the `error`
+/// event and the close code.
+fn read_failure(error: axum::Error) -> Option<(ServerEvent, u16)> {
+    let error = error.into_inner().downcast::<tungstenite::Error>().ok()?;
+    match *error {
+        tungstenite::Error::Capacity(_) => Some((
+            ServerEvent::Error {
+                reference: None,
+                error: ErrorCode::PayloadTooLarge,
+                message: format!(
+                    "a frame may have at most {} bytes",
+                    shared::limits::MAX_FRAME_BYTES
+                ),
+            },
+            CLOSE_TOO_BIG,
+        )),
+        tungstenite::Error::Utf8(_) => Some((
+            ServerEvent::Error {
+                reference: None,
+                error: ErrorCode::MalformedFrame,
+                message: "a text frame must be valid UTF-8".into(),
+            },
+            CLOSE_INVALID_DATA,
+        )),
+        _ => None,
+    }
 }
 
 async fn run_session(
-    server: Arc<Server>,
-    info: TokenInfo,
-    device: DeviceId,
+    session: Session,
     capabilities: Vec<shared::presence::Capability>,
     socket: WebSocket,
 ) {
-    let user = info.user.clone();
+    let server = session.server().clone();
+    let user = session.user().clone();
+    let device = session.device().clone();
     let (mut sink, mut stream) = socket.split();
     let (conn, mut events) = server.connect_device(&user, &device, capabilities).await;
     tracing::debug!(%user, %device, conn, "device connected");
@@ -83,15 +131,20 @@ async fn run_session(
         server.disconnect_device(&user, &device, conn).await;
         return;
     }
-    // Then what the device missed while away, through the same queue as live events.
-    let (replay_tx, mut replay_rx) = tokio::sync::mpsc::channel(256);
-    let replay_server = server.clone();
-    let replay_user = user.clone();
-    let replay = tokio::spawn(async move {
-        if let Err(error) = replay_server.replay_unread(&replay_user, &replay_tx).await {
-            tracing::warn!(error = %error.0, "could not replay unread messages");
-        }
-    });
+    // Then what the device missed while away, and later every `sync`, through one bounded
+    // queue that its readers wait on: catch-ups are never cut short by a full queue.
+    let (catch_up_tx, mut catch_up_rx) = mpsc::channel::<DeviceEvent>(CATCH_UP_QUEUE);
+    let mut catch_ups: JoinSet<()> = JoinSet::new();
+    {
+        let server = server.clone();
+        let user = user.clone();
+        let out = catch_up_tx.clone();
+        catch_ups.spawn(async move {
+            if let Err(error) = server.replay_unread(&user, &out).await {
+                tracing::warn!(error = %error.0, "could not replay unread messages");
+            }
+        });
+    }
 
     let mut pending: FuturesOrdered<PendingReply> = FuturesOrdered::new();
     let mut last_heard = tokio::time::Instant::now();
@@ -101,10 +154,30 @@ async fn run_session(
         tokio::select! {
             // A device with many unanswered sends waits for their answers before more.
             incoming = stream.next(), if pending.len() < MAX_PENDING_REPLIES => {
-                let Some(Ok(frame)) = incoming else { break };
+                let frame = match incoming {
+                    Some(Ok(frame)) => frame,
+                    Some(Err(error)) => {
+                        if let Some((event, code)) = read_failure(error) {
+                            count_error(&server);
+                            let _ = sink.send(text(&event)).await;
+                            let reason = match &event {
+                                ServerEvent::Error { message, .. } => message.clone(),
+                                _ => String::new(),
+                            };
+                            let _ = sink
+                                .send(Message::Close(Some(CloseFrame { code, reason: reason.into() })))
+                                .await;
+                            linger_before_close().await;
+                        }
+                        break;
+                    }
+                    None => break,
+                };
                 last_heard = tokio::time::Instant::now();
                 let reply = match frame {
-                    Message::Text(body) => handle_frame(&server, &info, &device, body.as_bytes()).await,
+                    Message::Text(body) => {
+                        handle_frame(&session, body.as_bytes(), &catch_up_tx, &mut catch_ups).await
+                    }
                     Message::Binary(_) => Some(Reply::Now(ServerEvent::Error {
                         reference: None,
                         error: ErrorCode::MalformedFrame,
@@ -131,15 +204,16 @@ async fn run_session(
             event = events.recv() => {
                 // The queue ends when the server dropped this device (replaced, too slow, kicked).
                 let Some(event) = event else { break };
-                if sink.send(Message::Text(event.as_ref().into())).await.is_err() {
+                if sink.send(queued(&event)).await.is_err() {
                     break;
                 }
             }
-            Some(event) = replay_rx.recv() => {
-                if sink.send(Message::Text(event.as_ref().into())).await.is_err() {
+            Some(event) = catch_up_rx.recv() => {
+                if sink.send(queued(&event)).await.is_err() {
                     break;
                 }
             }
+            Some(_) = catch_ups.join_next(), if !catch_ups.is_empty() => {}
             _ = ping.tick() => {
                 if last_heard.elapsed() > IDLE_TIMEOUT {
                     tracing::info!(%user, %device, "device silent too long; disconnecting");
@@ -151,10 +225,26 @@ async fn run_session(
             }
         }
     }
-    replay.abort();
+    catch_ups.abort_all();
     let _ = sink.close().await;
     server.disconnect_device(&user, &device, conn).await;
     tracing::debug!(%user, %device, conn, "device disconnected");
+}
+
+/// Keeps the socket open briefly after the close frame before it is dropped. The frame that
+/// ended the session may be partly unread, and closing a TCP socket with unread input resets
+/// it: a reset sent at once can overtake the `error` event and close frame just written, so
+/// the peer would never learn why. The read side has ended (tungstenite stops after an
+/// error), so this waits rather than reads.
+async fn linger_before_close() {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+fn count_error(server: &Server) {
+    server
+        .metrics
+        .client_errors
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 async fn build_hello(server: &Server, user: &UserId, device: &DeviceId) -> ServerEvent {
@@ -186,7 +276,6 @@ async fn build_hello(server: &Server, user: &UserId, device: &DeviceId) -> Serve
     }
 }
 
-/// Handles one text frame; returns the reply to send (ack, error, pong), if any.
 /// An answer to a command that arrives once the chat writer stored the message.
 type PendingReply = Pin<Box<dyn Future<Output = ServerEvent> + Send>>;
 
@@ -202,29 +291,25 @@ enum Reply {
 /// What a command produced.
 enum Outcome {
     Done(Option<ServerEvent>),
-    Stored(tokio::sync::oneshot::Receiver<Result<shared::api::ChatMessage, AppError>>),
+    Stored(crate::app::session::Stored),
     /// A call command, answered once the call (maybe on another server) took it.
-    Call(
-        std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<Option<shared::CallId>, AppError>> + Send>,
-        >,
-    ),
+    Call(Pin<Box<dyn Future<Output = Result<Option<shared::CallId>, AppError>> + Send>>),
+    /// A catch-up now streaming; its last event is the answer.
+    Streaming,
 }
 
+/// Decodes one text frame and runs it; returns the reply to send (ack, error, pong), if any.
 async fn handle_frame(
-    server: &Arc<Server>,
-    info: &TokenInfo,
-    device: &DeviceId,
+    session: &Session,
     body: &[u8],
+    catch_up: &mpsc::Sender<DeviceEvent>,
+    catch_ups: &mut JoinSet<()>,
 ) -> Option<Reply> {
-    let user = &info.user;
+    let server = session.server();
     let envelope: ClientEnvelope = match serde_json::from_slice(body) {
         Ok(envelope) => envelope,
         Err(error) => {
-            server
-                .metrics
-                .client_errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            count_error(server);
             let reference = serde_json::from_slice::<serde_json::Value>(body)
                 .ok()
                 .and_then(|v| v.get("ref").and_then(|r| r.as_u64()));
@@ -248,9 +333,9 @@ async fn handle_frame(
             }));
         }
     };
-    server.touch_device(user, device);
+    session.touch();
     let reference = envelope.reference;
-    let result = run_command(server, info, device, envelope.command).await;
+    let result = run_command(session, envelope.command, reference, catch_up, catch_ups).await;
     let answer = move |result: Result<Option<ServerEvent>, AppError>| match result {
         Ok(Some(ServerEvent::Ack { message, call, .. })) => ServerEvent::Ack {
             reference,
@@ -258,16 +343,8 @@ async fn handle_frame(
             call,
         },
         Ok(Some(reply)) => reply,
-        Ok(None) => ServerEvent::Ack {
-            reference,
-            message: None,
-            call: None,
-        },
-        Err(error) => ServerEvent::Error {
-            reference,
-            error: error.0.error,
-            message: error.0.message,
-        },
+        Ok(None) => ack(reference),
+        Err(error) => error_event(reference, error),
     };
     match result {
         Ok(Outcome::Stored(stored)) => {
@@ -286,10 +363,7 @@ async fn handle_frame(
                     )),
                 };
                 if result.is_err() {
-                    server
-                        .metrics
-                        .client_errors
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    count_error(&server);
                 }
                 answer(result)
             })))
@@ -305,22 +379,33 @@ async fn handle_frame(
                     })
                 });
                 if result.is_err() {
-                    server
-                        .metrics
-                        .client_errors
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    count_error(&server);
                 }
                 answer(result)
             })))
         }
+        Ok(Outcome::Streaming) => None,
         Ok(Outcome::Done(reply)) => Some(Reply::Now(answer(Ok(reply)))),
         Err(error) => {
-            server
-                .metrics
-                .client_errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            count_error(server);
             Some(Reply::Now(answer(Err(error))))
         }
+    }
+}
+
+fn ack(reference: Option<u64>) -> ServerEvent {
+    ServerEvent::Ack {
+        reference,
+        message: None,
+        call: None,
+    }
+}
+
+fn error_event(reference: Option<u64>, error: AppError) -> ServerEvent {
+    ServerEvent::Error {
+        reference,
+        error: error.0.error,
+        message: error.0.message,
     }
 }
 
@@ -343,34 +428,31 @@ const KNOWN_COMMANDS: &[&str] = &[
 ];
 
 async fn run_command(
-    server: &Arc<Server>,
-    info: &TokenInfo,
-    device: &DeviceId,
+    session: &Session,
     command: ClientCommand,
+    reference: Option<u64>,
+    catch_up: &mpsc::Sender<DeviceEvent>,
+    catch_ups: &mut JoinSet<()>,
 ) -> Result<Outcome, AppError> {
-    let user = &info.user;
-    let reply: Result<Option<ServerEvent>, AppError> = match command {
-        ClientCommand::Ping => Ok(Some(ServerEvent::Pong)),
+    let reply = match command {
+        ClientCommand::Ping => Some(ServerEvent::Pong),
         ClientCommand::PresenceSet {
             availability,
             note,
-            user: target,
+            user,
         } => {
-            apply_presence(
-                server,
-                info,
-                SetPresence {
+            session
+                .set_presence(SetPresence {
                     availability,
                     note,
-                    user: target,
-                },
-            )
-            .await?;
-            Ok(None)
+                    user,
+                })
+                .await?;
+            None
         }
         ClientCommand::DeviceState { active, idle } => {
-            server.set_device_state(user, device, active, idle).await;
-            Ok(None)
+            session.set_device_state(active, idle).await;
+            None
         }
         ClientCommand::Send {
             to,
@@ -378,62 +460,46 @@ async fn run_command(
             body,
             client_id,
         } => {
-            let conversation = server
-                .conversation_for(user, to.as_ref(), conversation.as_ref())
-                .await?;
-            let stored = server
-                .enqueue_message(user, conversation, body, client_id)
+            let stored = session
+                .queue_message(to.as_ref(), conversation.as_ref(), body, client_id)
                 .await?;
             return Ok(Outcome::Stored(stored));
         }
         ClientCommand::Read { conversation, seq } => {
-            server.mark_read(user, &conversation, Some(seq)).await?;
-            Ok(None)
+            session.mark_read(&conversation, Some(seq)).await?;
+            None
         }
         ClientCommand::Typing {
             conversation,
             typing,
         } => {
-            server.typing(user, &conversation, typing).await?;
-            Ok(None)
+            session.typing(&conversation, typing).await?;
+            None
         }
         ClientCommand::Sync { since } => {
-            if since.len() > 1000 {
-                return Err(AppError::bad_request(
-                    "sync at most 1000 conversations at once",
+            if catch_ups.len() >= MAX_CATCH_UPS {
+                return Err(AppError::new(
+                    ErrorCode::TooManyAttempts,
+                    format!("at most {MAX_CATCH_UPS} syncs may run at once; wait for an answer"),
                 ));
             }
-            // Answered as `message` events with replay=true on the live queue, then the ack.
-            for (conversation, after) in since {
-                let members = server.members_of(&conversation).await?;
-                if !members.contains(user) {
-                    return Err(AppError::new(
-                        ErrorCode::NotAMember,
-                        format!("you are not a member of conversation '{conversation}'"),
-                    ));
-                }
-                let page = crate::store::HistoryPage::After(after);
-                for message in server
-                    .sql(server.store.messages(
-                        &conversation,
-                        page,
-                        shared::limits::MAX_HISTORY_PAGE,
-                    ))
-                    .await?
-                {
-                    server.replay_to_device(user, device, message);
-                }
-            }
-            Ok(None)
+            // Answered as `message` events with replay=true, then the ack, on the catch-up
+            // queue: complete however many there are, and the ack only after all of them.
+            let stream = session.catch_up(since).await?;
+            let out = catch_up.clone();
+            catch_ups.spawn(async move {
+                stream
+                    .run(out, ack(reference), move |error| {
+                        error_event(reference, error)
+                    })
+                    .await;
+            });
+            return Ok(Outcome::Streaming);
         }
         ClientCommand::Call(command) => {
-            let server = server.clone();
-            let by = crate::core::call::Endpoint::new(user.clone(), device.clone());
-            let admin = info.admin;
-            return Ok(Outcome::Call(Box::pin(async move {
-                crate::calls::run_command(&server, by, admin, command).await
-            })));
+            let pending = session.call(command).await?;
+            return Ok(Outcome::Call(Box::pin(pending)));
         }
     };
-    reply.map(Outcome::Done)
+    Ok(Outcome::Done(reply))
 }

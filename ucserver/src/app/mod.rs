@@ -1,0 +1,50 @@
+//! The application layer: the one protocol-neutral API that every front end drives.
+//!
+//! - [`Session`]: one signed-in device acting for one user (presence, contacts, delegates,
+//!   directory, chat, catch-up, journal, calls and forwarding).
+//! - [`AdminSession`]: an administrator acting on the cluster (users, groups, licenses,
+//!   servers, MediaServers).
+//! - [`authz`]: every access rule, called by the two sessions and by nothing else.
+//!
+//! Layering: front ends (`http.rs`, `ws.rs`) decode, call into this layer and encode; this
+//! layer checks access and calls the components (`server.rs`, `calls.rs`, `media.rs`); the
+//! components use the cores, the store and the cluster. Nothing below imports this module.
+
+pub mod admin;
+pub mod authz;
+pub mod session;
+
+pub use admin::AdminSession;
+pub use session::{CatchUp, Session};
+
+use crate::server::Server;
+use crate::store::UserRecord;
+use shared::UserId;
+use shared::api::UserInfo;
+use shared::presence::Availability;
+
+/// Users as clients see them, with whether each is online now.
+async fn user_infos(server: &Server, users: Vec<UserRecord>) -> Vec<UserInfo> {
+    let ids: Vec<UserId> = users.iter().map(|u| u.id.clone()).collect();
+    let snapshots = server
+        .bus("get presence", server.cluster.get_presence(&ids))
+        .await
+        .unwrap_or_default();
+    users
+        .into_iter()
+        .enumerate()
+        .map(|(index, user)| {
+            let online = snapshots
+                .get(index)
+                .and_then(|s| s.as_ref())
+                .is_some_and(|s| s.availability != Availability::Offline);
+            UserInfo {
+                id: user.id,
+                display_name: user.display_name,
+                home_server: user.home_server,
+                admin: user.admin,
+                online,
+            }
+        })
+        .collect()
+}
