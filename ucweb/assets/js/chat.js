@@ -45,6 +45,7 @@ export function onMessage(msg, alert, replay) {
   if (state.current === msg.conversation) {
     renderMessages({ stick: true });
     markReadIfVisible(msg.conversation);
+    ensureHistory();
   }
   renderConvs();
   if (alert && !replay && document.hidden && msg.sender !== me().user) notify(msg);
@@ -56,6 +57,7 @@ export async function refreshConversations() {
   try {
     for (const s of await api.getConversations()) upsertConv(s);
     renderConvs();
+    ensureHistory();
   } catch { /* the next event retries */ }
 }
 
@@ -133,7 +135,7 @@ function notify(msg) {
  * @param {boolean} older
  */
 async function loadHistory(conv, older) {
-  if (conv.loading || (older && conv.complete)) return;
+  if (!conv.known || conv.loading || (older && conv.complete)) return;
   conv.loading = true;
   renderOlder();
   const id = conv.summary.id;
@@ -157,6 +159,15 @@ async function loadHistory(conv, older) {
   } finally {
     conv.loading = false;
   }
+}
+
+/** Loads the open conversation's history if it lacks it (it just became known). */
+export async function ensureHistory() {
+  const id = state.current;
+  const conv = id ? state.convs.get(id) : undefined;
+  if (!id || !conv || !conv.known || conv.loaded || conv.loading) return;
+  await loadHistory(conv, false);
+  if (state.current === id) renderMessages({ stick: true });
 }
 
 /** The message list scrolled: near the top, fetch the page before. */
@@ -193,7 +204,7 @@ export async function openConversation(id) {
 }
 
 /**
- * Opens the 1:1 chat with `user`.
+ * Opens the 1:1 chat with `user`; before its first message it exists only here.
  * @param {UserId} user
  */
 export function openDirect(user) {
@@ -239,7 +250,8 @@ let typingStopTimer;
 export function onComposeInput() {
   autoGrow();
   const conv = state.current ? state.convs.get(state.current) : undefined;
-  if (!conv) return;
+  // A 1:1 chat without messages has no members yet to tell.
+  if (!conv || !conv.known) return;
   const now = Date.now();
   if (now - typingSentAt > TYPING_REPEAT_MS || typingIn !== conv.summary.id) {
     typingSentAt = now;
@@ -304,6 +316,7 @@ export async function deliver(conv, pending) {
     if (state.current === s.id) {
       renderMessages({ stick: true });
       markReadIfVisible(s.id);
+      ensureHistory();
     }
     renderConvs();
   } catch (e) {

@@ -139,6 +139,7 @@ function handleEvent(ev) {
       upsertConv(ev.conversation);
       renderConvs();
       if (state.current === ev.conversation.id) renderChatHead();
+      chat.ensureHistory();
       break;
     case 'goodbye': dropSocket(); break;
     case 'ack': case 'pong': break;
@@ -166,10 +167,12 @@ function onHello(ev) {
     upsertConv(summary);
   }
   if (reconnect) {
-    for (const [id, conv] of state.convs) if (conv.loaded && !(id in since)) since[id] = maxSeq(conv);
+    // Not a 1:1 chat without messages: the server does not have it, and would refuse the sync.
+    for (const [id, conv] of state.convs) if (conv.loaded && conv.known && !(id in since)) since[id] = maxSeq(conv);
   }
   if (Object.keys(since).length) send({ type: 'sync', since });
   renderAll();
+  chat.ensureHistory();
   if (reconnect) { people.refreshContacts(); calls.loadForwarding(); }
   if (state.current) chat.markReadIfVisible(state.current);
 }

@@ -39,6 +39,10 @@
  * @property {Map<UserId, number>} others the other members' read markers
  * @property {boolean} loaded the latest page of the history is here
  * @property {boolean} loading a history request is under way
+ * @property {boolean} known the server has this conversation. False only for a 1:1 opened
+ *   before its first message: there is no history or read marker to ask for (those routes
+ *   answer 404), so it starts loaded and complete. The first stored message or summary from
+ *   the server makes it known (and not loaded, if it holds messages this tab lacks).
  */
 
 /**
@@ -208,21 +212,40 @@ export function convName(summary) {
 export function newConv(summary) {
   return {
     summary, messages: new Map(), pending: new Map(), oldest: null, complete: false,
-    others: new Map(), loaded: false, loading: false,
+    others: new Map(), loaded: false, loading: false, known: true,
   };
 }
 
 /**
- * The 1:1 conversation with `user`, before this tab knows whether the server has it.
+ * A 1:1 conversation the server may not have yet (see `Conv.known`).
  * @param {UserId} user
  * @returns {Conv}
  */
 export function newDirectConv(user) {
   const mine = me().user;
-  return newConv({
+  const conv = newConv({
     id: directId(mine, user), kind: 'direct', name: nameOf(user), members: [mine, user].sort(),
     last_seq: 0, last_read_seq: 0, unread: 0,
   });
+  conv.known = false;
+  conv.loaded = true;
+  conv.complete = true;
+  return conv;
+}
+
+/**
+ * The server has this conversation, up to `lastSeq`.
+ * @param {Conv} conv
+ * @param {number} lastSeq
+ */
+function learnExists(conv, lastSeq) {
+  if (conv.known) return;
+  conv.known = true;
+  // Sequence numbers start at 1 without gaps: anything this tab lacks is in the history.
+  if (lastSeq > conv.messages.size) {
+    conv.loaded = false;
+    conv.complete = false;
+  }
 }
 
 /**
@@ -243,6 +266,7 @@ export function upsertConv(summary) {
     if (prev.last_message && (!summary.last_message || prev.last_message.seq > summary.last_message.seq)) conv.summary.last_message = prev.last_message;
   }
   if (summary.last_message) addMessage(conv, summary.last_message);
+  learnExists(conv, conv.summary.last_seq);
   return conv;
 }
 
@@ -272,6 +296,7 @@ export function addMessage(conv, msg) {
   if (!s.last_message || msg.seq >= s.last_message.seq) s.last_message = msg;
   // One's own message is read by definition.
   if (state.me && msg.sender === state.me.user && s.last_read_seq === msg.seq - 1) s.last_read_seq = msg.seq;
+  learnExists(conv, s.last_seq);
   return true;
 }
 
