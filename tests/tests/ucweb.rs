@@ -73,5 +73,39 @@ async fn ucweb_routes_every_user_to_the_home_server() {
     assert_eq!(response.status().as_u16(), 401);
     let body: shared::api::ApiError = response.json().await.unwrap();
     assert_eq!(body.error, shared::api::ErrorCode::Unauthorized);
+
+    // The browser client from ucweb's origin: the entry module, in a subfolder, comes back as
+    // JavaScript, and a second load revalidates it with its ETag.
+    let http = reqwest::Client::new();
+    let page = http
+        .get(format!("{}/", web.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"<script type="module" src="/js/main.js">"#),
+        "{page}"
+    );
+    let module = http
+        .get(format!("{}/js/main.js", web.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(module.status().as_u16(), 200);
+    assert_eq!(
+        module.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    let etag = module.headers()["etag"].to_str().unwrap().to_string();
+    let again = http
+        .get(format!("{}/js/main.js", web.url()))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 304);
     drop(redis);
 }

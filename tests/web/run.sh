@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# End-to-end tests of the web client: two UCServers on a real Redis and PostgreSQL with ucweb
-# in front and two MediaServers for calls (the web-lab harness binary), users on both servers
-# made through the admin API, then `node --test` drives headless Chromium through ucweb's one
-# origin (calls with Chromium's fake microphone and camera, media over loopback).
+# End-to-end tests of the web client: first `tsc` checks the client's JSDoc types, then two
+# UCServers on a real Redis and PostgreSQL with ucweb in front and two MediaServers for calls
+# (the web-lab harness binary), users on both servers made through the admin API, then
+# `node --test` drives headless Chromium through ucweb's one origin (calls with Chromium's
+# fake microphone and camera, media over loopback).
 #
 # Binaries come from target/debug (built by `cargo build --workspace --bins`); override with
 # UC_BIN_DIR. Chromium: $CHROMIUM or /usr/bin/chromium.
@@ -24,6 +25,10 @@ if [[ ! -x $CHROMIUM ]]; then
 fi
 cd "$HERE"
 timeout 300 npm ci --no-audit --no-fund --loglevel=error
+# The client's JSDoc types (ucweb/jsconfig.json: strict, no emit): a type error fails the run
+# before any server starts.
+echo "type-checking the web client (tsc)"
+"$HERE/node_modules/.bin/tsc" -p "$ROOT/ucweb/jsconfig.json"
 
 WORK=$(mktemp -d -t switchboard-web.XXXXXX)
 PIDS=()

@@ -773,7 +773,21 @@ mod tests {
             body.contains("<html") || body.contains("<!doctype") || body.contains("<!DOCTYPE"),
             "{body}"
         );
-        assert_eq!(get(app().await, "/app.js").await.0, StatusCode::OK);
+        // The client's modules live in a subfolder and must come back as JavaScript.
+        let response = app()
+            .await
+            .oneshot(
+                HttpRequest::get("/js/main.js")
+                    .body(HttpBody::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[axum::http::header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
         let (status, body) = get(app().await, "/api/v1/nothing").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert!(body.contains("\"not_found\""), "{body}");

@@ -107,3 +107,92 @@ fn content_type(name: &str) -> &'static str {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn fetch(path: &str, if_none_match: Option<&str>) -> Response {
+        let mut headers = HeaderMap::new();
+        if let Some(etag) = if_none_match {
+            headers.insert(header::IF_NONE_MATCH, HeaderValue::from_str(etag).unwrap());
+        }
+        serve_asset(path.parse().unwrap(), headers).await
+    }
+
+    fn header_of(response: &Response, name: header::HeaderName) -> &str {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    async fn text_of(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[tokio::test]
+    async fn every_module_is_served_as_javascript_from_its_folder() {
+        let modules: Vec<String> = asset_names()
+            .into_iter()
+            .filter(|name| name.ends_with(".js"))
+            .collect();
+        assert!(
+            modules.iter().any(|name| name == "js/main.js"),
+            "{modules:?}"
+        );
+        for name in &modules {
+            let response = fetch(&format!("/{name}"), None).await;
+            assert_eq!(response.status(), StatusCode::OK, "{name}");
+            // Browsers refuse a module with another type (and nosniff forbids guessing).
+            assert_eq!(
+                header_of(&response, header::CONTENT_TYPE),
+                "text/javascript; charset=utf-8",
+                "{name}"
+            );
+            assert_eq!(
+                header_of(&response, header::X_CONTENT_TYPE_OPTIONS),
+                "nosniff"
+            );
+            assert_eq!(header_of(&response, header::CACHE_CONTROL), "no-cache");
+            let etag = header_of(&response, header::ETAG).to_string();
+            assert!(etag.starts_with('"'), "{name}: {etag}");
+            let again = fetch(&format!("/{name}"), Some(&etag)).await;
+            assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn index_html_loads_an_entry_module_that_exists() {
+        let page = text_of(fetch("/", None).await).await;
+        let entry = page
+            .split("<script type=\"module\" src=\"/")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("index.html loads a module");
+        assert!(asset_names().iter().any(|name| name == entry), "{entry}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_is_not_found_and_a_view_path_is_the_page() {
+        // A module that does not exist must fail as such, not come back as index.html.
+        assert_eq!(
+            fetch("/js/nothing.js", None).await.status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            fetch("/js/../index.html", None).await.status(),
+            StatusCode::NOT_FOUND
+        );
+        let view = fetch("/chats", None).await;
+        assert_eq!(view.status(), StatusCode::OK);
+        assert_eq!(
+            header_of(&view, header::CONTENT_TYPE),
+            "text/html; charset=utf-8"
+        );
+    }
+}
