@@ -812,7 +812,7 @@ impl Engine {
                         packet,
                     } => forwarded |= self.forward(source, kind, &packet),
                     Propagation::Keyframe { receiver, request } => {
-                        self.forward_keyframe_request(receiver, request)
+                        self.forward_keyframe_request(receiver, request);
                     }
                 }
             }

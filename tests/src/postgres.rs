@@ -110,7 +110,7 @@ impl Postgres {
                     };
                 }
                 Err(e) => {
-                    last_error = format!("{e}\n--- {} ---\n{}", log.display(), log_tail(&log))
+                    last_error = format!("{e}\n--- {} ---\n{}", log.display(), log_tail(&log));
                 }
             }
         }

@@ -187,7 +187,7 @@ impl Drop for Watchdog {
             match self.child.try_wait() {
                 Ok(Some(_)) | Err(_) => return,
                 Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
+                    std::thread::sleep(Duration::from_millis(10));
                 }
                 Ok(None) => {
                     let _ = self.child.kill();

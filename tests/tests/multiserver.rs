@@ -612,7 +612,7 @@ async fn license_pool_limits_logins_across_servers() {
     lab.admin.set_license("uc-seat", 2).await.unwrap();
     let first = lab.login(&users[0], "d").await;
     let _second = lab.login(&users[1], "d").await;
-    let _again = lab.login(&users[0], "other").await; // same user, second device: no new seat
+    let again = lab.login(&users[0], "other").await; // same user, second device: no new seat
     let refused = Client::login(&lab.s2.url(), &users[2], PASSWORD, None)
         .await
         .unwrap_err();
@@ -630,7 +630,7 @@ async fn license_pool_limits_logins_across_servers() {
 
     // Logging out the last session of u1 returns the seat.
     first.logout().await.unwrap();
-    _again.logout().await.unwrap();
+    again.logout().await.unwrap();
     lab.login(&users[2], "d").await;
 
     // A login whose session cannot be stored (SQL fails after the seat was taken) fails with

@@ -455,7 +455,7 @@ async fn send_event(
                 .await;
         }
         Err(error) => {
-            tracing::warn!(%user, %error, "call event not delivered: the user's home is unknown")
+            tracing::warn!(%user, %error, "call event not delivered: the user's home is unknown");
         }
     }
 }
@@ -975,7 +975,7 @@ impl CallTask {
                                 let _ = tx.send(CallMsg::Target(callee)).await;
                             }
                             Err(error) => {
-                                tracing::warn!(%to, %error, "forwarding target lookup failed")
+                                tracing::warn!(%to, %error, "forwarding target lookup failed");
                             }
                         }
                     });

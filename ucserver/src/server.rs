@@ -790,7 +790,7 @@ impl Server {
                 && let Some(conn) = local.devices.get_mut(device)
             {
                 let was_quiet = conn.mdm.is_quiet();
-                if was_quiet != !active {
+                if was_quiet == active {
                     self.metrics
                         .mdm_quiet_sessions
                         .fetch_add(if active { -1 } else { 1 }, Ordering::Relaxed);

@@ -178,22 +178,18 @@ async fn run_session(
                     Message::Text(body) => {
                         handle_frame(&session, body.as_bytes(), &catch_up_tx, &mut catch_ups).await
                     }
-                    Message::Binary(_) => Some(Reply::Now(ServerEvent::Error {
+                    Message::Binary(_) => Some(Reply::Now(Box::new(ServerEvent::Error {
                         reference: None,
                         error: ErrorCode::MalformedFrame,
                         message: "send JSON in text frames".into(),
-                    })),
+                    }))),
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => None,
                 };
                 match reply {
-                    Some(Reply::Now(reply)) => {
-                        if sink.send(text(&reply)).await.is_err() {
-                            break;
-                        }
-                    }
+                    Some(Reply::Now(reply)) if sink.send(text(&reply)).await.is_err() => break,
+                    Some(Reply::Now(_)) | None => {}
                     Some(Reply::Later(reply)) => pending.push_back(reply),
-                    None => {}
                 }
             }
             Some(reply) = pending.next(), if !pending.is_empty() => {
@@ -284,13 +280,13 @@ const MAX_PENDING_REPLIES: usize = 256;
 
 /// The answer to one frame: now, or once a queued message is stored.
 enum Reply {
-    Now(ServerEvent),
+    Now(Box<ServerEvent>),
     Later(PendingReply),
 }
 
 /// What a command produced.
 enum Outcome {
-    Done(Option<ServerEvent>),
+    Done(Option<Box<ServerEvent>>),
     Stored(crate::app::session::Stored),
     /// A call command, answered once the call (maybe on another server) took it.
     Call(Pin<Box<dyn Future<Output = Result<Option<shared::CallId>, AppError>> + Send>>),
@@ -326,11 +322,11 @@ async fn handle_frame(
                     format!("the frame is not a valid command: {error}"),
                 ),
             };
-            return Some(Reply::Now(ServerEvent::Error {
+            return Some(Reply::Now(Box::new(ServerEvent::Error {
                 reference,
                 error: code,
                 message,
-            }));
+            })));
         }
     };
     session.touch();
@@ -385,10 +381,10 @@ async fn handle_frame(
             })))
         }
         Ok(Outcome::Streaming) => None,
-        Ok(Outcome::Done(reply)) => Some(Reply::Now(answer(Ok(reply)))),
+        Ok(Outcome::Done(reply)) => Some(Reply::Now(Box::new(answer(Ok(reply.map(|r| *r)))))),
         Err(error) => {
             count_error(server);
-            Some(Reply::Now(answer(Err(error))))
+            Some(Reply::Now(Box::new(answer(Err(error)))))
         }
     }
 }
@@ -435,7 +431,7 @@ async fn run_command(
     catch_ups: &mut JoinSet<()>,
 ) -> Result<Outcome, AppError> {
     let reply = match command {
-        ClientCommand::Ping => Some(ServerEvent::Pong),
+        ClientCommand::Ping => Some(Box::new(ServerEvent::Pong)),
         ClientCommand::PresenceSet {
             availability,
             note,

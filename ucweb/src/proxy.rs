@@ -416,15 +416,13 @@ async fn rest(
 }
 
 async fn websocket(route: Route, path_and_query: String, upgrade: WebSocketUpgrade) -> Response {
-    let mut url = match route.base.join(&path_and_query) {
-        Ok(url) => url,
-        Err(_) => return api_error(StatusCode::BAD_REQUEST, "bad_request", "bad request path"),
+    let Ok(mut url) = route.base.join(&path_and_query) else {
+        return api_error(StatusCode::BAD_REQUEST, "bad_request", "bad request path");
     };
     let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
     let _ = url.set_scheme(scheme);
-    let mut request = match url.as_str().into_client_request() {
-        Ok(request) => request,
-        Err(_) => return api_error(StatusCode::BAD_REQUEST, "bad_request", "bad request path"),
+    let Ok(mut request) = url.as_str().into_client_request() else {
+        return api_error(StatusCode::BAD_REQUEST, "bad_request", "bad request path");
     };
     if let Some(token) = &route.token
         && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))

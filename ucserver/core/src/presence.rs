@@ -131,7 +131,7 @@ mod tests {
     }
 
     /// Renders a snapshot on one line for the checks below.
-    fn render(s: &Option<PresenceSnapshot>) -> String {
+    fn render(s: Option<&PresenceSnapshot>) -> String {
         match s {
             None => "unchanged".into(),
             Some(s) => format!(
@@ -151,17 +151,17 @@ mod tests {
     fn aggregation_follows_devices_and_manual_state() {
         let mut p = UserPresence::new(UserId::from("alice"), 0);
         assert_eq!(
-            render(&p.publish(10)),
+            render(p.publish(10).as_ref()),
             "v1 offline note=None tel=Idle caps=[] devices=0 since=10"
         );
-        assert_eq!(render(&p.publish(11)), "unchanged");
+        assert_eq!(render(p.publish(11).as_ref()), "unchanged");
 
         p.devices.insert(
             DeviceId::from("desk"),
             device("desk", &[Capability::Chat, Capability::Audio], false),
         );
         assert_eq!(
-            render(&p.publish(20)),
+            render(p.publish(20).as_ref()),
             "v2 available note=None tel=Idle caps=[Chat, Audio] devices=1 since=20"
         );
         p.devices.insert(
@@ -169,31 +169,31 @@ mod tests {
             device("phone", &[Capability::Chat, Capability::Video], true),
         );
         assert_eq!(
-            render(&p.publish(30)),
+            render(p.publish(30).as_ref()),
             "v3 available note=None tel=Idle caps=[Chat, Audio, Video] devices=2 since=20"
         );
         // All devices idle: available shows as away.
         p.devices.get_mut(&DeviceId::from("desk")).unwrap().idle = true;
         assert_eq!(
-            render(&p.publish(40)),
+            render(p.publish(40).as_ref()),
             "v4 away note=None tel=Idle caps=[Chat, Audio, Video] devices=2 since=40"
         );
         // A manual dnd wins over idleness.
         p.manual = Availability::Dnd;
         p.note = Some("focus".into());
         assert_eq!(
-            render(&p.publish(50)),
+            render(p.publish(50).as_ref()),
             "v5 dnd note=Some(\"focus\") tel=Idle caps=[Chat, Audio, Video] devices=2 since=50"
         );
         p.telephony = TelephonyState::InCall;
         assert_eq!(
-            render(&p.publish(60)),
+            render(p.publish(60).as_ref()),
             "v6 dnd note=Some(\"focus\") tel=InCall caps=[Chat, Audio, Video] devices=2 since=50"
         );
         // Last device leaves: offline, whatever was chosen.
         p.devices.clear();
         assert_eq!(
-            render(&p.publish(70)),
+            render(p.publish(70).as_ref()),
             "v7 offline note=Some(\"focus\") tel=Idle caps=[] devices=0 since=70"
         );
     }
