@@ -6,8 +6,10 @@ pub mod auth;
 pub mod calls;
 pub mod cluster;
 pub mod config;
+pub mod dispatch;
 pub mod error;
 pub mod events;
+pub mod extract;
 pub mod http;
 pub mod media;
 pub mod metrics;
@@ -153,7 +155,7 @@ pub async fn start(
         loop {
             tokio::select! {
                 input = bus.recv() => match input {
-                    Some(input) => bus_server.handle_bus(input).await,
+                    Some(input) => dispatch::bus_input(&bus_server, input).await,
                     None => break,
                 },
                 _ = stop.recv() => break,
@@ -188,7 +190,7 @@ pub async fn start(
             shutdown.await;
             // Goodbyes, calls, presence and leases first: the binary aborts every task as soon
             // as one ends, so the background tasks are told to stop only when this is done.
-            http_server.shut_down().await;
+            dispatch::shut_down(&http_server).await;
             if let Some(media) = http_server.media.embedded() {
                 media.shutdown().await;
             }

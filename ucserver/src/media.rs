@@ -5,9 +5,10 @@
 //! A MediaServer is only ever used when it was made known explicitly — by `ucadmin media
 //! add` (SQL), or by running embedded — never because it happens to beat into Redis.
 
+use crate::cluster::Cluster;
 use crate::core::media_choice::{MediaCandidate, MediaChoiceConfig, MediaChooser};
 use crate::error::{AppError, AppResult};
-use crate::server::Server;
+use crate::store::Store;
 use mediaserver::MediaHandle;
 use shared::api::{ApiError, ErrorCode, MediaServerInfo};
 use shared::media::{LegAnswer, LegOffer, MediaServerStatus};
@@ -213,7 +214,7 @@ impl MediaPool {
     }
 
     /// Every known MediaServer with its last heartbeat.
-    async fn known(&self, server: &Server) -> AppResult<Vec<Known>> {
+    async fn known(&self, store: &dyn Store, cluster: &dyn Cluster) -> AppResult<Vec<Known>> {
         let mut known = Vec::new();
         let now = now_ms();
         if let Some(handle) = self.embedded.get()
@@ -233,8 +234,8 @@ impl MediaPool {
                 calls: status.calls,
             });
         }
-        let mut records: Vec<(MediaServerId, String)> = server
-            .sql(server.store.list_media_servers())
+        let mut records: Vec<(MediaServerId, String)> = store
+            .list_media_servers()
             .await?
             .into_iter()
             .map(|r| (r.id, r.control_url))
@@ -247,7 +248,7 @@ impl MediaPool {
         if records.is_empty() {
             return Ok(known);
         }
-        let live = self.statuses(server).await;
+        let live = self.statuses(cluster).await;
         for (id, control_url) in records {
             let status = live.iter().find(|(s, _)| s.id == id);
             known.push(Known {
@@ -270,16 +271,16 @@ impl MediaPool {
     }
 
     /// Heartbeats of the standalone MediaServers (empty while the cluster store is away).
-    pub async fn statuses(&self, server: &Server) -> Vec<(MediaServerStatus, TimestampMs)> {
-        server
-            .bus("media servers", server.cluster.media_servers())
-            .await
-            .unwrap_or_default()
+    pub async fn statuses(&self, cluster: &dyn Cluster) -> Vec<(MediaServerStatus, TimestampMs)> {
+        cluster.media_servers().await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "MediaServer heartbeats cannot be read now");
+            Vec::new()
+        })
     }
 
     /// Picks the MediaServer for a new call: healthy, least loaded, ties in turn.
-    pub async fn choose(&self, server: &Server) -> AppResult<ChosenMedia> {
-        let known = self.known(server).await?;
+    pub async fn choose(&self, store: &dyn Store, cluster: &dyn Cluster) -> AppResult<ChosenMedia> {
+        let known = self.known(store, cluster).await?;
         let candidates: Vec<MediaCandidate> = known.iter().map(|k| k.candidate.clone()).collect();
         let chosen = self
             .chooser
@@ -299,8 +300,12 @@ impl MediaPool {
     }
 
     /// The admin view of every known MediaServer.
-    pub async fn infos(&self, server: &Server) -> AppResult<Vec<MediaServerInfo>> {
-        let known = self.known(server).await?;
+    pub async fn infos(
+        &self,
+        store: &dyn Store,
+        cluster: &dyn Cluster,
+    ) -> AppResult<Vec<MediaServerInfo>> {
+        let known = self.known(store, cluster).await?;
         let now = now_ms();
         Ok(known
             .into_iter()

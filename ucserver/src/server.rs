@@ -6,8 +6,8 @@
 //! `std` mutexes held for map lookups only, never across an `.await`.
 
 use crate::auth::{LoginThrottle, TokenInfo};
-use crate::calls::Calls;
-use crate::cluster::{BusInput, Cluster};
+use crate::calls::registry::Calls;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::core::license::{self, LeaseOutcome};
 use crate::core::mdm::{self, DeviceMdm, MdmConfig, Offer};
@@ -721,11 +721,12 @@ impl Server {
     }
 
     /// Removes a device if `conn` is still the current connection of that device id.
-    pub async fn disconnect_device(self: &Arc<Self>, user: &UserId, device: &DeviceId, conn: u64) {
+    /// Returns whether it was removed (the device's calls are then the call shell's to end).
+    pub async fn disconnect_device(&self, user: &UserId, device: &DeviceId, conn: u64) -> bool {
         let (removed, now_offline, was_quiet) = {
             let mut sessions = self.sessions.lock().unwrap();
             let Some(local) = sessions.users.get_mut(user) else {
-                return;
+                return false;
             };
             match local.devices.get(device) {
                 Some(current) if current.conn == conn => {
@@ -738,7 +739,7 @@ impl Server {
             }
         };
         if !removed {
-            return;
+            return false;
         }
         self.metrics.devices.fetch_sub(1, Ordering::Relaxed);
         if was_quiet {
@@ -755,7 +756,7 @@ impl Server {
             .await;
         }
         self.publish_presence(user).await;
-        crate::calls::device_gone(self, user, device).await;
+        true
     }
 
     /// The device sent something: it counts as active for alerts.
@@ -1490,18 +1491,9 @@ impl Server {
 
     // ------------------------------------------------------------------ bus input
 
-    pub async fn handle_bus(self: &Arc<Self>, input: BusInput) {
-        let message = match input {
-            BusInput::Message(message) => message,
-            BusInput::Resync => {
-                self.resync().await;
-                return;
-            }
-            BusInput::Media(event) => {
-                crate::calls::media_event(self, event).await;
-                return;
-            }
-        };
+    /// A bus message for this server's components (the call shell takes its own first, see
+    /// `dispatch.rs`).
+    pub async fn handle_bus(&self, message: BusMessage) {
         self.metrics.bus_received.fetch_add(1, Ordering::Relaxed);
         let from_self = message.from == self.id;
         match message.body {
@@ -1553,13 +1545,12 @@ impl Server {
             BusBody::LicensesChanged => self.forget_licenses(),
             BusBody::ServerDown { server, .. } => {
                 tracing::info!(%server, cleaned_by = %message.from, "peer declared dead");
-                crate::calls::owner_gone(self, &server).await;
             }
             BusBody::KickUser { user, reason } => {
                 self.forget_relations(std::slice::from_ref(&user));
                 self.end_user(&user, &reason).await;
             }
-            BusBody::Call(body) => crate::calls::handle_bus(self, body).await,
+            BusBody::Call(_) => tracing::warn!("a call message reached the server's components"),
         }
     }
 
@@ -1756,8 +1747,9 @@ impl Server {
     }
 
     /// On graceful shutdown: say goodbye to devices, go offline, return leases.
+    /// Says goodbye to every device and gives back this server's presence, online set and
+    /// leases (its calls were ended first, by the shell that owns them).
     pub async fn shut_down(&self) {
-        crate::calls::end_all(self, std::time::Duration::from_secs(3)).await;
         let goodbye = Outgoing::new(ServerEvent::Goodbye {
             reason: "server shutting down".into(),
         });

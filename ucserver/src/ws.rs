@@ -8,7 +8,7 @@
 use crate::app::Session;
 use crate::error::AppError;
 use crate::events::DeviceEvent;
-use crate::http::{AppState, Client};
+use crate::extract::{AppState, Client};
 use crate::server::Server;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -128,7 +128,7 @@ async fn run_session(
     // Hello first: conversations and the presence of everyone the user watches.
     let hello = build_hello(&server, &user, &device).await;
     if sink.send(text(&hello)).await.is_err() {
-        server.disconnect_device(&user, &device, conn).await;
+        crate::dispatch::device_left(&server, &user, &device, conn).await;
         return;
     }
     // Then what the device missed while away, and later every `sync`, through one bounded
@@ -223,7 +223,7 @@ async fn run_session(
     }
     catch_ups.abort_all();
     let _ = sink.close().await;
-    server.disconnect_device(&user, &device, conn).await;
+    crate::dispatch::device_left(&server, &user, &device, conn).await;
     tracing::debug!(%user, %device, conn, "device disconnected");
 }
 

@@ -291,7 +291,10 @@ impl AdminSession {
     }
 
     pub async fn media(&self) -> AppResult<Vec<MediaServerInfo>> {
-        self.server.media.infos(&self.server).await
+        self.server
+            .media
+            .infos(&*self.server.store, &*self.server.cluster)
+            .await
     }
 
     pub async fn add_media(&self, request: AddMediaServer) -> AppResult<MediaServerInfo> {

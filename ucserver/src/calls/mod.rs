@@ -11,11 +11,15 @@
 //! - Softphone leases (`softphone`, one per user per call) are held by the owner and returned
 //!   when the user leaves the call, or by the cluster when the owner dies.
 
-use crate::core::call::{Call, CallConfig, CallInput, CallOutput, Callee, Endpoint, Reach};
+use crate::core::call::{Call, CallInput, CallOutput, Callee, Endpoint, Reach};
 use crate::core::license::{LeaseOutcome, SOFTPHONE};
 use crate::error::{AppError, AppResult};
 use crate::media::MediaLink;
 use crate::server::Server;
+use registry::{ActiveCall, CallMsg, CommandResult, Replier};
+
+pub mod registry;
+pub use registry::Calls;
 use shared::api::{ApiError, CallResult, Direction, ErrorCode, JournalEntry, JournalKind};
 use shared::bus::BusBody;
 use shared::call::{
@@ -26,9 +30,8 @@ use shared::media::MediaEvent;
 use shared::presence::{Availability, Capability, TelephonyState};
 use shared::ws::ServerEvent;
 use shared::{CallId, DeviceId, MediaServerId, ServerId, UserId, now_ms};
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -38,88 +41,6 @@ const RELAY_TIMEOUT: Duration = Duration::from_secs(8);
 const CALL_QUEUE: usize = 256;
 /// Calls one user may have placed and not yet ended, on this server.
 pub const MAX_PLACED_PER_USER: usize = 8;
-
-/// The outcome of a call command: the call it concerned (place, pickup), or why not.
-pub type CommandResult = Result<Option<CallId>, ApiError>;
-
-/// Where a command's outcome goes (this server's own commands use a reply token too).
-enum Replier {
-    Remote(Option<ReplyTo>),
-}
-
-/// What a call task is fed.
-enum CallMsg {
-    Command {
-        by: Endpoint,
-        command: CallCommand,
-        reply: Replier,
-    },
-    DeviceGone(Endpoint),
-    LegAnswer {
-        party: Endpoint,
-        sdp: String,
-    },
-    LegFailed {
-        party: Endpoint,
-        reason: String,
-    },
-    MediaFailed(String),
-    Target(Callee),
-}
-
-/// A call this server owns.
-struct ActiveCall {
-    tx: mpsc::Sender<CallMsg>,
-    caller: UserId,
-    media: MediaServerId,
-    incarnation: String,
-    /// The MediaServer was found dead and the call told so (tell it once).
-    media_failed: bool,
-}
-
-/// The calls of this server and the commands waiting for another server's answer.
-pub struct Calls {
-    config: CallConfig,
-    active: Mutex<HashMap<CallId, ActiveCall>>,
-    replies: Mutex<HashMap<u64, oneshot::Sender<CommandResult>>>,
-    next_token: AtomicU64,
-}
-
-impl Calls {
-    pub fn new(ring_timeout_ms: u64) -> Self {
-        Self {
-            config: CallConfig {
-                ring_timeout_ms: ring_timeout_ms as i64,
-                ..CallConfig::default()
-            },
-            active: Mutex::new(HashMap::new()),
-            replies: Mutex::new(HashMap::new()),
-            next_token: AtomicU64::new(1),
-        }
-    }
-
-    /// Calls this server owns now.
-    pub fn active_count(&self) -> usize {
-        self.active.lock().unwrap().len()
-    }
-
-    fn sender(&self, call: &CallId) -> Option<mpsc::Sender<CallMsg>> {
-        self.active.lock().unwrap().get(call).map(|c| c.tx.clone())
-    }
-
-    fn wait_token(&self) -> (u64, oneshot::Receiver<CommandResult>) {
-        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.replies.lock().unwrap().insert(token, tx);
-        (token, rx)
-    }
-
-    fn resolve(&self, token: u64, result: CommandResult) {
-        if let Some(tx) = self.replies.lock().unwrap().remove(&token) {
-            let _ = tx.send(result);
-        }
-    }
-}
 
 fn refusal(reason: Refusal) -> ApiError {
     ApiError::new(reason.error_code(), reason.message())
@@ -311,7 +232,10 @@ async fn place(
             format!("no user '{to}'"),
         ));
     }
-    let chosen = server.media.choose(server).await?;
+    let chosen = server
+        .media
+        .choose(&*server.store, &*server.cluster)
+        .await?;
     let id = new_call_id(&server.id, &crate::auth::random_hex(12));
     server
         .acquire_license(SOFTPHONE, &lease_key(&id, &by.user))
@@ -689,7 +613,7 @@ pub async fn check_media(server: &Server) {
         return;
     }
     let embedded = server.media.embedded().map(|h| h.id().clone());
-    let statuses = server.media.statuses(server).await;
+    let statuses = server.media.statuses(&*server.cluster).await;
     let now = now_ms();
     let fresh_ms = server.media.fresh_ms();
     let mut failing = Vec::new();

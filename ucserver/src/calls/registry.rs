@@ -1,0 +1,94 @@
+//! The calls this server owns and the commands waiting for another server's answer: the
+//! state of the call shell, with no IO of its own. It lives apart from the shell (`mod.rs`),
+//! so that the server's components can hold it without importing the shell.
+
+use crate::core::call::{CallConfig, Callee, Endpoint};
+use shared::api::ApiError;
+use shared::call::{CallCommand, ReplyTo};
+use shared::{CallId, MediaServerId, UserId};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{mpsc, oneshot};
+
+/// The outcome of a call command: the call it concerned (place, pickup), or why not.
+pub type CommandResult = Result<Option<CallId>, ApiError>;
+
+/// Where a command's outcome goes (this server's own commands use a reply token too).
+pub(super) enum Replier {
+    Remote(Option<ReplyTo>),
+}
+
+/// What a call task is fed.
+pub(super) enum CallMsg {
+    Command {
+        by: Endpoint,
+        command: CallCommand,
+        reply: Replier,
+    },
+    DeviceGone(Endpoint),
+    LegAnswer {
+        party: Endpoint,
+        sdp: String,
+    },
+    LegFailed {
+        party: Endpoint,
+        reason: String,
+    },
+    MediaFailed(String),
+    Target(Callee),
+}
+
+/// A call this server owns.
+pub(super) struct ActiveCall {
+    pub(super) tx: mpsc::Sender<CallMsg>,
+    pub(super) caller: UserId,
+    pub(super) media: MediaServerId,
+    pub(super) incarnation: String,
+    /// The MediaServer was found dead and the call told so (tell it once).
+    pub(super) media_failed: bool,
+}
+
+/// The calls of this server and the commands waiting for another server's answer.
+pub struct Calls {
+    pub(super) config: CallConfig,
+    pub(super) active: Mutex<HashMap<CallId, ActiveCall>>,
+    pub(super) replies: Mutex<HashMap<u64, oneshot::Sender<CommandResult>>>,
+    next_token: AtomicU64,
+}
+
+impl Calls {
+    pub fn new(ring_timeout_ms: u64) -> Self {
+        Self {
+            config: CallConfig {
+                ring_timeout_ms: ring_timeout_ms as i64,
+                ..CallConfig::default()
+            },
+            active: Mutex::new(HashMap::new()),
+            replies: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(1),
+        }
+    }
+
+    /// Calls this server owns now.
+    pub fn active_count(&self) -> usize {
+        self.active.lock().unwrap().len()
+    }
+
+    pub(super) fn sender(&self, call: &CallId) -> Option<mpsc::Sender<CallMsg>> {
+        self.active.lock().unwrap().get(call).map(|c| c.tx.clone())
+    }
+
+    pub(super) fn wait_token(&self) -> (u64, oneshot::Receiver<CommandResult>) {
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.replies.lock().unwrap().insert(token, tx);
+        (token, rx)
+    }
+
+    pub(super) fn resolve(&self, token: u64, result: CommandResult) {
+        if let Some(tx) = self.replies.lock().unwrap().remove(&token) {
+            let _ = tx.send(result);
+        }
+    }
+}

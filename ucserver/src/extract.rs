@@ -1,0 +1,164 @@
+//! What the HTTP front ends take from a request before a handler runs: JSON bodies with typed
+//! rejections, and the caller's session from its bearer token. Shared by the REST routes
+//! (`http.rs`) and the WebSocket upgrade (`ws.rs`).
+
+use crate::app::{AdminSession, Session, authz};
+use crate::auth::TokenInfo;
+use crate::error::AppError;
+use crate::server::Server;
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use shared::api::ErrorCode;
+use std::sync::Arc;
+
+pub type AppState = Arc<Server>;
+
+/// JSON body extractor whose rejections are typed `bad_request` / `payload_too_large` errors.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = AppError;
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(JsonRejection::BytesRejection(rejection))
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(AppError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "the body may have at most {} bytes",
+                        shared::limits::MAX_BODY_BYTES
+                    ),
+                ))
+            }
+            Err(rejection) => Err(AppError::bad_request(rejection.body_text())),
+        }
+    }
+}
+
+/// An optional JSON body: an empty body is `None`.
+pub struct MaybeBody<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for MaybeBody<T> {
+    type Rejection = AppError;
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|_| {
+                AppError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "the body may have at most {} bytes",
+                        shared::limits::MAX_BODY_BYTES
+                    ),
+                )
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(MaybeBody(None));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|value| MaybeBody(Some(value)))
+            .map_err(|e| {
+                AppError::bad_request(format!("the body is not valid JSON for this request: {e}"))
+            })
+    }
+}
+
+/// The caller, from `Authorization: Bearer` (or `?token=` for WebSockets).
+pub struct Caller(pub TokenInfo, pub String);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = AppError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        server: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let from_header = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string);
+        let from_query = parts.uri.query().and_then(|q| {
+            q.split('&')
+                .find_map(|pair| pair.strip_prefix("token=").map(str::to_string))
+        });
+        let token = from_header.or(from_query).ok_or_else(|| {
+            AppError::new(
+                ErrorCode::Unauthorized,
+                "sign in first: no session token was sent",
+            )
+        })?;
+        let info = server.token(&token).await.ok_or_else(|| {
+            AppError::new(
+                ErrorCode::Unauthorized,
+                "the session token is unknown or has ended; sign in again",
+            )
+        })?;
+        Ok(Caller(info, token))
+    }
+}
+
+/// An administrator's session.
+pub struct Admin(pub AdminSession);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = AppError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        server: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Caller(info, _) = Caller::from_request_parts(parts, server).await?;
+        Ok(Admin(AdminSession::new(server.clone(), info)?))
+    }
+}
+
+/// A caller with a client session (not an admin-console token), as the token's device.
+pub struct Client(pub TokenInfo);
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = AppError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        server: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Caller(info, _) = Caller::from_request_parts(parts, server).await?;
+        authz::require_client(&info)?;
+        Ok(Client(info))
+    }
+}
+
+/// The session of a client token's device.
+pub struct ClientSession(pub Session);
+
+impl FromRequestParts<AppState> for ClientSession {
+    type Rejection = AppError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        server: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Client(info) = Client::from_request_parts(parts, server).await?;
+        let device = info.device.clone();
+        Ok(ClientSession(Session::new(server.clone(), info, device)))
+    }
+}
+
+/// The session of any token, the admin console's included (reads that both may make).
+pub struct AnySession(pub Session);
+
+impl FromRequestParts<AppState> for AnySession {
+    type Rejection = AppError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        server: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Caller(info, _) = Caller::from_request_parts(parts, server).await?;
+        let device = info.device.clone();
+        Ok(AnySession(Session::new(server.clone(), info, device)))
+    }
+}
