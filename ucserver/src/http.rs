@@ -133,7 +133,7 @@ async fn readyz(State(server): State<AppState>) -> Response {
 }
 
 async fn metrics(State(server): State<AppState>) -> Response {
-    let licenses = server.license_usage().await.unwrap_or_default();
+    let licenses = server.licenses.usage().await.unwrap_or_default();
     let text = server.metrics.render(server.id.as_str(), &licenses);
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
@@ -248,7 +248,8 @@ async fn session_login(
         None => DeviceId::new(format!("d-{}", auth::random_hex(4))),
     };
     server
-        .acquire_license(license::SEAT, user.id.as_str())
+        .licenses
+        .acquire(license::SEAT, user.id.as_str())
         .await?;
     let issued = server
         .issue_token(TokenInfo {
@@ -583,9 +584,9 @@ async fn admin_media_remove(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use axum::body::Body as HttpBody;
     use axum::http::Request as HttpRequest;
+    use std::sync::Arc;
     use tower::ServiceExt;
 
     async fn app() -> Router {

@@ -11,10 +11,14 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod http;
+pub mod licenses;
 pub mod media;
 pub mod metrics;
+pub mod relations;
 pub mod server;
 pub mod store;
+pub mod telephony;
+pub mod timed;
 pub mod ws;
 
 /// The decision cores (the `uccore` crate), under the name the shells have always used.

@@ -9,14 +9,17 @@ use crate::auth::{LoginThrottle, TokenInfo};
 use crate::calls::registry::Calls;
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::core::license::{self, LeaseOutcome};
+use crate::core::license;
 use crate::core::mdm::{self, DeviceMdm, MdmConfig, Offer};
 use crate::core::presence::UserPresence;
 use crate::error::{AppError, AppResult};
 use crate::events::{DeviceEvent, Outgoing};
+use crate::licenses::Licenses;
 use crate::media::MediaPool;
 use crate::metrics::Metrics;
+use crate::relations::Relations;
 use crate::store::{ConversationRecord, NewMessage, Store, StoreError};
+use crate::telephony::Telephony;
 use shared::api::{ChatMessage, ConversationKind, ErrorCode, ReadMarker};
 use shared::bus::{BusBody, BusMessage, Delivery, ServerHeartbeat};
 use shared::presence::TelephonyState;
@@ -25,10 +28,9 @@ use shared::presence::{
 };
 use shared::ws::ServerEvent;
 use shared::{CallId, ConversationId, DeviceId, ServerId, TimestampMs, UserId, now_ms};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 /// Events queued for one device before it counts as too slow and is disconnected.
@@ -58,18 +60,6 @@ struct Sessions {
     users: HashMap<UserId, LocalUser>,
 }
 
-/// Caches of SQL relations, dropped on `RelationsChanged` / `ConversationChanged` and on
-/// a bus resync.
-#[derive(Default)]
-struct Cache {
-    homes: HashMap<UserId, ServerId>,
-    members: HashMap<ConversationId, Arc<Vec<UserId>>>,
-    watchers: HashMap<UserId, Arc<Vec<UserId>>>,
-    licenses: Option<HashMap<String, u32>>,
-    /// Newest presence version delivered per user, so a late older snapshot is dropped.
-    delivered_versions: HashMap<UserId, u64>,
-}
-
 /// The cluster store as the heartbeat last saw it.
 #[derive(Default)]
 struct ClusterState {
@@ -92,13 +82,14 @@ pub struct Server {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub cluster: Arc<dyn Cluster>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub mdm: MdmConfig,
     sessions: Mutex<Sessions>,
     /// token -> (what it stands for, when it was last used)
     tokens: Mutex<HashMap<String, (TokenInfo, TimestampMs)>>,
     pub throttle: Mutex<LoginThrottle>,
-    cache: Mutex<Cache>,
+    /// Newest presence version delivered per user, so a late older snapshot is dropped.
+    delivered_versions: Mutex<HashMap<UserId, u64>>,
     /// What the heartbeat last saw of the cluster store, to notice outages and restarts.
     cluster_state: Mutex<ClusterState>,
     chat_tx: mpsc::Sender<ChatJob>,
@@ -107,24 +98,12 @@ pub struct Server {
     pub calls: Calls,
     /// The MediaServers this server may place calls on.
     pub media: MediaPool,
-    /// Each local user's part in each of their calls (from the calls' owners).
-    call_states: Mutex<HashMap<UserId, BTreeMap<CallId, CallPart>>>,
-    /// Local users whose every call is forwarded (`always` rule).
-    always_forwarded: Mutex<std::collections::HashSet<UserId>>,
-}
-
-/// A local user's part in one call, as the call's owner tells it: the telephony state shown
-/// in presence, and enough for a journal entry should the owner die before writing one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CallPart {
-    pub state: TelephonyState,
-    /// When `state` began.
-    pub since_ms: TimestampMs,
-    /// Who placed the call (an owner of an older version does not say).
-    pub caller: Option<UserId>,
-    /// When the user was first told of the call, and when they were first in it.
-    pub started_ms: TimestampMs,
-    pub answered_ms: Option<TimestampMs>,
+    /// Each local user's part in each of their calls, and who forwards every call.
+    pub telephony: Telephony,
+    /// Home servers, watchers and conversation members, read from SQL and cached.
+    pub relations: Relations,
+    /// License capacities and leases.
+    pub licenses: Licenses,
 }
 
 impl Server {
@@ -141,6 +120,14 @@ impl Server {
             config.media_secret.clone(),
             config.configured_media().unwrap_or_default(),
         );
+        let metrics = Arc::new(Metrics::default());
+        let relations = Relations::new(store.clone(), metrics.clone());
+        let licenses = Licenses::new(
+            config.server_id(),
+            store.clone(),
+            cluster.clone(),
+            metrics.clone(),
+        );
         let server = Arc::new(Self {
             id: config.server_id(),
             url,
@@ -152,18 +139,19 @@ impl Server {
             config,
             store,
             cluster,
-            metrics: Metrics::default(),
+            metrics,
             sessions: Mutex::new(Sessions::default()),
             tokens: Mutex::new(HashMap::new()),
             throttle: Mutex::new(LoginThrottle::default()),
-            cache: Mutex::new(Cache::default()),
+            delivered_versions: Mutex::new(HashMap::new()),
             cluster_state: Mutex::new(ClusterState::default()),
             chat_tx,
             next_conn: AtomicU64::new(1),
             calls,
             media,
-            call_states: Mutex::new(HashMap::new()),
-            always_forwarded: Mutex::new(std::collections::HashSet::new()),
+            telephony: Telephony::default(),
+            relations,
+            licenses,
         });
         (server, ChatWriter { rx: chat_rx })
     }
@@ -174,10 +162,7 @@ impl Server {
         &self,
         operation: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> AppResult<T> {
-        let started = Instant::now();
-        let result = operation.await;
-        self.metrics.sql_latency.observe(started.elapsed());
-        result.map_err(AppError::from)
+        crate::timed::sql(&self.metrics, operation).await
     }
 
     /// Runs a cluster operation; a failure is logged and counted, and `None` returned, because
@@ -187,17 +172,7 @@ impl Server {
         what: &str,
         operation: impl std::future::Future<Output = Result<T, crate::cluster::ClusterError>>,
     ) -> Option<T> {
-        let started = Instant::now();
-        let result = operation.await;
-        self.metrics.redis_latency.observe(started.elapsed());
-        match result {
-            Ok(value) => Some(value),
-            Err(error) => {
-                self.metrics.bus_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%error, what, "cluster operation failed");
-                None
-            }
-        }
+        crate::timed::bus(&self.metrics, what, operation).await
     }
 
     pub(crate) async fn publish(&self, to: &ServerId, body: BusBody) {
@@ -270,7 +245,7 @@ impl Server {
         let hash = crate::auth::token_hash(token);
         let record = self.sql(self.store.get_session(&hash)).await.ok()??;
         let fresh = self.session_is_fresh(record.issued_ms, now);
-        let home = self.home_of(&record.user).await.ok()?;
+        let home = self.relations.home_of(&record.user).await.ok()?;
         if !fresh || home != self.id {
             // Expired, or the user moved to another server: the session is over.
             let _ = self.sql(self.store.delete_session(&hash)).await;
@@ -279,7 +254,8 @@ impl Server {
         if !record.console_only {
             // The seat went back when this server restarted; without one the session is over.
             if let Err(error) = self
-                .acquire_license(license::SEAT, record.user.as_str())
+                .licenses
+                .acquire(license::SEAT, record.user.as_str())
                 .await
             {
                 tracing::warn!(user = %record.user, %error, "restored session refused: no seat");
@@ -448,174 +424,11 @@ impl Server {
         }
     }
 
-    // ------------------------------------------------------------------ licenses
-
-    async fn license_capacities(&self) -> AppResult<HashMap<String, u32>> {
-        if let Some(cached) = self.cache.lock().unwrap().licenses.clone() {
-            return Ok(cached);
-        }
-        let records = self.sql(self.store.licenses()).await?;
-        let map: HashMap<String, u32> = records.into_iter().map(|r| (r.kind, r.capacity)).collect();
-        self.cache.lock().unwrap().licenses = Some(map.clone());
-        Ok(map)
-    }
-
-    /// The capacity of one license kind (`None`: not limited).
-    pub async fn license_capacity(&self, kind: &str) -> AppResult<Option<u32>> {
-        Ok(self.license_capacities().await?.get(kind).copied())
-    }
-
-    /// Takes a lease of `kind` for `key`, or answers `license_exhausted`.
-    pub async fn acquire_license(&self, kind: &str, key: &str) -> AppResult<()> {
-        let capacity = self.license_capacities().await?.get(kind).copied();
-        let started = Instant::now();
-        let outcome = self
-            .cluster
-            .lease_acquire(kind, key, &self.id, capacity)
-            .await;
-        self.metrics.redis_latency.observe(started.elapsed());
-        match outcome? {
-            LeaseOutcome::Granted | LeaseOutcome::AlreadyHeld => Ok(()),
-            LeaseOutcome::Exhausted { capacity } => Err(AppError::new(
-                ErrorCode::LicenseExhausted,
-                format!(
-                    "all {capacity} '{kind}' licenses are in use; ask an administrator for more"
-                ),
-            )),
-        }
-    }
-
-    /// (kind, capacity, in use) for every kind that has a capacity or leases.
-    pub async fn license_usage(&self) -> AppResult<Vec<(String, Option<u32>, u32)>> {
-        let capacities = self.license_capacities().await?;
-        let mut kinds: BTreeSet<String> = capacities.keys().cloned().collect();
-        kinds.insert(license::SEAT.to_string());
-        kinds.insert(license::SOFTPHONE.to_string());
-        let mut usage = Vec::new();
-        for kind in kinds {
-            let in_use = self.cluster.lease_count(&kind).await?;
-            usage.push((kind.clone(), capacities.get(&kind).copied(), in_use));
-        }
-        Ok(usage)
-    }
-
-    pub fn forget_licenses(&self) {
-        self.cache.lock().unwrap().licenses = None;
-    }
-
-    // ------------------------------------------------------------------ relations (cached)
-
-    /// The home server of a user; `NotFound` if there is no such user.
-    pub async fn home_of(&self, user: &UserId) -> AppResult<ServerId> {
-        if let Some(home) = self.cache.lock().unwrap().homes.get(user) {
-            return Ok(home.clone());
-        }
-        let record = self
-            .sql(self.store.get_user(user))
-            .await?
-            .ok_or_else(|| AppError::not_found(format!("there is no user '{user}'")))?;
-        self.cache
-            .lock()
-            .unwrap()
-            .homes
-            .insert(user.clone(), record.home_server.clone());
-        Ok(record.home_server)
-    }
-
-    /// Users who get live presence events of `user` (contacts holding them and group mates),
-    /// plus the user themselves (their other devices).
-    pub async fn watchers_of(&self, user: &UserId) -> AppResult<Arc<Vec<UserId>>> {
-        if let Some(cached) = self.cache.lock().unwrap().watchers.get(user) {
-            return Ok(cached.clone());
-        }
-        let mut set: BTreeSet<UserId> = self
-            .sql(self.store.contact_owners(user))
-            .await?
-            .into_iter()
-            .collect();
-        set.extend(self.sql(self.store.group_mates(user)).await?);
-        set.insert(user.clone());
-        let watchers = Arc::new(set.into_iter().collect::<Vec<_>>());
-        self.cache
-            .lock()
-            .unwrap()
-            .watchers
-            .insert(user.clone(), watchers.clone());
-        Ok(watchers)
-    }
-
-    /// Users whose presence `user` sees live: their contacts and group mates.
-    pub async fn watched_by(&self, user: &UserId) -> AppResult<Vec<UserId>> {
-        let mut set: BTreeSet<UserId> = self
-            .sql(self.store.contacts(user))
-            .await?
-            .into_iter()
-            .map(|c| c.contact)
-            .collect();
-        set.extend(self.sql(self.store.group_mates(user)).await?);
-        Ok(set.into_iter().collect())
-    }
-
-    pub async fn members_of(&self, conversation: &ConversationId) -> AppResult<Arc<Vec<UserId>>> {
-        if let Some(cached) = self.cache.lock().unwrap().members.get(conversation) {
-            return Ok(cached.clone());
-        }
-        let record = self
-            .sql(self.store.get_conversation(conversation))
-            .await?
-            .ok_or_else(|| {
-                AppError::not_found(format!("there is no conversation '{conversation}'"))
-            })?;
-        let members = Arc::new(record.members);
-        self.cache
-            .lock()
-            .unwrap()
-            .members
-            .insert(conversation.clone(), members.clone());
-        Ok(members)
-    }
-
-    /// Drops cached relations of these users (everything when `users` is empty).
     /// Relations of `users` changed in SQL (contacts, groups, users): drops what this server
     /// cached of them and tells every peer to do the same.
     pub async fn relations_changed(&self, users: Vec<UserId>) {
-        self.forget_relations(&users);
+        self.relations.forget(&users);
         self.broadcast(BusBody::RelationsChanged { users }).await;
-    }
-
-    pub fn forget_relations(&self, users: &[UserId]) {
-        let mut cache = self.cache.lock().unwrap();
-        if users.is_empty() {
-            cache.homes.clear();
-            cache.watchers.clear();
-            cache.members.clear();
-            cache.licenses = None;
-            return;
-        }
-        for user in users {
-            cache.homes.remove(user);
-            cache.watchers.remove(user);
-        }
-        // Group and contact changes can change any conversation's members of these users.
-        cache
-            .members
-            .retain(|_, members| !members.iter().any(|m| users.contains(m)));
-    }
-
-    pub fn forget_conversation(&self, conversation: &ConversationId) {
-        self.cache.lock().unwrap().members.remove(conversation);
-    }
-
-    /// Splits users by home server, this server first.
-    async fn by_home(&self, users: &[UserId]) -> BTreeMap<ServerId, Vec<UserId>> {
-        let mut groups: BTreeMap<ServerId, Vec<UserId>> = BTreeMap::new();
-        for user in users {
-            match self.home_of(user).await {
-                Ok(home) => groups.entry(home).or_default().push(user.clone()),
-                Err(error) => tracing::debug!(%user, error = %error.0, "no home for user; skipped"),
-            }
-        }
-        groups
     }
 
     pub async fn snapshot_of(&self, user: &UserId) -> PresenceSnapshot {
@@ -973,68 +786,20 @@ impl Server {
         state: TelephonyState,
         caller: Option<UserId>,
     ) {
-        {
-            let mut states = self.call_states.lock().unwrap();
-            let calls = states.entry(user.clone()).or_default();
-            if state == TelephonyState::Idle {
-                calls.remove(call);
-            } else {
-                let now = now_ms();
-                let part = calls.entry(call.clone()).or_insert_with(|| CallPart {
-                    state,
-                    since_ms: now,
-                    caller: None,
-                    started_ms: now,
-                    answered_ms: None,
-                });
-                if part.state != state {
-                    part.state = state;
-                    part.since_ms = now;
-                }
-                if state == TelephonyState::InCall {
-                    part.answered_ms.get_or_insert(now);
-                }
-                if caller.is_some() {
-                    part.caller = caller;
-                }
-            }
-            if calls.is_empty() {
-                states.remove(user);
-            }
-        }
+        self.telephony.record(user, call, state, caller, now_ms());
         self.refresh_telephony(user).await;
     }
 
     /// Whether a local user forwards every call (presence shows `forwarded` when idle).
     pub(crate) async fn set_forwarded(&self, user: &UserId, always: bool) {
-        let changed = {
-            let mut forwarded = self.always_forwarded.lock().unwrap();
-            if always {
-                forwarded.insert(user.clone())
-            } else {
-                forwarded.remove(user)
-            }
-        };
-        if changed {
+        if self.telephony.set_forwarded(user, always) {
             self.refresh_telephony(user).await;
         }
     }
 
-    /// Shows the strongest of a local user's telephony states: their calls, else `forwarded`.
+    /// Shows the strongest of a local user's telephony states in their presence.
     async fn refresh_telephony(&self, user: &UserId) {
-        let in_calls = self
-            .call_states
-            .lock()
-            .unwrap()
-            .get(user)
-            .and_then(|calls| calls.values().map(|part| part.state).max())
-            .unwrap_or_default();
-        let forwarded = if self.always_forwarded.lock().unwrap().contains(user) {
-            TelephonyState::Forwarded
-        } else {
-            TelephonyState::Idle
-        };
-        let strongest = in_calls.max(forwarded);
+        let strongest = self.telephony.strongest(user);
         {
             let mut sessions = self.sessions.lock().unwrap();
             let local = sessions
@@ -1047,45 +812,6 @@ impl Server {
             local.presence.telephony = strongest;
         }
         self.publish_presence(user).await;
-    }
-
-    /// The calls a local user is in or rung by.
-    pub(crate) fn calls_of(&self, user: &UserId) -> Vec<CallId> {
-        self.call_states
-            .lock()
-            .unwrap()
-            .get(user)
-            .map(|calls| calls.keys().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// The calls ringing at a local user, oldest first.
-    pub(crate) fn ringing_calls(&self, user: &UserId) -> Vec<CallId> {
-        let states = self.call_states.lock().unwrap();
-        let Some(calls) = states.get(user) else {
-            return Vec::new();
-        };
-        let mut ringing: Vec<(TimestampMs, CallId)> = calls
-            .iter()
-            .filter(|(_, part)| part.state == TelephonyState::Ringing)
-            .map(|(call, part)| (part.since_ms, call.clone()))
-            .collect();
-        ringing.sort();
-        ringing.into_iter().map(|(_, call)| call).collect()
-    }
-
-    /// (user, call, the user's part) for every local user's call owned by `owner`.
-    pub(crate) fn calls_owned_by(&self, owner: &ServerId) -> Vec<(UserId, CallId, CallPart)> {
-        let states = self.call_states.lock().unwrap();
-        states
-            .iter()
-            .flat_map(|(user, calls)| {
-                calls
-                    .iter()
-                    .filter(|(call, _)| shared::call::call_owner(call).as_ref() == Some(owner))
-                    .map(move |(call, part)| (user.clone(), call.clone(), part.clone()))
-            })
-            .collect()
     }
 
     // ------------------------------------------------------------------ presence
@@ -1138,14 +864,14 @@ impl Server {
     pub async fn fan_out_presence(&self, snapshot: PresenceSnapshot) {
         self.bus("put presence", self.cluster.put_presence(&snapshot))
             .await;
-        let watchers = match self.watchers_of(&snapshot.user).await {
+        let watchers = match self.relations.watchers_of(&snapshot.user).await {
             Ok(watchers) => watchers,
             Err(error) => {
                 tracing::warn!(error = %error.0, "cannot read watchers; presence not fanned out");
                 return;
             }
         };
-        for (home, users) in self.by_home(&watchers).await {
+        for (home, users) in self.relations.by_home(&watchers).await {
             if home == self.id {
                 self.deliver_presence(&snapshot, &users);
             } else {
@@ -1163,11 +889,8 @@ impl Server {
 
     fn deliver_presence(&self, snapshot: &PresenceSnapshot, watchers: &[UserId]) {
         {
-            let mut cache = self.cache.lock().unwrap();
-            let seen = cache
-                .delivered_versions
-                .entry(snapshot.user.clone())
-                .or_insert(0);
+            let mut delivered = self.delivered_versions.lock().unwrap();
+            let seen = delivered.entry(snapshot.user.clone()).or_insert(0);
             if snapshot.version != 0 && snapshot.version <= *seen {
                 return;
             }
@@ -1194,9 +917,9 @@ impl Server {
     ) -> AppResult<ConversationId> {
         let id = match (to, conversation) {
             (Some(to), None) => {
-                self.home_of(to).await?;
+                self.relations.home_of(to).await?;
                 let id = ConversationId::direct(sender, to);
-                let known = self.cache.lock().unwrap().members.contains_key(&id);
+                let known = self.relations.knows_conversation(&id);
                 if !known {
                     let now = now_ms();
                     let mut members = vec![sender.clone(), to.clone()];
@@ -1291,14 +1014,14 @@ impl Server {
     async fn deliver_messages(&self, messages: &[ChatMessage]) {
         let mut remote: BTreeMap<ServerId, Vec<Delivery>> = BTreeMap::new();
         for message in messages {
-            let members = match self.members_of(&message.conversation).await {
+            let members = match self.relations.members_of(&message.conversation).await {
                 Ok(members) => members,
                 Err(error) => {
                     tracing::warn!(error = %error.0, "no members for a stored message");
                     continue;
                 }
             };
-            for (home, users) in self.by_home(&members).await {
+            for (home, users) in self.relations.by_home(&members).await {
                 if home == self.id {
                     self.deliver_message_locally(message, &users, false);
                 } else {
@@ -1360,7 +1083,7 @@ impl Server {
             user: user.clone(),
             seq,
         };
-        for (home, users) in self.by_home(members).await {
+        for (home, users) in self.relations.by_home(members).await {
             if home == self.id {
                 self.deliver_read(&marker, &users);
             } else {
@@ -1395,7 +1118,7 @@ impl Server {
         typing: bool,
     ) {
         let others: Vec<UserId> = members.iter().filter(|m| *m != user).cloned().collect();
-        for (home, users) in self.by_home(&others).await {
+        for (home, users) in self.relations.by_home(&others).await {
             if home == self.id {
                 let event = ServerEvent::Typing {
                     conversation: conversation.clone(),
@@ -1420,11 +1143,11 @@ impl Server {
 
     /// Tells the members of a new or changed conversation about it.
     pub async fn announce_conversation(&self, conversation: &ConversationId) {
-        self.forget_conversation(conversation);
-        let Ok(members) = self.members_of(conversation).await else {
+        self.relations.forget_conversation(conversation);
+        let Ok(members) = self.relations.members_of(conversation).await else {
             return;
         };
-        for (home, users) in self.by_home(&members).await {
+        for (home, users) in self.relations.by_home(&members).await {
             if home == self.id {
                 self.deliver_conversation(conversation, &users).await;
             } else {
@@ -1528,7 +1251,7 @@ impl Server {
             }
             BusBody::RelationsChanged { users } => {
                 if !from_self {
-                    self.forget_relations(&users);
+                    self.relations.forget(&users);
                 }
                 // Watchers of these users may have changed: let them see current presence.
                 for user in users.iter().filter(|u| self.is_local_online(u)) {
@@ -1539,15 +1262,15 @@ impl Server {
                 conversation,
                 recipients,
             } => {
-                self.forget_conversation(&conversation);
+                self.relations.forget_conversation(&conversation);
                 self.deliver_conversation(&conversation, &recipients).await;
             }
-            BusBody::LicensesChanged => self.forget_licenses(),
+            BusBody::LicensesChanged => self.licenses.forget(),
             BusBody::ServerDown { server, .. } => {
                 tracing::info!(%server, cleaned_by = %message.from, "peer declared dead");
             }
             BusBody::KickUser { user, reason } => {
-                self.forget_relations(std::slice::from_ref(&user));
+                self.relations.forget(std::slice::from_ref(&user));
                 self.end_user(&user, &reason).await;
             }
             BusBody::Call(_) => tracing::warn!("a call message reached the server's components"),
@@ -1558,7 +1281,7 @@ impl Server {
     /// With `include_unknown`, users without any snapshot are sent as offline (a new contact);
     /// without, they are skipped (after a Redis restart their home server re-publishes them).
     async fn send_relations_presence(&self, user: &UserId, include_unknown: bool) {
-        let Ok(watched) = self.watched_by(user).await else {
+        let Ok(watched) = self.relations.watched_by(user).await else {
             return;
         };
         let Some(snapshots) = self
@@ -1587,8 +1310,9 @@ impl Server {
         // Subscribed first, so nothing published after the snapshots are read below is lost.
         self.bus("bus subscription", self.cluster.ensure_subscribed(&self.id))
             .await;
-        self.forget_relations(&[]);
-        self.cache.lock().unwrap().delivered_versions.clear();
+        self.relations.forget(&[]);
+        self.licenses.forget();
+        self.delivered_versions.lock().unwrap().clear();
         self.heartbeat().await;
         let users = self.local_users();
         for user in &users {

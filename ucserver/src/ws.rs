@@ -248,7 +248,7 @@ async fn build_hello(server: &Server, user: &UserId, device: &DeviceId) -> Serve
         .sql(server.store.conversations_of(user))
         .await
         .unwrap_or_default();
-    let watched = server.watched_by(user).await.unwrap_or_default();
+    let watched = server.relations.watched_by(user).await.unwrap_or_default();
     let snapshots = server
         .bus("get presence", server.cluster.get_presence(&watched))
         .await

@@ -6,9 +6,11 @@
 //! 4. the application layer: `app` (sessions and the access rules)
 //! 3. `dispatch` (inputs that span the components and the call shell)
 //! 2. the call shell: `calls`
-//! 1. components: `server`, `media`, `calls::registry`
-//! 0. foundations: `auth`, `cluster`, `store`, `config`, `error`, `events`, `metrics`, and the
-//!    cores (`uccore`, a crate of its own)
+//! 1. components: `server` (devices, presence, chat, peers, for now one object) beside the
+//!    parts that own their state apart: `relations`, `licenses`, `telephony`, `media`,
+//!    `calls::registry`
+//! 0. foundations: `auth`, `cluster`, `store`, `config`, `error`, `events`, `metrics`, `timed`,
+//!    and the cores (`uccore`, a crate of its own)
 //!
 //! `lib.rs` and `main.rs` wire everything and stand outside the layers.
 
@@ -27,6 +29,10 @@ fn layer(module: &str) -> Option<u8> {
         ("calls::registry", 1),
         ("server", 1),
         ("media", 1),
+        ("relations", 1),
+        ("licenses", 1),
+        ("telephony", 1),
+        ("timed", 0),
         ("auth", 0),
         ("cluster", 0),
         ("store", 0),

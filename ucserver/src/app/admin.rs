@@ -190,7 +190,7 @@ impl AdminSession {
     pub async fn add_member(&self, id: &GroupId, user: &UserId) -> AppResult<GroupInfo> {
         let server = &self.server;
         self.group(id).await?;
-        server.home_of(user).await?;
+        server.relations.home_of(user).await?;
         server.sql(server.store.add_group_member(id, user)).await?;
         self.audit("group.member.add", format!("{id} {user}")).await;
         let group = self.group(id).await?;
@@ -210,7 +210,9 @@ impl AdminSession {
         self.audit("group.member.remove", format!("{id} {user}"))
             .await;
         server.relations_changed(before.members).await;
-        server.forget_conversation(&ConversationId::group(id));
+        server
+            .relations
+            .forget_conversation(&ConversationId::group(id));
         Ok(group_info(self.group(id).await?))
     }
 
@@ -261,7 +263,8 @@ impl AdminSession {
     pub async fn licenses(&self) -> AppResult<Vec<LicenseInfo>> {
         Ok(self
             .server
-            .license_usage()
+            .licenses
+            .usage()
             .await?
             .into_iter()
             .map(|(kind, capacity, in_use)| LicenseInfo {
@@ -280,7 +283,7 @@ impl AdminSession {
             .await?;
         self.audit("license.set", format!("{kind}={capacity}"))
             .await;
-        server.forget_licenses();
+        server.licenses.forget();
         server.broadcast(BusBody::LicensesChanged).await;
         let in_use = server.cluster.lease_count(&kind).await?;
         Ok(LicenseInfo {

@@ -75,7 +75,7 @@ pub async fn require_member(
     user: &UserId,
     conversation: &ConversationId,
 ) -> AppResult<Arc<Vec<UserId>>> {
-    let members = server.members_of(conversation).await?;
+    let members = server.relations.members_of(conversation).await?;
     if members.contains(user) {
         Ok(members)
     } else {

@@ -108,7 +108,7 @@ impl Session {
         }
         let target = request.user.clone().unwrap_or_else(|| self.user().clone());
         authz::may_act_for(server, &self.actor, &target).await?;
-        let home = server.home_of(&target).await?;
+        let home = server.relations.home_of(&target).await?;
         if home == server.id {
             server
                 .set_presence(&target, request.availability, request.note)
@@ -136,7 +136,7 @@ impl Session {
 
     /// What this user may see of `user`'s presence now.
     pub async fn presence_of(&self, user: &UserId) -> AppResult<PresenceView> {
-        self.server.home_of(user).await?;
+        self.server.relations.home_of(user).await?;
         let visibility = authz::visibility(&self.server, &self.actor, user).await?;
         let snapshot = self.server.snapshot_of(user).await;
         Ok(PresenceView::of(&snapshot, visibility))
@@ -241,7 +241,7 @@ impl Session {
 
     /// Makes `user` a delegate of this user: they may then act for them.
     pub async fn add_delegate(&self, user: &UserId) -> AppResult<()> {
-        self.server.home_of(user).await?;
+        self.server.relations.home_of(user).await?;
         self.server
             .sql(self.server.store.put_delegate(self.user(), user))
             .await
@@ -283,7 +283,7 @@ impl Session {
         members.sort();
         members.dedup();
         for member in &members {
-            server.home_of(member).await?;
+            server.relations.home_of(member).await?;
         }
         let id = ConversationId::new(format!("c:{}", uuid::Uuid::now_v7()));
         let record = ConversationRecord {

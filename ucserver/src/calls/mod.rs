@@ -90,7 +90,7 @@ pub async fn run_command(
             if user == by.user {
                 return Err(refusal(Refusal::OwnCall).into());
             }
-            let home = server.home_of(&user).await?;
+            let home = server.relations.home_of(&user).await?;
             let (token, rx) = server.calls.wait_token();
             let body = CallBusBody::CallPickupRoute {
                 user,
@@ -238,7 +238,8 @@ async fn place(
         .await?;
     let id = new_call_id(&server.id, &crate::auth::random_hex(12));
     server
-        .acquire_license(SOFTPHONE, &lease_key(&id, &by.user))
+        .licenses
+        .acquire(SOFTPHONE, &lease_key(&id, &by.user))
         .await?;
     let callee = match lookup_callee(server, &to).await {
         Ok(callee) => callee,
@@ -362,7 +363,7 @@ async fn send_event(
     devices: Vec<DeviceId>,
     event: CallEvent,
 ) {
-    match server.home_of(user).await {
+    match server.relations.home_of(user).await {
         Ok(home) if home == server.id => {
             server.deliver_to_devices(user, &devices, &ServerEvent::Call(event));
         }
@@ -441,7 +442,7 @@ pub async fn handle_bus(server: &std::sync::Arc<Server>, body: CallBusBody) {
             sdp,
             reply,
         } => {
-            let ringing = server.ringing_calls(&user);
+            let ringing = server.telephony.ringing_calls(&user);
             let chosen = match &call {
                 Some(call) => ringing.into_iter().find(|c| c == call),
                 None => ringing.into_iter().next(),
@@ -471,7 +472,7 @@ pub async fn handle_bus(server: &std::sync::Arc<Server>, body: CallBusBody) {
             route(server, &owner, relay).await;
         }
         CallBusBody::ForwardingChanged { user, rules } => {
-            if matches!(server.home_of(&user).await, Ok(home) if home == server.id) {
+            if matches!(server.relations.home_of(&user).await, Ok(home) if home == server.id) {
                 server.set_forwarded(&user, rules.always.is_some()).await;
             }
             let event = ServerEvent::Call(CallEvent::ForwardingChanged {
@@ -515,7 +516,7 @@ impl Replier {
 
 /// A device of a local user went offline: it leaves (or stops ringing for) its calls.
 pub async fn device_gone(server: &std::sync::Arc<Server>, user: &UserId, device: &DeviceId) {
-    for call in server.calls_of(user) {
+    for call in server.telephony.calls_of(user) {
         if let Some(owner) = call_owner(&call) {
             let body = CallBusBody::CallDeviceGone {
                 call,
@@ -529,7 +530,7 @@ pub async fn device_gone(server: &std::sync::Arc<Server>, user: &UserId, device:
 
 /// A server died: the calls it owned are over for our users (their owner cannot end them).
 pub async fn owner_gone(server: &Server, dead: &ServerId) {
-    for (user, call, part) in server.calls_owned_by(dead) {
+    for (user, call, part) in server.telephony.calls_owned_by(dead) {
         tracing::warn!(%user, %call, owner = %dead, "the call's server died; ending it here");
         // The owner would have written the journal; it is gone, so the user's home does. The
         // caller's own entry died with the caller's server (it owned the call).
@@ -807,7 +808,8 @@ impl CallTask {
         }
         let capacity = self
             .server
-            .license_capacity(SOFTPHONE)
+            .licenses
+            .capacity(SOFTPHONE)
             .await
             .map_err(|e| e.0)?;
         let outcome = self
@@ -1041,7 +1043,7 @@ impl CallTask {
 
     /// Tells a user's home server their telephony state in this call (and who placed it).
     async fn telephony(&self, user: &UserId, state: TelephonyState, caller: UserId) {
-        match self.server.home_of(user).await {
+        match self.server.relations.home_of(user).await {
             Ok(home) if home == self.server.id => {
                 self.server
                     .set_call_telephony(user, &self.id, state, Some(caller))

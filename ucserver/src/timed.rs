@@ -1,0 +1,39 @@
+//! Round trips to SQL and the cluster, timed into the metrics and mapped to what callers
+//! need: SQL failures become typed errors; cluster failures are logged, counted and become
+//! `None`, because cross-server features may stop while Redis is down but local ones go on.
+
+use crate::cluster::ClusterError;
+use crate::error::{AppError, AppResult};
+use crate::metrics::Metrics;
+use crate::store::StoreError;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+pub async fn sql<T>(
+    metrics: &Metrics,
+    operation: impl Future<Output = Result<T, StoreError>>,
+) -> AppResult<T> {
+    let started = Instant::now();
+    let result = operation.await;
+    metrics.sql_latency.observe(started.elapsed());
+    result.map_err(AppError::from)
+}
+
+pub async fn bus<T>(
+    metrics: &Metrics,
+    what: &str,
+    operation: impl Future<Output = Result<T, ClusterError>>,
+) -> Option<T> {
+    let started = Instant::now();
+    let result = operation.await;
+    metrics.redis_latency.observe(started.elapsed());
+    match result {
+        Ok(value) => Some(value),
+        Err(error) => {
+            metrics.bus_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%error, what, "cluster operation failed");
+            None
+        }
+    }
+}
