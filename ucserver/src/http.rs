@@ -213,6 +213,10 @@ pub fn router(server: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             shared::limits::MAX_BODY_BYTES,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            server.metrics.http_requests.clone(),
+            crate::metrics::track_http,
+        ))
         .with_state(server)
 }
 
@@ -265,7 +269,7 @@ async fn readyz(State(server): State<AppState>) -> Response {
 async fn metrics(State(server): State<AppState>) -> Response {
     let licenses = server.license_usage().await.unwrap_or_default();
     let text = server.metrics.render(server.id.as_str(), &licenses);
-    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
+    ([("content-type", crate::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 // ---------------------------------------------------------------------------- sessions

@@ -84,6 +84,8 @@ struct ClusterState {
 struct ChatJob {
     message: NewMessage,
     reply: oneshot::Sender<AppResult<ChatMessage>>,
+    /// When the message was checked and queued (for the chat delivery histogram).
+    accepted: Instant,
 }
 
 pub struct Server {
@@ -147,6 +149,7 @@ impl Server {
             config.media_secret.clone(),
             config.configured_media().unwrap_or_default(),
         );
+        let metrics = Metrics::new(&config.server_id());
         let server = Arc::new(Self {
             id: config.server_id(),
             url,
@@ -158,7 +161,7 @@ impl Server {
             config,
             store,
             cluster,
-            metrics: Metrics::default(),
+            metrics,
             sessions: Mutex::new(Sessions::default()),
             tokens: Mutex::new(HashMap::new()),
             throttle: Mutex::new(LoginThrottle::default()),
@@ -1108,6 +1111,7 @@ impl Server {
     /// Stores a snapshot in the cluster and sends it to every watcher: locally, and with one
     /// bus message per other server that is home to watchers.
     pub async fn fan_out_presence(&self, snapshot: PresenceSnapshot) {
+        let _timer = self.metrics.presence_fan_out.start_timer();
         self.bus("put presence", self.cluster.put_presence(&snapshot))
             .await;
         let watchers = match self.watchers_of(&snapshot.user).await {
@@ -1258,7 +1262,11 @@ impl Server {
         };
         let (reply, answer) = oneshot::channel();
         self.chat_tx
-            .send(ChatJob { message, reply })
+            .send(ChatJob {
+                message,
+                reply,
+                accepted: Instant::now(),
+            })
             .await
             .map_err(|_| {
                 AppError::new(ErrorCode::ServerUnavailable, "the server is shutting down")
@@ -1811,7 +1819,12 @@ impl ChatWriter {
         let delivery = tokio::spawn(async move {
             while let Some(batch) = stored_rx.recv().await {
                 delivery_server.deliver_messages(&batch.stored).await;
+                let handed_over = Instant::now();
                 for (job, result) in batch.jobs.into_iter().zip(batch.results) {
+                    if result.is_ok() {
+                        let delivery = handed_over.duration_since(job.accepted);
+                        delivery_server.metrics.chat_delivery.observe(delivery);
+                    }
                     let _ = job.reply.send(result);
                 }
             }
