@@ -202,6 +202,8 @@ pub fn router(server: AppState) -> Router {
         .route("/admin/licenses/{kind}", put(admin_licenses_set))
         .route("/admin/media", get(admin_media_list).post(admin_media_add))
         .route("/admin/media/{id}", delete(admin_media_remove))
+        .route("/openapi.json", get(crate::api_docs::openapi_get))
+        .route("/ws-schema.json", get(crate::api_docs::ws_schema_get))
         .route("/{*rest}", axum::routing::any(api_not_found));
     Router::new()
         .nest("/api/v1", api)
@@ -226,6 +228,13 @@ async fn api_not_found() -> AppError {
 
 // ---------------------------------------------------------------------------- operations
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "The process is up.", body = Health))
+)]
 async fn healthz(State(server): State<AppState>) -> Json<Health> {
     Json(Health {
         server: server.id.clone(),
@@ -234,6 +243,13 @@ async fn healthz(State(server): State<AppState>) -> Json<Health> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "SQL and the bus answer.", body = Health), (status = 503, description = "SQL or the bus does not answer; `checks` says which.", body = Health))
+)]
 async fn readyz(State(server): State<AppState>) -> Response {
     let sql = server.store.ping().await;
     let bus = server.cluster.ping().await;
@@ -266,6 +282,13 @@ async fn readyz(State(server): State<AppState>) -> Response {
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "Every series of this server, labelled `server`.", content_type = "application/openmetrics-text", body = String))
+)]
 async fn metrics(State(server): State<AppState>) -> Response {
     let licenses = server.license_usage().await.unwrap_or_default();
     let text = server.metrics.render(server.id.as_str(), &licenses);
@@ -353,6 +376,14 @@ fn address(headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
         .unwrap_or_default()
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/login",
+    tag = "client",
+    security(()),
+    request_body = LoginRequest,
+    responses((status = 200, description = "Signed in at the home server.", body = LoginResponse))
+)]
 async fn session_login(
     State(server): State<AppState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
@@ -426,11 +457,23 @@ async fn server_url(server: &Server, id: &shared::ServerId) -> Option<String> {
     registered.into_iter().find(|s| &s.id == id).map(|s| s.url)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/logout",
+    tag = "client",
+    responses((status = 204, description = "The token has ended."))
+)]
 async fn session_logout(State(server): State<AppState>, Caller(_, token): Caller) -> StatusCode {
     server.end_token(&token).await;
     StatusCode::NO_CONTENT
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    tag = "client",
+    responses((status = 200, body = UserInfo))
+)]
 async fn me_get(
     State(server): State<AppState>,
     Caller(info, _): Caller,
@@ -516,6 +559,13 @@ pub async fn apply_presence(
     Ok(PresenceView::of(&snapshot, Visibility::Full))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/presence",
+    tag = "client",
+    request_body = SetPresence,
+    responses((status = 200, description = "The presence as the caller now sees it.", body = PresenceView))
+)]
 async fn presence_put(
     State(server): State<AppState>,
     Client(info): Client,
@@ -524,6 +574,15 @@ async fn presence_put(
     Ok(Json(apply_presence(&server, &info, request).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/presence/{user}",
+    tag = "client",
+    params(
+        ("user" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 200, description = "What the caller may see of the user (the visibility rule).", body = PresenceView))
+)]
 async fn presence_get(
     State(server): State<AppState>,
     Caller(info, _): Caller,
@@ -536,6 +595,15 @@ async fn presence_get(
 }
 
 /// A user's call forwarding: for the user, their delegates and admins.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{user}/forwarding",
+    tag = "client",
+    params(
+        ("user" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 200, body = shared::call::ForwardingRules))
+)]
 async fn forwarding_get(
     State(server): State<AppState>,
     Caller(info, _): Caller,
@@ -559,6 +627,12 @@ async fn forwarding_get(
 
 // ---------------------------------------------------------------------------- contacts
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts",
+    tag = "client",
+    responses((status = 200, body = Vec<Contact>))
+)]
 async fn contacts_list(
     State(server): State<AppState>,
     Client(info): Client,
@@ -585,6 +659,16 @@ async fn contacts_list(
     Ok(Json(contacts))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/contacts/{user}",
+    tag = "client",
+    request_body = Option<PutContact>,
+    params(
+        ("user" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 200, body = Contact))
+)]
 async fn contacts_put(
     State(server): State<AppState>,
     Client(info): Client,
@@ -619,6 +703,15 @@ async fn contacts_put(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/contacts/{user}",
+    tag = "client",
+    params(
+        ("user" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 204, description = "Removed."))
+)]
 async fn contacts_delete(
     State(server): State<AppState>,
     Client(info): Client,
@@ -643,6 +736,15 @@ struct DirectoryQuery {
     q: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/directory",
+    tag = "client",
+    params(
+        ("q" = Option<String>, Query, description = "text in the id or display name"),
+    ),
+    responses((status = 200, description = "At most 50 users.", body = Vec<UserInfo>))
+)]
 async fn directory_search(
     State(server): State<AppState>,
     Caller(_, _): Caller,
@@ -682,6 +784,15 @@ async fn user_infos(server: &Server, users: Vec<UserRecord>) -> Vec<UserInfo> {
         .collect()
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/delegates/{user}",
+    tag = "client",
+    params(
+        ("user" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 204, description = "The user may now set the caller's presence and forwarding."))
+)]
 async fn delegates_put(
     State(server): State<AppState>,
     Client(info): Client,
@@ -694,6 +805,15 @@ async fn delegates_put(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/delegates/{user}",
+    tag = "client",
+    params(
+        ("user" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 204, description = "Removed."))
+)]
 async fn delegates_delete(
     State(server): State<AppState>,
     Client(info): Client,
@@ -707,6 +827,12 @@ async fn delegates_delete(
 
 // ---------------------------------------------------------------------------- chat
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations",
+    tag = "client",
+    responses((status = 200, body = Vec<ConversationSummary>))
+)]
 async fn conversations_list(
     State(server): State<AppState>,
     Client(info): Client,
@@ -718,6 +844,13 @@ async fn conversations_list(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations",
+    tag = "client",
+    request_body = CreateConversation,
+    responses((status = 200, description = "An ad-hoc group conversation, caller included.", body = ConversationSummary))
+)]
 async fn conversations_create(
     State(server): State<AppState>,
     Client(info): Client,
@@ -770,6 +903,13 @@ async fn conversations_create(
         })
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages",
+    tag = "client",
+    request_body = SendMessage,
+    responses((status = 200, description = "The stored message.", body = ChatMessage))
+)]
 async fn messages_send(
     State(server): State<AppState>,
     Client(info): Client,
@@ -796,6 +936,18 @@ struct HistoryQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}/messages",
+    tag = "client",
+    params(
+        ("id" = ConversationId, Path, description = "a conversation id"),
+        ("before" = Option<u64>, Query, description = "only messages before this sequence number"),
+        ("after" = Option<u64>, Query, description = "only messages after this sequence number"),
+        ("limit" = Option<u32>, Query, description = "at most 500, default 50"),
+    ),
+    responses((status = 200, description = "Ascending by `seq`.", body = Vec<ChatMessage>))
+)]
 async fn messages_list(
     State(server): State<AppState>,
     Client(info): Client,
@@ -829,6 +981,16 @@ async fn messages_list(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations/{id}/read",
+    tag = "client",
+    request_body = Option<MarkRead>,
+    params(
+        ("id" = ConversationId, Path, description = "a conversation id"),
+    ),
+    responses((status = 200, description = "The caller's marker; it never moves back.", body = ReadMarker))
+)]
 async fn conversations_read(
     State(server): State<AppState>,
     Client(info): Client,
@@ -840,6 +1002,15 @@ async fn conversations_read(
 }
 
 /// Every member's read marker, so a client shows who read what after a reload.
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}/read",
+    tag = "client",
+    params(
+        ("id" = ConversationId, Path, description = "a conversation id"),
+    ),
+    responses((status = 200, description = "Every member's marker.", body = Vec<ReadMarker>))
+)]
 async fn conversations_read_markers(
     State(server): State<AppState>,
     Client(info): Client,
@@ -870,6 +1041,15 @@ struct JournalQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/journal",
+    tag = "client",
+    params(
+        ("limit" = Option<u32>, Query, description = "how many entries"),
+    ),
+    responses((status = 200, description = "Newest first.", body = Vec<JournalEntry>))
+)]
 async fn journal_list(
     State(server): State<AppState>,
     Client(info): Client,
@@ -883,6 +1063,14 @@ async fn journal_list(
 
 // ---------------------------------------------------------------------------- admin
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/login",
+    tag = "admin",
+    security(()),
+    request_body = LoginRequest,
+    responses((status = 200, description = "An admin-console session: valid on any server, takes no seat.", body = LoginResponse))
+)]
 async fn admin_login(
     State(server): State<AppState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
@@ -928,6 +1116,12 @@ async fn audit(server: &Server, actor: &TokenInfo, action: &str, detail: String)
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users",
+    tag = "admin",
+    responses((status = 200, body = Vec<UserInfo>))
+)]
 async fn admin_users_list(
     State(server): State<AppState>,
     Admin(_): Admin,
@@ -953,6 +1147,13 @@ fn check_password_rules(password: &str) -> AppResult<()> {
     Ok(())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users",
+    tag = "admin",
+    request_body = CreateUser,
+    responses((status = 200, body = UserInfo))
+)]
 async fn admin_users_create(
     State(server): State<AppState>,
     Admin(actor): Admin,
@@ -998,6 +1199,16 @@ async fn admin_users_create(
     }))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/admin/users/{id}",
+    tag = "admin",
+    request_body = UpdateUser,
+    params(
+        ("id" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 200, body = UserInfo))
+)]
 async fn admin_users_update(
     State(server): State<AppState>,
     Admin(actor): Admin,
@@ -1055,6 +1266,15 @@ async fn admin_users_update(
     })
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/users/{id}",
+    tag = "admin",
+    params(
+        ("id" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 204, description = "Deleted."))
+)]
 async fn admin_users_delete(
     State(server): State<AppState>,
     Admin(actor): Admin,
@@ -1083,6 +1303,12 @@ fn group_info(record: crate::store::GroupRecord) -> GroupInfo {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/groups",
+    tag = "admin",
+    responses((status = 200, body = Vec<GroupInfo>))
+)]
 async fn admin_groups_list(
     State(server): State<AppState>,
     Admin(_): Admin,
@@ -1097,6 +1323,13 @@ async fn admin_groups_list(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/groups",
+    tag = "admin",
+    request_body = CreateGroup,
+    responses((status = 200, body = GroupInfo))
+)]
 async fn admin_groups_create(
     State(server): State<AppState>,
     Admin(actor): Admin,
@@ -1129,6 +1362,16 @@ async fn load_group(server: &Server, id: &GroupId) -> AppResult<crate::store::Gr
         .ok_or_else(|| AppError::not_found(format!("there is no group '{id}'")))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/groups/{id}/members",
+    tag = "admin",
+    request_body = AddMember,
+    params(
+        ("id" = GroupId, Path, description = "a group id"),
+    ),
+    responses((status = 200, body = GroupInfo))
+)]
 async fn admin_members_add(
     State(server): State<AppState>,
     Admin(actor): Admin,
@@ -1155,6 +1398,16 @@ async fn admin_members_add(
     Ok(Json(group_info(group)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/groups/{id}/members/{user}",
+    tag = "admin",
+    params(
+        ("id" = GroupId, Path, description = "a group id"),
+        ("user" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 200, body = GroupInfo))
+)]
 async fn admin_members_remove(
     State(server): State<AppState>,
     Admin(actor): Admin,
@@ -1176,6 +1429,12 @@ async fn admin_members_remove(
     Ok(Json(group_info(load_group(&server, &id).await?)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/servers",
+    tag = "admin",
+    responses((status = 200, body = ServerList))
+)]
 async fn admin_servers_list(
     State(server): State<AppState>,
     Admin(_): Admin,
@@ -1223,6 +1482,12 @@ async fn media_infos(server: &Server) -> AppResult<Vec<MediaServerInfo>> {
     server.media.infos(server).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/licenses",
+    tag = "admin",
+    responses((status = 200, body = Vec<LicenseInfo>))
+)]
 async fn admin_licenses_list(
     State(server): State<AppState>,
     Admin(_): Admin,
@@ -1240,6 +1505,16 @@ async fn admin_licenses_list(
     ))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/licenses/{kind}",
+    tag = "admin",
+    request_body = SetLicense,
+    params(
+        ("kind" = String, Path, description = "a license kind, such as `uc-seat`"),
+    ),
+    responses((status = 200, body = LicenseInfo))
+)]
 async fn admin_licenses_set(
     State(server): State<AppState>,
     Admin(actor): Admin,
@@ -1267,6 +1542,12 @@ async fn admin_licenses_set(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/media",
+    tag = "admin",
+    responses((status = 200, description = "MediaServers made known to the cluster, with liveness and load.", body = Vec<MediaServerInfo>))
+)]
 async fn admin_media_list(
     State(server): State<AppState>,
     Admin(_): Admin,
@@ -1274,6 +1555,13 @@ async fn admin_media_list(
     Ok(Json(media_infos(&server).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/media",
+    tag = "admin",
+    request_body = AddMediaServer,
+    responses((status = 200, body = MediaServerInfo))
+)]
 async fn admin_media_add(
     State(server): State<AppState>,
     Admin(actor): Admin,
@@ -1313,6 +1601,15 @@ async fn admin_media_add(
         })
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/media/{id}",
+    tag = "admin",
+    params(
+        ("id" = MediaServerId, Path, description = "a MediaServer id"),
+    ),
+    responses((status = 204, description = "Removed."))
+)]
 async fn admin_media_remove(
     State(server): State<AppState>,
     Admin(actor): Admin,

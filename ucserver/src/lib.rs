@@ -1,6 +1,7 @@
 //! The UCServer: owns its users' live sessions and shares state with its peers over the
 //! cluster (Redis or in-process) and SQL. See ARCHITECTURE.md for the map.
 
+pub mod api_docs;
 pub mod auth;
 pub mod calls;
 pub mod cluster;
