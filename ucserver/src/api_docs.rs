@@ -126,9 +126,16 @@ impl Modify for BearerAndErrors {
                 &mut item.patch,
             ];
             for operation in operations.into_iter().flatten() {
-                operation
-                    .responses
-                    .responses
+                let responses = &mut operation.responses.responses;
+                // OpenAPI requires a description on every response.
+                for response in responses.values_mut() {
+                    if let RefOr::T(response) = response
+                        && response.description.is_empty()
+                    {
+                        response.description = "Success.".to_string();
+                    }
+                }
+                responses
                     .entry("default".to_string())
                     .or_insert_with(|| RefOr::T(error.clone()));
             }
@@ -313,6 +320,19 @@ mod tests {
                 .get("security")
                 .is_none()
         );
+        // Every answer has the description OpenAPI requires.
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                for (status, response) in operation["responses"].as_object().unwrap() {
+                    assert!(
+                        response["description"]
+                            .as_str()
+                            .is_some_and(|d| !d.is_empty()),
+                        "{method} {path} {status}: no description"
+                    );
+                }
+            }
+        }
         // Bodies are the shared wire types, errors are ApiError.
         let schemas = &document["components"]["schemas"];
         for name in [
