@@ -167,7 +167,7 @@ async fn health_get(State(state): State<AppState>) -> Response {
 async fn metrics_get(State(state): State<AppState>) -> Response {
     match state.handle.metrics().await {
         Ok(snapshot) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
             snapshot.render_prometheus(state.handle.id().as_str()),
         )
             .into_response(),

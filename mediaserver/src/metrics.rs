@@ -1,17 +1,36 @@
-//! Counters of the media engine and their Prometheus text form.
+//! Counters of the media engine and their OpenMetrics text form (prometheus-client).
 //!
 //! The engine task owns the counters (plain integers, no atomics: nobody else touches them);
-//! `/metrics` asks the engine for a [`MetricsSnapshot`] over its command channel.
+//! `/metrics` asks the engine for a [`MetricsSnapshot`] over its command channel and encodes
+//! that snapshot through a registry labelled with the server id. The latency histograms are
+//! kept at 1 µs resolution (for the benchmark's quantiles) and exported with coarser
+//! Prometheus buckets ([`EXPORTED_BUCKETS_US`]).
 
-use std::fmt::Write as _;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use std::borrow::Cow;
 use std::time::Duration;
+
+/// The `Content-Type` of [`MetricsSnapshot::render_prometheus`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upper bounds (µs) of the exported latency buckets; `+Inf` follows.
+pub const EXPORTED_BUCKETS_US: [u64; 10] = [10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
 
 /// Histogram of the time from a datagram's arrival to the last forwarded copy leaving the
 /// socket, at 1 µs resolution up to 10 ms (slower samples land in the last bucket).
 #[derive(Clone, Debug)]
 pub struct LatencyHistogram {
     buckets: Vec<u64>,
+    /// Samples of 10 ms or more (past the last bucket).
+    overflow: u64,
     count: u64,
+    sum_micros: u64,
 }
 
 const LATENCY_BUCKETS: usize = 10_000;
@@ -20,16 +39,24 @@ impl Default for LatencyHistogram {
     fn default() -> Self {
         Self {
             buckets: vec![0; LATENCY_BUCKETS],
+            overflow: 0,
             count: 0,
+            sum_micros: 0,
         }
     }
 }
 
 impl LatencyHistogram {
     pub fn record(&mut self, elapsed: Duration) {
-        let micros = (elapsed.as_micros() as usize).min(LATENCY_BUCKETS - 1);
-        self.buckets[micros] += 1;
+        let micros = elapsed.as_micros();
+        match self.buckets.get_mut(micros as usize) {
+            Some(bucket) => *bucket += 1,
+            None => self.overflow += 1,
+        }
         self.count += 1;
+        self.sum_micros = self
+            .sum_micros
+            .saturating_add(u64::try_from(micros).unwrap_or(u64::MAX));
     }
 
     pub fn count(&self) -> u64 {
@@ -52,6 +79,22 @@ impl LatencyHistogram {
             }
         }
         Some(LATENCY_BUCKETS as u64)
+    }
+
+    /// `(upper bound in seconds, samples in that bucket alone)` for [`EXPORTED_BUCKETS_US`]
+    /// and `+Inf` (`f64::MAX`), as prometheus-client's histogram encoding takes them.
+    fn exported_buckets(&self) -> Vec<(f64, u64)> {
+        let mut buckets = Vec::with_capacity(EXPORTED_BUCKETS_US.len() + 1);
+        let mut from = 0;
+        for upper in EXPORTED_BUCKETS_US {
+            // A sample of `m` µs sits at index `m` and is at most `upper` µs.
+            let to = (upper as usize + 1).min(LATENCY_BUCKETS);
+            buckets.push((upper as f64 / 1e6, self.buckets[from..to].iter().sum()));
+            from = to;
+        }
+        let rest: u64 = self.buckets[from..].iter().sum();
+        buckets.push((f64::MAX, rest + self.overflow));
+        buckets
     }
 }
 
@@ -86,130 +129,133 @@ pub struct MetricsSnapshot {
 }
 
 impl MetricsSnapshot {
-    /// Prometheus text exposition, every series labelled with the server id.
+    /// OpenMetrics text exposition, every series labelled with the server id.
     pub fn render_prometheus(&self, server: &str) -> String {
-        let mut out = String::new();
-        let label = format!("{{server=\"{}\"}}", server.replace('"', ""));
-        let mut series = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name}{label} {value}");
-        };
-        series(
-            "mediaserver_legs",
-            "gauge",
-            "Legs (peer connections) open.",
-            self.legs,
-        );
-        series(
-            "mediaserver_legs_connected",
-            "gauge",
-            "Legs with ICE and DTLS up.",
-            self.legs_connected,
-        );
-        series("mediaserver_calls", "gauge", "Calls open.", self.calls);
-        series(
-            "mediaserver_capacity_legs",
-            "gauge",
-            "Most legs accepted.",
-            self.capacity,
-        );
-        series(
-            "mediaserver_packets_relayed_total",
-            "counter",
-            "Media packets forwarded to receiving legs.",
-            self.packets_relayed,
-        );
-        series(
-            "mediaserver_bytes_relayed_total",
-            "counter",
-            "Media payload bytes forwarded.",
-            self.bytes_relayed,
-        );
-        series(
-            "mediaserver_datagrams_in_total",
-            "counter",
-            "UDP datagrams received.",
-            self.datagrams_in,
-        );
-        series(
-            "mediaserver_datagrams_out_total",
-            "counter",
-            "UDP datagrams sent.",
-            self.datagrams_out,
-        );
-        series(
-            "mediaserver_datagrams_unrouted_total",
-            "counter",
-            "UDP datagrams no leg accepted.",
-            self.datagrams_unrouted,
-        );
-        series(
-            "mediaserver_send_errors_total",
-            "counter",
-            "UDP sends refused by the kernel.",
-            self.send_errors,
-        );
-        series(
-            "mediaserver_legs_added_total",
-            "counter",
-            "Legs accepted.",
-            self.legs_added,
-        );
-        series(
-            "mediaserver_legs_connected_total",
-            "counter",
-            "Legs that got ICE and DTLS up.",
-            self.legs_connected_total,
-        );
-        series(
-            "mediaserver_legs_failed_total",
-            "counter",
-            "Legs failed (ICE or DTLS).",
-            self.legs_failed,
-        );
-        series(
-            "mediaserver_dtls_failures_total",
-            "counter",
-            "Legs failed in DTLS.",
-            self.dtls_failures,
-        );
-        series(
-            "mediaserver_ice_timeouts_total",
-            "counter",
-            "Legs not connected within the connect timeout.",
-            self.ice_timeouts,
-        );
-        series(
-            "mediaserver_unserved_routes",
-            "gauge",
-            "Sender/receiver pairs without a receive m-line.",
-            self.unserved_routes,
-        );
-        let server = server.replace('"', "");
-        let mut summary = |name: &str, help: &str, histogram: &LatencyHistogram| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} summary");
-            for quantile in [0.5, 0.99, 0.999] {
-                let value = histogram.quantile_micros(quantile).unwrap_or(0);
-                let _ = writeln!(
-                    out,
-                    "{name}{{server=\"{server}\",quantile=\"{quantile}\"}} {value}"
-                );
-            }
-            let _ = writeln!(out, "{name}_count{label} {}", histogram.count());
-        };
-        summary(
-            "mediaserver_forward_latency_us",
-            "Datagram arrival in the socket to its forwarded copies sent, µs.",
-            &self.forward_latency,
-        );
-        summary(
-            "mediaserver_socket_wait_us",
-            "Datagram arrival in the socket to the engine reading it, µs.",
-            &self.socket_wait,
-        );
-        out
+        let mut registry = Registry::with_labels(std::iter::once((
+            Cow::Borrowed("server"),
+            Cow::Owned(server.to_string()),
+        )));
+        registry.register_collector(Box::new(self.clone()));
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &registry);
+        text
+    }
+}
+
+impl Collector for MetricsSnapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let gauges = [
+            (
+                "mediaserver_legs",
+                "Legs (peer connections) open.",
+                self.legs,
+            ),
+            (
+                "mediaserver_legs_connected",
+                "Legs with ICE and DTLS up.",
+                self.legs_connected,
+            ),
+            ("mediaserver_calls", "Calls open.", self.calls),
+            (
+                "mediaserver_capacity_legs",
+                "Most legs accepted.",
+                self.capacity,
+            ),
+            (
+                "mediaserver_unserved_routes",
+                "Sender/receiver pairs without a receive m-line.",
+                self.unserved_routes,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let metric = ConstGauge::new(value);
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+        }
+        // prometheus-client appends `_total` to a counter's samples:
+        // `mediaserver_packets_relayed` is exported as `mediaserver_packets_relayed_total`.
+        let counters = [
+            (
+                "mediaserver_packets_relayed",
+                "Media packets forwarded to receiving legs.",
+                self.packets_relayed,
+            ),
+            (
+                "mediaserver_bytes_relayed",
+                "Media payload bytes forwarded.",
+                self.bytes_relayed,
+            ),
+            (
+                "mediaserver_datagrams_in",
+                "UDP datagrams received.",
+                self.datagrams_in,
+            ),
+            (
+                "mediaserver_datagrams_out",
+                "UDP datagrams sent.",
+                self.datagrams_out,
+            ),
+            (
+                "mediaserver_datagrams_unrouted",
+                "UDP datagrams no leg accepted.",
+                self.datagrams_unrouted,
+            ),
+            (
+                "mediaserver_send_errors",
+                "UDP sends refused by the kernel.",
+                self.send_errors,
+            ),
+            ("mediaserver_legs_added", "Legs accepted.", self.legs_added),
+            // Not `mediaserver_legs_connected`: that family is the gauge above, and OpenMetrics
+            // forbids two families of one name (`_total` is the counter's sample suffix).
+            (
+                "mediaserver_legs_established",
+                "Legs that got ICE and DTLS up.",
+                self.legs_connected_total,
+            ),
+            (
+                "mediaserver_legs_failed",
+                "Legs failed (ICE or DTLS).",
+                self.legs_failed,
+            ),
+            (
+                "mediaserver_dtls_failures",
+                "Legs failed in DTLS.",
+                self.dtls_failures,
+            ),
+            (
+                "mediaserver_ice_timeouts",
+                "Legs not connected within the connect timeout.",
+                self.ice_timeouts,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let metric = ConstCounter::new(value);
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+        }
+        let histograms = [
+            (
+                "mediaserver_forward_latency_seconds",
+                "Datagram arrival in the socket to its forwarded copies sent.",
+                &self.forward_latency,
+            ),
+            (
+                "mediaserver_socket_wait_seconds",
+                "Datagram arrival in the socket to the engine reading it.",
+                &self.socket_wait,
+            ),
+        ];
+        for (name, help, histogram) in histograms {
+            encoder
+                .encode_descriptor(name, help, None, MetricType::Histogram)?
+                .encode_histogram::<NoLabelSet>(
+                    histogram.sum_micros as f64 / 1e6,
+                    histogram.count,
+                    &histogram.exported_buckets(),
+                    None,
+                )?;
+        }
+        Ok(())
     }
 }
 
@@ -242,8 +288,41 @@ mod tests {
         assert!(text.contains("mediaserver_dtls_failures_total{server=\"media-1\"} 1"));
         assert!(text.contains("mediaserver_packets_relayed_total{server=\"media-1\"} 0"));
         assert!(
-            text.contains("mediaserver_socket_wait_us{server=\"media-1\",quantile=\"0.99\"} 0")
+            text.contains(
+                "mediaserver_socket_wait_seconds_bucket{server=\"media-1\",le=\"+Inf\"} 0"
+            )
         );
-        assert!(text.contains("mediaserver_forward_latency_us_count{server=\"media-1\"} 0"));
+        assert!(text.contains("mediaserver_forward_latency_seconds_count{server=\"media-1\"} 0"));
+        assert!(
+            text.contains("# TYPE mediaserver_packets_relayed counter\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn latencies_are_exported_with_cumulative_buckets() {
+        let mut snapshot = MetricsSnapshot::default();
+        for micros in [5, 10, 11, 400, 20_000] {
+            snapshot
+                .forward_latency
+                .record(Duration::from_micros(micros));
+        }
+        let text = snapshot.render_prometheus("m");
+        let bucket = |le: &str| {
+            let prefix =
+                format!("mediaserver_forward_latency_seconds_bucket{{server=\"m\",le=\"{le}\"}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(prefix.as_str()))
+                .unwrap_or_else(|| panic!("no bucket {le}:\n{text}"))
+                .to_string()
+        };
+        assert_eq!(bucket("0.00001"), "2");
+        assert_eq!(bucket("0.000025"), "3");
+        assert_eq!(bucket("0.0005"), "4");
+        assert_eq!(bucket("0.01"), "4");
+        assert_eq!(bucket("+Inf"), "5");
+        assert!(text.contains("mediaserver_forward_latency_seconds_count{server=\"m\"} 5"));
+        assert!(text.contains("mediaserver_forward_latency_seconds_sum{server=\"m\"} 0.020426"));
     }
 }

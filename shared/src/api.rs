@@ -1,5 +1,5 @@
 //! REST bodies of the client API (`/api/v1`) and the admin API (`/api/v1/admin`).
-//! The routes themselves are listed in `docs/api.md`.
+//! The routes themselves are in the served OpenAPI document (`GET /api/v1/openapi.json`).
 
 use crate::presence::{Availability, Capability, PresenceView};
 use crate::{ConversationId, DeviceId, GroupId, MediaServerId, ServerId, TimestampMs, UserId};
@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 /// programs and a sentence for people.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub enum ErrorCode {
     /// The request is not well formed (bad JSON, a missing or invalid field).
     BadRequest,
@@ -88,6 +89,7 @@ impl std::fmt::Display for ErrorCode {
 /// Body of every error answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{error}: {message}")]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct ApiError {
     pub error: ErrorCode,
     pub message: String,
@@ -116,6 +118,7 @@ impl ApiError {
 
 /// `POST /api/v1/login` and `POST /api/v1/admin/login`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct LoginRequest {
     pub user: UserId,
     pub password: String,
@@ -125,6 +128,7 @@ pub struct LoginRequest {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct LoginResponse {
     /// Bearer token for every further request and for the WebSocket.
     pub token: String,
@@ -138,6 +142,7 @@ pub struct LoginResponse {
 
 /// A user as the directory and the admin API show them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct UserInfo {
     pub id: UserId,
     pub display_name: String,
@@ -149,6 +154,7 @@ pub struct UserInfo {
 
 /// `POST /api/v1/admin/users`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct CreateUser {
     pub id: UserId,
     pub password: String,
@@ -163,6 +169,7 @@ pub struct CreateUser {
 
 /// `PATCH /api/v1/admin/users/{id}`: every field optional.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct UpdateUser {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
@@ -174,6 +181,7 @@ pub struct UpdateUser {
 
 /// `POST /api/v1/admin/groups`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct CreateGroup {
     pub id: GroupId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,6 +189,7 @@ pub struct CreateGroup {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct GroupInfo {
     pub id: GroupId,
     pub display_name: String,
@@ -189,12 +198,14 @@ pub struct GroupInfo {
 
 /// `POST /api/v1/admin/groups/{id}/members`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct AddMember {
     pub user: UserId,
 }
 
 /// One UCServer as `server list` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct ServerInfo {
     pub id: ServerId,
     pub url: String,
@@ -208,6 +219,7 @@ pub struct ServerInfo {
 
 /// One MediaServer as `server list` and `media list` show it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct MediaServerInfo {
     pub id: MediaServerId,
     pub control_url: String,
@@ -222,6 +234,7 @@ pub struct MediaServerInfo {
 
 /// `GET /api/v1/admin/servers`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct ServerList {
     pub servers: Vec<ServerInfo>,
     #[serde(default)]
@@ -230,6 +243,7 @@ pub struct ServerList {
 
 /// One license kind of the pool.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct LicenseInfo {
     pub kind: String,
     /// `None` means not limited (no capacity was set).
@@ -239,12 +253,14 @@ pub struct LicenseInfo {
 
 /// `PUT /api/v1/admin/licenses/{kind}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct SetLicense {
     pub capacity: u32,
 }
 
 /// `POST /api/v1/admin/media`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct AddMediaServer {
     pub id: MediaServerId,
     pub control_url: String,
@@ -252,6 +268,7 @@ pub struct AddMediaServer {
 
 /// `PUT /api/v1/presence`: set one's own presence, or another user's with the right.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct SetPresence {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability: Option<Availability>,
@@ -265,6 +282,7 @@ pub struct SetPresence {
 
 /// An entry of the contact list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct Contact {
     pub user: UserId,
     pub display_name: String,
@@ -275,6 +293,7 @@ pub struct Contact {
 
 /// `PUT /api/v1/contacts/{user}`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct PutContact {
     #[serde(default)]
     pub group: String,
@@ -282,6 +301,7 @@ pub struct PutContact {
 
 /// `POST /api/v1/messages`: send to a user (1:1) or to a conversation.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct SendMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<UserId>,
@@ -295,6 +315,7 @@ pub struct SendMessage {
 
 /// A stored chat message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct ChatMessage {
     pub conversation: ConversationId,
     /// Position in the conversation: 1, 2, 3, ... without gaps.
@@ -309,6 +330,7 @@ pub struct ChatMessage {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub enum ConversationKind {
     Direct,
     Group,
@@ -316,6 +338,7 @@ pub enum ConversationKind {
 
 /// A conversation as the caller sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct ConversationSummary {
     pub id: ConversationId,
     pub kind: ConversationKind,
@@ -331,6 +354,7 @@ pub struct ConversationSummary {
 
 /// `POST /api/v1/conversations`: an ad-hoc group conversation.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct CreateConversation {
     pub name: String,
     pub members: Vec<UserId>,
@@ -338,6 +362,7 @@ pub struct CreateConversation {
 
 /// `POST /api/v1/conversations/{id}/read`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct MarkRead {
     /// Defaults to the conversation's latest message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -345,6 +370,7 @@ pub struct MarkRead {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct ReadMarker {
     pub conversation: ConversationId,
     pub user: UserId,
@@ -353,6 +379,7 @@ pub struct ReadMarker {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub enum JournalKind {
     Chat,
     Call,
@@ -360,6 +387,7 @@ pub enum JournalKind {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub enum Direction {
     Incoming,
     Outgoing,
@@ -368,6 +396,7 @@ pub enum Direction {
 /// How a call ended, for the journal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub enum CallResult {
     Answered,
     Missed,
@@ -380,6 +409,7 @@ pub enum CallResult {
 
 /// One line of a user's journal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct JournalEntry {
     pub id: String,
     pub user: UserId,
@@ -405,6 +435,7 @@ pub struct JournalEntry {
 
 /// `GET /healthz` and `GET /readyz`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct Health {
     pub server: ServerId,
     pub ok: bool,
@@ -413,6 +444,7 @@ pub struct Health {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct HealthCheck {
     pub name: String,
     pub ok: bool,

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 /// When a forwarding rule applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub enum ForwardMode {
     /// Every call goes to the target; the user's devices never ring.
     Always,
@@ -60,6 +61,7 @@ impl std::str::FromStr for ForwardMode {
 
 /// A user's forwarding rules: at most one target per mode, so two rules can never disagree.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct ForwardingRules {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub always: Option<UserId>,
@@ -97,6 +99,7 @@ impl ForwardingRules {
 /// and over the bus inside [`CallBusBody::CallRelay`] when the call lives on another server.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum CallCommand {
     /// Call a user. `sdp` is this device's offer for its leg on the MediaServer. Answered with
     /// `call_placed` (the call id), then `call_media_answer`.
@@ -142,6 +145,7 @@ pub enum CallCommand {
 /// Why a device stopped ringing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum StopReason {
     /// Another device of the same user answered.
     AnsweredElsewhere,
@@ -162,6 +166,7 @@ pub enum StopReason {
 /// Why a call (or one invitation into it) ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum EndReason {
     /// A party hung up after the call was answered.
     HungUp,
@@ -246,6 +251,7 @@ impl Refusal {
 /// An event about calls pushed to a device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum CallEvent {
     /// The call this device asked for exists; it runs on `media`.
     CallPlaced {

@@ -11,6 +11,7 @@ macro_rules! string_id {
         $(#[$meta])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
+        #[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
         pub struct $name(pub String);
 
         impl $name {

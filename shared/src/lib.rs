@@ -3,6 +3,10 @@
 //! Everything that crosses a process boundary (REST bodies, WebSocket frames, bus messages,
 //! Redis values) is defined here and only here, so the server, the clients and the admin tool
 //! cannot drift apart. Internal state of the server converts to these types at the edge.
+//!
+//! Feature `schema` adds `utoipa::ToSchema` (REST bodies) and `schemars::JsonSchema` (REST
+//! bodies and WebSocket frames) derives, for the documents the UCServer serves; the clients
+//! and `ucadmin` leave it off.
 
 pub mod api;
 pub mod bus;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// What a person chose (or what their devices say) about being reachable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub enum Availability {
     #[default]
     Available,
@@ -49,6 +50,7 @@ impl Availability {
     Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default, PartialOrd, Ord,
 )]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub enum TelephonyState {
     #[default]
     Idle,
@@ -60,6 +62,7 @@ pub enum TelephonyState {
 /// What a device can do; a watcher uses it to offer only what will work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub enum Capability {
     Chat,
     Audio,
@@ -70,6 +73,7 @@ pub enum Capability {
 
 /// One online device as presence shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct DevicePresence {
     pub device: DeviceId,
     pub capabilities: Vec<Capability>,
@@ -116,6 +120,7 @@ impl PresenceSnapshot {
 /// How much of a user's presence a watcher may see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub enum Visibility {
     /// Nothing: the watcher sees the user as offline.
     None,
@@ -127,6 +132,7 @@ pub enum Visibility {
 
 /// What one watcher sees of one user: a snapshot filtered by the visibility rule.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct PresenceView {
     pub user: UserId,
     pub visibility: Visibility,

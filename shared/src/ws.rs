@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 /// A command from a device, with its optional correlation id.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ClientEnvelope {
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
     pub reference: Option<u64>,
@@ -19,6 +20,7 @@ pub struct ClientEnvelope {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ClientCommand {
     /// Keep-alive; answered with `pong`.
     Ping,
@@ -70,6 +72,7 @@ pub enum ClientCommand {
 /// An event pushed to a device.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ServerEvent {
     /// First frame after connecting.
     Hello {

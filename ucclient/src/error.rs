@@ -8,7 +8,7 @@
 //! command-line tools print after `error: `.
 //!
 //! The softphone's media leg is not the server's business, so its failures have their own
-//! type, [`PeerError`].
+//! type, `PeerError` (feature `softphone`).
 
 use shared::api::{ApiError, ErrorCode};
 use std::time::Duration;
@@ -86,6 +86,7 @@ impl From<tokio_tungstenite::tungstenite::Error> for ClientError {
 
 /// What went wrong with a WebRTC peer ([`crate::peer::ClientPeer`]): building it, gathering
 /// its candidates, applying the MediaServer's answer, connecting, or sending media.
+#[cfg(feature = "softphone")]
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
     #[error("WebRTC: {0}")]

@@ -8,8 +8,11 @@
 //! that keeps the server's typed error when there is one.
 //!
 //! Calls: the call commands are methods of [`Connection`] (`call_place`, `call_answer`, …, see
-//! [`calls`]), the media leg is a [`peer::ClientPeer`] (webrtc-rs), and [`calls::CallSession`]
+//! [`calls`]), the media leg is a `peer::ClientPeer` (webrtc-rs), and [`calls::CallSession`]
 //! follows one call's events and says what to do next, without IO.
+//!
+//! The peer (module `peer` and its `PeerError`) is behind the `softphone` feature, on by
+//! default; `ucadmin` turns it off and so does not build the WebRTC stack.
 
 mod admin;
 pub mod calls;
@@ -19,12 +22,15 @@ mod error;
 mod http;
 mod login;
 pub mod ops;
+#[cfg(feature = "softphone")]
 pub mod peer;
 pub mod text;
 
 pub use admin::AdminClient;
 pub use client::{Client, capabilities_text, new_client_id, websocket_url};
 pub use connection::{Ack, Connection, Hello, event_type};
-pub use error::{ClientError, PeerError, TransportError};
+#[cfg(feature = "softphone")]
+pub use error::PeerError;
+pub use error::{ClientError, TransportError};
 pub use http::{HttpClient, normalize_base_url};
 pub use login::MAX_LOGIN_HOPS;

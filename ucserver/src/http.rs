@@ -8,91 +8,30 @@ use crate::error::{AppError, AppResult};
 use crate::extract::{Admin, AnySession, AppState, Body, Caller, ClientSession, MaybeBody};
 use crate::server::Server;
 use crate::store::{HistoryPage, UserRecord};
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post, put};
-use axum::{Json, Router};
 use serde::Deserialize;
 use shared::api::*;
 use shared::presence::PresenceView;
 use shared::{ConversationId, DeviceId, GroupId, MediaServerId, UserId, now_ms, validate_name};
 use std::net::SocketAddr;
 
-pub fn router(server: AppState) -> Router {
-    let api = Router::new()
-        .route("/login", post(session_login))
-        .route("/logout", post(session_logout))
-        .route("/me", get(me_get))
-        .route("/ws", get(crate::ws::ws_upgrade))
-        .route("/presence", put(presence_put))
-        .route("/presence/{user}", get(presence_get))
-        .route("/contacts", get(contacts_list))
-        .route(
-            "/contacts/{user}",
-            put(contacts_put).delete(contacts_delete),
-        )
-        .route("/directory", get(directory_search))
-        .route(
-            "/delegates/{user}",
-            put(delegates_put).delete(delegates_delete),
-        )
-        .route(
-            "/conversations",
-            get(conversations_list).post(conversations_create),
-        )
-        .route("/conversations/{id}/messages", get(messages_list))
-        .route(
-            "/conversations/{id}/read",
-            post(conversations_read).get(conversations_read_markers),
-        )
-        .route("/messages", post(messages_send))
-        .route("/journal", get(journal_list))
-        .route("/users/{user}/forwarding", get(forwarding_get))
-        .route("/admin/login", post(admin_login))
-        .route(
-            "/admin/users",
-            get(admin_users_list).post(admin_users_create),
-        )
-        .route(
-            "/admin/users/{id}",
-            patch(admin_users_update).delete(admin_users_delete),
-        )
-        .route(
-            "/admin/groups",
-            get(admin_groups_list).post(admin_groups_create),
-        )
-        .route("/admin/groups/{id}/members", post(admin_members_add))
-        .route(
-            "/admin/groups/{id}/members/{user}",
-            delete(admin_members_remove),
-        )
-        .route("/admin/servers", get(admin_servers_list))
-        .route("/admin/licenses", get(admin_licenses_list))
-        .route("/admin/licenses/{kind}", put(admin_licenses_set))
-        .route("/admin/media", get(admin_media_list).post(admin_media_add))
-        .route("/admin/media/{id}", delete(admin_media_remove))
-        .route("/{*rest}", axum::routing::any(api_not_found));
-    Router::new()
-        .nest("/api/v1", api)
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        // Everything else is the web client, served from the binary itself.
-        .merge(ucweb::client_router())
-        .layer(axum::extract::DefaultBodyLimit::max(
-            shared::limits::MAX_BODY_BYTES,
-        ))
-        .with_state(server)
-}
-
-async fn api_not_found() -> AppError {
+pub async fn api_not_found() -> AppError {
     AppError::not_found("no such API route; see docs/api.md")
 }
 
 // ---------------------------------------------------------------------------- operations
 
-async fn healthz(State(server): State<AppState>) -> Json<Health> {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "The process is up.", body = Health))
+)]
+pub(crate) async fn healthz(State(server): State<AppState>) -> Json<Health> {
     Json(Health {
         server: server.id.clone(),
         ok: true,
@@ -100,7 +39,14 @@ async fn healthz(State(server): State<AppState>) -> Json<Health> {
     })
 }
 
-async fn readyz(State(server): State<AppState>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "SQL and the bus answer.", body = Health), (status = 503, description = "SQL or the bus does not answer; `checks` says which.", body = Health))
+)]
+pub(crate) async fn readyz(State(server): State<AppState>) -> Response {
     let sql = server.store.ping().await;
     let bus = server.cluster.ping().await;
     let checks = vec![
@@ -132,16 +78,23 @@ async fn readyz(State(server): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn metrics(State(server): State<AppState>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "Every series of this server, labelled `server`.", content_type = "application/openmetrics-text", body = String))
+)]
+pub(crate) async fn metrics(State(server): State<AppState>) -> Response {
     let licenses = server.licenses.usage().await.unwrap_or_default();
     let text = server.metrics.render(server.id.as_str(), &licenses);
-    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
+    ([("content-type", crate::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 // ---------------------------------------------------------------------------- sessions
 
 /// Checks a password with throttling by user name and by address.
-async fn check_password(
+pub(crate) async fn check_password(
     server: &Server,
     request: &LoginRequest,
     address: &str,
@@ -219,7 +172,15 @@ fn address(headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
         .unwrap_or_default()
 }
 
-async fn session_login(
+#[utoipa::path(
+    post,
+    path = "/api/v1/login",
+    tag = "client",
+    security(()),
+    request_body = LoginRequest,
+    responses((status = 200, description = "Signed in at the home server.", body = LoginResponse))
+)]
+pub(crate) async fn session_login(
     State(server): State<AppState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -283,7 +244,7 @@ async fn session_login(
 }
 
 /// The public URL of a server: its heartbeat first, else what it registered in SQL.
-async fn server_url(server: &Server, id: &shared::ServerId) -> Option<String> {
+pub(crate) async fn server_url(server: &Server, id: &shared::ServerId) -> Option<String> {
     if let Some(seen) = server.bus("list servers", server.cluster.servers()).await
         && let Some(found) = seen.into_iter().find(|s| &s.heartbeat.id == id)
     {
@@ -293,25 +254,56 @@ async fn server_url(server: &Server, id: &shared::ServerId) -> Option<String> {
     registered.into_iter().find(|s| &s.id == id).map(|s| s.url)
 }
 
-async fn session_logout(State(server): State<AppState>, Caller(_, token): Caller) -> StatusCode {
+#[utoipa::path(
+    post,
+    path = "/api/v1/logout",
+    tag = "client",
+    responses((status = 204, description = "The token has ended."))
+)]
+pub(crate) async fn session_logout(
+    State(server): State<AppState>,
+    Caller(_, token): Caller,
+) -> StatusCode {
     server.end_token(&token).await;
     StatusCode::NO_CONTENT
 }
 
-async fn me_get(AnySession(session): AnySession) -> AppResult<Json<UserInfo>> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    tag = "client",
+    responses((status = 200, body = UserInfo))
+)]
+pub(crate) async fn me_get(AnySession(session): AnySession) -> AppResult<Json<UserInfo>> {
     Ok(Json(session.me().await?))
 }
 
 // ---------------------------------------------------------------------------- presence
 
-async fn presence_put(
+#[utoipa::path(
+    put,
+    path = "/api/v1/presence",
+    tag = "client",
+    request_body = SetPresence,
+    responses((status = 200, description = "The presence as the caller now sees it.", body = PresenceView))
+)]
+pub(crate) async fn presence_put(
     ClientSession(session): ClientSession,
     Body(request): Body<SetPresence>,
 ) -> AppResult<Json<PresenceView>> {
     Ok(Json(session.set_presence(request).await?))
 }
 
-async fn presence_get(
+#[utoipa::path(
+    get,
+    path = "/api/v1/presence/{user}",
+    tag = "client",
+    params(
+        ("user" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 200, description = "What the caller may see of the user (the visibility rule).", body = PresenceView))
+)]
+pub(crate) async fn presence_get(
     AnySession(session): AnySession,
     Path(user): Path<UserId>,
 ) -> AppResult<Json<PresenceView>> {
@@ -319,7 +311,16 @@ async fn presence_get(
 }
 
 /// A user's call forwarding: for the user, their delegates and admins.
-async fn forwarding_get(
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{user}/forwarding",
+    tag = "client",
+    params(
+        ("user" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 200, body = shared::call::ForwardingRules))
+)]
+pub(crate) async fn forwarding_get(
     AnySession(session): AnySession,
     Path(user): Path<UserId>,
 ) -> AppResult<Json<shared::call::ForwardingRules>> {
@@ -328,11 +329,29 @@ async fn forwarding_get(
 
 // ---------------------------------------------------------------------------- contacts
 
-async fn contacts_list(ClientSession(session): ClientSession) -> AppResult<Json<Vec<Contact>>> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/contacts",
+    tag = "client",
+    responses((status = 200, body = Vec<Contact>))
+)]
+pub(crate) async fn contacts_list(
+    ClientSession(session): ClientSession,
+) -> AppResult<Json<Vec<Contact>>> {
     Ok(Json(session.contacts().await?))
 }
 
-async fn contacts_put(
+#[utoipa::path(
+    put,
+    path = "/api/v1/contacts/{user}",
+    tag = "client",
+    request_body = Option<PutContact>,
+    params(
+        ("user" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 200, body = Contact))
+)]
+pub(crate) async fn contacts_put(
     ClientSession(session): ClientSession,
     Path(user): Path<UserId>,
     MaybeBody(body): MaybeBody<PutContact>,
@@ -341,7 +360,16 @@ async fn contacts_put(
     Ok(Json(session.add_contact(user, group).await?))
 }
 
-async fn contacts_delete(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/contacts/{user}",
+    tag = "client",
+    params(
+        ("user" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 204, description = "Removed."))
+)]
+pub(crate) async fn contacts_delete(
     ClientSession(session): ClientSession,
     Path(user): Path<UserId>,
 ) -> AppResult<StatusCode> {
@@ -350,19 +378,37 @@ async fn contacts_delete(
 }
 
 #[derive(Deserialize)]
-struct DirectoryQuery {
+pub(crate) struct DirectoryQuery {
     #[serde(default)]
     q: String,
 }
 
-async fn directory_search(
+#[utoipa::path(
+    get,
+    path = "/api/v1/directory",
+    tag = "client",
+    params(
+        ("q" = Option<String>, Query, description = "text in the id or display name"),
+    ),
+    responses((status = 200, description = "At most 50 users.", body = Vec<UserInfo>))
+)]
+pub(crate) async fn directory_search(
     AnySession(session): AnySession,
     Query(query): Query<DirectoryQuery>,
 ) -> AppResult<Json<Vec<UserInfo>>> {
     Ok(Json(session.directory(&query.q).await?))
 }
 
-async fn delegates_put(
+#[utoipa::path(
+    put,
+    path = "/api/v1/delegates/{user}",
+    tag = "client",
+    params(
+        ("user" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 204, description = "The user may now set the caller's presence and forwarding."))
+)]
+pub(crate) async fn delegates_put(
     ClientSession(session): ClientSession,
     Path(user): Path<UserId>,
 ) -> AppResult<StatusCode> {
@@ -370,7 +416,16 @@ async fn delegates_put(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn delegates_delete(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/delegates/{user}",
+    tag = "client",
+    params(
+        ("user" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 204, description = "Removed."))
+)]
+pub(crate) async fn delegates_delete(
     ClientSession(session): ClientSession,
     Path(user): Path<UserId>,
 ) -> AppResult<StatusCode> {
@@ -380,20 +435,40 @@ async fn delegates_delete(
 
 // ---------------------------------------------------------------------------- chat
 
-async fn conversations_list(
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations",
+    tag = "client",
+    responses((status = 200, body = Vec<ConversationSummary>))
+)]
+pub(crate) async fn conversations_list(
     ClientSession(session): ClientSession,
 ) -> AppResult<Json<Vec<ConversationSummary>>> {
     Ok(Json(session.conversations().await?))
 }
 
-async fn conversations_create(
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations",
+    tag = "client",
+    request_body = CreateConversation,
+    responses((status = 200, description = "An ad-hoc group conversation, caller included.", body = ConversationSummary))
+)]
+pub(crate) async fn conversations_create(
     ClientSession(session): ClientSession,
     Body(request): Body<CreateConversation>,
 ) -> AppResult<Json<ConversationSummary>> {
     Ok(Json(session.create_conversation(request).await?))
 }
 
-async fn messages_send(
+#[utoipa::path(
+    post,
+    path = "/api/v1/messages",
+    tag = "client",
+    request_body = SendMessage,
+    responses((status = 200, description = "The stored message.", body = ChatMessage))
+)]
+pub(crate) async fn messages_send(
     ClientSession(session): ClientSession,
     Body(request): Body<SendMessage>,
 ) -> AppResult<Json<ChatMessage>> {
@@ -409,13 +484,25 @@ async fn messages_send(
 }
 
 #[derive(Deserialize)]
-struct HistoryQuery {
+pub(crate) struct HistoryQuery {
     before: Option<u64>,
     after: Option<u64>,
     limit: Option<u32>,
 }
 
-async fn messages_list(
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}/messages",
+    tag = "client",
+    params(
+        ("id" = ConversationId, Path, description = "a conversation id"),
+        ("before" = Option<u64>, Query, description = "only messages before this sequence number"),
+        ("after" = Option<u64>, Query, description = "only messages after this sequence number"),
+        ("limit" = Option<u32>, Query, description = "at most 500, default 50"),
+    ),
+    responses((status = 200, description = "Ascending by `seq`.", body = Vec<ChatMessage>))
+)]
+pub(crate) async fn messages_list(
     ClientSession(session): ClientSession,
     Path(id): Path<ConversationId>,
     Query(query): Query<HistoryQuery>,
@@ -432,7 +519,17 @@ async fn messages_list(
     Ok(Json(session.history(&id, page, limit).await?))
 }
 
-async fn conversations_read(
+#[utoipa::path(
+    post,
+    path = "/api/v1/conversations/{id}/read",
+    tag = "client",
+    request_body = Option<MarkRead>,
+    params(
+        ("id" = ConversationId, Path, description = "a conversation id"),
+    ),
+    responses((status = 200, description = "The caller's marker; it never moves back.", body = ReadMarker))
+)]
+pub(crate) async fn conversations_read(
     ClientSession(session): ClientSession,
     Path(id): Path<ConversationId>,
     MaybeBody(body): MaybeBody<MarkRead>,
@@ -442,7 +539,16 @@ async fn conversations_read(
 }
 
 /// Every member's read marker, so a client shows who read what after a reload.
-async fn conversations_read_markers(
+#[utoipa::path(
+    get,
+    path = "/api/v1/conversations/{id}/read",
+    tag = "client",
+    params(
+        ("id" = ConversationId, Path, description = "a conversation id"),
+    ),
+    responses((status = 200, description = "Every member's marker.", body = Vec<ReadMarker>))
+)]
+pub(crate) async fn conversations_read_markers(
     ClientSession(session): ClientSession,
     Path(id): Path<ConversationId>,
 ) -> AppResult<Json<Vec<ReadMarker>>> {
@@ -450,11 +556,20 @@ async fn conversations_read_markers(
 }
 
 #[derive(Deserialize)]
-struct JournalQuery {
+pub(crate) struct JournalQuery {
     limit: Option<u32>,
 }
 
-async fn journal_list(
+#[utoipa::path(
+    get,
+    path = "/api/v1/journal",
+    tag = "client",
+    params(
+        ("limit" = Option<u32>, Query, description = "how many entries"),
+    ),
+    responses((status = 200, description = "Newest first.", body = Vec<JournalEntry>))
+)]
+pub(crate) async fn journal_list(
     ClientSession(session): ClientSession,
     Query(query): Query<JournalQuery>,
 ) -> AppResult<Json<Vec<JournalEntry>>> {
@@ -463,7 +578,15 @@ async fn journal_list(
 
 // ---------------------------------------------------------------------------- admin
 
-async fn admin_login(
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/login",
+    tag = "admin",
+    security(()),
+    request_body = LoginRequest,
+    responses((status = 200, description = "An admin-console session: valid on any server, takes no seat.", body = LoginResponse))
+)]
+pub(crate) async fn admin_login(
     State(server): State<AppState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -496,18 +619,41 @@ async fn admin_login(
     }))
 }
 
-async fn admin_users_list(Admin(admin): Admin) -> AppResult<Json<Vec<UserInfo>>> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users",
+    tag = "admin",
+    responses((status = 200, body = Vec<UserInfo>))
+)]
+pub(crate) async fn admin_users_list(Admin(admin): Admin) -> AppResult<Json<Vec<UserInfo>>> {
     Ok(Json(admin.users().await?))
 }
 
-async fn admin_users_create(
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users",
+    tag = "admin",
+    request_body = CreateUser,
+    responses((status = 200, body = UserInfo))
+)]
+pub(crate) async fn admin_users_create(
     Admin(admin): Admin,
     Body(request): Body<CreateUser>,
 ) -> AppResult<Json<UserInfo>> {
     Ok(Json(admin.create_user(request).await?))
 }
 
-async fn admin_users_update(
+#[utoipa::path(
+    patch,
+    path = "/api/v1/admin/users/{id}",
+    tag = "admin",
+    request_body = UpdateUser,
+    params(
+        ("id" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 200, body = UserInfo))
+)]
+pub(crate) async fn admin_users_update(
     Admin(admin): Admin,
     Path(id): Path<UserId>,
     Body(request): Body<UpdateUser>,
@@ -515,23 +661,58 @@ async fn admin_users_update(
     Ok(Json(admin.update_user(&id, request).await?))
 }
 
-async fn admin_users_delete(Admin(admin): Admin, Path(id): Path<UserId>) -> AppResult<StatusCode> {
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/users/{id}",
+    tag = "admin",
+    params(
+        ("id" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 204, description = "Deleted."))
+)]
+pub(crate) async fn admin_users_delete(
+    Admin(admin): Admin,
+    Path(id): Path<UserId>,
+) -> AppResult<StatusCode> {
     admin.delete_user(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn admin_groups_list(Admin(admin): Admin) -> AppResult<Json<Vec<GroupInfo>>> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/groups",
+    tag = "admin",
+    responses((status = 200, body = Vec<GroupInfo>))
+)]
+pub(crate) async fn admin_groups_list(Admin(admin): Admin) -> AppResult<Json<Vec<GroupInfo>>> {
     Ok(Json(admin.groups().await?))
 }
 
-async fn admin_groups_create(
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/groups",
+    tag = "admin",
+    request_body = CreateGroup,
+    responses((status = 200, body = GroupInfo))
+)]
+pub(crate) async fn admin_groups_create(
     Admin(admin): Admin,
     Body(request): Body<CreateGroup>,
 ) -> AppResult<Json<GroupInfo>> {
     Ok(Json(admin.create_group(request).await?))
 }
 
-async fn admin_members_add(
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/groups/{id}/members",
+    tag = "admin",
+    request_body = AddMember,
+    params(
+        ("id" = GroupId, Path, description = "a group id"),
+    ),
+    responses((status = 200, body = GroupInfo))
+)]
+pub(crate) async fn admin_members_add(
     Admin(admin): Admin,
     Path(id): Path<GroupId>,
     Body(request): Body<AddMember>,
@@ -539,22 +720,54 @@ async fn admin_members_add(
     Ok(Json(admin.add_member(&id, &request.user).await?))
 }
 
-async fn admin_members_remove(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/groups/{id}/members/{user}",
+    tag = "admin",
+    params(
+        ("id" = GroupId, Path, description = "a group id"),
+        ("user" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 200, body = GroupInfo))
+)]
+pub(crate) async fn admin_members_remove(
     Admin(admin): Admin,
     Path((id, user)): Path<(GroupId, UserId)>,
 ) -> AppResult<Json<GroupInfo>> {
     Ok(Json(admin.remove_member(&id, &user).await?))
 }
 
-async fn admin_servers_list(Admin(admin): Admin) -> AppResult<Json<ServerList>> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/servers",
+    tag = "admin",
+    responses((status = 200, body = ServerList))
+)]
+pub(crate) async fn admin_servers_list(Admin(admin): Admin) -> AppResult<Json<ServerList>> {
     Ok(Json(admin.servers().await?))
 }
 
-async fn admin_licenses_list(Admin(admin): Admin) -> AppResult<Json<Vec<LicenseInfo>>> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/licenses",
+    tag = "admin",
+    responses((status = 200, body = Vec<LicenseInfo>))
+)]
+pub(crate) async fn admin_licenses_list(Admin(admin): Admin) -> AppResult<Json<Vec<LicenseInfo>>> {
     Ok(Json(admin.licenses().await?))
 }
 
-async fn admin_licenses_set(
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/licenses/{kind}",
+    tag = "admin",
+    request_body = SetLicense,
+    params(
+        ("kind" = String, Path, description = "a license kind, such as `uc-seat`"),
+    ),
+    responses((status = 200, body = LicenseInfo))
+)]
+pub(crate) async fn admin_licenses_set(
     Admin(admin): Admin,
     Path(kind): Path<String>,
     Body(request): Body<SetLicense>,
@@ -562,87 +775,43 @@ async fn admin_licenses_set(
     Ok(Json(admin.set_license(kind, request.capacity).await?))
 }
 
-async fn admin_media_list(Admin(admin): Admin) -> AppResult<Json<Vec<MediaServerInfo>>> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/media",
+    tag = "admin",
+    responses((status = 200, description = "MediaServers made known to the cluster, with liveness and load.", body = Vec<MediaServerInfo>))
+)]
+pub(crate) async fn admin_media_list(Admin(admin): Admin) -> AppResult<Json<Vec<MediaServerInfo>>> {
     Ok(Json(admin.media().await?))
 }
 
-async fn admin_media_add(
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/media",
+    tag = "admin",
+    request_body = AddMediaServer,
+    responses((status = 200, body = MediaServerInfo))
+)]
+pub(crate) async fn admin_media_add(
     Admin(admin): Admin,
     Body(request): Body<AddMediaServer>,
 ) -> AppResult<Json<MediaServerInfo>> {
     Ok(Json(admin.add_media(request).await?))
 }
 
-async fn admin_media_remove(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/media/{id}",
+    tag = "admin",
+    params(
+        ("id" = MediaServerId, Path, description = "a MediaServer id"),
+    ),
+    responses((status = 204, description = "Removed."))
+)]
+pub(crate) async fn admin_media_remove(
     Admin(admin): Admin,
     Path(id): Path<MediaServerId>,
 ) -> AppResult<StatusCode> {
     admin.remove_media(&id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body as HttpBody;
-    use axum::http::Request as HttpRequest;
-    use std::sync::Arc;
-    use tower::ServiceExt;
-
-    async fn app() -> Router {
-        let store = crate::store::SqlStore::connect("sqlite::memory:")
-            .await
-            .unwrap();
-        let cluster = crate::cluster::LocalCluster::new(crate::cluster::LocalHub::new());
-        let (server, _writer) = Server::new(
-            crate::config::Config::default(),
-            "http://localhost:0".into(),
-            Arc::new(store),
-            Arc::new(cluster),
-        );
-        router(server)
-    }
-
-    async fn get(app: Router, path: &str) -> (StatusCode, String) {
-        let response = app
-            .oneshot(HttpRequest::get(path).body(HttpBody::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        (status, String::from_utf8_lossy(&bytes).into_owned())
-    }
-
-    #[tokio::test]
-    async fn the_web_client_is_served_beside_the_api() {
-        let (status, body) = get(app().await, "/").await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        assert!(
-            body.contains("<html") || body.contains("<!doctype") || body.contains("<!DOCTYPE"),
-            "{body}"
-        );
-        // The client's modules live in a subfolder and must come back as JavaScript.
-        let response = app()
-            .await
-            .oneshot(
-                HttpRequest::get("/js/main.js")
-                    .body(HttpBody::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(
-            response.headers()[axum::http::header::CONTENT_TYPE],
-            "text/javascript; charset=utf-8"
-        );
-        let (status, body) = get(app().await, "/api/v1/nothing").await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
-        assert!(body.contains("\"not_found\""), "{body}");
-        let (status, body) = get(app().await, "/api/v1/me").await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert!(body.contains("\"unauthorized\""), "{body}");
-    }
 }

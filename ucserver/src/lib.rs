@@ -1,6 +1,7 @@
 //! The UCServer: owns its users' live sessions and shares state with its peers over the
 //! cluster (Redis or in-process) and SQL. See ARCHITECTURE.md for the map.
 
+pub mod api_docs;
 pub mod app;
 pub mod auth;
 pub mod calls;
@@ -15,6 +16,7 @@ pub mod licenses;
 pub mod media;
 pub mod metrics;
 pub mod relations;
+pub mod routes;
 pub mod server;
 pub mod store;
 pub mod telephony;
@@ -186,8 +188,8 @@ pub async fn start(
         }
     });
 
-    let app =
-        http::router(server.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = routes::router(server.clone())
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let http_server = server.clone();
     tasks.spawn(async move {
         let graceful = async move {

@@ -31,6 +31,7 @@ use shared::{CallId, ConversationId, DeviceId, ServerId, TimestampMs, UserId, no
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 /// Events queued for one device before it counts as too slow and is disconnected.
@@ -72,6 +73,8 @@ struct ClusterState {
 struct ChatJob {
     message: NewMessage,
     reply: oneshot::Sender<AppResult<ChatMessage>>,
+    /// When the message was checked and queued (for the chat delivery histogram).
+    accepted: Instant,
 }
 
 pub struct Server {
@@ -120,7 +123,7 @@ impl Server {
             config.media_secret.clone(),
             config.configured_media().unwrap_or_default(),
         );
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(&config.server_id()));
         let relations = Relations::new(store.clone(), metrics.clone());
         let licenses = Licenses::new(
             config.server_id(),
@@ -862,6 +865,7 @@ impl Server {
     /// Stores a snapshot in the cluster and sends it to every watcher: locally, and with one
     /// bus message per other server that is home to watchers.
     pub async fn fan_out_presence(&self, snapshot: PresenceSnapshot) {
+        let _timer = self.metrics.presence_fan_out.start_timer();
         self.bus("put presence", self.cluster.put_presence(&snapshot))
             .await;
         let watchers = match self.relations.watchers_of(&snapshot.user).await {
@@ -1002,7 +1006,11 @@ impl Server {
         };
         let (reply, answer) = oneshot::channel();
         self.chat_tx
-            .send(ChatJob { message, reply })
+            .send(ChatJob {
+                message,
+                reply,
+                accepted: Instant::now(),
+            })
             .await
             .map_err(|_| {
                 AppError::new(ErrorCode::ServerUnavailable, "the server is shutting down")
@@ -1526,7 +1534,12 @@ impl ChatWriter {
         let delivery = tokio::spawn(async move {
             while let Some(batch) = stored_rx.recv().await {
                 delivery_server.deliver_messages(&batch.stored).await;
+                let handed_over = Instant::now();
                 for (job, result) in batch.jobs.into_iter().zip(batch.results) {
+                    if result.is_ok() {
+                        let delivery = handed_over.duration_since(job.accepted);
+                        delivery_server.metrics.chat_delivery.observe(delivery);
+                    }
                     let _ = job.reply.send(result);
                 }
             }

@@ -45,6 +45,17 @@ pub struct WsQuery {
     caps: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/ws",
+    tag = "client",
+    params(
+        ("device" = Option<String>, Query, description = "the device id; default: the token's"),
+        ("caps" = Option<String>, Query, description = "capabilities, such as `chat,audio`"),
+        ("token" = Option<String>, Query, description = "the session token, for browsers that cannot set headers"),
+    ),
+    responses((status = 101, description = "The WebSocket: `ClientEnvelope` frames in, `ServerEvent` frames out (GET /api/v1/ws-schema.json); the first is `hello`."))
+)]
 pub async fn ws_upgrade(
     State(server): State<AppState>,
     Client(info): Client,

@@ -2,7 +2,8 @@
 //! below it, and no two modules import each other (directly or round a cycle). The layers,
 //! from the top (see ARCHITECTURE.md):
 //!
-//! 5. front ends: `http`, `ws`, `extract` (codecs and routing)
+//! 6. `routes` (which front end answers which path)
+//! 5. front ends: `http`, `ws`, `extract`, `api_docs` (codecs, routing, the documents)
 //! 4. the application layer: `app` (sessions and the access rules)
 //! 3. `dispatch` (inputs that span the components and the call shell)
 //! 2. the call shell: `calls`
@@ -20,9 +21,11 @@ use std::path::Path;
 /// The layer of a module: the longest listed prefix of its path decides.
 fn layer(module: &str) -> Option<u8> {
     const LAYERS: &[(&str, u8)] = &[
+        ("routes", 6),
         ("http", 5),
         ("ws", 5),
         ("extract", 5),
+        ("api_docs", 5),
         ("app", 4),
         ("dispatch", 3),
         ("calls", 2),
