@@ -19,8 +19,10 @@ use serde::Deserialize;
 use shared::api::{ErrorCode, SetPresence, parse_capabilities};
 use shared::ws::{ClientCommand, ClientEnvelope, ServerEvent};
 use shared::{DeviceId, UserId, validate_name};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -324,7 +326,7 @@ async fn handle_frame(
                 .ok()
                 .and_then(|v| v.get("type").and_then(|t| t.as_str().map(str::to_string)));
             let (code, message) = match known_type {
-                Some(kind) if !KNOWN_COMMANDS.contains(&kind.as_str()) => (
+                Some(kind) if !KNOWN_COMMANDS.contains(&kind) => (
                     ErrorCode::UnknownType,
                     format!("unknown command type '{kind}'"),
                 ),
@@ -416,23 +418,41 @@ fn error_event(reference: Option<u64>, error: AppError) -> ServerEvent {
     }
 }
 
-const KNOWN_COMMANDS: &[&str] = &[
-    "ping",
-    "presence_set",
-    "device_state",
-    "send",
-    "read",
-    "typing",
-    "sync",
-    "call_place",
-    "call_answer",
-    "call_reject",
-    "call_hangup",
-    "call_pickup",
-    "call_invite",
-    "forward_set",
-    "forward_clear",
-];
+/// The `type` of every command, read from the commands' own JSON Schema, so the list follows
+/// the serde tags by itself (an unknown `type` is answered `unknown_type`, a known one with bad
+/// fields `malformed_frame`).
+static KNOWN_COMMANDS: LazyLock<BTreeSet<String>> = LazyLock::new(|| {
+    let schema = serde_json::to_value(schemars::schema_for!(ClientCommand)).unwrap_or_default();
+    let mut found = BTreeSet::new();
+    type_constants(&schema, &mut found);
+    found
+});
+
+/// Collects the constant values of every `type` property in a schema.
+fn type_constants(schema: &serde_json::Value, found: &mut BTreeSet<String>) {
+    match schema {
+        serde_json::Value::Object(map) => {
+            if let Some(kind) = map.get("properties").and_then(|p| p.get("type")) {
+                let constants = kind.get("const").into_iter().chain(
+                    kind.get("enum")
+                        .and_then(|e| e.as_array())
+                        .into_iter()
+                        .flatten(),
+                );
+                found.extend(constants.filter_map(|c| c.as_str().map(str::to_string)));
+            }
+            for value in map.values() {
+                type_constants(value, found);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                type_constants(item, found);
+            }
+        }
+        _ => {}
+    }
+}
 
 async fn run_command(
     session: &Session,
@@ -509,4 +529,29 @@ async fn run_command(
         }
     };
     Ok(Outcome::Done(reply))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KNOWN_COMMANDS;
+
+    #[test]
+    fn the_known_commands_are_read_from_the_wire_types() {
+        for kind in [
+            "ping",
+            "send",
+            "sync",
+            "device_state",
+            "call_place",
+            "forward_clear",
+        ] {
+            assert!(
+                KNOWN_COMMANDS.contains(kind),
+                "{kind}: {:?}",
+                *KNOWN_COMMANDS
+            );
+        }
+        assert!(!KNOWN_COMMANDS.contains("hello"), "{:?}", *KNOWN_COMMANDS);
+        assert_eq!(KNOWN_COMMANDS.len(), 15, "{:?}", *KNOWN_COMMANDS);
+    }
 }
