@@ -7,6 +7,7 @@ pub mod auth;
 pub mod calls;
 pub mod cluster;
 pub mod config;
+pub mod devices;
 pub mod dispatch;
 pub mod error;
 pub mod events;

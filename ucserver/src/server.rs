@@ -10,8 +10,9 @@ use crate::calls::registry::Calls;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::core::license;
-use crate::core::mdm::{self, DeviceMdm, MdmConfig, Offer};
+use crate::core::mdm::MdmConfig;
 use crate::core::presence::UserPresence;
+use crate::devices::Devices;
 use crate::error::{AppError, AppResult};
 use crate::events::{DeviceEvent, Outgoing};
 use crate::licenses::Licenses;
@@ -29,37 +30,15 @@ use shared::presence::{
 use shared::ws::ServerEvent;
 use shared::{CallId, ConversationId, DeviceId, ServerId, TimestampMs, UserId, now_ms};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
-/// Events queued for one device before it counts as too slow and is disconnected.
-pub const DEVICE_QUEUE: usize = 1024;
 /// A client token unused this long, with no device connected, ends (and returns its seat).
 pub const TOKEN_IDLE_MS: i64 = 12 * 60 * 60 * 1000;
 /// Messages stored in one SQL transaction at most.
 const CHAT_BATCH: usize = 512;
-
-/// One connected device.
-struct DeviceConn {
-    /// Tells this connection apart from a later one with the same device id.
-    conn: u64,
-    /// Typed events for the device's front end, which encodes them.
-    tx: mpsc::Sender<DeviceEvent>,
-    mdm: DeviceMdm<DeviceEvent>,
-}
-
-/// A local user: presence inputs and connected devices.
-struct LocalUser {
-    presence: UserPresence,
-    devices: HashMap<DeviceId, DeviceConn>,
-}
-
-#[derive(Default)]
-struct Sessions {
-    users: HashMap<UserId, LocalUser>,
-}
 
 /// The cluster store as the heartbeat last saw it.
 #[derive(Default)]
@@ -87,7 +66,10 @@ pub struct Server {
     pub cluster: Arc<dyn Cluster>,
     pub metrics: Arc<Metrics>,
     pub mdm: MdmConfig,
-    sessions: Mutex<Sessions>,
+    /// The connected devices of this server's users.
+    pub devices: Devices,
+    /// Each local user's presence inputs (manual state, note, devices, telephony).
+    local_presence: Mutex<HashMap<UserId, UserPresence>>,
     /// token -> (what it stands for, when it was last used)
     tokens: Mutex<HashMap<String, (TokenInfo, TimestampMs)>>,
     pub throttle: Mutex<LoginThrottle>,
@@ -96,7 +78,6 @@ pub struct Server {
     /// What the heartbeat last saw of the cluster store, to notice outages and restarts.
     cluster_state: Mutex<ClusterState>,
     chat_tx: mpsc::Sender<ChatJob>,
-    next_conn: AtomicU64,
     /// The calls this server owns, and commands waiting for other servers.
     pub calls: Calls,
     /// The MediaServers this server may place calls on.
@@ -131,6 +112,13 @@ impl Server {
             cluster.clone(),
             metrics.clone(),
         );
+        let devices = Devices::new(
+            MdmConfig {
+                buffer_limit: config.mdm_buffer_limit,
+                ..MdmConfig::default()
+            },
+            metrics.clone(),
+        );
         let server = Arc::new(Self {
             id: config.server_id(),
             url,
@@ -143,13 +131,13 @@ impl Server {
             store,
             cluster,
             metrics,
-            sessions: Mutex::new(Sessions::default()),
+            devices,
+            local_presence: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             throttle: Mutex::new(LoginThrottle::default()),
             delivered_versions: Mutex::new(HashMap::new()),
             cluster_state: Mutex::new(ClusterState::default()),
             chat_tx,
-            next_conn: AtomicU64::new(1),
             calls,
             media,
             telephony: Telephony::default(),
@@ -330,21 +318,11 @@ impl Server {
         }
     }
 
-    /// Tells one device goodbye and cuts its queue, so its socket task disconnects it the
-    /// usual way (presence, metrics, online set).
     fn drop_device(&self, user: &UserId, device: &DeviceId, reason: &str) {
-        let goodbye = Outgoing::new(ServerEvent::Goodbye {
+        let goodbye = ServerEvent::Goodbye {
             reason: reason.to_string(),
-        });
-        let mut sessions = self.sessions.lock().unwrap();
-        if let Some(conn) = sessions
-            .users
-            .get_mut(user)
-            .and_then(|local| local.devices.get_mut(device))
-        {
-            let _ = conn.tx.try_send(goodbye);
-            conn.tx = mpsc::channel(1).0;
-        }
+        };
+        self.devices.drop_device(user, device, &goodbye);
     }
 
     /// Ends a token; when it was the user's last client token here, the seat returns.
@@ -390,27 +368,14 @@ impl Server {
             tokens.retain(|_, (t, _)| &t.user != user);
             before != tokens.len()
         };
-        let goodbye = Outgoing::new(ServerEvent::Goodbye {
+        let goodbye = ServerEvent::Goodbye {
             reason: reason.to_string(),
-        });
-        let removed = {
-            let mut sessions = self.sessions.lock().unwrap();
-            if let Some(local) = sessions.users.get_mut(user) {
-                for device in local.devices.values() {
-                    let _ = device.tx.try_send(goodbye.clone());
-                }
-                let count = local.devices.len();
-                local.devices.clear();
-                count
-            } else {
-                0
-            }
         };
-        if removed > 0 {
-            self.metrics
-                .devices
-                .fetch_sub(removed as i64, Ordering::Relaxed);
-            self.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+        let removed = self.devices.drop_user(user, &goodbye);
+        if removed && let Some(presence) = self.local_presence.lock().unwrap().get_mut(user) {
+            presence.devices.clear();
+        }
+        if removed {
             self.bus(
                 "set offline",
                 self.cluster.set_online(&self.id, user, false),
@@ -448,48 +413,30 @@ impl Server {
     }
 
     fn local_snapshot(&self, user: &UserId) -> Option<PresenceSnapshot> {
-        let sessions = self.sessions.lock().unwrap();
-        let local = sessions.users.get(user)?;
-        if local.devices.is_empty() {
+        if !self.devices.is_online(user) {
             return None;
         }
-        Some(local.presence.snapshot(now_ms()))
+        let presence = self.local_presence.lock().unwrap();
+        Some(presence.get(user)?.snapshot(now_ms()))
     }
 
     // ------------------------------------------------------------------ devices
 
     /// Registers a connected device; returns its connection number and event queue.
     pub async fn connect_device(
-        self: &Arc<Self>,
+        &self,
         user: &UserId,
         device: &DeviceId,
         capabilities: Vec<Capability>,
     ) -> (u64, mpsc::Receiver<DeviceEvent>) {
-        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(DEVICE_QUEUE);
-        let now = now_ms();
-        let (first_device, replaced) = {
-            let mut sessions = self.sessions.lock().unwrap();
-            let local = sessions
-                .users
-                .entry(user.clone())
-                .or_insert_with(|| LocalUser {
-                    presence: UserPresence::new(user.clone(), 0),
-                    devices: HashMap::new(),
-                });
-            let first = local.devices.is_empty();
-            let replaced = local
-                .devices
-                .insert(
-                    device.clone(),
-                    DeviceConn {
-                        conn,
-                        tx,
-                        mdm: DeviceMdm::new(now),
-                    },
-                )
-                .is_some();
-            local.presence.devices.insert(
+        let connected = self.devices.connect(user, device, now_ms());
+        self.local_presence
+            .lock()
+            .unwrap()
+            .entry(user.clone())
+            .or_insert_with(|| UserPresence::new(user.clone(), 0))
+            .devices
+            .insert(
                 device.clone(),
                 DevicePresence {
                     device: device.clone(),
@@ -498,13 +445,7 @@ impl Server {
                     idle: false,
                 },
             );
-            (first, replaced)
-        };
-        if !replaced {
-            self.metrics.devices.fetch_add(1, Ordering::Relaxed);
-        }
-        if first_device {
-            self.metrics.sessions.fetch_add(1, Ordering::Relaxed);
+        if connected.first {
             // Continue the version from the shared snapshot so watchers never see it go back.
             let previous = self
                 .bus(
@@ -514,15 +455,16 @@ impl Server {
                 .await
                 .and_then(|mut found| found.pop().flatten());
             if let Some(previous) = previous {
-                let mut sessions = self.sessions.lock().unwrap();
-                if let Some(local) = sessions.users.get_mut(user)
-                    && local.presence.version() < previous.version
+                let mut presence = self.local_presence.lock().unwrap();
+                if let Some(local) = presence.get_mut(user)
+                    && local.version() < previous.version
                 {
                     let mut fresh = UserPresence::new(user.clone(), previous.version);
-                    fresh.manual = local.presence.manual;
-                    fresh.note = local.presence.note.clone().or(previous.note);
-                    fresh.devices = std::mem::take(&mut local.presence.devices);
-                    local.presence = fresh;
+                    fresh.manual = local.manual;
+                    fresh.note = local.note.clone().or(previous.note);
+                    fresh.telephony = local.telephony;
+                    fresh.devices = std::mem::take(&mut local.devices);
+                    *local = fresh;
                 }
             }
             self.bus("set online", self.cluster.set_online(&self.id, user, true))
@@ -533,38 +475,19 @@ impl Server {
             }
         }
         self.publish_presence(user).await;
-        (conn, rx)
+        (connected.conn, connected.events)
     }
 
     /// Removes a device if `conn` is still the current connection of that device id.
     /// Returns whether it was removed (the device's calls are then the call shell's to end).
     pub async fn disconnect_device(&self, user: &UserId, device: &DeviceId, conn: u64) -> bool {
-        let (removed, now_offline, was_quiet) = {
-            let mut sessions = self.sessions.lock().unwrap();
-            let Some(local) = sessions.users.get_mut(user) else {
-                return false;
-            };
-            match local.devices.get(device) {
-                Some(current) if current.conn == conn => {
-                    let was_quiet = current.mdm.is_quiet();
-                    local.devices.remove(device);
-                    local.presence.devices.remove(device);
-                    (true, local.devices.is_empty(), was_quiet)
-                }
-                _ => (false, false, false),
-            }
-        };
-        if !removed {
+        let Some(now_offline) = self.devices.disconnect(user, device, conn) else {
             return false;
-        }
-        self.metrics.devices.fetch_sub(1, Ordering::Relaxed);
-        if was_quiet {
-            self.metrics
-                .mdm_quiet_sessions
-                .fetch_sub(1, Ordering::Relaxed);
+        };
+        if let Some(presence) = self.local_presence.lock().unwrap().get_mut(user) {
+            presence.devices.remove(device);
         }
         if now_offline {
-            self.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
             self.bus(
                 "set offline",
                 self.cluster.set_online(&self.id, user, false),
@@ -577,15 +500,7 @@ impl Server {
 
     /// The device sent something: it counts as active for alerts.
     pub fn touch_device(&self, user: &UserId, device: &DeviceId) {
-        let now = now_ms();
-        let mut sessions = self.sessions.lock().unwrap();
-        if let Some(conn) = sessions
-            .users
-            .get_mut(user)
-            .and_then(|u| u.devices.get_mut(device))
-        {
-            conn.mdm.touch(now);
-        }
+        self.devices.touch(user, device, now_ms());
     }
 
     /// Quiet mode and idle state of a device.
@@ -596,62 +511,25 @@ impl Server {
         active: Option<bool>,
         idle: Option<bool>,
     ) {
-        let now = now_ms();
-        let mut flush = None;
+        if let Some(active) = active {
+            self.devices.set_active(user, device, active, now_ms());
+        }
         {
-            let mut sessions = self.sessions.lock().unwrap();
-            let Some(local) = sessions.users.get_mut(user) else {
+            let mut presence = self.local_presence.lock().unwrap();
+            let Some(flags) = presence
+                .get_mut(user)
+                .and_then(|p| p.devices.get_mut(device))
+            else {
                 return;
             };
-            if let Some(active) = active
-                && let Some(conn) = local.devices.get_mut(device)
-            {
-                let was_quiet = conn.mdm.is_quiet();
-                if was_quiet == active {
-                    self.metrics
-                        .mdm_quiet_sessions
-                        .fetch_add(if active { -1 } else { 1 }, Ordering::Relaxed);
-                }
-                if let Some(done) = conn.mdm.set_quiet(now, !active) {
-                    for packet in &done.packets {
-                        let _ = conn.tx.try_send(packet.clone());
-                    }
-                    flush = Some(done);
-                }
+            if let Some(active) = active {
+                flags.active = active;
             }
-            if let Some(presence) = local.presence.devices.get_mut(device) {
-                if let Some(active) = active {
-                    presence.active = active;
-                }
-                if let Some(idle) = idle {
-                    presence.idle = idle;
-                }
+            if let Some(idle) = idle {
+                flags.idle = idle;
             }
-        }
-        if let Some(flush) = flush {
-            self.record_flush(&flush);
         }
         self.publish_presence(user).await;
-    }
-
-    fn record_flush(&self, flush: &mdm::Flush<DeviceEvent>) {
-        self.metrics
-            .mdm_buffer_flushes
-            .fetch_add(1, Ordering::Relaxed);
-        if flush.at_limit {
-            self.metrics
-                .mdm_buffer_flushes_limit
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        self.metrics
-            .mdm_last_flush_packets
-            .store(flush.packets.len() as u64, Ordering::Relaxed);
-        self.metrics
-            .mdm_flushed_packets
-            .fetch_add(flush.packets.len() as u64, Ordering::Relaxed);
-        self.metrics
-            .mdm_held_ms_total
-            .fetch_add(flush.held_ms_total.max(0) as u64, Ordering::Relaxed);
     }
 
     /// Pushes one event to every device of local `users`. `bufferable` events wait while a
@@ -663,7 +541,8 @@ impl Server {
         bufferable: bool,
         alert: Option<&ServerEvent>,
     ) -> u64 {
-        self.deliver_to(users, None, event, bufferable, alert)
+        self.devices
+            .deliver(users, None, event, bufferable, alert, now_ms())
     }
 
     /// Pushes an event at once (never held for quiet mode) to some devices of a local user,
@@ -675,107 +554,22 @@ impl Server {
         event: &ServerEvent,
     ) -> u64 {
         let only = (!devices.is_empty()).then_some(devices);
-        self.deliver_to(std::slice::from_ref(user), only, event, false, None)
-    }
-
-    fn deliver_to(
-        &self,
-        users: &[UserId],
-        only: Option<&[DeviceId]>,
-        event: &ServerEvent,
-        bufferable: bool,
-        alert: Option<&ServerEvent>,
-    ) -> u64 {
-        let now = now_ms();
-        let plain = Outgoing::new(event.clone());
-        let alerted = alert.map(|alert| Outgoing::new(alert.clone()));
-        let mut delivered = 0;
-        let mut flushes = Vec::new();
-        let mut too_slow: Vec<DeviceId> = Vec::new();
-        {
-            let mut sessions = self.sessions.lock().unwrap();
-            for user in users {
-                let Some(local) = sessions.users.get_mut(user) else {
-                    continue;
-                };
-                if local.devices.is_empty() {
-                    continue;
-                }
-                let targets: Vec<usize> = match alerted {
-                    Some(_) => {
-                        let states: Vec<(bool, TimestampMs)> = local
-                            .devices
-                            .values()
-                            .map(|d| (d.mdm.is_quiet(), d.mdm.last_active_ms()))
-                            .collect();
-                        mdm::alert_targets(&states, now, &self.mdm)
-                    }
-                    None => Vec::new(),
-                };
-                for (index, (device_id, device)) in local.devices.iter_mut().enumerate() {
-                    if only.is_some_and(|only| !only.contains(device_id)) {
-                        continue;
-                    }
-                    let text = match &alerted {
-                        Some(alert_text) if targets.contains(&index) => alert_text.clone(),
-                        _ => plain.clone(),
-                    };
-                    let to_send = match device.mdm.offer(now, text, bufferable, &self.mdm) {
-                        Offer::Deliver(text) => vec![text],
-                        Offer::Held => Vec::new(),
-                        Offer::Flush(flush) => {
-                            let packets = flush.packets.clone();
-                            flushes.push(flush);
-                            packets
-                        }
-                    };
-                    for text in to_send {
-                        if device.tx.try_send(text).is_err() {
-                            // A device that does not read its events is cut off (it resyncs when it
-                            // returns): dropping the only sender ends its socket task, which then
-                            // disconnects it the usual way (presence, metrics, online set).
-                            device.tx = mpsc::channel(1).0;
-                            too_slow.push(device_id.clone());
-                            break;
-                        }
-                        delivered += 1;
-                    }
-                }
-            }
-        }
-        for flush in &flushes {
-            self.record_flush(flush);
-        }
-        if !too_slow.is_empty() {
-            self.metrics
-                .slow_devices_dropped
-                .fetch_add(too_slow.len() as u64, Ordering::Relaxed);
-            tracing::warn!(
-                count = too_slow.len(),
-                "disconnected devices that did not read their events"
-            );
-        }
-        delivered
+        self.devices.deliver(
+            std::slice::from_ref(user),
+            only,
+            event,
+            false,
+            None,
+            now_ms(),
+        )
     }
 
     pub fn is_local_online(&self, user: &UserId) -> bool {
-        self.sessions
-            .lock()
-            .unwrap()
-            .users
-            .get(user)
-            .is_some_and(|u| !u.devices.is_empty())
+        self.devices.is_online(user)
     }
 
     pub fn local_users(&self) -> Vec<UserId> {
-        self.sessions
-            .lock()
-            .unwrap()
-            .users
-            .iter()
-            .filter(|(_, u)| !u.devices.is_empty())
-            .map(|(id, _)| id.clone())
-            .collect()
+        self.devices.online_users()
     }
 
     // ------------------------------------------------------------------ telephony
@@ -803,17 +597,12 @@ impl Server {
     /// Shows the strongest of a local user's telephony states in their presence.
     async fn refresh_telephony(&self, user: &UserId) {
         let strongest = self.telephony.strongest(user);
-        {
-            let mut sessions = self.sessions.lock().unwrap();
-            let local = sessions
-                .users
-                .entry(user.clone())
-                .or_insert_with(|| LocalUser {
-                    presence: UserPresence::new(user.clone(), 0),
-                    devices: HashMap::new(),
-                });
-            local.presence.telephony = strongest;
-        }
+        self.local_presence
+            .lock()
+            .unwrap()
+            .entry(user.clone())
+            .or_insert_with(|| UserPresence::new(user.clone(), 0))
+            .telephony = strongest;
         self.publish_presence(user).await;
     }
 
@@ -827,19 +616,15 @@ impl Server {
         note: Option<String>,
     ) {
         {
-            let mut sessions = self.sessions.lock().unwrap();
-            let local = sessions
-                .users
+            let mut presence = self.local_presence.lock().unwrap();
+            let local = presence
                 .entry(user.clone())
-                .or_insert_with(|| LocalUser {
-                    presence: UserPresence::new(user.clone(), 0),
-                    devices: HashMap::new(),
-                });
+                .or_insert_with(|| UserPresence::new(user.clone(), 0));
             if let Some(availability) = availability {
-                local.presence.manual = availability;
+                local.manual = availability;
             }
             if let Some(note) = note {
-                local.presence.note = if note.is_empty() { None } else { Some(note) };
+                local.note = if note.is_empty() { None } else { Some(note) };
             }
         }
         self.publish_presence(user).await;
@@ -848,11 +633,11 @@ impl Server {
     /// Publishes a local user's presence if it changed.
     pub async fn publish_presence(&self, user: &UserId) {
         let snapshot = {
-            let mut sessions = self.sessions.lock().unwrap();
-            let Some(local) = sessions.users.get_mut(user) else {
+            let mut presence = self.local_presence.lock().unwrap();
+            let Some(local) = presence.get_mut(user) else {
                 return;
             };
-            local.presence.publish(now_ms())
+            local.publish(now_ms())
         };
         if let Some(snapshot) = snapshot {
             self.metrics
@@ -1326,13 +1111,12 @@ impl Server {
         for user in &users {
             self.bus("set online", self.cluster.set_online(&self.id, user, true))
                 .await;
-            let snapshot = {
-                let sessions = self.sessions.lock().unwrap();
-                sessions
-                    .users
-                    .get(user)
-                    .map(|local| local.presence.snapshot(now_ms()))
-            };
+            let snapshot = self
+                .local_presence
+                .lock()
+                .unwrap()
+                .get(user)
+                .map(|local| local.snapshot(now_ms()));
             if let Some(snapshot) = snapshot {
                 self.fan_out_presence(snapshot).await;
             }
@@ -1482,21 +1266,18 @@ impl Server {
     /// Says goodbye to every device and gives back this server's presence, online set and
     /// leases (its calls were ended first, by the shell that owns them).
     pub async fn shut_down(&self) {
-        let goodbye = Outgoing::new(ServerEvent::Goodbye {
+        let goodbye = ServerEvent::Goodbye {
             reason: "server shutting down".into(),
-        });
-        let users = {
-            let mut sessions = self.sessions.lock().unwrap();
-            let users: Vec<UserId> = sessions.users.keys().cloned().collect();
-            for local in sessions.users.values_mut() {
-                for device in local.devices.values() {
-                    let _ = device.tx.try_send(goodbye.clone());
-                }
-                local.devices.clear();
-                local.presence.devices.clear();
-            }
-            users
         };
+        let users = self.devices.drop_all(&goodbye);
+        {
+            let mut presence = self.local_presence.lock().unwrap();
+            for user in &users {
+                if let Some(local) = presence.get_mut(user) {
+                    local.devices.clear();
+                }
+            }
+        }
         for user in &users {
             self.publish_presence(user).await;
         }

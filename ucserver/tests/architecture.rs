@@ -7,9 +7,9 @@
 //! 4. the application layer: `app` (sessions and the access rules)
 //! 3. `dispatch` (inputs that span the components and the call shell)
 //! 2. the call shell: `calls`
-//! 1. components: `server` (devices, presence, chat, peers, for now one object) beside the
-//!    parts that own their state apart: `relations`, `licenses`, `telephony`, `media`,
-//!    `calls::registry`
+//! 1. components: `server` (presence fan-out, chat, peers, for now one object) beside the
+//!    parts that own their state apart: `devices`, `relations`, `licenses`, `telephony`,
+//!    `media`, `calls::registry`
 //! 0. foundations: `auth`, `cluster`, `store`, `config`, `error`, `events`, `metrics`, `timed`,
 //!    and the cores (`uccore`, a crate of its own)
 //!
@@ -33,6 +33,7 @@ fn layer(module: &str) -> Option<u8> {
         ("server", 1),
         ("media", 1),
         ("relations", 1),
+        ("devices", 1),
         ("licenses", 1),
         ("telephony", 1),
         ("timed", 0),
