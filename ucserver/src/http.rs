@@ -78,7 +78,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for MaybeBody<T> {
     }
 }
 
-/// The caller, from `Authorization: Bearer` (or `?token=` for WebSockets).
+/// The caller, from `Authorization: Bearer`, or `?token=` on the WebSocket route only
+/// (browsers cannot set headers there; anywhere else a token in the URL would end up in
+/// logs and histories).
 pub struct Caller(pub TokenInfo, pub String);
 
 impl FromRequestParts<AppState> for Caller {
@@ -93,10 +95,17 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::to_string);
-        let from_query = parts.uri.query().and_then(|q| {
-            q.split('&')
-                .find_map(|pair| pair.strip_prefix("token=").map(str::to_string))
-        });
+        let path = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or(parts.uri.path(), |original| original.path());
+        let from_query = (path == WS_PATH)
+            .then(|| parts.uri.query())
+            .flatten()
+            .and_then(|q| {
+                q.split('&')
+                    .find_map(|pair| pair.strip_prefix("token=").map(str::to_string))
+            });
         let token = from_header.or(from_query).ok_or_else(|| {
             AppError::new(
                 ErrorCode::Unauthorized,
@@ -111,6 +120,21 @@ impl FromRequestParts<AppState> for Caller {
         })?;
         Ok(Caller(info, token))
     }
+}
+
+/// The one route that takes its token from the query string.
+const WS_PATH: &str = "/api/v1/ws";
+
+/// Whether the request carries an administrator's bearer token (never an error).
+async fn is_admin_request(server: &Server, headers: &HeaderMap) -> bool {
+    let Some(token) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    server.token(token).await.is_some_and(|info| info.admin)
 }
 
 /// A caller who must be an administrator.
@@ -230,19 +254,21 @@ async fn healthz(State(server): State<AppState>) -> Json<Health> {
     })
 }
 
-async fn readyz(State(server): State<AppState>) -> Response {
+/// Readiness: ok or not per backend for anyone; the error text only for an administrator.
+async fn readyz(State(server): State<AppState>, headers: HeaderMap) -> Response {
     let sql = server.store.ping().await;
     let bus = server.cluster.ping().await;
+    let detailed = is_admin_request(&server, &headers).await;
     let checks = vec![
         HealthCheck {
             name: "sql".into(),
             ok: sql.is_ok(),
-            detail: sql.err().map(|e| e.to_string()),
+            detail: sql.err().filter(|_| detailed).map(|e| e.to_string()),
         },
         HealthCheck {
             name: format!("bus ({})", server.cluster.kind()),
             ok: bus.is_ok(),
-            detail: bus.err().map(|e| e.to_string()),
+            detail: bus.err().filter(|_| detailed).map(|e| e.to_string()),
         },
     ];
     let ok = checks.iter().all(|c| c.ok);
@@ -270,92 +296,13 @@ async fn metrics(State(server): State<AppState>) -> Response {
 
 // ---------------------------------------------------------------------------- sessions
 
-/// Checks a password with throttling by user name and by address.
-async fn check_password(
-    server: &Server,
-    request: &LoginRequest,
-    address: &str,
-) -> AppResult<UserRecord> {
-    let now = now_ms();
-    let keys = [format!("user:{}", request.user), format!("addr:{address}")];
-    let wait = {
-        let throttle = server.throttle.lock().unwrap();
-        keys.iter()
-            .map(|k| throttle.wait_ms(k, now))
-            .max()
-            .unwrap_or(0)
-    };
-    if wait > 0 {
-        let mut error = AppError::new(
-            ErrorCode::TooManyAttempts,
-            format!(
-                "too many failed sign-ins; try again in {} s",
-                (wait + 999) / 1000
-            ),
-        );
-        error.0.retry_after_ms = Some(wait as u64);
-        return Err(error);
-    }
-    if request.password.len() > 1024 {
-        return Err(AppError::new(
-            ErrorCode::PayloadTooLarge,
-            "the password is too long",
-        ));
-    }
-    let user = server.sql(server.store.get_user(&request.user)).await?;
-    let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let password = request.password.clone();
-    let ok = tokio::task::spawn_blocking(move || match hash {
-        Some(hash) => auth::verify_password(&password, &hash),
-        None => {
-            // Same work for unknown users, so timing does not tell which names exist.
-            let _ = auth::hash_password(&password);
-            false
-        }
-    })
-    .await
-    .unwrap_or(false);
-    let mut throttle = server.throttle.lock().unwrap();
-    match (ok, user) {
-        (true, Some(user)) => {
-            for key in &keys[..1] {
-                throttle.record_success(key);
-            }
-            Ok(user)
-        }
-        _ => {
-            for key in &keys {
-                throttle.record_failure(key, now);
-            }
-            server
-                .metrics
-                .login_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Err(AppError::new(
-                ErrorCode::InvalidCredentials,
-                "wrong user name or password",
-            ))
-        }
-    }
-}
-
-fn address(headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|v| v.trim().to_string())
-        .or_else(|| peer.map(|p| p.ip().to_string()))
-        .unwrap_or_default()
-}
-
 async fn session_login(
     State(server): State<AppState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Body(request): Body<LoginRequest>,
 ) -> AppResult<Json<LoginResponse>> {
-    let user = check_password(&server, &request, &address(&headers, Some(peer))).await?;
+    let user = crate::login_guard::check_password(&server, &request, peer.ip(), &headers).await?;
     if user.home_server != server.id {
         let url = server_url(&server, &user.home_server).await;
         let mut error = AppError::new(
@@ -719,6 +666,8 @@ async fn conversations_create(
     Client(info): Client,
     Body(request): Body<CreateConversation>,
 ) -> AppResult<Json<ConversationSummary>> {
+    use crate::rate_limit::Action;
+    server.rate_limits.check(Action::CreateConversation, &info.user, &info.device)?;
     let name = request.name.trim().to_string();
     if name.is_empty() || name.len() > 128 {
         return Err(AppError::bad_request(
@@ -771,6 +720,7 @@ async fn messages_send(
     Client(info): Client,
     Body(request): Body<SendMessage>,
 ) -> AppResult<Json<ChatMessage>> {
+    server.rate_limits.check(crate::rate_limit::Action::Send, &info.user, &info.device)?;
     let conversation = server
         .conversation_for(
             &info.user,
@@ -885,7 +835,7 @@ async fn admin_login(
     headers: HeaderMap,
     Body(request): Body<LoginRequest>,
 ) -> AppResult<Json<LoginResponse>> {
-    let user = check_password(&server, &request, &address(&headers, Some(peer))).await?;
+    let user = crate::login_guard::check_password(&server, &request, peer.ip(), &headers).await?;
     if !user.admin {
         return Err(AppError::forbidden(format!(
             "'{}' is not an administrator",
@@ -963,11 +913,7 @@ async fn admin_users_create(
     let home_server = request.home_server.unwrap_or_else(|| server.id.clone());
     validate_name(home_server.as_str())
         .map_err(|e| AppError::bad_request(format!("home server: {e}")))?;
-    let password = request.password;
-    let password_hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|_| AppError::new(ErrorCode::Internal, "password hashing failed"))?
-        .map_err(|e| AppError::new(ErrorCode::Internal, format!("password hashing failed: {e}")))?;
+    let password_hash = server.passwords.hash(request.password).await?;
     let record = UserRecord {
         id: request.id.clone(),
         password_hash,
@@ -1003,14 +949,7 @@ async fn admin_users_update(
     let password_hash = match request.password {
         Some(password) => {
             check_password_rules(&password)?;
-            Some(
-                tokio::task::spawn_blocking(move || auth::hash_password(&password))
-                    .await
-                    .map_err(|_| AppError::new(ErrorCode::Internal, "password hashing failed"))?
-                    .map_err(|e| {
-                        AppError::new(ErrorCode::Internal, format!("password hashing failed: {e}"))
-                    })?,
-            )
+            Some(server.passwords.hash(password).await?)
         }
         None => None,
     };

@@ -5,7 +5,7 @@
 //! presence). Everything durable goes to SQL first; the bus only notifies. Mutexes here are
 //! `std` mutexes held for map lookups only, never across an `.await`.
 
-use crate::auth::{LoginThrottle, TokenInfo};
+use crate::auth::TokenInfo;
 use crate::calls::Calls;
 use crate::cluster::{BusInput, Cluster};
 use crate::config::Config;
@@ -99,7 +99,12 @@ pub struct Server {
     sessions: Mutex<Sessions>,
     /// token -> (what it stands for, when it was last used)
     tokens: Mutex<HashMap<String, (TokenInfo, TimestampMs)>>,
-    pub throttle: Mutex<LoginThrottle>,
+    /// Cluster-wide login throttling and the trusted proxies (`login_guard.rs`).
+    pub login_guard: crate::login_guard::LoginGuard,
+    /// The bounded password hashing pool (`password.rs`).
+    pub passwords: crate::password::PasswordPool,
+    /// Per-device limits on sends, typing and new conversations (`rate_limit.rs`).
+    pub rate_limits: crate::rate_limit::RateLimits,
     cache: Mutex<Cache>,
     /// What the heartbeat last saw of the cluster store, to notice outages and restarts.
     cluster_state: Mutex<ClusterState>,
@@ -147,6 +152,10 @@ impl Server {
             config.media_secret.clone(),
             config.configured_media().unwrap_or_default(),
         );
+        let trusted_proxies = config.trusted_proxies().unwrap_or_default();
+        let login_guard = crate::login_guard::LoginGuard::new(cluster.clone(), trusted_proxies);
+        let passwords = crate::password::PasswordPool::new(config.password_limits());
+        let rate_limits = crate::rate_limit::RateLimits::new(config.rate_limits());
         let server = Arc::new(Self {
             id: config.server_id(),
             url,
@@ -161,7 +170,9 @@ impl Server {
             metrics: Metrics::default(),
             sessions: Mutex::new(Sessions::default()),
             tokens: Mutex::new(HashMap::new()),
-            throttle: Mutex::new(LoginThrottle::default()),
+            login_guard,
+            passwords,
+            rate_limits,
             cache: Mutex::new(Cache::default()),
             cluster_state: Mutex::new(ClusterState::default()),
             chat_tx,

@@ -109,6 +109,7 @@ async fn run_session(
                         reference: None,
                         error: ErrorCode::MalformedFrame,
                         message: "send JSON in text frames".into(),
+                        retry_after_ms: None,
                     })),
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => None,
@@ -245,6 +246,7 @@ async fn handle_frame(
                 reference,
                 error: code,
                 message,
+                retry_after_ms: None,
             }));
         }
     };
@@ -267,6 +269,7 @@ async fn handle_frame(
             reference,
             error: error.0.error,
             message: error.0.message,
+            retry_after_ms: error.0.retry_after_ms,
         },
     };
     match result {
@@ -378,6 +381,7 @@ async fn run_command(
             body,
             client_id,
         } => {
+            server.rate_limits.check(crate::rate_limit::Action::Send, user, device)?;
             let conversation = server
                 .conversation_for(user, to.as_ref(), conversation.as_ref())
                 .await?;
@@ -394,6 +398,7 @@ async fn run_command(
             conversation,
             typing,
         } => {
+            server.rate_limits.check(crate::rate_limit::Action::Typing, user, device)?;
             server.typing(user, &conversation, typing).await?;
             Ok(None)
         }
