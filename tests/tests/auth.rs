@@ -4,7 +4,9 @@
 //! on Linux) standing for different machines.
 
 use futures_util::future::join_all;
-use shared::api::{ApiError, CreateConversation, CreateUser, ErrorCode, Health, LoginRequest, LoginResponse};
+use shared::api::{
+    ApiError, CreateConversation, CreateUser, ErrorCode, Health, LoginRequest, LoginResponse,
+};
 use shared::ws::{ClientCommand, ServerEvent};
 use shared::{ServerId, UserId};
 use std::net::IpAddr;
@@ -104,7 +106,11 @@ fn assert_throttled<T: std::fmt::Debug>(result: &Result<T, ApiError>, what: &str
 }
 
 /// Redis, a database on the shared PostgreSQL, and `ids` UCServers with `extra` settings.
-async fn cluster(name: &str, ids: &[&str], extra: &[(&str, &str)]) -> (Redis, Vec<UcServer>, AdminClient) {
+async fn cluster(
+    name: &str,
+    ids: &[&str],
+    extra: &[(&str, &str)],
+) -> (Redis, Vec<UcServer>, AdminClient) {
     let redis = Redis::start();
     let database = Postgres::shared().create_database(name);
     let servers: Vec<UcServer> = ids
@@ -144,7 +150,9 @@ async fn a_storm_on_one_server_is_throttled_on_the_other_and_only_for_its_keys()
     );
     // Another user from another address is not locked out, at either server (s1 sends her
     // to her home s2 once her password checked out).
-    let session = login(&elsewhere, &s2, "yvonne", PASSWORD, None).await.expect("yvonne signs in");
+    let session = login(&elsewhere, &s2, "yvonne", PASSWORD, None)
+        .await
+        .expect("yvonne signs in");
     assert_eq!(session.server, ServerId::from("s2"));
     assert_eq!(
         code(&login(&elsewhere, &s1, "yvonne", PASSWORD, None).await),
@@ -209,7 +217,9 @@ async fn through_ucweb_each_browser_has_its_own_throttle_key() {
         web.port,
         session.token.replace('~', "%7E")
     );
-    let conn = Connection::open(&ws_url, None).await.expect("websocket through ucweb");
+    let conn = Connection::open(&ws_url, None)
+        .await
+        .expect("websocket through ucweb");
     assert_eq!(conn.hello().server, ServerId::from("s2"));
 }
 
@@ -234,9 +244,15 @@ async fn a_burst_of_logins_beyond_the_hashing_bound_is_told_to_wait() {
     );
     for error in &busy {
         assert_eq!(error.error, ErrorCode::TooManyAttempts, "{error:?}");
-        assert!(error.retry_after_ms.is_some_and(|ms| ms >= 100), "{error:?}");
+        assert!(
+            error.retry_after_ms.is_some_and(|ms| ms >= 100),
+            "{error:?}"
+        );
     }
-    assert!(signed_in >= 3, "the worker and the queue were served: {signed_in}");
+    assert!(
+        signed_in >= 3,
+        "the worker and the queue were served: {signed_in}"
+    );
     // Load is not a failed password: the user is not throttled afterwards.
     login(&http, &base, "alice", PASSWORD, None)
         .await
@@ -261,7 +277,9 @@ async fn sends_beyond_the_device_rate_get_a_typed_error_then_work_again() {
     let base = servers[0].url();
     create_user(&admin, "alice", "s1").await;
     create_user(&admin, "bob", "s1").await;
-    let alice = Client::login(&base, &UserId::from("alice"), PASSWORD, None).await.unwrap();
+    let alice = Client::login(&base, &UserId::from("alice"), PASSWORD, None)
+        .await
+        .unwrap();
     let mut conn = alice.connect(None, &[]).await.unwrap();
     let send = |n: usize| ClientCommand::Send {
         to: Some(UserId::from("bob")),
@@ -275,7 +293,9 @@ async fn sends_beyond_the_device_rate_get_a_typed_error_then_work_again() {
     // The next frame is answered with an `error` event carrying its ref.
     let reference = conn.send(send(3)).await.unwrap();
     let refused = conn
-        .next_matching(Duration::from_secs(15), |e| matches!(e, ServerEvent::Error { .. } | ServerEvent::Ack { .. }))
+        .next_matching(Duration::from_secs(15), |e| {
+            matches!(e, ServerEvent::Error { .. } | ServerEvent::Ack { .. })
+        })
         .await
         .unwrap();
     let ServerEvent::Error {
@@ -290,13 +310,18 @@ async fn sends_beyond_the_device_rate_get_a_typed_error_then_work_again() {
     assert_eq!(answered, reference);
     assert!((1..=5000).contains(&wait), "{wait}");
     // REST sends of the same device share its allowance: 429 with the wait.
-    let error = alice.send_to_user(&UserId::from("bob"), "rest").await.unwrap_err();
+    let error = alice
+        .send_to_user(&UserId::from("bob"), "rest")
+        .await
+        .unwrap_err();
     let api = error.api().expect("typed");
     assert_eq!(api.error, ErrorCode::RateLimited);
     assert!(api.retry_after_ms.is_some());
     // After the wait the next send goes through.
     tokio::time::sleep(Duration::from_millis(wait + 50)).await;
-    conn.request(send(4)).await.expect("allowed again after the wait");
+    conn.request(send(4))
+        .await
+        .expect("allowed again after the wait");
 
     // Typing notices and new conversations have their own limits.
     let conversation = alice
@@ -326,7 +351,9 @@ async fn sends_beyond_the_device_rate_get_a_typed_error_then_work_again() {
     let desk = Client::login(&base, &UserId::from("alice"), PASSWORD, Some("desk".into()))
         .await
         .unwrap();
-    desk.send_to_user(&UserId::from("bob"), "from the desk").await.unwrap();
+    desk.send_to_user(&UserId::from("bob"), "from the desk")
+        .await
+        .unwrap();
 }
 
 // ------------------------------------------------------------------ secrets and exposure
@@ -363,7 +390,10 @@ async fn database_and_redis_passwords_are_never_printed() {
     assert!(database.contains("postgres://***@127.0.0.1"), "{database}");
     assert!(!database.contains("hunter2"), "{database}");
     let redis = run(&[
-        ("UC_DATABASE_URL", format!("sqlite:{}", dir.join("x.db").display())),
+        (
+            "UC_DATABASE_URL",
+            format!("sqlite:{}", dir.join("x.db").display()),
+        ),
         (
             "UC_REDIS_URL",
             format!("redis://:hunter2-redis-secret@127.0.0.1:{closed_port}"),
@@ -378,9 +408,15 @@ async fn database_and_redis_passwords_are_never_printed() {
 async fn readyz_details_are_for_administrators_only() {
     let (mut redis, servers, admin_client) = cluster("readyz", &["s1"], &[]).await;
     let base = servers[0].url();
-    let admin = login(&reqwest::Client::new(), &base, "admin", ADMIN_PASSWORD, None)
-        .await
-        .unwrap();
+    let admin = login(
+        &reqwest::Client::new(),
+        &base,
+        "admin",
+        ADMIN_PASSWORD,
+        None,
+    )
+    .await
+    .unwrap();
     drop(admin_client);
     redis.stop();
     let http = reqwest::Client::new();
@@ -391,7 +427,10 @@ async fn readyz_details_are_for_administrators_only() {
         }
         async move {
             let answer = request.send().await.unwrap();
-            (answer.status().as_u16(), answer.json::<Health>().await.unwrap())
+            (
+                answer.status().as_u16(),
+                answer.json::<Health>().await.unwrap(),
+            )
         }
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -430,7 +469,11 @@ async fn a_token_in_the_query_counts_on_the_websocket_only() {
     let http = reqwest::Client::new();
     let me = |query: bool| {
         let mut request = if query {
-            http.get(format!("{}/api/v1/me?token={}", server.url(), alice.token()))
+            http.get(format!(
+                "{}/api/v1/me?token={}",
+                server.url(),
+                alice.token()
+            ))
         } else {
             http.get(format!("{}/api/v1/me", server.url()))
                 .bearer_auth(alice.token())

@@ -245,7 +245,11 @@ async fn concurrent_login_failures_are_all_counted((a, b): Pair) {
         counts.push(task.await.unwrap());
     }
     counts.sort();
-    assert_eq!(counts, (1..=40).collect::<Vec<u32>>(), "each count given once");
+    assert_eq!(
+        counts,
+        (1..=40).collect::<Vec<u32>>(),
+        "each count given once"
+    );
 }
 
 /// The in-process map of a single node holds at most its cap of keys.

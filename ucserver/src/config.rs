@@ -228,13 +228,15 @@ impl Config {
             self.password_queue = number("UC_PASSWORD_QUEUE", v)? as usize;
         }
         let rate = |name: &str, value: String| -> anyhow::Result<u32> {
-            u32::try_from(number(name, value)?)
-                .map_err(|_| anyhow::anyhow!("{name} is too large"))
+            u32::try_from(number(name, value)?).map_err(|_| anyhow::anyhow!("{name} is too large"))
         };
         for (name, field) in [
             ("UC_RATE_SEND_PER_MINUTE", &mut self.rate_send_per_minute),
             ("UC_RATE_SEND_BURST", &mut self.rate_send_burst),
-            ("UC_RATE_TYPING_PER_MINUTE", &mut self.rate_typing_per_minute),
+            (
+                "UC_RATE_TYPING_PER_MINUTE",
+                &mut self.rate_typing_per_minute,
+            ),
             ("UC_RATE_TYPING_BURST", &mut self.rate_typing_burst),
             (
                 "UC_RATE_CONVERSATIONS_PER_MINUTE",
@@ -307,9 +309,9 @@ impl Config {
     /// The password hashing bound.
     pub fn password_limits(&self) -> crate::password::PasswordLimits {
         crate::password::PasswordLimits {
-            workers: self.password_workers.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(2, |n| n.get())
-            }),
+            workers: self
+                .password_workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             queue: self.password_queue,
         }
     }
@@ -525,7 +527,10 @@ mod tests {
             mask_url("postgres://db.example/uc?user=uc&password=hunter2&sslmode=require"),
             "postgres://db.example/uc?user=uc&password=***&sslmode=require"
         );
-        assert_eq!(mask_url("redis://:hunter2@r:6379/0"), "redis://***@r:6379/0");
+        assert_eq!(
+            mask_url("redis://:hunter2@r:6379/0"),
+            "redis://***@r:6379/0"
+        );
         assert_eq!(mask_url("sqlite:data/x.db"), "sqlite:data/x.db");
         config.database_url = Some("mysql://uc:hunter2@db/uc".into());
         let error = config.validate().unwrap_err().to_string();
@@ -537,7 +542,12 @@ mod tests {
                 (name == "UC_TRUSTED_PROXIES").then(|| "127.0.0.1, 10.0.0.0/8".to_string())
             })
             .unwrap();
-        assert!(config.trusted_proxies().unwrap().contains("10.9.8.7".parse().unwrap()));
+        assert!(
+            config
+                .trusted_proxies()
+                .unwrap()
+                .contains("10.9.8.7".parse().unwrap())
+        );
         config.trusted_proxies = vec!["10.0.0.0/99".into()];
         assert!(config.validate().is_err());
         config.trusted_proxies.clear();

@@ -667,7 +667,9 @@ async fn conversations_create(
     Body(request): Body<CreateConversation>,
 ) -> AppResult<Json<ConversationSummary>> {
     use crate::rate_limit::Action;
-    server.rate_limits.check(Action::CreateConversation, &info.user, &info.device)?;
+    server
+        .rate_limits
+        .check(Action::CreateConversation, &info.user, &info.device)?;
     let name = request.name.trim().to_string();
     if name.is_empty() || name.len() > 128 {
         return Err(AppError::bad_request(
@@ -720,7 +722,9 @@ async fn messages_send(
     Client(info): Client,
     Body(request): Body<SendMessage>,
 ) -> AppResult<Json<ChatMessage>> {
-    server.rate_limits.check(crate::rate_limit::Action::Send, &info.user, &info.device)?;
+    server
+        .rate_limits
+        .check(crate::rate_limit::Action::Send, &info.user, &info.device)?;
     let conversation = server
         .conversation_for(
             &info.user,

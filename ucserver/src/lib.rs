@@ -43,7 +43,10 @@ pub async fn open_backends(config: &Config) -> anyhow::Result<(Arc<dyn Store>, A
             let url = config.database_url();
             // The driver's error may quote the URL too: mask it wherever it appears.
             let error = e.to_string().replace(&url, &config::mask_url(&url));
-            anyhow::anyhow!("cannot open the database {}: {error}", config::mask_url(&url))
+            anyhow::anyhow!(
+                "cannot open the database {}: {error}",
+                config::mask_url(&url)
+            )
         })?;
     let cluster: Arc<dyn Cluster> = match &config.redis_url {
         Some(url) => Arc::new(

@@ -67,7 +67,11 @@ impl TrustedProxies {
             let ip = ip.to_canonical();
             let max = if ip.is_ipv4() { 32 } else { 128 };
             let prefix = match prefix {
-                Some(text) => text.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+                Some(text) => text
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= max)
+                    .ok_or_else(bad)?,
                 None => max,
             };
             networks.push((ip, prefix));
@@ -285,7 +289,10 @@ mod tests {
         // From a trusted proxy: the rightmost untrusted hop; made-up entries left of it
         // do not matter.
         assert_eq!(
-            trusted.client_address(ip("10.1.1.1"), &forwarded(&["6.6.6.6, 198.51.100.9", "10.2.2.2"])),
+            trusted.client_address(
+                ip("10.1.1.1"),
+                &forwarded(&["6.6.6.6, 198.51.100.9", "10.2.2.2"])
+            ),
             ip("198.51.100.9")
         );
         assert_eq!(
@@ -296,12 +303,19 @@ mod tests {
             trusted.client_address(ip("::1"), &forwarded(&["garbage"])),
             ip("::1")
         );
-        assert_eq!(trusted.client_address(ip("10.1.1.1"), &HeaderMap::new()), ip("10.1.1.1"));
+        assert_eq!(
+            trusted.client_address(ip("10.1.1.1"), &HeaderMap::new()),
+            ip("10.1.1.1")
+        );
         assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).is_err());
         assert!(TrustedProxies::parse(&["example.com".into()]).is_err());
         assert!(TrustedProxies::default().is_empty());
         assert!(!TrustedProxies::default().contains(ip("127.0.0.1")));
-        assert!(TrustedProxies::parse(&["0.0.0.0/0".into()]).unwrap().contains(ip("8.8.8.8")));
+        assert!(
+            TrustedProxies::parse(&["0.0.0.0/0".into()])
+                .unwrap()
+                .contains(ip("8.8.8.8"))
+        );
     }
 
     #[test]

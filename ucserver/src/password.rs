@@ -95,7 +95,11 @@ impl PasswordPool {
 
     /// Whether `password` matches `hash`. Without a hash (an unknown user) the same work is
     /// done and the answer is false, so timing does not tell which names exist.
-    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, PasswordError> {
+    pub async fn verify(
+        &self,
+        password: String,
+        hash: Option<String>,
+    ) -> Result<bool, PasswordError> {
         self.run(move |memory| match hash {
             Some(hash) => verify_with(&password, &hash, memory),
             None => {
@@ -162,7 +166,7 @@ impl Drop for Admission<'_> {
 }
 
 /// Grows `memory` to `blocks` blocks (once per buffer: later hashes reuse it).
-fn memory_for<'a>(memory: &'a mut Vec<Block>, blocks: usize) -> &'a mut [Block] {
+fn memory_for(memory: &mut Vec<Block>, blocks: usize) -> &mut [Block] {
     if memory.len() < blocks {
         memory.resize(blocks, Block::default());
     }
@@ -247,15 +251,36 @@ mod tests {
             queue: 4,
         });
         let hash = pool.hash("correct horse".into()).await.unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-        assert!(pool.verify("correct horse".into(), Some(hash.clone())).await.unwrap());
-        assert!(!pool.verify("wrong".into(), Some(hash.clone())).await.unwrap());
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(
+            pool.verify("correct horse".into(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !pool
+                .verify("wrong".into(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
         assert!(!pool.verify("x".into(), None).await.unwrap());
-        assert!(!pool.verify("x".into(), Some("not a hash".into())).await.unwrap());
+        assert!(
+            !pool
+                .verify("x".into(), Some("not a hash".into()))
+                .await
+                .unwrap()
+        );
         // Hashes stored before this pool existed (auth::hash_password) still verify, and the
         // other way round.
         let old = crate::auth::hash_password("battery staple").unwrap();
-        assert!(pool.verify("battery staple".into(), Some(old)).await.unwrap());
+        assert!(
+            pool.verify("battery staple".into(), Some(old))
+                .await
+                .unwrap()
+        );
         assert!(crate::auth::verify_password("correct horse", &hash));
         assert_eq!(pool.buffers.lock().unwrap().len(), 1, "one buffer, reused");
     }
@@ -284,7 +309,10 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert!(refused >= 1, "a burst of 6 on 1 worker + 1 waiting refuses some");
+        assert!(
+            refused >= 1,
+            "a burst of 6 on 1 worker + 1 waiting refuses some"
+        );
         assert_eq!(pool.in_use(), 0);
         assert!(pool.buffers.lock().unwrap().len() <= 1);
     }

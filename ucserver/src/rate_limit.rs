@@ -65,7 +65,9 @@ pub struct RateLimits {
 fn limiter(limit: Limit) -> Option<Limiter> {
     let per_minute = NonZeroU32::new(limit.per_minute)?;
     let burst = NonZeroU32::new(limit.burst.max(1))?;
-    Some(Limiter::keyed(Quota::per_minute(per_minute).allow_burst(burst)))
+    Some(Limiter::keyed(
+        Quota::per_minute(per_minute).allow_burst(burst),
+    ))
 }
 
 impl RateLimits {
@@ -150,7 +152,11 @@ mod tests {
             per_minute: 60,
             burst: 3,
         });
-        let (alice, phone, desk) = (UserId::from("alice"), DeviceId::from("phone"), DeviceId::from("desk"));
+        let (alice, phone, desk) = (
+            UserId::from("alice"),
+            DeviceId::from("phone"),
+            DeviceId::from("desk"),
+        );
         for _ in 0..3 {
             limits.check(Action::Send, &alice, &phone).unwrap();
         }

@@ -381,7 +381,9 @@ async fn run_command(
             body,
             client_id,
         } => {
-            server.rate_limits.check(crate::rate_limit::Action::Send, user, device)?;
+            server
+                .rate_limits
+                .check(crate::rate_limit::Action::Send, user, device)?;
             let conversation = server
                 .conversation_for(user, to.as_ref(), conversation.as_ref())
                 .await?;
@@ -398,7 +400,9 @@ async fn run_command(
             conversation,
             typing,
         } => {
-            server.rate_limits.check(crate::rate_limit::Action::Typing, user, device)?;
+            server
+                .rate_limits
+                .check(crate::rate_limit::Action::Typing, user, device)?;
             server.typing(user, &conversation, typing).await?;
             Ok(None)
         }

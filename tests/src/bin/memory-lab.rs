@@ -60,7 +60,11 @@ fn main() {
             eprintln!("memory-lab: {label}: s1 {a} MiB, s2 {b} MiB");
             samples.push(serde_json::json!({ "at": label, "s1_mib": a, "s2_mib": b }));
         };
-        sample("start", resident_mib(&metrics, &s1).await, resident_mib(&metrics, &s2).await);
+        sample(
+            "start",
+            resident_mib(&metrics, &s1).await,
+            resident_mib(&metrics, &s2).await,
+        );
 
         let admin = Arc::new(
             AdminClient::login(&s1.url(), &UserId::from("admin"), ADMIN_PASSWORD)
@@ -93,7 +97,11 @@ fn main() {
             }
         }
         let create_s = started.elapsed().as_secs_f64();
-        sample("after_users", resident_mib(&metrics, &s1).await, resident_mib(&metrics, &s2).await);
+        sample(
+            "after_users",
+            resident_mib(&metrics, &s1).await,
+            resident_mib(&metrics, &s2).await,
+        );
 
         let http = HttpClient::new().expect("http client");
         let started = Instant::now();
@@ -103,7 +111,8 @@ fn main() {
             let url = if i % 2 == 0 { s1.url() } else { s2.url() };
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await.expect("semaphore");
-                Client::login_with(&http, &url, &UserId::new(format!("mem{i}")), PASSWORD, None).await
+                Client::login_with(&http, &url, &UserId::new(format!("mem{i}")), PASSWORD, None)
+                    .await
             });
         }
         let mut sessions = Vec::new();
@@ -115,9 +124,17 @@ fn main() {
             }
         }
         let login_s = started.elapsed().as_secs_f64();
-        sample("after_logins", resident_mib(&metrics, &s1).await, resident_mib(&metrics, &s2).await);
+        sample(
+            "after_logins",
+            resident_mib(&metrics, &s1).await,
+            resident_mib(&metrics, &s2).await,
+        );
         tokio::time::sleep(Duration::from_secs(15)).await;
-        sample("after_15s_rest", resident_mib(&metrics, &s1).await, resident_mib(&metrics, &s2).await);
+        sample(
+            "after_15s_rest",
+            resident_mib(&metrics, &s1).await,
+            resident_mib(&metrics, &s2).await,
+        );
         serde_json::json!({
             "users": users,
             "logins": logins,

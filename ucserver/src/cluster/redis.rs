@@ -143,13 +143,25 @@ fn backend(error: fred::error::Error) -> ClusterError {
     }
 }
 
-fn config(url: &str) -> ClusterResult<Builder> {
-    let config =
-        Config::from_url(url).map_err(|e| ClusterError::Backend(format!("bad Redis URL: {e}")))?;
+/// Capacity of the subscriber's broadcast channels: a slow bus reader must not lose messages.
+const SUBSCRIBER_BROADCAST_CAPACITY: usize = 65_536;
+/// Capacity of the command client's broadcast channels, whose notices (errors, reconnects)
+/// nobody reads. fred allocates nine channels of this many slots per client up front: 65,536
+/// here cost about 40 MB of resident memory per server for nothing.
+const CLIENT_BROADCAST_CAPACITY: usize = 64;
+
+fn config(url: &str, broadcast_capacity: usize) -> ClusterResult<Builder> {
+    let config = Config::from_url(url).map_err(|e| {
+        let masked = crate::config::mask_url(url);
+        ClusterError::Backend(format!(
+            "bad Redis URL {masked}: {}",
+            e.to_string().replace(url, &masked)
+        ))
+    })?;
     let mut builder = Builder::from_config(config);
     builder
         .with_performance_config(|perf| {
-            perf.broadcast_channel_capacity = 65_536;
+            perf.broadcast_channel_capacity = broadcast_capacity;
             perf.default_command_timeout = Duration::from_secs(5);
         })
         .with_connection_config(|conn| {
@@ -165,8 +177,12 @@ fn config(url: &str) -> ClusterResult<Builder> {
 impl RedisCluster {
     /// Connects both clients; fails if Redis cannot be reached within a few seconds.
     pub async fn connect(url: &str) -> ClusterResult<Self> {
-        let client = config(url)?.build().map_err(backend)?;
-        let subscriber = config(url)?.build_subscriber_client().map_err(backend)?;
+        let client = config(url, CLIENT_BROADCAST_CAPACITY)?
+            .build()
+            .map_err(backend)?;
+        let subscriber = config(url, SUBSCRIBER_BROADCAST_CAPACITY)?
+            .build_subscriber_client()
+            .map_err(backend)?;
         let unreachable = || {
             ClusterError::Unavailable(format!(
                 "no answer from Redis at {}",
@@ -566,7 +582,10 @@ impl Cluster for RedisCluster {
         let value = self
             .eval(
                 LOGIN_FAILURES,
-                names.iter().map(|name| keys::login_failures(name)).collect(),
+                names
+                    .iter()
+                    .map(|name| keys::login_failures(name))
+                    .collect(),
                 vec![],
             )
             .await?;
