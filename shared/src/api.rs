@@ -17,8 +17,12 @@ pub enum ErrorCode {
     InvalidCredentials,
     /// Missing, expired or revoked session token.
     Unauthorized,
-    /// Too many failed logins; wait and try again.
+    /// Too many failed logins, or too many password checks under way at once; wait
+    /// `retry_after_ms` and try again.
     TooManyAttempts,
+    /// This device sends too fast (chat messages, typing notices, new conversations); wait
+    /// `retry_after_ms` and try again.
+    RateLimited,
     /// The caller may not do this (not an admin, not a delegate of that user, ...).
     Forbidden,
     /// The thing asked for does not exist.
@@ -53,7 +57,7 @@ impl ErrorCode {
             Self::NotFound => 404,
             Self::WrongServer | Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
-            Self::TooManyAttempts => 429,
+            Self::TooManyAttempts | Self::RateLimited => 429,
             Self::LicenseExhausted | Self::ServerUnavailable => 503,
             Self::Internal => 500,
         }
@@ -65,6 +69,7 @@ impl ErrorCode {
             Self::InvalidCredentials => "invalid_credentials",
             Self::Unauthorized => "unauthorized",
             Self::TooManyAttempts => "too_many_attempts",
+            Self::RateLimited => "rate_limited",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::NotAMember => "not_a_member",
@@ -99,7 +104,7 @@ pub struct ApiError {
     /// With `wrong_server`: the base URL to log in at instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home_url: Option<String>,
-    /// With `too_many_attempts`: how long to wait.
+    /// With `too_many_attempts` and `rate_limited`: how long to wait.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
 }

@@ -31,6 +31,11 @@ pub fn leases(kind: &str) -> String {
 pub fn cleanup_lock(server: &ServerId) -> String {
     format!("{PREFIX}:cleanup:{server}")
 }
+/// Failed logins of one throttle key (a user name or a client address): a hash with the
+/// count `n` and the last failure's time `t` (ms), expiring after a quiet period.
+pub fn login_failures(key: &str) -> String {
+    format!("{PREFIX}:login:fail:{key}")
+}
 /// Sorted set of MediaServer ids scored by last heartbeat (ms).
 pub const MEDIA_SEEN: &str = "uc:media:seen";
 /// Hash media id -> JSON [`crate::media::MediaServerStatus`].

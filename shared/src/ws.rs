@@ -99,6 +99,9 @@ pub enum ServerEvent {
         reference: Option<u64>,
         error: ErrorCode,
         message: String,
+        /// With `rate_limited` and `too_many_attempts`: how long to wait.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     Pong,
     Presence {

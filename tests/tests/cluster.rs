@@ -202,6 +202,78 @@ async fn heartbeats_and_locks((a, b): Pair) {
     );
 }
 
+async fn login_failures_are_shared_counted_and_expire((a, b): Pair) {
+    let keys = vec!["user:x".to_string(), "addr:192.0.2.1".to_string()];
+    assert_eq!(a.login_failures(&keys).await.unwrap(), vec![None, None]);
+    assert!(a.login_failures(&[]).await.unwrap().is_empty());
+    // Two servers count into the same key.
+    assert_eq!(a.login_failed("user:x", 60_000).await.unwrap(), 1);
+    assert_eq!(b.login_failed("user:x", 60_000).await.unwrap(), 2);
+    assert_eq!(a.login_failed("user:x", 60_000).await.unwrap(), 3);
+    let seen = b.login_failures(&keys).await.unwrap();
+    let user = seen[0].expect("counted");
+    assert_eq!(user.count, 3);
+    assert!((0..5_000).contains(&user.age_ms), "{user:?}");
+    assert_eq!(seen[1], None);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(a.login_failures(&keys).await.unwrap()[0].unwrap().age_ms >= 150);
+    // A success forgets the key for everyone.
+    b.login_forget("user:x").await.unwrap();
+    assert_eq!(a.login_failures(&keys).await.unwrap()[0], None);
+    // A key is forgotten after its quiet period (the bound on throttle state).
+    assert_eq!(a.login_failed("addr:192.0.2.1", 150).await.unwrap(), 1);
+    assert_eq!(b.login_failures(&keys).await.unwrap()[1].unwrap().count, 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(b.login_failures(&keys).await.unwrap()[1], None);
+    assert_eq!(
+        b.login_failed("addr:192.0.2.1", 150).await.unwrap(),
+        1,
+        "an expired count starts again"
+    );
+}
+
+async fn concurrent_login_failures_are_all_counted((a, b): Pair) {
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let cluster = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            cluster.login_failed("addr:race", 60_000).await.unwrap()
+        }));
+    }
+    let mut counts = Vec::new();
+    for task in tasks {
+        counts.push(task.await.unwrap());
+    }
+    counts.sort();
+    assert_eq!(
+        counts,
+        (1..=40).collect::<Vec<u32>>(),
+        "each count given once"
+    );
+}
+
+/// The in-process map of a single node holds at most its cap of keys.
+#[tokio::test]
+async fn local_login_keys_are_capped() {
+    let hub = LocalHub::with_login_keys_cap(100);
+    let cluster = LocalCluster::new(hub.clone());
+    cluster.login_failed("user:victim", 60_000).await.unwrap();
+    for i in 0..1_000 {
+        cluster
+            .login_failed(&format!("addr:10.0.{}.{}", i / 256, i % 256), 60_000)
+            .await
+            .unwrap();
+        assert!(hub.login_keys() <= 100, "{} keys", hub.login_keys());
+    }
+    // The newest keys are kept, the oldest went first.
+    let newest = cluster
+        .login_failures(&["addr:10.0.3.231".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(newest[0].unwrap().count, 1);
+    assert_eq!(ucserver::cluster::LOGIN_KEYS_CAP, 100_000);
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod local {
@@ -231,4 +303,6 @@ suite!(
     leases_are_shared_and_bounded,
     concurrent_leases_never_exceed_capacity,
     heartbeats_and_locks,
+    login_failures_are_shared_counted_and_expire,
+    concurrent_login_failures_are_all_counted,
 );

@@ -14,8 +14,10 @@ use ucclient::{AdminClient, Client};
 async fn ucweb_routes_every_user_to_the_home_server() {
     let redis = Redis::start();
     let database = Postgres::shared().create_database("ucweb");
-    let s1 = UcServer::start("s1", &database, Some(&redis.url()), &[]);
-    let s2 = UcServer::start("s2", &database, Some(&redis.url()), &[]);
+    // ucweb (on loopback) is the UCServers' trusted proxy: its X-Forwarded-For names the browser.
+    let trust = [("UC_TRUSTED_PROXIES", "127.0.0.1,::1")];
+    let s1 = UcServer::start("s1", &database, Some(&redis.url()), &trust);
+    let s2 = UcServer::start("s2", &database, Some(&redis.url()), &trust);
     let web = UcWeb::start(&[&s1, &s2]);
     let admin = AdminClient::login(&web.url(), &UserId::from("admin"), ADMIN_PASSWORD)
         .await

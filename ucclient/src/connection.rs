@@ -279,8 +279,11 @@ impl Connection {
                     reference: Some(answered),
                     error,
                     message,
+                    retry_after_ms,
                 } if answered == reference => {
-                    return Err(ClientError::Api(ApiError::new(error, message)));
+                    let mut api = ApiError::new(error, message);
+                    api.retry_after_ms = retry_after_ms;
+                    return Err(ClientError::Api(api));
                 }
                 ServerEvent::Pong if is_ping => return Ok(Ack::default()),
                 other => self.queued.push_back(other),

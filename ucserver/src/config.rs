@@ -49,6 +49,57 @@ pub struct Config {
     /// `UC_SESSION_LIFETIME_MS`: a session token ends this long after it was issued, used or
     /// not, on every path (REST, WebSocket, a token restored from SQL). Default 7 days.
     pub session_lifetime_ms: u64,
+    /// `UC_TRUSTED_PROXIES`: IPs or CIDR networks (comma-separated in the environment) of
+    /// reverse proxies such as ucweb whose `X-Forwarded-For` names the client for login
+    /// throttling. Default none: the header is ignored and the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
+    /// `UC_PASSWORD_WORKERS`: password hashes computed at once (each holds 19 MiB while it
+    /// runs, kept for reuse). Default: the number of CPU cores.
+    pub password_workers: Option<usize>,
+    /// `UC_PASSWORD_QUEUE`: logins that may wait for a hashing worker; beyond them a login is
+    /// refused with `too_many_attempts` and `retry_after_ms`. Default 16.
+    pub password_queue: usize,
+    /// `UC_RATE_SEND_PER_MINUTE` / `UC_RATE_SEND_BURST`: chat messages one device may send,
+    /// sustained and at once. Default 6000 (100/s) / 500. 0 per minute = no limit.
+    pub rate_send_per_minute: u32,
+    pub rate_send_burst: u32,
+    /// `UC_RATE_TYPING_PER_MINUTE` / `UC_RATE_TYPING_BURST`: typing notices per device.
+    /// Default 600 (10/s) / 30.
+    pub rate_typing_per_minute: u32,
+    pub rate_typing_burst: u32,
+    /// `UC_RATE_CONVERSATIONS_PER_MINUTE` / `UC_RATE_CONVERSATIONS_BURST`: new conversations
+    /// per device. Default 60 / 20.
+    pub rate_conversations_per_minute: u32,
+    pub rate_conversations_burst: u32,
+}
+
+/// `scheme://user:password@host/...?password=...` with the credentials replaced by `***`, for
+/// anything printed or logged (a database or Redis URL may hold a password).
+pub fn mask_url(url: &str) -> String {
+    let mut masked = match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    };
+    if let Some(query_start) = masked.find('?') {
+        let (base, query) = masked.split_at(query_start + 1);
+        let query = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _))
+                    if ["password", "pass", "pwd", "secret", "sslpassword"]
+                        .contains(&name.to_ascii_lowercase().as_str()) =>
+                {
+                    format!("{name}=***")
+                }
+                _ => pair.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        masked = format!("{base}{query}");
+    }
+    masked
 }
 
 impl Default for Config {
@@ -71,6 +122,15 @@ impl Default for Config {
             ring_timeout_ms: 30_000,
             media_servers: Vec::new(),
             session_lifetime_ms: 7 * 24 * 60 * 60 * 1000,
+            trusted_proxies: Vec::new(),
+            password_workers: None,
+            password_queue: 16,
+            rate_send_per_minute: 6_000,
+            rate_send_burst: 500,
+            rate_typing_per_minute: 600,
+            rate_typing_burst: 30,
+            rate_conversations_per_minute: 60,
+            rate_conversations_burst: 20,
         }
     }
 }
@@ -160,6 +220,44 @@ impl Config {
                 .map(str::to_string)
                 .collect();
         }
+        if let Some(v) = var("UC_TRUSTED_PROXIES") {
+            self.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        if let Some(v) = var("UC_PASSWORD_WORKERS") {
+            self.password_workers = Some(number("UC_PASSWORD_WORKERS", v)? as usize);
+        }
+        if let Some(v) = var("UC_PASSWORD_QUEUE") {
+            self.password_queue = number("UC_PASSWORD_QUEUE", v)? as usize;
+        }
+        let rate = |name: &str, value: String| -> anyhow::Result<u32> {
+            u32::try_from(number(name, value)?).map_err(|_| anyhow::anyhow!("{name} is too large"))
+        };
+        for (name, field) in [
+            ("UC_RATE_SEND_PER_MINUTE", &mut self.rate_send_per_minute),
+            ("UC_RATE_SEND_BURST", &mut self.rate_send_burst),
+            (
+                "UC_RATE_TYPING_PER_MINUTE",
+                &mut self.rate_typing_per_minute,
+            ),
+            ("UC_RATE_TYPING_BURST", &mut self.rate_typing_burst),
+            (
+                "UC_RATE_CONVERSATIONS_PER_MINUTE",
+                &mut self.rate_conversations_per_minute,
+            ),
+            (
+                "UC_RATE_CONVERSATIONS_BURST",
+                &mut self.rate_conversations_burst,
+            ),
+        ] {
+            if let Some(v) = var(name) {
+                *field = rate(name, v)?;
+            }
+        }
         Ok(())
     }
 
@@ -171,7 +269,10 @@ impl Config {
                 || url.starts_with("postgres://")
                 || url.starts_with("postgresql://"))
         {
-            anyhow::bail!("UC_DATABASE_URL must start with sqlite: or postgres://, not '{url}'");
+            anyhow::bail!(
+                "UC_DATABASE_URL must start with sqlite: or postgres://, not '{}'",
+                mask_url(url)
+            );
         }
         if let Some(url) = &self.redis_url
             && !(url.starts_with("redis://")
@@ -199,7 +300,49 @@ impl Config {
         {
             anyhow::bail!("UC_ADMIN_PASSWORD must have at least 8 characters");
         }
+        self.trusted_proxies()?;
+        if self.password_workers == Some(0) || self.password_workers > Some(256) {
+            anyhow::bail!("UC_PASSWORD_WORKERS must be between 1 and 256");
+        }
+        if self.password_queue > 10_000 {
+            anyhow::bail!("UC_PASSWORD_QUEUE must be at most 10000");
+        }
         Ok(())
+    }
+
+    /// The parsed `UC_TRUSTED_PROXIES`.
+    pub fn trusted_proxies(&self) -> anyhow::Result<crate::login_guard::TrustedProxies> {
+        crate::login_guard::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("UC_TRUSTED_PROXIES: {e}"))
+    }
+
+    /// The password hashing bound.
+    pub fn password_limits(&self) -> crate::password::PasswordLimits {
+        crate::password::PasswordLimits {
+            workers: self
+                .password_workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            queue: self.password_queue,
+        }
+    }
+
+    /// The per-device rate limits.
+    pub fn rate_limits(&self) -> crate::rate_limit::RateLimitConfig {
+        use crate::rate_limit::Limit;
+        crate::rate_limit::RateLimitConfig {
+            send: Limit {
+                per_minute: self.rate_send_per_minute,
+                burst: self.rate_send_burst,
+            },
+            typing: Limit {
+                per_minute: self.rate_typing_per_minute,
+                burst: self.rate_typing_burst,
+            },
+            create_conversation: Limit {
+                per_minute: self.rate_conversations_per_minute,
+                burst: self.rate_conversations_burst,
+            },
+        }
     }
 
     /// Whether this process runs its own MediaServer.
@@ -276,14 +419,10 @@ impl Config {
 
     /// One line per setting, secrets masked, for the start-up log.
     pub fn describe(&self) -> String {
-        let mask = |url: &str| match (url.find("://"), url.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-            }
-            _ => url.to_string(),
-        };
+        let mask = |url: &str| mask_url(url);
+        let limits = self.password_limits();
         format!(
-            "server_id={} listen={} public_url={} database={} redis={} admin_password={} heartbeat_ms={} dead_after_ms={} mdm_buffer_limit={} media_embedded={} media_secret={} ring_timeout_ms={}",
+            "server_id={} listen={} public_url={} database={} redis={} admin_password={} heartbeat_ms={} dead_after_ms={} mdm_buffer_limit={} media_embedded={} media_secret={} ring_timeout_ms={} trusted_proxies={} password_workers={} password_queue={} rate_send={}/min+{} rate_typing={}/min+{} rate_conversations={}/min+{}",
             self.server_id,
             self.listen,
             self.public_url.as_deref().unwrap_or("(derived)"),
@@ -307,6 +446,19 @@ impl Config {
                 "(none)"
             },
             self.ring_timeout_ms,
+            if self.trusted_proxies.is_empty() {
+                "(none)".to_string()
+            } else {
+                self.trusted_proxies.join(",")
+            },
+            limits.workers,
+            limits.queue,
+            self.rate_send_per_minute,
+            self.rate_send_burst,
+            self.rate_typing_per_minute,
+            self.rate_typing_burst,
+            self.rate_conversations_per_minute,
+            self.rate_conversations_burst,
         )
     }
 }
@@ -380,6 +532,35 @@ mod tests {
         config.media_servers = vec!["m1:http://x".into()];
         assert!(config.validate().is_err());
         config.media_servers.clear();
+
+        assert_eq!(
+            mask_url("postgres://db.example/uc?user=uc&password=hunter2&sslmode=require"),
+            "postgres://db.example/uc?user=uc&password=***&sslmode=require"
+        );
+        assert_eq!(
+            mask_url("redis://:hunter2@r:6379/0"),
+            "redis://***@r:6379/0"
+        );
+        assert_eq!(mask_url("sqlite:data/x.db"), "sqlite:data/x.db");
+        config.database_url = Some("mysql://uc:hunter2@db/uc".into());
+        let error = config.validate().unwrap_err().to_string();
+        assert!(!error.contains("hunter2"), "{error}");
+        config.database_url = None;
+
+        config
+            .apply_env(|name| {
+                (name == "UC_TRUSTED_PROXIES").then(|| "127.0.0.1, 10.0.0.0/8".to_string())
+            })
+            .unwrap();
+        assert!(
+            config
+                .trusted_proxies()
+                .unwrap()
+                .contains("10.9.8.7".parse().unwrap())
+        );
+        config.trusted_proxies = vec!["10.0.0.0/99".into()];
+        assert!(config.validate().is_err());
+        config.trusted_proxies.clear();
 
         config
             .apply_env(|name| (name == "UC_HEARTBEAT_MS").then(|| "soon".to_string()))

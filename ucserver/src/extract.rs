@@ -69,7 +69,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for MaybeBody<T> {
     }
 }
 
-/// The caller, from `Authorization: Bearer` (or `?token=` for WebSockets).
+/// The caller, from `Authorization: Bearer`, or `?token=` on the WebSocket route only
+/// (browsers cannot set headers there; anywhere else a token in the URL would end up in
+/// logs and histories).
 pub struct Caller(pub TokenInfo, pub String);
 
 impl FromRequestParts<AppState> for Caller {
@@ -84,10 +86,17 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::to_string);
-        let from_query = parts.uri.query().and_then(|q| {
-            q.split('&')
-                .find_map(|pair| pair.strip_prefix("token=").map(str::to_string))
-        });
+        let path = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or(parts.uri.path(), |original| original.path());
+        let from_query = (path == WS_PATH)
+            .then(|| parts.uri.query())
+            .flatten()
+            .and_then(|q| {
+                q.split('&')
+                    .find_map(|pair| pair.strip_prefix("token=").map(str::to_string))
+            });
         let token = from_header.or(from_query).ok_or_else(|| {
             AppError::new(
                 ErrorCode::Unauthorized,
@@ -103,6 +112,9 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller(info, token))
     }
 }
+
+/// The one route that takes its token from the query string.
+const WS_PATH: &str = "/api/v1/ws";
 
 /// An administrator's session.
 pub struct Admin(pub AdminSession);

@@ -2,12 +2,10 @@
 //! Handlers are codecs and routing only: decode the request, call the application layer
 //! ([`Session`], [`AdminSession`]), encode the answer.
 
-use crate::auth::{self, TokenInfo};
-use crate::core::license;
+use crate::app::login;
 use crate::error::{AppError, AppResult};
 use crate::extract::{Admin, AnySession, AppState, Body, Caller, ClientSession, MaybeBody};
-use crate::server::Server;
-use crate::store::{HistoryPage, UserRecord};
+use crate::store::HistoryPage;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -15,8 +13,20 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use shared::api::*;
 use shared::presence::PresenceView;
-use shared::{ConversationId, DeviceId, GroupId, MediaServerId, UserId, now_ms, validate_name};
+use shared::{ConversationId, GroupId, MediaServerId, UserId};
 use std::net::SocketAddr;
+
+/// Whether the request carries an administrator's bearer token (never an error).
+async fn is_admin_request(server: &crate::server::Server, headers: &HeaderMap) -> bool {
+    let Some(token) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    server.token(token).await.is_some_and(|info| info.admin)
+}
 
 pub async fn api_not_found() -> AppError {
     AppError::not_found("no such API route; see docs/api.md")
@@ -39,6 +49,7 @@ pub(crate) async fn healthz(State(server): State<AppState>) -> Json<Health> {
     })
 }
 
+/// Readiness: ok or not per backend for anyone; the error text only for an administrator.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -46,19 +57,20 @@ pub(crate) async fn healthz(State(server): State<AppState>) -> Json<Health> {
     security(()),
     responses((status = 200, description = "SQL and the bus answer.", body = Health), (status = 503, description = "SQL or the bus does not answer; `checks` says which.", body = Health))
 )]
-pub(crate) async fn readyz(State(server): State<AppState>) -> Response {
+pub(crate) async fn readyz(State(server): State<AppState>, headers: HeaderMap) -> Response {
     let sql = server.store.ping().await;
     let bus = server.cluster.ping().await;
+    let detailed = is_admin_request(&server, &headers).await;
     let checks = vec![
         HealthCheck {
             name: "sql".into(),
             ok: sql.is_ok(),
-            detail: sql.err().map(|e| e.to_string()),
+            detail: sql.err().filter(|_| detailed).map(|e| e.to_string()),
         },
         HealthCheck {
             name: format!("bus ({})", server.cluster.kind()),
             ok: bus.is_ok(),
-            detail: bus.err().map(|e| e.to_string()),
+            detail: bus.err().filter(|_| detailed).map(|e| e.to_string()),
         },
     ];
     let ok = checks.iter().all(|c| c.ok);
@@ -93,85 +105,6 @@ pub(crate) async fn metrics(State(server): State<AppState>) -> Response {
 
 // ---------------------------------------------------------------------------- sessions
 
-/// Checks a password with throttling by user name and by address.
-pub(crate) async fn check_password(
-    server: &Server,
-    request: &LoginRequest,
-    address: &str,
-) -> AppResult<UserRecord> {
-    let now = now_ms();
-    let keys = [format!("user:{}", request.user), format!("addr:{address}")];
-    let wait = {
-        let throttle = server.throttle.lock().unwrap();
-        keys.iter()
-            .map(|k| throttle.wait_ms(k, now))
-            .max()
-            .unwrap_or(0)
-    };
-    if wait > 0 {
-        let mut error = AppError::new(
-            ErrorCode::TooManyAttempts,
-            format!(
-                "too many failed sign-ins; try again in {} s",
-                (wait + 999) / 1000
-            ),
-        );
-        error.0.retry_after_ms = Some(wait as u64);
-        return Err(error);
-    }
-    if request.password.len() > 1024 {
-        return Err(AppError::new(
-            ErrorCode::PayloadTooLarge,
-            "the password is too long",
-        ));
-    }
-    let user = server.sql(server.store.get_user(&request.user)).await?;
-    let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let password = request.password.clone();
-    let ok = tokio::task::spawn_blocking(move || match hash {
-        Some(hash) => auth::verify_password(&password, &hash),
-        None => {
-            // Same work for unknown users, so timing does not tell which names exist.
-            let _ = auth::hash_password(&password);
-            false
-        }
-    })
-    .await
-    .unwrap_or(false);
-    let mut throttle = server.throttle.lock().unwrap();
-    match (ok, user) {
-        (true, Some(user)) => {
-            for key in &keys[..1] {
-                throttle.record_success(key);
-            }
-            Ok(user)
-        }
-        _ => {
-            for key in &keys {
-                throttle.record_failure(key, now);
-            }
-            server
-                .metrics
-                .login_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Err(AppError::new(
-                ErrorCode::InvalidCredentials,
-                "wrong user name or password",
-            ))
-        }
-    }
-}
-
-fn address(headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|v| v.trim().to_string())
-        .or_else(|| peer.map(|p| p.ip().to_string()))
-        .unwrap_or_default()
-}
-
 #[utoipa::path(
     post,
     path = "/api/v1/login",
@@ -186,72 +119,11 @@ pub(crate) async fn session_login(
     headers: HeaderMap,
     Body(request): Body<LoginRequest>,
 ) -> AppResult<Json<LoginResponse>> {
-    let user = check_password(&server, &request, &address(&headers, Some(peer))).await?;
-    if user.home_server != server.id {
-        let url = server_url(&server, &user.home_server).await;
-        let mut error = AppError::new(
-            ErrorCode::WrongServer,
-            format!(
-                "'{}' is served by server '{}'; sign in there",
-                user.id, user.home_server
-            ),
-        );
-        error.0.home_server = Some(user.home_server.clone());
-        error.0.home_url = url;
-        return Err(error);
-    }
-    let device = match request.device {
-        Some(device) => {
-            validate_name(device.as_str())
-                .map_err(|e| AppError::bad_request(format!("device: {e}")))?;
-            device
-        }
-        None => DeviceId::new(format!("d-{}", auth::random_hex(4))),
-    };
-    server
-        .licenses
-        .acquire(license::SEAT, user.id.as_str())
-        .await?;
-    let issued = server
-        .issue_token(TokenInfo {
-            user: user.id.clone(),
-            device: device.clone(),
-            admin: user.admin,
-            console_only: false,
-            issued_ms: now_ms(),
-        })
-        .await;
-    let token = match issued {
-        Ok(token) => token,
-        Err(error) => {
-            // The session could not be stored (SQL down): the seat taken for it goes back.
-            server.release_seat_if_unused(&user.id).await;
-            return Err(error);
-        }
-    };
-    server
-        .metrics
-        .logins
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(Json(LoginResponse {
-        token,
-        user: user.id,
-        device,
-        display_name: user.display_name,
-        server: server.id.clone(),
-        admin: user.admin,
-    }))
-}
-
-/// The public URL of a server: its heartbeat first, else what it registered in SQL.
-pub(crate) async fn server_url(server: &Server, id: &shared::ServerId) -> Option<String> {
-    if let Some(seen) = server.bus("list servers", server.cluster.servers()).await
-        && let Some(found) = seen.into_iter().find(|s| &s.heartbeat.id == id)
-    {
-        return Some(found.heartbeat.url);
-    }
-    let registered = server.sql(server.store.list_servers()).await.ok()?;
-    registered.into_iter().find(|s| &s.id == id).map(|s| s.url)
+    let client = server
+        .login_guard
+        .trusted_proxies
+        .client_address(peer.ip(), &headers);
+    Ok(Json(login::sign_in(&server, request, client).await?))
 }
 
 #[utoipa::path(
@@ -592,31 +464,13 @@ pub(crate) async fn admin_login(
     headers: HeaderMap,
     Body(request): Body<LoginRequest>,
 ) -> AppResult<Json<LoginResponse>> {
-    let user = check_password(&server, &request, &address(&headers, Some(peer))).await?;
-    if !user.admin {
-        return Err(AppError::forbidden(format!(
-            "'{}' is not an administrator",
-            user.id
-        )));
-    }
-    let device = DeviceId::new("console");
-    let token = server
-        .issue_token(TokenInfo {
-            user: user.id.clone(),
-            device: device.clone(),
-            admin: true,
-            console_only: true,
-            issued_ms: now_ms(),
-        })
-        .await?;
-    Ok(Json(LoginResponse {
-        token,
-        user: user.id,
-        device,
-        display_name: user.display_name,
-        server: server.id.clone(),
-        admin: true,
-    }))
+    let client = server
+        .login_guard
+        .trusted_proxies
+        .client_address(peer.ip(), &headers);
+    Ok(Json(
+        login::sign_in_console(&server, request, client).await?,
+    ))
 }
 
 #[utoipa::path(

@@ -14,8 +14,11 @@ pub mod events;
 pub mod extract;
 pub mod http;
 pub mod licenses;
+pub mod login_guard;
 pub mod media;
 pub mod metrics;
+pub mod password;
+pub mod rate_limit;
 pub mod relations;
 pub mod routes;
 pub mod server;
@@ -49,7 +52,15 @@ pub struct Running {
 pub async fn open_backends(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Cluster>)> {
     let store = SqlStore::connect(&config.database_url())
         .await
-        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", config.database_url()))?;
+        .map_err(|e| {
+            let url = config.database_url();
+            // The driver's error may quote the URL too: mask it wherever it appears.
+            let error = e.to_string().replace(&url, &config::mask_url(&url));
+            anyhow::anyhow!(
+                "cannot open the database {}: {error}",
+                config::mask_url(&url)
+            )
+        })?;
     let cluster: Arc<dyn Cluster> = match &config.redis_url {
         Some(url) => Arc::new(
             RedisCluster::connect(url)
@@ -182,6 +193,7 @@ pub async fn start(
                     beat_server.heartbeat_and_check().await;
                     beat_server.sweep_dead_servers().await;
                     beat_server.expire_tokens(shared::now_ms(), server::TOKEN_IDLE_MS).await;
+                    beat_server.rate_limits.sweep();
                     calls::check_media(&beat_server).await;
                 }
                 _ = stop.recv() => break,

@@ -5,7 +5,7 @@
 //! presence). Everything durable goes to SQL first; the bus only notifies. Mutexes here are
 //! `std` mutexes held for map lookups only, never across an `.await`.
 
-use crate::auth::{LoginThrottle, TokenInfo};
+use crate::auth::TokenInfo;
 use crate::calls::registry::Calls;
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -72,7 +72,12 @@ pub struct Server {
     local_presence: Mutex<HashMap<UserId, UserPresence>>,
     /// token -> (what it stands for, when it was last used)
     tokens: Mutex<HashMap<String, (TokenInfo, TimestampMs)>>,
-    pub throttle: Mutex<LoginThrottle>,
+    /// Cluster-wide login throttling and the trusted proxies (`login_guard.rs`).
+    pub login_guard: crate::login_guard::LoginGuard,
+    /// The bounded password hashing pool (`password.rs`).
+    pub passwords: crate::password::PasswordPool,
+    /// Per-device limits on sends, typing and new conversations (`rate_limit.rs`).
+    pub rate_limits: crate::rate_limit::RateLimits,
     /// Newest presence version delivered per user, so a late older snapshot is dropped.
     delivered_versions: Mutex<HashMap<UserId, u64>>,
     /// What the heartbeat last saw of the cluster store, to notice outages and restarts.
@@ -119,6 +124,10 @@ impl Server {
             },
             metrics.clone(),
         );
+        let trusted_proxies = config.trusted_proxies().unwrap_or_default();
+        let login_guard = crate::login_guard::LoginGuard::new(cluster.clone(), trusted_proxies);
+        let passwords = crate::password::PasswordPool::new(config.password_limits());
+        let rate_limits = crate::rate_limit::RateLimits::new(config.rate_limits());
         let server = Arc::new(Self {
             id: config.server_id(),
             url,
@@ -134,7 +143,9 @@ impl Server {
             devices,
             local_presence: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
-            throttle: Mutex::new(LoginThrottle::default()),
+            login_guard,
+            passwords,
+            rate_limits,
             delivered_versions: Mutex::new(HashMap::new()),
             cluster_state: Mutex::new(ClusterState::default()),
             chat_tx,

@@ -111,6 +111,7 @@ fn read_failure(error: axum::Error) -> Option<(ServerEvent, u16)> {
                     "a frame may have at most {} bytes",
                     shared::limits::MAX_FRAME_BYTES
                 ),
+                retry_after_ms: None,
             },
             CLOSE_TOO_BIG,
         )),
@@ -119,6 +120,7 @@ fn read_failure(error: axum::Error) -> Option<(ServerEvent, u16)> {
                 reference: None,
                 error: ErrorCode::MalformedFrame,
                 message: "a text frame must be valid UTF-8".into(),
+                retry_after_ms: None,
             },
             CLOSE_INVALID_DATA,
         )),
@@ -195,6 +197,7 @@ async fn run_session(
                         reference: None,
                         error: ErrorCode::MalformedFrame,
                         message: "send JSON in text frames".into(),
+                        retry_after_ms: None,
                     }))),
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => None,
@@ -339,6 +342,7 @@ async fn handle_frame(
                 reference,
                 error: code,
                 message,
+                retry_after_ms: None,
             })));
         }
     };
@@ -415,6 +419,7 @@ fn error_event(reference: Option<u64>, error: AppError) -> ServerEvent {
         reference,
         error: error.0.error,
         message: error.0.message,
+        retry_after_ms: error.0.retry_after_ms,
     }
 }
 

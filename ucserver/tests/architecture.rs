@@ -11,6 +11,8 @@
 //!    parts that own their state apart: `devices`, `relations`, `licenses`, `telephony`,
 //!    `media`, `calls::registry`
 //! 0. foundations: `auth`, `cluster`, `store`, `config`, `error`, `events`, `metrics`, `timed`,
+//!    the login throttle, password pool and rate limits (`login_guard`, `password`,
+//!    `rate_limit`: state of their own, built from config, no server),
 //!    and the cores (`uccore`, a crate of its own)
 //!
 //! `lib.rs` and `main.rs` wire everything and stand outside the layers.
@@ -34,6 +36,9 @@ fn layer(module: &str) -> Option<u8> {
         ("media", 1),
         ("relations", 1),
         ("devices", 1),
+        ("login_guard", 0),
+        ("password", 0),
+        ("rate_limit", 0),
         ("licenses", 1),
         ("telephony", 1),
         ("timed", 0),

@@ -34,6 +34,8 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(%listen, upstreams = %upstream, "ucweb listening; open http://{}/", listener.local_addr()?);
+    // The browser's address goes to the UCServers in `X-Forwarded-For`.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let mut term =

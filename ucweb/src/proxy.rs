@@ -8,6 +8,11 @@
 //! (their `/healthz`) and from the `home_url`s that UCServers themselves answer with; a token
 //! naming any other server is refused, so a browser cannot point ucweb at an address of its
 //! choosing.
+//!
+//! Every request sent on carries `X-Forwarded-For` with the browser's address (the TCP peer
+//! of ucweb; a header the browser sent is replaced, not extended), so the UCServers throttle
+//! logins per browser. They believe it only from addresses listed in their
+//! `UC_TRUSTED_PROXIES`, which must name ucweb.
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::ws::{CloseFrame, Message as AxMessage, WebSocket, WebSocketUpgrade};
@@ -45,6 +50,18 @@ const FORWARD_RESPONSE: &[HeaderName] = &[
     header::RETRY_AFTER,
     header::WWW_AUTHENTICATE,
 ];
+
+/// The header that tells the UCServer who the browser is.
+const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// The browser's address as the `X-Forwarded-For` value (none when the server was started
+/// without connection info).
+fn forwarded_for(request: &Request) -> Option<HeaderValue> {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?;
+    HeaderValue::from_str(&peer.0.ip().to_canonical().to_string()).ok()
+}
 
 /// Separates the server id from the UCServer's own token in the browser's token.
 const TOKEN_SEPARATOR: char = '~';
@@ -97,14 +114,22 @@ struct Route {
     token: Option<String>,
 }
 
-/// The bearer token of a request: the `Authorization` header, else `token=` in the query.
-fn request_token(headers: &axum::http::HeaderMap, path_and_query: &str) -> Option<String> {
+/// The bearer token of a request: the `Authorization` header, else `token=` in the query of
+/// a WebSocket upgrade (the UCServers take a query token on their WebSocket route only).
+fn request_token(
+    headers: &axum::http::HeaderMap,
+    path_and_query: &str,
+    is_upgrade: bool,
+) -> Option<String> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string)
         .or_else(|| {
+            if !is_upgrade {
+                return None;
+            }
             let query = path_and_query.split_once('?')?.1;
             query.split('&').find_map(|pair| {
                 pair.strip_prefix("token=")
@@ -170,7 +195,8 @@ async fn proxy(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let route = match route(&proxy, request.headers(), &path_and_query).await {
+    let client = forwarded_for(&request);
+    let route = match route(&proxy, request.headers(), &path_and_query, is_upgrade).await {
         Ok(route) => route,
         Err(response) => return response,
     };
@@ -184,16 +210,16 @@ async fn proxy(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
             Ok(upgrade) => upgrade,
             Err(rejection) => return rejection.into_response(),
         };
-        return websocket(route, path_and_query, upgrade).await;
+        return websocket(route, path_and_query, upgrade, client).await;
     }
     let is_login = request.method() == axum::http::Method::POST
         && (path_and_query == "/api/v1/login" || path_and_query == "/api/v1/admin/login");
     if is_login {
-        return login(&proxy, &path_and_query, request)
+        return login(&proxy, &path_and_query, request, client)
             .await
             .unwrap_or_else(|response| response);
     }
-    match rest(&proxy, &route, &path_and_query, request).await {
+    match rest(&proxy, &route, &path_and_query, request, client).await {
         Ok(response) => response,
         Err(response) => response,
     }
@@ -204,8 +230,9 @@ async fn route(
     proxy: &Proxy,
     headers: &axum::http::HeaderMap,
     path_and_query: &str,
+    is_upgrade: bool,
 ) -> Result<Route, Response> {
-    let Some(token) = request_token(headers, path_and_query) else {
+    let Some(token) = request_token(headers, path_and_query, is_upgrade) else {
         return Ok(Route {
             base: proxy.upstreams[0].clone(),
             token: None,
@@ -240,6 +267,7 @@ async fn login(
     proxy: &Proxy,
     path_and_query: &str,
     request: Request,
+    client: Option<HeaderValue>,
 ) -> Result<Response, Response> {
     let body = to_bytes(request.into_body(), MAX_REQUEST_BYTES)
         .await
@@ -255,10 +283,14 @@ async fn login(
         let url = base
             .join(path_and_query)
             .map_err(|_| api_error(StatusCode::BAD_REQUEST, "bad_request", "bad request path"))?;
-        let answer = proxy
+        let mut upstream = proxy
             .http
             .post(url)
-            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(client) = &client {
+            upstream = upstream.header(FORWARDED_FOR, client.clone());
+        }
+        let answer = upstream
             .body(body.clone())
             .send()
             .await
@@ -369,6 +401,7 @@ async fn rest(
     route: &Route,
     path_and_query: &str,
     request: Request,
+    client: Option<HeaderValue>,
 ) -> Result<Response, Response> {
     let url = route
         .base
@@ -394,6 +427,9 @@ async fn rest(
     if let Some(token) = &route.token {
         upstream = upstream.bearer_auth(token);
     }
+    if let Some(client) = client {
+        upstream = upstream.header(FORWARDED_FOR, client);
+    }
     let answer = upstream
         .body(body)
         .send()
@@ -415,7 +451,12 @@ async fn rest(
     Ok(response)
 }
 
-async fn websocket(route: Route, path_and_query: String, upgrade: WebSocketUpgrade) -> Response {
+async fn websocket(
+    route: Route,
+    path_and_query: String,
+    upgrade: WebSocketUpgrade,
+    client: Option<HeaderValue>,
+) -> Response {
     let Ok(mut url) = route.base.join(&path_and_query) else {
         return api_error(StatusCode::BAD_REQUEST, "bad_request", "bad request path");
     };
@@ -428,6 +469,9 @@ async fn websocket(route: Route, path_and_query: String, upgrade: WebSocketUpgra
         && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
     {
         request.headers_mut().insert(header::AUTHORIZATION, value);
+    }
+    if let Some(client) = client {
+        request.headers_mut().insert(FORWARDED_FOR, client);
     }
     let config = tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(shared::limits::MAX_EVENT_BYTES))

@@ -24,7 +24,11 @@ fn main() {
     let redis = Redis::start();
     let postgres = Postgres::start();
     let database = postgres.create_database("weblab");
-    let extra = [("UC_MEDIA_SECRET", MEDIA_SECRET)];
+    // ucweb runs on loopback in front of both UCServers: they believe its X-Forwarded-For.
+    let extra = [
+        ("UC_MEDIA_SECRET", MEDIA_SECRET),
+        ("UC_TRUSTED_PROXIES", "127.0.0.1,::1"),
+    ];
     let mut s1 = UcServer::start("s1", &database, Some(&redis.url()), &extra);
     let mut s2 = UcServer::start("s2", &database, Some(&redis.url()), &extra);
     let m1 = MediaServer::start("m1", &redis.url());

@@ -722,7 +722,7 @@ async fn client_task(
                         shared.last_ack_us.fetch_max(shared.now_us(), Ordering::AcqRel);
                     }
                 }
-                Some(Ok(ServerEvent::Error { reference: Some(reference), error, message })) => {
+                Some(Ok(ServerEvent::Error { reference: Some(reference), error, message, .. })) => {
                     if chat_in_flight.remove(&reference) {
                         shared.chat_errors.fetch_add(1, Ordering::AcqRel);
                         if error != ErrorCode::TooManyAttempts {

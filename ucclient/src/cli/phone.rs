@@ -174,7 +174,7 @@ async fn follow(
                 Some(Ok(ServerEvent::Ack { reference: Some(reference), .. })) => {
                     invites.remove(&reference);
                 }
-                Some(Ok(ServerEvent::Error { reference, error, message })) => {
+                Some(Ok(ServerEvent::Error { reference, error, message, .. })) => {
                     match reference.and_then(|reference| invites.remove(&reference)) {
                         Some(user) => {
                             warn(&format!("inviting {user}: {}: {message}", error.as_str()));

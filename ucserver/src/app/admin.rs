@@ -3,7 +3,7 @@
 //! change is audited and announced to the other servers.
 
 use super::authz;
-use crate::auth::{self, TokenInfo};
+use crate::auth::TokenInfo;
 use crate::error::{AppError, AppResult};
 use crate::server::Server;
 use crate::store::{AuditRecord, GroupRecord, MediaServerRecord, UserRecord, UserUpdate};
@@ -59,7 +59,7 @@ impl AdminSession {
         let home_server = request.home_server.unwrap_or_else(|| server.id.clone());
         validate_name(home_server.as_str())
             .map_err(|e| AppError::bad_request(format!("home server: {e}")))?;
-        let password_hash = hash(request.password).await?;
+        let password_hash = server.passwords.hash(request.password).await?;
         let record = UserRecord {
             id: request.id.clone(),
             password_hash,
@@ -86,7 +86,7 @@ impl AdminSession {
         let password_hash = match request.password {
             Some(password) => {
                 check_password_rules(&password)?;
-                Some(hash(password).await?)
+                Some(server.passwords.hash(password).await?)
             }
             None => None,
         };
@@ -366,11 +366,4 @@ fn check_password_rules(password: &str) -> AppResult<()> {
         return Err(AppError::bad_request("a password needs 8 to 1024 bytes"));
     }
     Ok(())
-}
-
-async fn hash(password: String) -> AppResult<String> {
-    tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|_| AppError::new(ErrorCode::Internal, "password hashing failed"))?
-        .map_err(|e| AppError::new(ErrorCode::Internal, format!("password hashing failed: {e}")))
 }

@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod login;
 pub mod session;
 
 pub use admin::AdminSession;

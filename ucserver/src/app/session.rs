@@ -8,6 +8,7 @@ use crate::auth::TokenInfo;
 use crate::core::call::Endpoint;
 use crate::error::{AppError, AppResult};
 use crate::events::{DeviceEvent, Outgoing};
+use crate::rate_limit::Action;
 use crate::server::Server;
 use crate::store::{ConversationRecord, HistoryPage};
 use shared::api::{
@@ -65,6 +66,14 @@ impl Session {
 
     pub fn server(&self) -> &Arc<Server> {
         &self.server
+    }
+
+    /// This device's rate for one kind of action (`rate_limit.rs`); beyond it, `rate_limited`
+    /// with how long to wait.
+    fn within_rate(&self, action: Action) -> AppResult<()> {
+        self.server
+            .rate_limits
+            .check(action, self.user(), &self.device)
     }
 
     // ------------------------------------------------------------------ identity
@@ -267,6 +276,7 @@ impl Session {
         request: CreateConversation,
     ) -> AppResult<ConversationSummary> {
         let server = &self.server;
+        self.within_rate(Action::CreateConversation)?;
         let name = request.name.trim().to_string();
         if name.is_empty() || name.len() > 128 {
             return Err(AppError::bad_request(
@@ -321,6 +331,7 @@ impl Session {
         body: String,
         client_id: Option<String>,
     ) -> AppResult<Stored> {
+        self.within_rate(Action::Send)?;
         let id = self
             .server
             .conversation_for(self.user(), to, conversation)
@@ -395,6 +406,7 @@ impl Session {
     }
 
     pub async fn typing(&self, conversation: &ConversationId, typing: bool) -> AppResult<()> {
+        self.within_rate(Action::Typing)?;
         let members = authz::require_member(&self.server, self.user(), conversation).await?;
         self.server
             .typing(self.user(), conversation, &members, typing)

@@ -989,6 +989,7 @@ impl CallTask {
                                 reference: None,
                                 error: error.error,
                                 message: error.message,
+                                retry_after_ms: error.retry_after_ms,
                             },
                         );
                     }

@@ -1,7 +1,7 @@
 //! The in-process cluster: plain maps behind one mutex, and mpsc channels as the bus.
 //! Several servers in one process share a [`LocalHub`]; a single-node server has its own.
 
-use super::{BusInput, Cluster, ClusterResult, SeenServer};
+use super::{BusInput, Cluster, ClusterResult, LoginFailures, SeenServer};
 use crate::core::license::{LeaseOutcome, LeaseTable};
 use async_trait::async_trait;
 use shared::bus::{BusMessage, ServerHeartbeat};
@@ -14,6 +14,18 @@ use tokio::sync::mpsc;
 
 /// Bus queue per server; a full queue means the reader is too slow, and it gets `Resync`.
 const QUEUE: usize = 65_536;
+/// Most login throttle keys held. Expired keys are swept when the map is full; if it is still
+/// full, the tenth of the keys whose last failure is oldest goes at once, so the cost of a
+/// sweep is spread over many inserts (Redis bounds its keys by their TTL).
+pub const LOGIN_KEYS_CAP: usize = 100_000;
+
+/// Failed logins of one key.
+#[derive(Clone, Copy, Debug)]
+struct Failures {
+    count: u32,
+    last_ms: TimestampMs,
+    forget_at_ms: TimestampMs,
+}
 
 #[derive(Default)]
 struct HubState {
@@ -24,6 +36,36 @@ struct HubState {
     online: HashMap<ServerId, BTreeSet<UserId>>,
     leases: LeaseTable,
     media: HashMap<MediaServerId, (MediaServerStatus, TimestampMs)>,
+    login_failures: HashMap<String, Failures>,
+    /// Bound of `login_failures` (`LOGIN_KEYS_CAP` unless a test sets a smaller one).
+    login_keys_cap: Option<usize>,
+}
+
+impl HubState {
+    /// Makes room for one more login key: drops expired keys, then the oldest one.
+    fn make_room_for_login_key(&mut self, now: TimestampMs) {
+        let cap = self.login_keys_cap.unwrap_or(LOGIN_KEYS_CAP).max(1);
+        if self.login_failures.len() < cap {
+            return;
+        }
+        self.login_failures.retain(|_, f| f.forget_at_ms > now);
+        if self.login_failures.len() < cap {
+            return;
+        }
+        let evict = (cap / 10).max(1);
+        let mut ages: Vec<TimestampMs> = self.login_failures.values().map(|f| f.last_ms).collect();
+        let (_, newest_evicted, _) = ages.select_nth_unstable(evict - 1);
+        let newest_evicted = *newest_evicted;
+        let mut left = evict;
+        self.login_failures.retain(|_, f| {
+            if left > 0 && f.last_ms <= newest_evicted {
+                left -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
 }
 
 /// State shared by every [`LocalCluster`] handle made from it.
@@ -35,6 +77,18 @@ pub struct LocalHub {
 impl LocalHub {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A hub that holds at most `cap` login throttle keys (tests of the bound).
+    pub fn with_login_keys_cap(cap: usize) -> Self {
+        let hub = Self::default();
+        hub.state.lock().unwrap().login_keys_cap = Some(cap);
+        hub
+    }
+
+    /// Login throttle keys held now.
+    pub fn login_keys(&self) -> usize {
+        self.state.lock().unwrap().login_failures.len()
     }
 
     /// Records a MediaServer heartbeat (the embedded MediaServer of a single node).
@@ -247,6 +301,54 @@ impl Cluster for LocalCluster {
 
     async fn lease_count(&self, kind: &str) -> ClusterResult<u32> {
         Ok(self.hub.state.lock().unwrap().leases.in_use(kind))
+    }
+
+    async fn login_failed(&self, key: &str, forget_after_ms: u64) -> ClusterResult<u32> {
+        let now = shared::now_ms();
+        let mut state = self.hub.state.lock().unwrap();
+        let live = state
+            .login_failures
+            .get(key)
+            .is_some_and(|f| f.forget_at_ms > now);
+        if !live {
+            state.login_failures.remove(key);
+            state.make_room_for_login_key(now);
+        }
+        let entry = state
+            .login_failures
+            .entry(key.to_string())
+            .or_insert(Failures {
+                count: 0,
+                last_ms: now,
+                forget_at_ms: now,
+            });
+        entry.count = entry.count.saturating_add(1);
+        entry.last_ms = now;
+        entry.forget_at_ms = now + forget_after_ms as i64;
+        Ok(entry.count)
+    }
+
+    async fn login_failures(&self, keys: &[String]) -> ClusterResult<Vec<Option<LoginFailures>>> {
+        let now = shared::now_ms();
+        let state = self.hub.state.lock().unwrap();
+        Ok(keys
+            .iter()
+            .map(|key| {
+                state
+                    .login_failures
+                    .get(key)
+                    .filter(|f| f.forget_at_ms > now)
+                    .map(|f| LoginFailures {
+                        count: f.count,
+                        age_ms: now - f.last_ms,
+                    })
+            })
+            .collect())
+    }
+
+    async fn login_forget(&self, key: &str) -> ClusterResult<()> {
+        self.hub.state.lock().unwrap().login_failures.remove(key);
+        Ok(())
     }
 
     async fn media_servers(&self) -> ClusterResult<Vec<(MediaServerStatus, TimestampMs)>> {

@@ -9,7 +9,7 @@
 mod local;
 mod redis;
 
-pub use local::{LocalCluster, LocalHub};
+pub use local::{LOGIN_KEYS_CAP, LocalCluster, LocalHub};
 pub use redis::RedisCluster;
 
 use crate::core::license::LeaseOutcome;
@@ -48,6 +48,14 @@ pub struct SeenServer {
     /// When the heartbeat arrived, by the cluster store's clock.
     pub last_seen_ms: TimestampMs,
     /// How long ago that was, by the same clock (so server clocks may differ).
+    pub age_ms: i64,
+}
+
+/// Failed logins remembered for one throttle key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginFailures {
+    pub count: u32,
+    /// How long ago the last failure was, by the cluster store's clock.
     pub age_ms: i64,
 }
 
@@ -100,6 +108,15 @@ pub trait Cluster: Send + Sync + 'static {
     /// Releases every lease `holder` has, of every kind; returns how many.
     async fn lease_release_holder(&self, holder: &ServerId) -> ClusterResult<u32>;
     async fn lease_count(&self, kind: &str) -> ClusterResult<u32>;
+
+    // ---- login throttling (see `login_guard.rs`) ----
+    /// Counts one failed login on `key`, atomically for the whole cluster; the key is
+    /// forgotten `forget_after_ms` after its last failure. Returns the count.
+    async fn login_failed(&self, key: &str, forget_after_ms: u64) -> ClusterResult<u32>;
+    /// What is remembered of each key, in order.
+    async fn login_failures(&self, keys: &[String]) -> ClusterResult<Vec<Option<LoginFailures>>>;
+    /// Forgets a key's failures (after a successful login).
+    async fn login_forget(&self, key: &str) -> ClusterResult<()>;
 
     // ---- MediaServers ----
     /// Heartbeat records of MediaServers with when they were last seen.

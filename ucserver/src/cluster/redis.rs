@@ -8,7 +8,7 @@
 //! is reported as [`BusInput::Resync`] so the server re-publishes its state; the broadcast
 //! buffer is raised from 32; an unresponsive connection is cut after a timeout.
 
-use super::{BusInput, Cluster, ClusterError, ClusterResult, SeenServer};
+use super::{BusInput, Cluster, ClusterError, ClusterResult, LoginFailures, SeenServer};
 use crate::core::license::LeaseOutcome;
 use async_trait::async_trait;
 use fred::clients::SubscriberClient;
@@ -97,6 +97,35 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 "#;
 
+/// Counts a failed login: one more in `n`, the time in `t`, and the key expires after the
+/// quiet period (ARGV[1] ms), so throttle state never outlives its use.
+const LOGIN_FAILED: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+redis.call('HSET', KEYS[1], 't', now)
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return n
+"#;
+
+/// Returns {count1, age1, count2, age2, ...}; count -1 for a key with nothing remembered.
+const LOGIN_FAILURES: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for _, key in ipairs(KEYS) do
+  local v = redis.call('HMGET', key, 'n', 't')
+  if v[1] and v[2] then
+    table.insert(out, tonumber(v[1]))
+    table.insert(out, now - tonumber(v[2]))
+  else
+    table.insert(out, -1)
+    table.insert(out, 0)
+  end
+end
+return out
+"#;
+
 pub struct RedisCluster {
     client: Client,
     subscriber: SubscriberClient,
@@ -114,13 +143,25 @@ fn backend(error: fred::error::Error) -> ClusterError {
     }
 }
 
-fn config(url: &str) -> ClusterResult<Builder> {
-    let config =
-        Config::from_url(url).map_err(|e| ClusterError::Backend(format!("bad Redis URL: {e}")))?;
+/// Capacity of the subscriber's broadcast channels: a slow bus reader must not lose messages.
+const SUBSCRIBER_BROADCAST_CAPACITY: usize = 65_536;
+/// Capacity of the command client's broadcast channels, whose notices (errors, reconnects)
+/// nobody reads. fred allocates nine channels of this many slots per client up front: 65,536
+/// here cost about 40 MB of resident memory per server for nothing.
+const CLIENT_BROADCAST_CAPACITY: usize = 64;
+
+fn config(url: &str, broadcast_capacity: usize) -> ClusterResult<Builder> {
+    let config = Config::from_url(url).map_err(|e| {
+        let masked = crate::config::mask_url(url);
+        ClusterError::Backend(format!(
+            "bad Redis URL {masked}: {}",
+            e.to_string().replace(url, &masked)
+        ))
+    })?;
     let mut builder = Builder::from_config(config);
     builder
         .with_performance_config(|perf| {
-            perf.broadcast_channel_capacity = 65_536;
+            perf.broadcast_channel_capacity = broadcast_capacity;
             perf.default_command_timeout = Duration::from_secs(5);
         })
         .with_connection_config(|conn| {
@@ -136,9 +177,18 @@ fn config(url: &str) -> ClusterResult<Builder> {
 impl RedisCluster {
     /// Connects both clients; fails if Redis cannot be reached within a few seconds.
     pub async fn connect(url: &str) -> ClusterResult<Self> {
-        let client = config(url)?.build().map_err(backend)?;
-        let subscriber = config(url)?.build_subscriber_client().map_err(backend)?;
-        let unreachable = || ClusterError::Unavailable(format!("no answer from Redis at {url}"));
+        let client = config(url, CLIENT_BROADCAST_CAPACITY)?
+            .build()
+            .map_err(backend)?;
+        let subscriber = config(url, SUBSCRIBER_BROADCAST_CAPACITY)?
+            .build_subscriber_client()
+            .map_err(backend)?;
+        let unreachable = || {
+            ClusterError::Unavailable(format!(
+                "no answer from Redis at {}",
+                crate::config::mask_url(url)
+            ))
+        };
         let wait = Duration::from_secs(10);
         tokio::time::timeout(wait, client.init())
             .await
@@ -512,6 +562,55 @@ impl Cluster for RedisCluster {
             .await
             .map_err(backend)?;
         Ok(count.max(0) as u32)
+    }
+
+    async fn login_failed(&self, key: &str, forget_after_ms: u64) -> ClusterResult<u32> {
+        let value = self
+            .eval(
+                LOGIN_FAILED,
+                vec![keys::login_failures(key)],
+                vec![forget_after_ms.max(1).to_string()],
+            )
+            .await?;
+        Ok(as_i64(&value).clamp(0, u32::MAX as i64) as u32)
+    }
+
+    async fn login_failures(&self, names: &[String]) -> ClusterResult<Vec<Option<LoginFailures>>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let value = self
+            .eval(
+                LOGIN_FAILURES,
+                names
+                    .iter()
+                    .map(|name| keys::login_failures(name))
+                    .collect(),
+                vec![],
+            )
+            .await?;
+        let items = value.into_array();
+        Ok(names
+            .iter()
+            .enumerate()
+            .map(|(index, _)| {
+                let count = items.get(2 * index).map(as_i64).unwrap_or(-1);
+                let age_ms = items.get(2 * index + 1).map(as_i64).unwrap_or(0);
+                (count >= 0).then(|| LoginFailures {
+                    count: count.min(u32::MAX as i64) as u32,
+                    age_ms,
+                })
+            })
+            .collect())
+    }
+
+    async fn login_forget(&self, key: &str) -> ClusterResult<()> {
+        let _: Value = self
+            .client
+            .del(keys::login_failures(key))
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     async fn media_servers(&self) -> ClusterResult<Vec<(MediaServerStatus, TimestampMs)>> {
