@@ -25,6 +25,7 @@ pub mod server;
 pub mod store;
 pub mod telephony;
 pub mod timed;
+pub mod tokens;
 pub mod ws;
 
 /// The decision cores (the `uccore` crate), under the name the shells have always used.
@@ -192,7 +193,7 @@ pub async fn start(
                 _ = tick.tick() => {
                     beat_server.heartbeat_and_check().await;
                     beat_server.sweep_dead_servers().await;
-                    beat_server.expire_tokens(shared::now_ms(), server::TOKEN_IDLE_MS).await;
+                    beat_server.expire_tokens(shared::now_ms(), tokens::TOKEN_IDLE_MS).await;
                     beat_server.rate_limits.sweep();
                     calls::check_media(&beat_server).await;
                 }

@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::relations::Relations;
 use crate::store::{ConversationRecord, NewMessage, Store, StoreError};
 use crate::telephony::Telephony;
+use crate::tokens::Tokens;
 use shared::api::{ChatMessage, ConversationKind, ErrorCode, ReadMarker};
 use shared::bus::{BusBody, BusMessage, Delivery, ServerHeartbeat};
 use shared::presence::TelephonyState;
@@ -35,8 +36,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
-/// A client token unused this long, with no device connected, ends (and returns its seat).
-pub const TOKEN_IDLE_MS: i64 = 12 * 60 * 60 * 1000;
 /// Messages stored in one SQL transaction at most.
 const CHAT_BATCH: usize = 512;
 
@@ -71,7 +70,7 @@ pub struct Server {
     /// Each local user's presence inputs (manual state, note, devices, telephony).
     local_presence: Mutex<HashMap<UserId, UserPresence>>,
     /// token -> (what it stands for, when it was last used)
-    tokens: Mutex<HashMap<String, (TokenInfo, TimestampMs)>>,
+    pub tokens: Tokens,
     /// Cluster-wide login throttling and the trusted proxies (`login_guard.rs`).
     pub login_guard: crate::login_guard::LoginGuard,
     /// The bounded password hashing pool (`password.rs`).
@@ -128,6 +127,7 @@ impl Server {
         let login_guard = crate::login_guard::LoginGuard::new(cluster.clone(), trusted_proxies);
         let passwords = crate::password::PasswordPool::new(config.password_limits());
         let rate_limits = crate::rate_limit::RateLimits::new(config.rate_limits());
+        let tokens = Tokens::new(config.session_lifetime_ms as i64);
         let server = Arc::new(Self {
             id: config.server_id(),
             url,
@@ -142,7 +142,7 @@ impl Server {
             metrics,
             devices,
             local_presence: Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
+            tokens,
             login_guard,
             passwords,
             rate_limits,
@@ -213,10 +213,7 @@ impl Server {
             issued_ms: info.issued_ms,
         };
         self.sql(self.store.put_session(&record)).await?;
-        self.tokens
-            .lock()
-            .unwrap()
-            .insert(token.clone(), (info, now_ms()));
+        self.tokens.hold(token.clone(), info, now_ms());
         Ok(token)
     }
 
@@ -226,15 +223,8 @@ impl Server {
     /// SQL path alike.
     pub async fn token(&self, token: &str) -> Option<TokenInfo> {
         let now = now_ms();
-        let held = {
-            let mut tokens = self.tokens.lock().unwrap();
-            tokens.get_mut(token).map(|(info, last_used)| {
-                *last_used = now;
-                info.clone()
-            })
-        };
-        if let Some(info) = held {
-            if self.session_is_fresh(info.issued_ms, now) {
+        if let Some(info) = self.tokens.use_token(token, now) {
+            if self.tokens.is_fresh(info.issued_ms, now) {
                 return Some(info);
             }
             tracing::info!(user = %info.user, device = %info.device, "session ended: too old");
@@ -246,7 +236,7 @@ impl Server {
         }
         let hash = crate::auth::token_hash(token);
         let record = self.sql(self.store.get_session(&hash)).await.ok()??;
-        let fresh = self.session_is_fresh(record.issued_ms, now);
+        let fresh = self.tokens.is_fresh(record.issued_ms, now);
         let home = self.relations.home_of(&record.user).await.ok()?;
         if !fresh || home != self.id {
             // Expired, or the user moved to another server: the session is over.
@@ -272,21 +262,13 @@ impl Server {
             issued_ms: record.issued_ms,
         };
         tracing::info!(user = %info.user, device = %info.device, "session restored from SQL");
-        self.tokens
-            .lock()
-            .unwrap()
-            .insert(token.to_string(), (info.clone(), now_ms()));
+        self.tokens.hold(token.to_string(), info.clone(), now_ms());
         Some(info)
-    }
-
-    /// Whether a session issued at `issued_ms` is still within its lifetime at `now`.
-    fn session_is_fresh(&self, issued_ms: TimestampMs, now: TimestampMs) -> bool {
-        now - issued_ms < self.config.session_lifetime_ms as i64
     }
 
     /// Forgets sessions older than their lifetime (at start; restored ones are checked too).
     pub async fn expire_stored_sessions(&self) {
-        let cutoff = now_ms() - self.config.session_lifetime_ms as i64;
+        let cutoff = self.tokens.cutoff(now_ms());
         match self.sql(self.store.delete_sessions_before(cutoff)).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "expired stored sessions"),
@@ -299,22 +281,14 @@ impl Server {
     /// Tokens past their lifetime end too, and the device they stand for is told and
     /// disconnected: an open socket does not outlive its session.
     pub async fn expire_tokens(&self, now: TimestampMs, idle_ms: i64) {
-        let (stale, too_old): (Vec<String>, Vec<(String, TokenInfo)>) = {
-            let tokens = self.tokens.lock().unwrap();
-            let stale = tokens
-                .iter()
-                .filter(|(_, (info, last_used))| {
-                    now - last_used > idle_ms && !self.is_local_online(&info.user)
-                })
-                .map(|(token, _)| token.clone())
-                .collect();
-            let too_old = tokens
-                .iter()
-                .filter(|(_, (info, _))| !self.session_is_fresh(info.issued_ms, now))
-                .map(|(token, (info, _))| (token.clone(), info.clone()))
-                .collect();
-            (stale, too_old)
-        };
+        let stale: Vec<String> = self
+            .tokens
+            .idle(now, idle_ms)
+            .into_iter()
+            .filter(|(_, user)| !self.is_local_online(user))
+            .map(|(token, _)| token)
+            .collect();
+        let too_old = self.tokens.too_old(now);
         for token in stale {
             self.end_token(&token).await;
         }
@@ -342,7 +316,7 @@ impl Server {
         if let Err(error) = self.sql(self.store.delete_session(&hash)).await {
             tracing::warn!(%error, "ended session stays in SQL until it expires");
         }
-        let Some((info, _)) = self.tokens.lock().unwrap().remove(token) else {
+        let Some(info) = self.tokens.remove(token) else {
             return;
         };
         if !info.console_only {
@@ -353,13 +327,7 @@ impl Server {
     /// Returns a user's seat unless a client token of theirs is still live on this server
     /// (after their last token ended, or a login that took the seat failed afterwards).
     pub async fn release_seat_if_unused(&self, user: &UserId) {
-        let in_use = self
-            .tokens
-            .lock()
-            .unwrap()
-            .values()
-            .any(|(t, _)| &t.user == user && !t.console_only);
-        if !in_use {
+        if !self.tokens.client_token_held(user) {
             self.bus(
                 "release seat",
                 self.cluster.lease_release(license::SEAT, user.as_str()),
@@ -373,12 +341,7 @@ impl Server {
         if let Err(error) = self.sql(self.store.delete_sessions_of(user)).await {
             tracing::warn!(%user, %error, "sessions stay in SQL until they expire");
         }
-        let had_client_token = {
-            let mut tokens = self.tokens.lock().unwrap();
-            let before = tokens.len();
-            tokens.retain(|_, (t, _)| &t.user != user);
-            before != tokens.len()
-        };
+        let had_client_token = self.tokens.remove_user(user);
         let goodbye = ServerEvent::Goodbye {
             reason: reason.to_string(),
         };
