@@ -62,7 +62,13 @@ async fn login(server: &UcServer, user: &str, device: &str) -> Client {
 async fn a_catch_up_of_10000_messages_arrives_complete() {
     const MESSAGES: u64 = 10_000;
     const WINDOW: u64 = 200;
-    let (server, _admin) = server_with_users("sessions_catch_up", &[], &["alice", "bob"]).await;
+    // One device sends all 10,000 as fast as it can: without the per-device send limit.
+    let (server, _admin) = server_with_users(
+        "sessions_catch_up",
+        &[("UC_RATE_SEND_PER_MINUTE", "0")],
+        &["alice", "bob"],
+    )
+    .await;
     let alice = login(&server, "alice", "laptop").await;
     let bob = login(&server, "bob", "phone").await;
     let conversation = ConversationId::direct(alice.user(), bob.user());
