@@ -18,6 +18,7 @@ pub mod login_guard;
 pub mod media;
 pub mod metrics;
 pub mod password;
+pub mod presence;
 pub mod rate_limit;
 pub mod relations;
 pub mod routes;

@@ -11,13 +11,13 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::core::license;
 use crate::core::mdm::MdmConfig;
-use crate::core::presence::UserPresence;
 use crate::devices::Devices;
 use crate::error::{AppError, AppResult};
 use crate::events::{DeviceEvent, Outgoing};
 use crate::licenses::Licenses;
 use crate::media::MediaPool;
 use crate::metrics::Metrics;
+use crate::presence::Presence;
 use crate::relations::Relations;
 use crate::store::{ConversationRecord, NewMessage, Store, StoreError};
 use crate::telephony::Telephony;
@@ -30,7 +30,7 @@ use shared::presence::{
 };
 use shared::ws::ServerEvent;
 use shared::{CallId, ConversationId, DeviceId, ServerId, TimestampMs, UserId, now_ms};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -66,9 +66,9 @@ pub struct Server {
     pub metrics: Arc<Metrics>,
     pub mdm: MdmConfig,
     /// The connected devices of this server's users.
-    pub devices: Devices,
-    /// Each local user's presence inputs (manual state, note, devices, telephony).
-    local_presence: Mutex<HashMap<UserId, UserPresence>>,
+    pub devices: Arc<Devices>,
+    /// This server's users' presence, and delivery of everyone's to the watchers here.
+    pub presence: Presence,
     /// token -> (what it stands for, when it was last used)
     pub tokens: Tokens,
     /// Cluster-wide login throttling and the trusted proxies (`login_guard.rs`).
@@ -77,8 +77,6 @@ pub struct Server {
     pub passwords: crate::password::PasswordPool,
     /// Per-device limits on sends, typing and new conversations (`rate_limit.rs`).
     pub rate_limits: crate::rate_limit::RateLimits,
-    /// Newest presence version delivered per user, so a late older snapshot is dropped.
-    delivered_versions: Mutex<HashMap<UserId, u64>>,
     /// What the heartbeat last saw of the cluster store, to notice outages and restarts.
     cluster_state: Mutex<ClusterState>,
     chat_tx: mpsc::Sender<ChatJob>,
@@ -89,7 +87,7 @@ pub struct Server {
     /// Each local user's part in each of their calls, and who forwards every call.
     pub telephony: Telephony,
     /// Home servers, watchers and conversation members, read from SQL and cached.
-    pub relations: Relations,
+    pub relations: Arc<Relations>,
     /// License capacities and leases.
     pub licenses: Licenses,
 }
@@ -109,19 +107,26 @@ impl Server {
             config.configured_media().unwrap_or_default(),
         );
         let metrics = Arc::new(Metrics::new(&config.server_id()));
-        let relations = Relations::new(store.clone(), metrics.clone());
+        let relations = Arc::new(Relations::new(store.clone(), metrics.clone()));
         let licenses = Licenses::new(
             config.server_id(),
             store.clone(),
             cluster.clone(),
             metrics.clone(),
         );
-        let devices = Devices::new(
+        let devices = Arc::new(Devices::new(
             MdmConfig {
                 buffer_limit: config.mdm_buffer_limit,
                 ..MdmConfig::default()
             },
             metrics.clone(),
+        ));
+        let presence = Presence::new(
+            config.server_id(),
+            cluster.clone(),
+            metrics.clone(),
+            relations.clone(),
+            devices.clone(),
         );
         let trusted_proxies = config.trusted_proxies().unwrap_or_default();
         let login_guard = crate::login_guard::LoginGuard::new(cluster.clone(), trusted_proxies);
@@ -141,12 +146,11 @@ impl Server {
             cluster,
             metrics,
             devices,
-            local_presence: Mutex::new(HashMap::new()),
+            presence,
             tokens,
             login_guard,
             passwords,
             rate_limits,
-            delivered_versions: Mutex::new(HashMap::new()),
             cluster_state: Mutex::new(ClusterState::default()),
             chat_tx,
             calls,
@@ -346,8 +350,8 @@ impl Server {
             reason: reason.to_string(),
         };
         let removed = self.devices.drop_user(user, &goodbye);
-        if removed && let Some(presence) = self.local_presence.lock().unwrap().get_mut(user) {
-            presence.devices.clear();
+        if removed {
+            self.presence.update_known(user, |p| p.devices.clear());
         }
         if removed {
             self.bus(
@@ -355,7 +359,7 @@ impl Server {
                 self.cluster.set_online(&self.id, user, false),
             )
             .await;
-            self.publish_presence(user).await;
+            self.presence.publish(user).await;
         }
         if had_client_token {
             self.bus(
@@ -374,24 +378,7 @@ impl Server {
     }
 
     pub async fn snapshot_of(&self, user: &UserId) -> PresenceSnapshot {
-        if let Some(snapshot) = self.local_snapshot(user) {
-            return snapshot;
-        }
-        self.bus(
-            "get presence",
-            self.cluster.get_presence(std::slice::from_ref(user)),
-        )
-        .await
-        .and_then(|mut found| found.pop().flatten())
-        .unwrap_or_else(|| PresenceSnapshot::offline(user.clone()))
-    }
-
-    fn local_snapshot(&self, user: &UserId) -> Option<PresenceSnapshot> {
-        if !self.devices.is_online(user) {
-            return None;
-        }
-        let presence = self.local_presence.lock().unwrap();
-        Some(presence.get(user)?.snapshot(now_ms()))
+        self.presence.snapshot_of(user).await
     }
 
     // ------------------------------------------------------------------ devices
@@ -404,13 +391,8 @@ impl Server {
         capabilities: Vec<Capability>,
     ) -> (u64, mpsc::Receiver<DeviceEvent>) {
         let connected = self.devices.connect(user, device, now_ms());
-        self.local_presence
-            .lock()
-            .unwrap()
-            .entry(user.clone())
-            .or_insert_with(|| UserPresence::new(user.clone(), 0))
-            .devices
-            .insert(
+        self.presence.update(user, |p| {
+            p.devices.insert(
                 device.clone(),
                 DevicePresence {
                     device: device.clone(),
@@ -419,28 +401,9 @@ impl Server {
                     idle: false,
                 },
             );
+        });
         if connected.first {
-            // Continue the version from the shared snapshot so watchers never see it go back.
-            let previous = self
-                .bus(
-                    "get presence",
-                    self.cluster.get_presence(std::slice::from_ref(user)),
-                )
-                .await
-                .and_then(|mut found| found.pop().flatten());
-            if let Some(previous) = previous {
-                let mut presence = self.local_presence.lock().unwrap();
-                if let Some(local) = presence.get_mut(user)
-                    && local.version() < previous.version
-                {
-                    let mut fresh = UserPresence::new(user.clone(), previous.version);
-                    fresh.manual = local.manual;
-                    fresh.note = local.note.clone().or(previous.note);
-                    fresh.telephony = local.telephony;
-                    fresh.devices = std::mem::take(&mut local.devices);
-                    *local = fresh;
-                }
-            }
+            self.presence.continue_from_cluster(user).await;
             self.bus("set online", self.cluster.set_online(&self.id, user, true))
                 .await;
             match self.sql(self.store.forwarding(user)).await {
@@ -448,7 +411,7 @@ impl Server {
                 Err(error) => tracing::warn!(%user, %error, "forwarding not read at connect"),
             }
         }
-        self.publish_presence(user).await;
+        self.presence.publish(user).await;
         (connected.conn, connected.events)
     }
 
@@ -458,9 +421,9 @@ impl Server {
         let Some(now_offline) = self.devices.disconnect(user, device, conn) else {
             return false;
         };
-        if let Some(presence) = self.local_presence.lock().unwrap().get_mut(user) {
-            presence.devices.remove(device);
-        }
+        self.presence.update_known(user, |p| {
+            p.devices.remove(device);
+        });
         if now_offline {
             self.bus(
                 "set offline",
@@ -468,7 +431,7 @@ impl Server {
             )
             .await;
         }
-        self.publish_presence(user).await;
+        self.presence.publish(user).await;
         true
     }
 
@@ -488,22 +451,22 @@ impl Server {
         if let Some(active) = active {
             self.devices.set_active(user, device, active, now_ms());
         }
-        {
-            let mut presence = self.local_presence.lock().unwrap();
-            let Some(flags) = presence
-                .get_mut(user)
-                .and_then(|p| p.devices.get_mut(device))
-            else {
-                return;
-            };
-            if let Some(active) = active {
-                flags.active = active;
+        let mut known = false;
+        self.presence.update_known(user, |p| {
+            if let Some(flags) = p.devices.get_mut(device) {
+                known = true;
+                if let Some(active) = active {
+                    flags.active = active;
+                }
+                if let Some(idle) = idle {
+                    flags.idle = idle;
+                }
             }
-            if let Some(idle) = idle {
-                flags.idle = idle;
-            }
+        });
+        if !known {
+            return;
         }
-        self.publish_presence(user).await;
+        self.presence.publish(user).await;
     }
 
     /// Pushes one event to every device of local `users`. `bufferable` events wait while a
@@ -571,13 +534,8 @@ impl Server {
     /// Shows the strongest of a local user's telephony states in their presence.
     async fn refresh_telephony(&self, user: &UserId) {
         let strongest = self.telephony.strongest(user);
-        self.local_presence
-            .lock()
-            .unwrap()
-            .entry(user.clone())
-            .or_insert_with(|| UserPresence::new(user.clone(), 0))
-            .telephony = strongest;
-        self.publish_presence(user).await;
+        self.presence.update(user, |p| p.telephony = strongest);
+        self.presence.publish(user).await;
     }
 
     // ------------------------------------------------------------------ presence
@@ -589,83 +547,15 @@ impl Server {
         availability: Option<Availability>,
         note: Option<String>,
     ) {
-        {
-            let mut presence = self.local_presence.lock().unwrap();
-            let local = presence
-                .entry(user.clone())
-                .or_insert_with(|| UserPresence::new(user.clone(), 0));
+        self.presence.update(user, |local| {
             if let Some(availability) = availability {
                 local.manual = availability;
             }
             if let Some(note) = note {
                 local.note = if note.is_empty() { None } else { Some(note) };
             }
-        }
-        self.publish_presence(user).await;
-    }
-
-    /// Publishes a local user's presence if it changed.
-    pub async fn publish_presence(&self, user: &UserId) {
-        let snapshot = {
-            let mut presence = self.local_presence.lock().unwrap();
-            let Some(local) = presence.get_mut(user) else {
-                return;
-            };
-            local.publish(now_ms())
-        };
-        if let Some(snapshot) = snapshot {
-            self.metrics
-                .presence_changes
-                .fetch_add(1, Ordering::Relaxed);
-            self.fan_out_presence(snapshot).await;
-        }
-    }
-
-    /// Stores a snapshot in the cluster and sends it to every watcher: locally, and with one
-    /// bus message per other server that is home to watchers.
-    pub async fn fan_out_presence(&self, snapshot: PresenceSnapshot) {
-        let _timer = self.metrics.presence_fan_out.start_timer();
-        self.bus("put presence", self.cluster.put_presence(&snapshot))
-            .await;
-        let watchers = match self.relations.watchers_of(&snapshot.user).await {
-            Ok(watchers) => watchers,
-            Err(error) => {
-                tracing::warn!(error = %error.0, "cannot read watchers; presence not fanned out");
-                return;
-            }
-        };
-        for (home, users) in self.relations.by_home(&watchers).await {
-            if home == self.id {
-                self.deliver_presence(&snapshot, &users);
-            } else {
-                self.publish(
-                    &home,
-                    BusBody::Presence {
-                        snapshot: snapshot.clone(),
-                        watchers: users,
-                    },
-                )
-                .await;
-            }
-        }
-    }
-
-    fn deliver_presence(&self, snapshot: &PresenceSnapshot, watchers: &[UserId]) {
-        {
-            let mut delivered = self.delivered_versions.lock().unwrap();
-            let seen = delivered.entry(snapshot.user.clone()).or_insert(0);
-            if snapshot.version != 0 && snapshot.version <= *seen {
-                return;
-            }
-            *seen = snapshot.version;
-        }
-        let event = ServerEvent::Presence {
-            presence: PresenceView::of(snapshot, Visibility::Full),
-        };
-        let delivered = self.deliver(watchers, &event, true, None);
-        self.metrics
-            .presence_deliveries
-            .fetch_add(delivered, Ordering::Relaxed);
+        });
+        self.presence.publish(user).await;
     }
 
     // ------------------------------------------------------------------ chat
@@ -987,7 +877,7 @@ impl Server {
         self.metrics.bus_received.fetch_add(1, Ordering::Relaxed);
         let from_self = message.from == self.id;
         match message.body {
-            BusBody::Presence { snapshot, watchers } => self.deliver_presence(&snapshot, &watchers),
+            BusBody::Presence { snapshot, watchers } => self.presence.deliver(&snapshot, &watchers),
             BusBody::Messages { deliveries } => {
                 for delivery in deliveries {
                     self.deliver_message_locally(&delivery.message, &delivery.recipients, false);
@@ -1079,20 +969,15 @@ impl Server {
             .await;
         self.relations.forget(&[]);
         self.licenses.forget();
-        self.delivered_versions.lock().unwrap().clear();
+        self.presence.forget_delivered();
         self.heartbeat().await;
         let users = self.local_users();
         for user in &users {
             self.bus("set online", self.cluster.set_online(&self.id, user, true))
                 .await;
-            let snapshot = self
-                .local_presence
-                .lock()
-                .unwrap()
-                .get(user)
-                .map(|local| local.snapshot(now_ms()));
+            let snapshot = self.presence.current(user, now_ms());
             if let Some(snapshot) = snapshot {
-                self.fan_out_presence(snapshot).await;
+                self.presence.fan_out(snapshot).await;
             }
             // Events for our users may have been lost: send them what they watch, as stored now.
             self.send_relations_presence(user, false).await;
@@ -1228,7 +1113,7 @@ impl Server {
                     since_ms: now_ms(),
                     ..previous
                 };
-                self.fan_out_presence(offline).await;
+                self.presence.fan_out(offline).await;
             }
         }
         self.bus("clear online", self.cluster.clear_online(server))
@@ -1244,16 +1129,11 @@ impl Server {
             reason: "server shutting down".into(),
         };
         let users = self.devices.drop_all(&goodbye);
-        {
-            let mut presence = self.local_presence.lock().unwrap();
-            for user in &users {
-                if let Some(local) = presence.get_mut(user) {
-                    local.devices.clear();
-                }
-            }
+        for user in &users {
+            self.presence.update_known(user, |p| p.devices.clear());
         }
         for user in &users {
-            self.publish_presence(user).await;
+            self.presence.publish(user).await;
         }
         self.bus("clear online", self.cluster.clear_online(&self.id))
             .await;
