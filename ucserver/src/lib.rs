@@ -5,6 +5,7 @@ pub mod api_docs;
 pub mod app;
 pub mod auth;
 pub mod calls;
+pub mod chat;
 pub mod cluster;
 pub mod config;
 pub mod devices;
@@ -167,7 +168,7 @@ pub async fn start(
 
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
 
-    tasks.spawn(chat_writer.run(server.clone()));
+    tasks.spawn(chat_writer.run(server.chat.clone()));
 
     let bus_server = server.clone();
     let mut stop = stop_tx.subscribe();

@@ -7,37 +7,32 @@
 
 use crate::auth::TokenInfo;
 use crate::calls::registry::Calls;
+use crate::chat::{Chat, ChatWriter};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::core::license;
 use crate::core::mdm::MdmConfig;
 use crate::devices::Devices;
-use crate::error::{AppError, AppResult};
-use crate::events::{DeviceEvent, Outgoing};
+use crate::error::AppResult;
+use crate::events::DeviceEvent;
 use crate::licenses::Licenses;
 use crate::media::MediaPool;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::relations::Relations;
-use crate::store::{ConversationRecord, NewMessage, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::telephony::Telephony;
 use crate::tokens::Tokens;
-use shared::api::{ChatMessage, ConversationKind, ErrorCode, ReadMarker};
-use shared::bus::{BusBody, BusMessage, Delivery, ServerHeartbeat};
+use shared::bus::{BusBody, BusMessage, ServerHeartbeat};
 use shared::presence::TelephonyState;
 use shared::presence::{
     Availability, Capability, DevicePresence, PresenceSnapshot, PresenceView, Visibility,
 };
 use shared::ws::ServerEvent;
-use shared::{CallId, ConversationId, DeviceId, ServerId, TimestampMs, UserId, now_ms};
-use std::collections::BTreeMap;
+use shared::{CallId, DeviceId, ServerId, TimestampMs, UserId, now_ms};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
-use tokio::sync::{mpsc, oneshot};
-
-/// Messages stored in one SQL transaction at most.
-const CHAT_BATCH: usize = 512;
+use tokio::sync::mpsc;
 
 /// The cluster store as the heartbeat last saw it.
 #[derive(Default)]
@@ -45,14 +40,6 @@ struct ClusterState {
     epoch: Option<String>,
     /// The last attempt failed: the next success means an outage ended.
     unreachable: bool,
-}
-
-/// A message waiting for the chat writer.
-struct ChatJob {
-    message: NewMessage,
-    reply: oneshot::Sender<AppResult<ChatMessage>>,
-    /// When the message was checked and queued (for the chat delivery histogram).
-    accepted: Instant,
 }
 
 pub struct Server {
@@ -79,7 +66,9 @@ pub struct Server {
     pub rate_limits: crate::rate_limit::RateLimits,
     /// What the heartbeat last saw of the cluster store, to notice outages and restarts.
     cluster_state: Mutex<ClusterState>,
-    chat_tx: mpsc::Sender<ChatJob>,
+    /// Chat: checks and queues messages for the writer, delivers stored ones, read markers,
+    /// typing, conversation changes.
+    pub chat: Arc<Chat>,
     /// The calls this server owns, and commands waiting for other servers.
     pub calls: Calls,
     /// The MediaServers this server may place calls on.
@@ -100,7 +89,6 @@ impl Server {
         store: Arc<dyn Store>,
         cluster: Arc<dyn Cluster>,
     ) -> (Arc<Self>, ChatWriter) {
-        let (chat_tx, chat_rx) = mpsc::channel(16_384);
         let calls = Calls::new(config.ring_timeout_ms);
         let media = MediaPool::new(
             config.media_secret.clone(),
@@ -121,6 +109,14 @@ impl Server {
             },
             metrics.clone(),
         ));
+        let (chat, writer) = Chat::new(
+            config.server_id(),
+            store.clone(),
+            cluster.clone(),
+            metrics.clone(),
+            relations.clone(),
+            devices.clone(),
+        );
         let presence = Presence::new(
             config.server_id(),
             cluster.clone(),
@@ -152,14 +148,14 @@ impl Server {
             passwords,
             rate_limits,
             cluster_state: Mutex::new(ClusterState::default()),
-            chat_tx,
+            chat,
             calls,
             media,
             telephony: Telephony::default(),
             relations,
             licenses,
         });
-        (server, ChatWriter { rx: chat_rx })
+        (server, writer)
     }
 
     // ------------------------------------------------------------------ timing helpers
@@ -558,317 +554,6 @@ impl Server {
         self.presence.publish(user).await;
     }
 
-    // ------------------------------------------------------------------ chat
-
-    /// The conversation a message goes to: `conversation`, or the 1:1 with `to` (made on
-    /// first use). Whether `sender` may post there is the application layer's check.
-    pub async fn conversation_for(
-        &self,
-        sender: &UserId,
-        to: Option<&UserId>,
-        conversation: Option<&ConversationId>,
-    ) -> AppResult<ConversationId> {
-        let id = match (to, conversation) {
-            (Some(to), None) => {
-                self.relations.home_of(to).await?;
-                let id = ConversationId::direct(sender, to);
-                let known = self.relations.knows_conversation(&id);
-                if !known {
-                    let now = now_ms();
-                    let mut members = vec![sender.clone(), to.clone()];
-                    members.sort();
-                    members.dedup();
-                    let record = ConversationRecord {
-                        id: id.clone(),
-                        kind: ConversationKind::Direct,
-                        name: String::new(),
-                        created_by: sender.clone(),
-                        created_ms: now,
-                        last_seq: 0,
-                        members,
-                    };
-                    self.sql(self.store.ensure_conversation(&record)).await?;
-                }
-                id
-            }
-            (None, Some(conversation)) => conversation.clone(),
-            _ => {
-                return Err(AppError::bad_request(
-                    "give either 'to' (a user) or 'conversation', not both or neither",
-                ));
-            }
-        };
-        Ok(id)
-    }
-
-    /// Stores and delivers a message; returns it once stored and handed to every server.
-    pub async fn send_message(
-        &self,
-        sender: &UserId,
-        conversation: ConversationId,
-        body: String,
-        client_id: Option<String>,
-    ) -> AppResult<ChatMessage> {
-        let stored = self
-            .enqueue_message(sender, conversation, body, client_id)
-            .await?;
-        stored.await.map_err(|_| {
-            AppError::new(ErrorCode::ServerUnavailable, "the server is shutting down")
-        })?
-    }
-
-    /// Checks a message and queues it for the chat writer, in order; the returned receiver
-    /// answers once it is stored and handed to every server. A device can queue its next
-    /// message before the previous one is stored, so one connection is not limited to one
-    /// message per write batch.
-    pub async fn enqueue_message(
-        &self,
-        sender: &UserId,
-        conversation: ConversationId,
-        body: String,
-        client_id: Option<String>,
-    ) -> AppResult<oneshot::Receiver<AppResult<ChatMessage>>> {
-        if body.trim().is_empty() {
-            return Err(AppError::bad_request("the message is empty"));
-        }
-        if body.len() > shared::limits::MAX_MESSAGE_BYTES {
-            return Err(AppError::new(
-                ErrorCode::PayloadTooLarge,
-                format!(
-                    "a message may have at most {} bytes",
-                    shared::limits::MAX_MESSAGE_BYTES
-                ),
-            ));
-        }
-        if client_id.as_ref().is_some_and(|c| c.len() > 128) {
-            return Err(AppError::bad_request(
-                "client_id may have at most 128 characters",
-            ));
-        }
-        let message = NewMessage {
-            conversation,
-            id: uuid::Uuid::now_v7().to_string(),
-            sender: sender.clone(),
-            body,
-            sent_ms: now_ms(),
-            client_id,
-        };
-        let (reply, answer) = oneshot::channel();
-        self.chat_tx
-            .send(ChatJob {
-                message,
-                reply,
-                accepted: Instant::now(),
-            })
-            .await
-            .map_err(|_| {
-                AppError::new(ErrorCode::ServerUnavailable, "the server is shutting down")
-            })?;
-        Ok(answer)
-    }
-
-    /// Delivers stored messages: locally and with one bus message per other home server.
-    async fn deliver_messages(&self, messages: &[ChatMessage]) {
-        let mut remote: BTreeMap<ServerId, Vec<Delivery>> = BTreeMap::new();
-        for message in messages {
-            let members = match self.relations.members_of(&message.conversation).await {
-                Ok(members) => members,
-                Err(error) => {
-                    tracing::warn!(error = %error.0, "no members for a stored message");
-                    continue;
-                }
-            };
-            for (home, users) in self.relations.by_home(&members).await {
-                if home == self.id {
-                    self.deliver_message_locally(message, &users, false);
-                } else {
-                    remote.entry(home).or_default().push(Delivery {
-                        message: message.clone(),
-                        recipients: users,
-                    });
-                }
-            }
-        }
-        for (home, deliveries) in remote {
-            self.publish(&home, BusBody::Messages { deliveries }).await;
-        }
-    }
-
-    fn deliver_message_locally(&self, message: &ChatMessage, users: &[UserId], replay: bool) {
-        let plain = ServerEvent::Message {
-            message: message.clone(),
-            alert: false,
-            replay,
-        };
-        // The sender's own devices get no alert for their own message.
-        let others: Vec<UserId> = users
-            .iter()
-            .filter(|u| **u != message.sender)
-            .cloned()
-            .collect();
-        let mut delivered = 0;
-        if others.len() != users.len() {
-            delivered += self.deliver(std::slice::from_ref(&message.sender), &plain, false, None);
-        }
-        let alert = ServerEvent::Message {
-            message: message.clone(),
-            alert: true,
-            replay,
-        };
-        delivered += self.deliver(&others, &plain, false, Some(&alert));
-        self.metrics
-            .messages_delivered
-            .fetch_add(delivered, Ordering::Relaxed);
-    }
-
-    /// Moves a read marker and tells every device of every member.
-    pub async fn mark_read(
-        &self,
-        user: &UserId,
-        conversation: &ConversationId,
-        members: &[UserId],
-        seq: Option<u64>,
-    ) -> AppResult<ReadMarker> {
-        let seq = self
-            .sql(
-                self.store
-                    .mark_read(conversation, user, seq.unwrap_or(u64::MAX)),
-            )
-            .await?;
-        let marker = ReadMarker {
-            conversation: conversation.clone(),
-            user: user.clone(),
-            seq,
-        };
-        for (home, users) in self.relations.by_home(members).await {
-            if home == self.id {
-                self.deliver_read(&marker, &users);
-            } else {
-                self.publish(
-                    &home,
-                    BusBody::Read {
-                        marker: marker.clone(),
-                        recipients: users,
-                    },
-                )
-                .await;
-            }
-        }
-        Ok(marker)
-    }
-
-    fn deliver_read(&self, marker: &ReadMarker, users: &[UserId]) {
-        let event = ServerEvent::Read {
-            conversation: marker.conversation.clone(),
-            user: marker.user.clone(),
-            seq: marker.seq,
-        };
-        self.deliver(users, &event, false, None);
-    }
-
-    /// Tells the other members' devices that `user` is (or stopped) typing.
-    pub async fn typing(
-        &self,
-        user: &UserId,
-        conversation: &ConversationId,
-        members: &[UserId],
-        typing: bool,
-    ) {
-        let others: Vec<UserId> = members.iter().filter(|m| *m != user).cloned().collect();
-        for (home, users) in self.relations.by_home(&others).await {
-            if home == self.id {
-                let event = ServerEvent::Typing {
-                    conversation: conversation.clone(),
-                    user: user.clone(),
-                    typing,
-                };
-                self.deliver(&users, &event, true, None);
-            } else {
-                self.publish(
-                    &home,
-                    BusBody::Typing {
-                        conversation: conversation.clone(),
-                        user: user.clone(),
-                        typing,
-                        recipients: users,
-                    },
-                )
-                .await;
-            }
-        }
-    }
-
-    /// Tells the members of a new or changed conversation about it.
-    pub async fn announce_conversation(&self, conversation: &ConversationId) {
-        self.relations.forget_conversation(conversation);
-        let Ok(members) = self.relations.members_of(conversation).await else {
-            return;
-        };
-        for (home, users) in self.relations.by_home(&members).await {
-            if home == self.id {
-                self.deliver_conversation(conversation, &users).await;
-            } else {
-                self.publish(
-                    &home,
-                    BusBody::ConversationChanged {
-                        conversation: conversation.clone(),
-                        recipients: users,
-                    },
-                )
-                .await;
-            }
-        }
-    }
-
-    async fn deliver_conversation(&self, conversation: &ConversationId, users: &[UserId]) {
-        for user in users {
-            if !self.is_local_online(user) {
-                continue;
-            }
-            let Ok(summaries) = self.sql(self.store.conversations_of(user)).await else {
-                continue;
-            };
-            if let Some(summary) = summaries.into_iter().find(|s| &s.id == conversation) {
-                self.deliver(
-                    std::slice::from_ref(user),
-                    &ServerEvent::Conversation {
-                        conversation: summary,
-                    },
-                    false,
-                    None,
-                );
-            }
-        }
-    }
-
-    /// Replays unread messages of every conversation to one fresh device queue.
-    pub async fn replay_unread(
-        &self,
-        user: &UserId,
-        tx: &mpsc::Sender<DeviceEvent>,
-    ) -> AppResult<()> {
-        for summary in self.sql(self.store.conversations_of(user)).await? {
-            if summary.unread == 0 {
-                continue;
-            }
-            let page = crate::store::HistoryPage::After(summary.last_read_seq);
-            for message in self
-                .sql(self.store.messages(&summary.id, page, 200))
-                .await?
-            {
-                let event = ServerEvent::Message {
-                    message,
-                    alert: false,
-                    replay: true,
-                };
-                if tx.send(Outgoing::new(event)).await.is_err() {
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
-    }
-
     // ------------------------------------------------------------------ bus input
 
     /// A bus message for this server's components (the call shell takes its own first, see
@@ -880,22 +565,22 @@ impl Server {
             BusBody::Presence { snapshot, watchers } => self.presence.deliver(&snapshot, &watchers),
             BusBody::Messages { deliveries } => {
                 for delivery in deliveries {
-                    self.deliver_message_locally(&delivery.message, &delivery.recipients, false);
+                    self.chat.deliver_message_locally(
+                        &delivery.message,
+                        &delivery.recipients,
+                        false,
+                    );
                 }
             }
-            BusBody::Read { marker, recipients } => self.deliver_read(&marker, &recipients),
+            BusBody::Read { marker, recipients } => self.chat.deliver_read(&marker, &recipients),
             BusBody::Typing {
                 conversation,
                 user,
                 typing,
                 recipients,
             } => {
-                let event = ServerEvent::Typing {
-                    conversation,
-                    user,
-                    typing,
-                };
-                self.deliver(&recipients, &event, true, None);
+                self.chat
+                    .deliver_typing(&conversation, &user, typing, &recipients);
             }
             BusBody::SetPresence {
                 user,
@@ -920,7 +605,9 @@ impl Server {
                 recipients,
             } => {
                 self.relations.forget_conversation(&conversation);
-                self.deliver_conversation(&conversation, &recipients).await;
+                self.chat
+                    .deliver_conversation(&conversation, &recipients)
+                    .await;
             }
             BusBody::LicensesChanged => self.licenses.forget(),
             BusBody::ServerDown { server, .. } => {
@@ -1142,92 +829,5 @@ impl Server {
             self.cluster.lease_release_holder(&self.id),
         )
         .await;
-    }
-}
-
-/// The chat writer: batches messages into SQL transactions, then delivers them in order.
-pub struct ChatWriter {
-    rx: mpsc::Receiver<ChatJob>,
-}
-
-/// A stored batch on its way to delivery: the jobs to answer, their results, and the
-/// messages that were stored.
-struct StoredBatch {
-    jobs: Vec<ChatJob>,
-    results: Vec<AppResult<ChatMessage>>,
-    stored: Vec<ChatMessage>,
-}
-
-impl ChatWriter {
-    /// Runs until every sender is gone. Two stages in a pipeline: this task writes batch N+1
-    /// to SQL while a delivery task (owned here, ended with it) pushes batch N to devices and
-    /// peers and answers its senders. Both stages keep batch order, so a conversation's
-    /// messages are delivered in sequence order.
-    pub async fn run(mut self, server: Arc<Server>) {
-        let (stored_tx, mut stored_rx) = mpsc::channel::<StoredBatch>(2);
-        let delivery_server = server.clone();
-        let delivery = tokio::spawn(async move {
-            while let Some(batch) = stored_rx.recv().await {
-                delivery_server.deliver_messages(&batch.stored).await;
-                let handed_over = Instant::now();
-                for (job, result) in batch.jobs.into_iter().zip(batch.results) {
-                    if result.is_ok() {
-                        let delivery = handed_over.duration_since(job.accepted);
-                        delivery_server.metrics.chat_delivery.observe(delivery);
-                    }
-                    let _ = job.reply.send(result);
-                }
-            }
-        });
-        let mut jobs = Vec::with_capacity(CHAT_BATCH);
-        while let Some(first) = self.rx.recv().await {
-            jobs.push(first);
-            while jobs.len() < CHAT_BATCH {
-                match self.rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
-            let batch: Vec<NewMessage> = jobs.iter().map(|j| j.message.clone()).collect();
-            let stored = server.sql(server.store.append_messages(&batch)).await;
-            let results: Vec<AppResult<ChatMessage>> = match stored {
-                Ok(results) => results
-                    .into_iter()
-                    .map(|r| {
-                        r.map_err(|error| match error {
-                            StoreError::NotFound(what) => AppError::new(
-                                ErrorCode::NotAMember,
-                                format!(
-                                    "cannot post: {what} (not a member, or no such conversation)"
-                                ),
-                            ),
-                            other => AppError::from(other),
-                        })
-                    })
-                    .collect(),
-                Err(error) => jobs
-                    .iter()
-                    .map(|_| Err(AppError(error.0.clone())))
-                    .collect(),
-            };
-            let stored_messages: Vec<ChatMessage> = results
-                .iter()
-                .filter_map(|r| r.as_ref().ok().cloned())
-                .collect();
-            server
-                .metrics
-                .messages_stored
-                .fetch_add(stored_messages.len() as u64, Ordering::Relaxed);
-            let batch = StoredBatch {
-                jobs: std::mem::take(&mut jobs),
-                results,
-                stored: stored_messages,
-            };
-            if stored_tx.send(batch).await.is_err() {
-                break;
-            }
-        }
-        drop(stored_tx);
-        let _ = delivery.await;
     }
 }

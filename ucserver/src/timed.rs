@@ -2,10 +2,12 @@
 //! need: SQL failures become typed errors; cluster failures are logged, counted and become
 //! `None`, because cross-server features may stop while Redis is down but local ones go on.
 
-use crate::cluster::ClusterError;
+use crate::cluster::{Cluster, ClusterError};
 use crate::error::{AppError, AppResult};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
+use shared::ServerId;
+use shared::bus::{BusBody, BusMessage};
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -35,5 +37,22 @@ pub async fn bus<T>(
             tracing::warn!(%error, what, "cluster operation failed");
             None
         }
+    }
+}
+
+/// One bus message to one server, counted; a failure is logged (see [`bus`]).
+pub async fn publish(
+    metrics: &Metrics,
+    cluster: &dyn Cluster,
+    from: &ServerId,
+    to: &ServerId,
+    body: BusBody,
+) {
+    let message = BusMessage::new(from.clone(), body);
+    if bus(metrics, "publish", cluster.publish(to, &message))
+        .await
+        .is_some()
+    {
+        metrics.bus_published.fetch_add(1, Ordering::Relaxed);
     }
 }

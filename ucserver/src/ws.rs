@@ -155,7 +155,7 @@ async fn run_session(
         let user = user.clone();
         let out = catch_up_tx.clone();
         catch_ups.spawn(async move {
-            if let Err(error) = server.replay_unread(&user, &out).await {
+            if let Err(error) = server.chat.replay_unread(&user, &out).await {
                 tracing::warn!(error = %error.0, "could not replay unread messages");
             }
         });

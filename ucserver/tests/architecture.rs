@@ -7,8 +7,8 @@
 //! 4. the application layer: `app` (sessions and the access rules)
 //! 3. `dispatch` (inputs that span the components and the call shell)
 //! 2. the call shell: `calls`
-//! 1. components: `server` (chat, peers, for now one object) beside the parts that own
-//!    their state apart: `devices`, `presence`, `tokens`, `relations`, `licenses`, `telephony`,
+//! 1. components: `server` (the parts below, and peers and heartbeats) beside the parts
+//!    that own their state: `devices`, `presence`, `chat`, `tokens`, `relations`, `licenses`, `telephony`,
 //!    `media`, `calls::registry`
 //! 0. foundations: `auth`, `cluster`, `store`, `config`, `error`, `events`, `metrics`, `timed`,
 //!    the login throttle, password pool and rate limits (`login_guard`, `password`,
@@ -36,6 +36,7 @@ fn layer(module: &str) -> Option<u8> {
         ("media", 1),
         ("relations", 1),
         ("devices", 1),
+        ("chat", 1),
         ("presence", 1),
         ("tokens", 1),
         ("login_guard", 0),

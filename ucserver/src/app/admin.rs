@@ -196,6 +196,7 @@ impl AdminSession {
         let group = self.group(id).await?;
         server.relations_changed(group.members.clone()).await;
         server
+            .chat
             .announce_conversation(&ConversationId::group(id))
             .await;
         Ok(group_info(group))

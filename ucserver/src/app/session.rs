@@ -308,7 +308,7 @@ impl Session {
         server
             .sql(server.store.ensure_conversation(&record))
             .await?;
-        server.announce_conversation(&id).await;
+        server.chat.announce_conversation(&id).await;
         self.conversations()
             .await?
             .into_iter()
@@ -334,10 +334,12 @@ impl Session {
         self.within_rate(Action::Send)?;
         let id = self
             .server
+            .chat
             .conversation_for(self.user(), to, conversation)
             .await?;
         authz::require_member(&self.server, self.user(), &id).await?;
         self.server
+            .chat
             .enqueue_message(self.user(), id, body, client_id)
             .await
     }
@@ -384,6 +386,7 @@ impl Session {
     ) -> AppResult<ReadMarker> {
         let members = authz::require_member(&self.server, self.user(), conversation).await?;
         self.server
+            .chat
             .mark_read(self.user(), conversation, &members, seq)
             .await
     }
@@ -409,6 +412,7 @@ impl Session {
         self.within_rate(Action::Typing)?;
         let members = authz::require_member(&self.server, self.user(), conversation).await?;
         self.server
+            .chat
             .typing(self.user(), conversation, &members, typing)
             .await;
         Ok(())

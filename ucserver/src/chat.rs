@@ -1,0 +1,497 @@
+//! Chat: messages checked and queued in order for the chat writer, which stores them in
+//! batches (one SQL transaction each, a fixed number of statements per batch whatever the
+//! number of conversations) and then delivers them: to the devices here, and with one bus
+//! message per other home server. Read markers, typing and conversation changes go the same
+//! ways. SQL first, then the bus: what a peer misses it reads back by sequence number.
+
+use crate::cluster::Cluster;
+use crate::devices::Devices;
+use crate::error::{AppError, AppResult};
+use crate::events::{DeviceEvent, Outgoing};
+use crate::metrics::Metrics;
+use crate::relations::Relations;
+use crate::store::{ConversationRecord, NewMessage, Store, StoreError};
+use crate::timed;
+use shared::api::{ChatMessage, ConversationKind, ErrorCode, ReadMarker};
+use shared::bus::{BusBody, Delivery};
+use shared::ws::ServerEvent;
+use shared::{ConversationId, ServerId, UserId, now_ms};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+/// Messages stored in one SQL transaction at most.
+const CHAT_BATCH: usize = 512;
+/// Messages accepted and waiting for the writer, at most.
+const CHAT_QUEUE: usize = 16_384;
+
+/// A message waiting for the chat writer.
+struct ChatJob {
+    message: NewMessage,
+    reply: oneshot::Sender<AppResult<ChatMessage>>,
+    /// When the message was checked and queued (for the chat delivery histogram).
+    accepted: Instant,
+}
+
+pub struct Chat {
+    id: ServerId,
+    store: Arc<dyn Store>,
+    cluster: Arc<dyn Cluster>,
+    metrics: Arc<Metrics>,
+    relations: Arc<Relations>,
+    devices: Arc<Devices>,
+    /// Messages for the writer, in the order they were accepted.
+    queue: mpsc::Sender<ChatJob>,
+}
+
+impl Chat {
+    /// The chat component and its writer, which the caller runs as a task.
+    pub fn new(
+        id: ServerId,
+        store: Arc<dyn Store>,
+        cluster: Arc<dyn Cluster>,
+        metrics: Arc<Metrics>,
+        relations: Arc<Relations>,
+        devices: Arc<Devices>,
+    ) -> (Arc<Self>, ChatWriter) {
+        let (queue, rx) = mpsc::channel(CHAT_QUEUE);
+        let chat = Arc::new(Self {
+            id,
+            store,
+            cluster,
+            metrics,
+            relations,
+            devices,
+            queue,
+        });
+        (chat, ChatWriter { rx })
+    }
+
+    async fn publish(&self, to: &ServerId, body: BusBody) {
+        timed::publish(&self.metrics, &*self.cluster, &self.id, to, body).await;
+    }
+
+    fn deliver(
+        &self,
+        users: &[UserId],
+        event: &ServerEvent,
+        bufferable: bool,
+        alert: Option<&ServerEvent>,
+    ) -> u64 {
+        self.devices
+            .deliver(users, None, event, bufferable, alert, now_ms())
+    }
+
+    /// A typing notice for recipients here (quiet devices get it when they wake, if at all).
+    pub fn deliver_typing(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        typing: bool,
+        recipients: &[UserId],
+    ) {
+        let event = ServerEvent::Typing {
+            conversation: conversation.clone(),
+            user: user.clone(),
+            typing,
+        };
+        self.deliver(recipients, &event, true, None);
+    }
+
+    /// The conversation a message goes to: `conversation`, or the 1:1 with `to` (made on
+    /// first use). Whether `sender` may post there is the application layer's check.
+    pub async fn conversation_for(
+        &self,
+        sender: &UserId,
+        to: Option<&UserId>,
+        conversation: Option<&ConversationId>,
+    ) -> AppResult<ConversationId> {
+        let id = match (to, conversation) {
+            (Some(to), None) => {
+                self.relations.home_of(to).await?;
+                let id = ConversationId::direct(sender, to);
+                let known = self.relations.knows_conversation(&id);
+                if !known {
+                    let now = now_ms();
+                    let mut members = vec![sender.clone(), to.clone()];
+                    members.sort();
+                    members.dedup();
+                    let record = ConversationRecord {
+                        id: id.clone(),
+                        kind: ConversationKind::Direct,
+                        name: String::new(),
+                        created_by: sender.clone(),
+                        created_ms: now,
+                        last_seq: 0,
+                        members,
+                    };
+                    timed::sql(&self.metrics, self.store.ensure_conversation(&record)).await?;
+                }
+                id
+            }
+            (None, Some(conversation)) => conversation.clone(),
+            _ => {
+                return Err(AppError::bad_request(
+                    "give either 'to' (a user) or 'conversation', not both or neither",
+                ));
+            }
+        };
+        Ok(id)
+    }
+
+    /// Stores and delivers a message; returns it once stored and handed to every server.
+    pub async fn send_message(
+        &self,
+        sender: &UserId,
+        conversation: ConversationId,
+        body: String,
+        client_id: Option<String>,
+    ) -> AppResult<ChatMessage> {
+        let stored = self
+            .enqueue_message(sender, conversation, body, client_id)
+            .await?;
+        stored.await.map_err(|_| {
+            AppError::new(ErrorCode::ServerUnavailable, "the server is shutting down")
+        })?
+    }
+
+    /// Checks a message and queues it for the chat writer, in order; the returned receiver
+    /// answers once it is stored and handed to every server. A device can queue its next
+    /// message before the previous one is stored, so one connection is not limited to one
+    /// message per write batch.
+    pub async fn enqueue_message(
+        &self,
+        sender: &UserId,
+        conversation: ConversationId,
+        body: String,
+        client_id: Option<String>,
+    ) -> AppResult<oneshot::Receiver<AppResult<ChatMessage>>> {
+        if body.trim().is_empty() {
+            return Err(AppError::bad_request("the message is empty"));
+        }
+        if body.len() > shared::limits::MAX_MESSAGE_BYTES {
+            return Err(AppError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "a message may have at most {} bytes",
+                    shared::limits::MAX_MESSAGE_BYTES
+                ),
+            ));
+        }
+        if client_id.as_ref().is_some_and(|c| c.len() > 128) {
+            return Err(AppError::bad_request(
+                "client_id may have at most 128 characters",
+            ));
+        }
+        let message = NewMessage {
+            conversation,
+            id: uuid::Uuid::now_v7().to_string(),
+            sender: sender.clone(),
+            body,
+            sent_ms: now_ms(),
+            client_id,
+        };
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(ChatJob {
+                message,
+                reply,
+                accepted: Instant::now(),
+            })
+            .await
+            .map_err(|_| {
+                AppError::new(ErrorCode::ServerUnavailable, "the server is shutting down")
+            })?;
+        Ok(answer)
+    }
+
+    /// Delivers stored messages: locally and with one bus message per other home server.
+    async fn deliver_messages(&self, messages: &[ChatMessage]) {
+        let mut remote: BTreeMap<ServerId, Vec<Delivery>> = BTreeMap::new();
+        for message in messages {
+            let members = match self.relations.members_of(&message.conversation).await {
+                Ok(members) => members,
+                Err(error) => {
+                    tracing::warn!(error = %error.0, "no members for a stored message");
+                    continue;
+                }
+            };
+            for (home, users) in self.relations.by_home(&members).await {
+                if home == self.id {
+                    self.deliver_message_locally(message, &users, false);
+                } else {
+                    remote.entry(home).or_default().push(Delivery {
+                        message: message.clone(),
+                        recipients: users,
+                    });
+                }
+            }
+        }
+        for (home, deliveries) in remote {
+            self.publish(&home, BusBody::Messages { deliveries }).await;
+        }
+    }
+
+    pub fn deliver_message_locally(&self, message: &ChatMessage, users: &[UserId], replay: bool) {
+        let plain = ServerEvent::Message {
+            message: message.clone(),
+            alert: false,
+            replay,
+        };
+        // The sender's own devices get no alert for their own message.
+        let others: Vec<UserId> = users
+            .iter()
+            .filter(|u| **u != message.sender)
+            .cloned()
+            .collect();
+        let mut delivered = 0;
+        if others.len() != users.len() {
+            delivered += self.deliver(std::slice::from_ref(&message.sender), &plain, false, None);
+        }
+        let alert = ServerEvent::Message {
+            message: message.clone(),
+            alert: true,
+            replay,
+        };
+        delivered += self.deliver(&others, &plain, false, Some(&alert));
+        self.metrics
+            .messages_delivered
+            .fetch_add(delivered, Ordering::Relaxed);
+    }
+
+    /// Moves a read marker and tells every device of every member.
+    pub async fn mark_read(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+        members: &[UserId],
+        seq: Option<u64>,
+    ) -> AppResult<ReadMarker> {
+        let seq = timed::sql(
+            &self.metrics,
+            self.store
+                .mark_read(conversation, user, seq.unwrap_or(u64::MAX)),
+        )
+        .await?;
+        let marker = ReadMarker {
+            conversation: conversation.clone(),
+            user: user.clone(),
+            seq,
+        };
+        for (home, users) in self.relations.by_home(members).await {
+            if home == self.id {
+                self.deliver_read(&marker, &users);
+            } else {
+                self.publish(
+                    &home,
+                    BusBody::Read {
+                        marker: marker.clone(),
+                        recipients: users,
+                    },
+                )
+                .await;
+            }
+        }
+        Ok(marker)
+    }
+
+    pub fn deliver_read(&self, marker: &ReadMarker, users: &[UserId]) {
+        let event = ServerEvent::Read {
+            conversation: marker.conversation.clone(),
+            user: marker.user.clone(),
+            seq: marker.seq,
+        };
+        self.deliver(users, &event, false, None);
+    }
+
+    /// Tells the other members' devices that `user` is (or stopped) typing.
+    pub async fn typing(
+        &self,
+        user: &UserId,
+        conversation: &ConversationId,
+        members: &[UserId],
+        typing: bool,
+    ) {
+        let others: Vec<UserId> = members.iter().filter(|m| *m != user).cloned().collect();
+        for (home, users) in self.relations.by_home(&others).await {
+            if home == self.id {
+                let event = ServerEvent::Typing {
+                    conversation: conversation.clone(),
+                    user: user.clone(),
+                    typing,
+                };
+                self.deliver(&users, &event, true, None);
+            } else {
+                self.publish(
+                    &home,
+                    BusBody::Typing {
+                        conversation: conversation.clone(),
+                        user: user.clone(),
+                        typing,
+                        recipients: users,
+                    },
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Tells the members of a new or changed conversation about it.
+    pub async fn announce_conversation(&self, conversation: &ConversationId) {
+        self.relations.forget_conversation(conversation);
+        let Ok(members) = self.relations.members_of(conversation).await else {
+            return;
+        };
+        for (home, users) in self.relations.by_home(&members).await {
+            if home == self.id {
+                self.deliver_conversation(conversation, &users).await;
+            } else {
+                self.publish(
+                    &home,
+                    BusBody::ConversationChanged {
+                        conversation: conversation.clone(),
+                        recipients: users,
+                    },
+                )
+                .await;
+            }
+        }
+    }
+
+    pub async fn deliver_conversation(&self, conversation: &ConversationId, users: &[UserId]) {
+        for user in users {
+            if !self.devices.is_online(user) {
+                continue;
+            }
+            let Ok(summaries) = timed::sql(&self.metrics, self.store.conversations_of(user)).await
+            else {
+                continue;
+            };
+            if let Some(summary) = summaries.into_iter().find(|s| &s.id == conversation) {
+                self.deliver(
+                    std::slice::from_ref(user),
+                    &ServerEvent::Conversation {
+                        conversation: summary,
+                    },
+                    false,
+                    None,
+                );
+            }
+        }
+    }
+
+    /// Replays unread messages of every conversation to one fresh device queue.
+    pub async fn replay_unread(
+        &self,
+        user: &UserId,
+        tx: &mpsc::Sender<DeviceEvent>,
+    ) -> AppResult<()> {
+        for summary in timed::sql(&self.metrics, self.store.conversations_of(user)).await? {
+            if summary.unread == 0 {
+                continue;
+            }
+            let page = crate::store::HistoryPage::After(summary.last_read_seq);
+            for message in
+                timed::sql(&self.metrics, self.store.messages(&summary.id, page, 200)).await?
+            {
+                let event = ServerEvent::Message {
+                    message,
+                    alert: false,
+                    replay: true,
+                };
+                if tx.send(Outgoing::new(event)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The chat writer: batches messages into SQL transactions, then delivers them in order.
+pub struct ChatWriter {
+    rx: mpsc::Receiver<ChatJob>,
+}
+
+/// A stored batch on its way to delivery: the jobs to answer, their results, and the
+/// messages that were stored.
+struct StoredBatch {
+    jobs: Vec<ChatJob>,
+    results: Vec<AppResult<ChatMessage>>,
+    stored: Vec<ChatMessage>,
+}
+
+impl ChatWriter {
+    /// Runs until every sender is gone. Two stages in a pipeline: this task writes batch N+1
+    /// to SQL while a delivery task (owned here, ended with it) pushes batch N to devices and
+    /// peers and answers its senders. Both stages keep batch order, so a conversation's
+    /// messages are delivered in sequence order.
+    pub async fn run(mut self, chat: Arc<Chat>) {
+        let (stored_tx, mut stored_rx) = mpsc::channel::<StoredBatch>(2);
+        let delivery_chat = chat.clone();
+        let delivery = tokio::spawn(async move {
+            while let Some(batch) = stored_rx.recv().await {
+                delivery_chat.deliver_messages(&batch.stored).await;
+                let handed_over = Instant::now();
+                for (job, result) in batch.jobs.into_iter().zip(batch.results) {
+                    if result.is_ok() {
+                        let delivery = handed_over.duration_since(job.accepted);
+                        delivery_chat.metrics.chat_delivery.observe(delivery);
+                    }
+                    let _ = job.reply.send(result);
+                }
+            }
+        });
+        let mut jobs = Vec::with_capacity(CHAT_BATCH);
+        while let Some(first) = self.rx.recv().await {
+            jobs.push(first);
+            while jobs.len() < CHAT_BATCH {
+                match self.rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            let batch: Vec<NewMessage> = jobs.iter().map(|j| j.message.clone()).collect();
+            let stored = timed::sql(&chat.metrics, chat.store.append_messages(&batch)).await;
+            let results: Vec<AppResult<ChatMessage>> = match stored {
+                Ok(results) => results
+                    .into_iter()
+                    .map(|r| {
+                        r.map_err(|error| match error {
+                            StoreError::NotFound(what) => AppError::new(
+                                ErrorCode::NotAMember,
+                                format!(
+                                    "cannot post: {what} (not a member, or no such conversation)"
+                                ),
+                            ),
+                            other => AppError::from(other),
+                        })
+                    })
+                    .collect(),
+                Err(error) => jobs
+                    .iter()
+                    .map(|_| Err(AppError(error.0.clone())))
+                    .collect(),
+            };
+            let stored_messages: Vec<ChatMessage> = results
+                .iter()
+                .filter_map(|r| r.as_ref().ok().cloned())
+                .collect();
+            chat.metrics
+                .messages_stored
+                .fetch_add(stored_messages.len() as u64, Ordering::Relaxed);
+            let batch = StoredBatch {
+                jobs: std::mem::take(&mut jobs),
+                results,
+                stored: stored_messages,
+            };
+            if stored_tx.send(batch).await.is_err() {
+                break;
+            }
+        }
+        drop(stored_tx);
+        let _ = delivery.await;
+    }
+}
