@@ -16,7 +16,7 @@ const END_CALLS_WITHIN: Duration = Duration::from_secs(3);
 /// server, everything else to its components.
 pub async fn bus_input(server: &Arc<Server>, input: BusInput) {
     match input {
-        BusInput::Resync => server.resync().await,
+        BusInput::Resync => crate::peers::resync(server).await,
         BusInput::Media(event) => crate::calls::media_event(server, event).await,
         BusInput::Message(message) => match message.body {
             BusBody::Call(body) => {

@@ -19,6 +19,7 @@ pub mod login_guard;
 pub mod media;
 pub mod metrics;
 pub mod password;
+pub mod peers;
 pub mod presence;
 pub mod rate_limit;
 pub mod relations;
@@ -158,13 +159,13 @@ pub async fn start(
         })
         .await?;
     // A previous incarnation of this server may have left users online and leases taken.
-    server.clean_up_after(&server.id.clone()).await;
+    peers::clean_up_after(&server, &server.id.clone()).await;
     server.expire_stored_sessions().await;
     let mut bus = cluster
         .subscribe(&server.id)
         .await
         .map_err(|e| anyhow::anyhow!("cannot subscribe to the bus: {e}"))?;
-    server.heartbeat().await;
+    peers::heartbeat(&server).await;
 
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
 
@@ -185,6 +186,7 @@ pub async fn start(
     });
 
     let beat_server = server.clone();
+    let mut heartbeats = peers::Peers::default();
     let mut stop = stop_tx.subscribe();
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(
@@ -193,8 +195,8 @@ pub async fn start(
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    beat_server.heartbeat_and_check().await;
-                    beat_server.sweep_dead_servers().await;
+                    heartbeats.beat(&beat_server).await;
+                    peers::sweep_dead_servers(&beat_server).await;
                     beat_server.expire_tokens(shared::now_ms(), tokens::TOKEN_IDLE_MS).await;
                     beat_server.rate_limits.sweep();
                     calls::check_media(&beat_server).await;

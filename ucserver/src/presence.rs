@@ -204,4 +204,40 @@ impl Presence {
     pub fn forget_delivered(&self) {
         self.delivered.lock().unwrap().clear();
     }
+
+    /// After relations change, a local user gets the current presence of everyone they watch.
+    /// With `include_unknown`, users without any snapshot are sent as offline (a new contact);
+    /// without, they are skipped (after a Redis restart their home server re-publishes them).
+    pub async fn send_watched(&self, user: &UserId, include_unknown: bool) {
+        let Ok(watched) = self.relations.watched_by(user).await else {
+            return;
+        };
+        let Some(snapshots) = timed::bus(
+            &self.metrics,
+            "get presence",
+            self.cluster.get_presence(&watched),
+        )
+        .await
+        else {
+            return;
+        };
+        for (watched_user, snapshot) in watched.iter().zip(snapshots) {
+            let snapshot = match snapshot {
+                Some(snapshot) => snapshot,
+                None if include_unknown => PresenceSnapshot::offline(watched_user.clone()),
+                None => continue,
+            };
+            let event = ServerEvent::Presence {
+                presence: PresenceView::of(&snapshot, Visibility::Full),
+            };
+            self.devices.deliver(
+                std::slice::from_ref(user),
+                None,
+                &event,
+                true,
+                None,
+                now_ms(),
+            );
+        }
+    }
 }

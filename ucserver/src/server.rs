@@ -23,24 +23,14 @@ use crate::relations::Relations;
 use crate::store::{Store, StoreError};
 use crate::telephony::Telephony;
 use crate::tokens::Tokens;
-use shared::bus::{BusBody, BusMessage, ServerHeartbeat};
+use shared::bus::{BusBody, BusMessage};
 use shared::presence::TelephonyState;
-use shared::presence::{
-    Availability, Capability, DevicePresence, PresenceSnapshot, PresenceView, Visibility,
-};
+use shared::presence::{Availability, Capability, DevicePresence, PresenceSnapshot};
 use shared::ws::ServerEvent;
 use shared::{CallId, DeviceId, ServerId, TimestampMs, UserId, now_ms};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
-
-/// The cluster store as the heartbeat last saw it.
-#[derive(Default)]
-struct ClusterState {
-    epoch: Option<String>,
-    /// The last attempt failed: the next success means an outage ended.
-    unreachable: bool,
-}
 
 pub struct Server {
     pub id: ServerId,
@@ -64,8 +54,6 @@ pub struct Server {
     pub passwords: crate::password::PasswordPool,
     /// Per-device limits on sends, typing and new conversations (`rate_limit.rs`).
     pub rate_limits: crate::rate_limit::RateLimits,
-    /// What the heartbeat last saw of the cluster store, to notice outages and restarts.
-    cluster_state: Mutex<ClusterState>,
     /// Chat: checks and queues messages for the writer, delivers stored ones, read markers,
     /// typing, conversation changes.
     pub chat: Arc<Chat>,
@@ -147,7 +135,6 @@ impl Server {
             login_guard,
             passwords,
             rate_limits,
-            cluster_state: Mutex::new(ClusterState::default()),
             chat,
             calls,
             media,
@@ -178,14 +165,7 @@ impl Server {
     }
 
     pub(crate) async fn publish(&self, to: &ServerId, body: BusBody) {
-        let message = BusMessage::new(self.id.clone(), body);
-        if self
-            .bus("publish", self.cluster.publish(to, &message))
-            .await
-            .is_some()
-        {
-            self.metrics.bus_published.fetch_add(1, Ordering::Relaxed);
-        }
+        crate::timed::publish(&self.metrics, &*self.cluster, &self.id, to, body).await;
     }
 
     pub async fn broadcast(&self, body: BusBody) {
@@ -465,19 +445,6 @@ impl Server {
         self.presence.publish(user).await;
     }
 
-    /// Pushes one event to every device of local `users`. `bufferable` events wait while a
-    /// device is quiet. With `alert`, the alert copy goes to each user's active device (or all).
-    fn deliver(
-        &self,
-        users: &[UserId],
-        event: &ServerEvent,
-        bufferable: bool,
-        alert: Option<&ServerEvent>,
-    ) -> u64 {
-        self.devices
-            .deliver(users, None, event, bufferable, alert, now_ms())
-    }
-
     /// Pushes an event at once (never held for quiet mode) to some devices of a local user,
     /// or to all of them when `devices` is empty.
     pub(crate) fn deliver_to_devices(
@@ -597,7 +564,7 @@ impl Server {
                 }
                 // Watchers of these users may have changed: let them see current presence.
                 for user in users.iter().filter(|u| self.is_local_online(u)) {
-                    self.send_relations_presence(user, true).await;
+                    self.presence.send_watched(user, true).await;
                 }
             }
             BusBody::ConversationChanged {
@@ -619,193 +586,6 @@ impl Server {
             }
             BusBody::Call(_) => tracing::warn!("a call message reached the server's components"),
         }
-    }
-
-    /// After relations change, a local user gets the current presence of everyone they watch.
-    /// With `include_unknown`, users without any snapshot are sent as offline (a new contact);
-    /// without, they are skipped (after a Redis restart their home server re-publishes them).
-    async fn send_relations_presence(&self, user: &UserId, include_unknown: bool) {
-        let Ok(watched) = self.relations.watched_by(user).await else {
-            return;
-        };
-        let Some(snapshots) = self
-            .bus("get presence", self.cluster.get_presence(&watched))
-            .await
-        else {
-            return;
-        };
-        for (watched_user, snapshot) in watched.iter().zip(snapshots) {
-            let snapshot = match snapshot {
-                Some(snapshot) => snapshot,
-                None if include_unknown => PresenceSnapshot::offline(watched_user.clone()),
-                None => continue,
-            };
-            let event = ServerEvent::Presence {
-                presence: PresenceView::of(&snapshot, Visibility::Full),
-            };
-            self.deliver(std::slice::from_ref(user), &event, true, None);
-        }
-    }
-
-    /// The bus may have lost messages (or Redis restarted empty): forget caches, re-publish
-    /// our own state and re-announce who is online here.
-    pub async fn resync(&self) {
-        tracing::info!("resyncing cluster state");
-        // Subscribed first, so nothing published after the snapshots are read below is lost.
-        self.bus("bus subscription", self.cluster.ensure_subscribed(&self.id))
-            .await;
-        self.relations.forget(&[]);
-        self.licenses.forget();
-        self.presence.forget_delivered();
-        self.heartbeat().await;
-        let users = self.local_users();
-        for user in &users {
-            self.bus("set online", self.cluster.set_online(&self.id, user, true))
-                .await;
-            let snapshot = self.presence.current(user, now_ms());
-            if let Some(snapshot) = snapshot {
-                self.presence.fan_out(snapshot).await;
-            }
-            // Events for our users may have been lost: send them what they watch, as stored now.
-            self.send_relations_presence(user, false).await;
-            // Seats of signed-in users are taken again if Redis lost them.
-            let _ = self
-                .cluster
-                .lease_acquire(license::SEAT, user.as_str(), &self.id, None)
-                .await;
-        }
-    }
-
-    // ------------------------------------------------------------------ heartbeats and failures
-
-    /// Heartbeat plus outage detection: when the cluster store comes back after failures, or
-    /// comes back empty (a new epoch), everything this server owns is re-published.
-    pub async fn heartbeat_and_check(&self) {
-        let epoch = self.bus("epoch", self.cluster.epoch()).await;
-        let resubscribed = self
-            .bus("bus subscription", self.cluster.ensure_subscribed(&self.id))
-            .await
-            .unwrap_or(false);
-        let resync_needed = {
-            let mut state = self.cluster_state.lock().unwrap();
-            match epoch {
-                Some(epoch) => {
-                    let changed = state
-                        .epoch
-                        .as_ref()
-                        .is_some_and(|previous| *previous != epoch);
-                    let needed = changed || state.unreachable;
-                    *state = ClusterState {
-                        epoch: Some(epoch),
-                        unreachable: false,
-                    };
-                    needed
-                }
-                None => {
-                    state.unreachable = true;
-                    false
-                }
-            }
-        };
-        if resync_needed || resubscribed {
-            tracing::info!("the cluster store is back (or restarted empty); re-publishing state");
-            self.resync().await;
-        } else {
-            self.heartbeat().await;
-        }
-    }
-
-    pub async fn heartbeat(&self) {
-        let heartbeat = ServerHeartbeat {
-            id: self.id.clone(),
-            url: self.url.clone(),
-            incarnation: self.incarnation.clone(),
-            sessions: self.metrics.sessions.load(Ordering::Relaxed).max(0) as u64,
-            devices: self.metrics.devices.load(Ordering::Relaxed).max(0) as u64,
-            at_ms: now_ms(),
-        };
-        self.bus("heartbeat", self.cluster.heartbeat(&heartbeat))
-            .await;
-    }
-
-    /// Finds dead peers and cleans up after each one that no other survivor is cleaning.
-    pub async fn sweep_dead_servers(&self) {
-        let Some(servers) = self.bus("list servers", self.cluster.servers()).await else {
-            return;
-        };
-        let seen: Vec<(ServerId, TimestampMs)> = servers
-            .iter()
-            .map(|s| (s.heartbeat.id.clone(), -s.age_ms))
-            .collect();
-        let dead = crate::core::failure::dead_servers(
-            &seen,
-            &self.id,
-            0,
-            self.config.dead_after_ms as i64,
-        );
-        for server in dead {
-            let lock = format!("cleanup:{server}");
-            if self
-                .bus(
-                    "cleanup lock",
-                    self.cluster.try_lock(&lock, self.id.as_str(), 30_000),
-                )
-                .await
-                != Some(true)
-            {
-                continue;
-            }
-            tracing::warn!(%server, "peer missed its heartbeats; cleaning up after it");
-            self.clean_up_after(&server).await;
-            self.bus("forget server", self.cluster.forget_server(&server))
-                .await;
-            self.metrics
-                .dead_servers_cleaned
-                .fetch_add(1, Ordering::Relaxed);
-            self.broadcast(BusBody::ServerDown {
-                server,
-                at_ms: now_ms(),
-            })
-            .await;
-        }
-    }
-
-    /// Marks the users of `server` offline for everyone and returns its leases. Used for a
-    /// dead peer and, at start, for this server's own previous incarnation.
-    pub async fn clean_up_after(&self, server: &ServerId) {
-        // Leases first: by the time watchers see the users go offline, their seats are back.
-        let released = self
-            .bus("release leases", self.cluster.lease_release_holder(server))
-            .await;
-        let users = self
-            .bus("online users", self.cluster.online_users(server))
-            .await
-            .unwrap_or_default();
-        if !users.is_empty()
-            && let Some(snapshots) = self
-                .bus("get presence", self.cluster.get_presence(&users))
-                .await
-        {
-            for (user, snapshot) in users.iter().zip(snapshots) {
-                let previous = snapshot.unwrap_or_else(|| PresenceSnapshot::offline(user.clone()));
-                if previous.availability == Availability::Offline && previous.version > 0 {
-                    continue;
-                }
-                let offline = PresenceSnapshot {
-                    availability: Availability::Offline,
-                    telephony: shared::presence::TelephonyState::Idle,
-                    capabilities: Vec::new(),
-                    devices: Vec::new(),
-                    version: previous.version + 1,
-                    since_ms: now_ms(),
-                    ..previous
-                };
-                self.presence.fan_out(offline).await;
-            }
-        }
-        self.bus("clear online", self.cluster.clear_online(server))
-            .await;
-        tracing::info!(%server, ?released, users = users.len(), "returned leases and marked users offline");
     }
 
     /// On graceful shutdown: say goodbye to devices, go offline, return leases.

@@ -6,8 +6,8 @@
 //! 5. front ends: `http`, `ws`, `extract`, `api_docs` (codecs, routing, the documents)
 //! 4. the application layer: `app` (sessions and the access rules)
 //! 3. `dispatch` (inputs that span the components and the call shell)
-//! 2. the call shell: `calls`
-//! 1. components: `server` (the parts below, and peers and heartbeats) beside the parts
+//! 2. the call shell (`calls`), peers and heartbeats (`peers`)
+//! 1. components: `server` (holds the parts below, with what spans them) beside the parts
 //!    that own their state: `devices`, `presence`, `chat`, `tokens`, `relations`, `licenses`, `telephony`,
 //!    `media`, `calls::registry`
 //! 0. foundations: `auth`, `cluster`, `store`, `config`, `error`, `events`, `metrics`, `timed`,
@@ -31,6 +31,7 @@ fn layer(module: &str) -> Option<u8> {
         ("app", 4),
         ("dispatch", 3),
         ("calls", 2),
+        ("peers", 2),
         ("calls::registry", 1),
         ("server", 1),
         ("media", 1),
