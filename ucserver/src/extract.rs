@@ -2,7 +2,7 @@
 //! rejections, and the caller's session from its bearer token. Shared by the REST routes
 //! (`http.rs`) and the WebSocket upgrade (`ws.rs`).
 
-use crate::app::{AdminSession, Session, authz};
+use crate::app::{AdminSession, Session};
 use crate::auth::TokenInfo;
 use crate::error::AppError;
 use crate::server::Server;
@@ -130,21 +130,6 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// A caller with a client session (not an admin-console token), as the token's device.
-pub struct Client(pub TokenInfo);
-
-impl FromRequestParts<AppState> for Client {
-    type Rejection = AppError;
-    async fn from_request_parts(
-        parts: &mut Parts,
-        server: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let Caller(info, _) = Caller::from_request_parts(parts, server).await?;
-        authz::require_client(&info)?;
-        Ok(Client(info))
-    }
-}
-
 /// The session of a client token's device.
 pub struct ClientSession(pub Session);
 
@@ -154,9 +139,13 @@ impl FromRequestParts<AppState> for ClientSession {
         parts: &mut Parts,
         server: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Client(info) = Client::from_request_parts(parts, server).await?;
+        let Caller(info, _) = Caller::from_request_parts(parts, server).await?;
         let device = info.device.clone();
-        Ok(ClientSession(Session::new(server.clone(), info, device)))
+        Ok(ClientSession(Session::client(
+            server.clone(),
+            info,
+            device,
+        )?))
     }
 }
 

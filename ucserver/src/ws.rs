@@ -8,7 +8,7 @@
 use crate::app::Session;
 use crate::error::AppError;
 use crate::events::DeviceEvent;
-use crate::extract::{AppState, Client};
+use crate::extract::{AppState, Caller};
 use crate::server::Server;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -60,7 +60,7 @@ pub struct WsQuery {
 )]
 pub async fn ws_upgrade(
     State(server): State<AppState>,
-    Client(info): Client,
+    Caller(info, _): Caller,
     Query(query): Query<WsQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
@@ -78,7 +78,7 @@ pub async fn ws_upgrade(
         Some(_) => return Err(AppError::bad_request("caps is too long")),
         None => vec![shared::presence::Capability::Chat],
     };
-    let session = Session::new(server, info, device);
+    let session = Session::client(server, info, device)?;
     Ok(upgrade
         // A small read buffer keeps an idle session's memory low (axum's default is 128 KiB).
         .read_buffer_size(4096)

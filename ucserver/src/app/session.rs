@@ -43,7 +43,13 @@ pub struct Session {
 pub type Stored = oneshot::Receiver<AppResult<ChatMessage>>;
 
 impl Session {
-    /// A session for a token's holder, acting from `device`.
+    /// A client session (refused for an admin-console token), acting from `device`.
+    pub fn client(server: Arc<Server>, actor: TokenInfo, device: DeviceId) -> AppResult<Self> {
+        authz::require_client(&actor)?;
+        Ok(Self::new(server, actor, device))
+    }
+
+    /// A session for any token's holder (the reads an admin console may make too).
     pub fn new(server: Arc<Server>, actor: TokenInfo, device: DeviceId) -> Self {
         Self {
             server,
