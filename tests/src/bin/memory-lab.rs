@@ -1,4 +1,4 @@
-//! Reproduces the memory report of issue 9 (point 5): two UCServers on Redis and PostgreSQL,
+//! Measures a UCServer's memory after many users and logins: two UCServers on Redis and PostgreSQL,
 //! 1,000 users created through the admin API of the first (half homed on each server), 500 of
 //! them signed in at their home servers, no device connected. Prints one JSON object with
 //! both servers' resident memory (`uc_process_resident_bytes`) before, after the users, after
