@@ -18,7 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use shared::api::{ErrorCode, SetPresence, parse_capabilities};
 use shared::ws::{ClientCommand, ClientEnvelope, ServerEvent};
-use shared::{DeviceId, UserId, validate_name};
+use shared::{DeviceId, validate_name};
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -137,13 +137,13 @@ async fn run_session(
     let user = session.user().clone();
     let device = session.device().clone();
     let (mut sink, mut stream) = socket.split();
-    let (conn, mut events) = server.connect_device(&user, &device, capabilities).await;
+    let (conn, mut events) = session.connect(capabilities).await;
     tracing::debug!(%user, %device, conn, "device connected");
 
     // Hello first: conversations and the presence of everyone the user watches.
-    let hello = build_hello(&server, &user, &device).await;
+    let hello = session.hello().await;
     if sink.send(text(&hello)).await.is_err() {
-        crate::dispatch::device_left(&server, &user, &device, conn).await;
+        session.disconnect(conn).await;
         return;
     }
     // Then what the device missed while away, and later every `sync`, through one bounded
@@ -151,11 +151,10 @@ async fn run_session(
     let (catch_up_tx, mut catch_up_rx) = mpsc::channel::<DeviceEvent>(CATCH_UP_QUEUE);
     let mut catch_ups: JoinSet<()> = JoinSet::new();
     {
-        let server = server.clone();
-        let user = user.clone();
+        let session = session.clone();
         let out = catch_up_tx.clone();
         catch_ups.spawn(async move {
-            if let Err(error) = server.chat.replay_unread(&user, &out).await {
+            if let Err(error) = session.replay_unread(&out).await {
                 tracing::warn!(error = %error.0, "could not replay unread messages");
             }
         });
@@ -239,7 +238,7 @@ async fn run_session(
     }
     catch_ups.abort_all();
     let _ = sink.close().await;
-    crate::dispatch::device_left(&server, &user, &device, conn).await;
+    session.disconnect(conn).await;
     tracing::debug!(%user, %device, conn, "device disconnected");
 }
 
@@ -257,35 +256,6 @@ fn count_error(server: &Server) {
         .metrics
         .client_errors
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-}
-
-async fn build_hello(server: &Server, user: &UserId, device: &DeviceId) -> ServerEvent {
-    let conversations = server
-        .sql(server.store.conversations_of(user))
-        .await
-        .unwrap_or_default();
-    let watched = server.relations.watched_by(user).await.unwrap_or_default();
-    let snapshots = server
-        .bus("get presence", server.cluster.get_presence(&watched))
-        .await
-        .unwrap_or_default();
-    let presence = watched
-        .iter()
-        .enumerate()
-        .map(|(index, watched_user)| {
-            let snapshot = snapshots.get(index).cloned().flatten().unwrap_or_else(|| {
-                shared::presence::PresenceSnapshot::offline(watched_user.clone())
-            });
-            shared::presence::PresenceView::of(&snapshot, shared::presence::Visibility::Full)
-        })
-        .collect();
-    ServerEvent::Hello {
-        user: user.clone(),
-        device: device.clone(),
-        server: server.id.clone(),
-        conversations,
-        presence,
-    }
 }
 
 /// An answer to a command that arrives once the chat writer stored the message.

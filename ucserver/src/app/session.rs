@@ -17,7 +17,7 @@ use shared::api::{
 };
 use shared::bus::BusBody;
 use shared::call::{CallCommand, ForwardingRules};
-use shared::presence::{Availability, PresenceSnapshot, PresenceView, Visibility};
+use shared::presence::{Availability, Capability, PresenceSnapshot, PresenceView, Visibility};
 use shared::ws::ServerEvent;
 use shared::{CallId, ConversationId, DeviceId, UserId, now_ms};
 use std::collections::BTreeMap;
@@ -80,6 +80,62 @@ impl Session {
         self.server
             .rate_limits
             .check(action, self.user(), &self.device)
+    }
+
+    // ------------------------------------------------------------------ the device's link
+
+    /// Registers this device as connected (online for presence); returns its connection
+    /// number, which [`Session::disconnect`] must name, and its queue of events.
+    pub async fn connect(
+        &self,
+        capabilities: Vec<Capability>,
+    ) -> (u64, mpsc::Receiver<DeviceEvent>) {
+        self.server
+            .connect_device(self.user(), &self.device, capabilities)
+            .await
+    }
+
+    /// The device's connection `conn` ended: it leaves presence, then the calls it was in.
+    pub async fn disconnect(&self, conn: u64) {
+        crate::dispatch::device_left(&self.server, self.user(), &self.device, conn).await;
+    }
+
+    /// The first event of a connection: the user's conversations and the presence of
+    /// everyone they watch.
+    pub async fn hello(&self) -> ServerEvent {
+        let server = &self.server;
+        let user = self.user();
+        let conversations = self.conversations().await.unwrap_or_default();
+        let watched = server.relations.watched_by(user).await.unwrap_or_default();
+        let snapshots = server
+            .bus("get presence", server.cluster.get_presence(&watched))
+            .await
+            .unwrap_or_default();
+        let presence = watched
+            .iter()
+            .enumerate()
+            .map(|(index, watched_user)| {
+                let snapshot = snapshots
+                    .get(index)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_else(|| PresenceSnapshot::offline(watched_user.clone()));
+                PresenceView::of(&snapshot, Visibility::Full)
+            })
+            .collect();
+        ServerEvent::Hello {
+            user: user.clone(),
+            device: self.device.clone(),
+            server: server.id.clone(),
+            conversations,
+            presence,
+        }
+    }
+
+    /// What the device missed while away (unread messages), into `out`, waiting when it is
+    /// full.
+    pub async fn replay_unread(&self, out: &mpsc::Sender<DeviceEvent>) -> AppResult<()> {
+        self.server.chat.replay_unread(self.user(), out).await
     }
 
     // ------------------------------------------------------------------ identity
