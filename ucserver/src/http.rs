@@ -2,7 +2,7 @@
 //! Handlers are codecs and routing only: decode the request, call the application layer
 //! ([`Session`], [`AdminSession`]), encode the answer.
 
-use crate::app::login;
+use crate::app::{login, operations};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Admin, AnySession, AppState, Body, Caller, ClientSession, MaybeBody};
 use crate::store::HistoryPage;
@@ -15,18 +15,6 @@ use shared::api::*;
 use shared::presence::PresenceView;
 use shared::{ConversationId, GroupId, MediaServerId, UserId};
 use std::net::SocketAddr;
-
-/// Whether the request carries an administrator's bearer token (never an error).
-async fn is_admin_request(server: &crate::server::Server, headers: &HeaderMap) -> bool {
-    let Some(token) = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    server.token(token).await.is_some_and(|info| info.admin)
-}
 
 pub async fn api_not_found() -> AppError {
     AppError::not_found("no such API route; see docs/api.md")
@@ -42,11 +30,7 @@ pub async fn api_not_found() -> AppError {
     responses((status = 200, description = "The process is up.", body = Health))
 )]
 pub(crate) async fn healthz(State(server): State<AppState>) -> Json<Health> {
-    Json(Health {
-        server: server.id.clone(),
-        ok: true,
-        checks: Vec::new(),
-    })
+    Json(operations::health(&server))
 }
 
 /// Readiness: ok or not per backend for anyone; the error text only for an administrator.
@@ -58,36 +42,17 @@ pub(crate) async fn healthz(State(server): State<AppState>) -> Json<Health> {
     responses((status = 200, description = "SQL and the bus answer.", body = Health), (status = 503, description = "SQL or the bus does not answer; `checks` says which.", body = Health))
 )]
 pub(crate) async fn readyz(State(server): State<AppState>, headers: HeaderMap) -> Response {
-    let sql = server.store.ping().await;
-    let bus = server.cluster.ping().await;
-    let detailed = is_admin_request(&server, &headers).await;
-    let checks = vec![
-        HealthCheck {
-            name: "sql".into(),
-            ok: sql.is_ok(),
-            detail: sql.err().filter(|_| detailed).map(|e| e.to_string()),
-        },
-        HealthCheck {
-            name: format!("bus ({})", server.cluster.kind()),
-            ok: bus.is_ok(),
-            detail: bus.err().filter(|_| detailed).map(|e| e.to_string()),
-        },
-    ];
-    let ok = checks.iter().all(|c| c.ok);
-    let status = if ok {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let health = operations::readiness(&server, bearer).await;
+    let status = if health.ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(Health {
-            server: server.id.clone(),
-            ok,
-            checks,
-        }),
-    )
-        .into_response()
+    (status, Json(health)).into_response()
 }
 
 #[utoipa::path(
@@ -98,8 +63,7 @@ pub(crate) async fn readyz(State(server): State<AppState>, headers: HeaderMap) -
     responses((status = 200, description = "Every series of this server, labelled `server`.", content_type = "application/openmetrics-text", body = String))
 )]
 pub(crate) async fn metrics(State(server): State<AppState>) -> Response {
-    let licenses = server.licenses.usage().await.unwrap_or_default();
-    let text = server.metrics.render(server.id.as_str(), &licenses);
+    let text = operations::metrics_text(&server).await;
     ([("content-type", crate::metrics::CONTENT_TYPE)], text).into_response()
 }
 
@@ -136,7 +100,7 @@ pub(crate) async fn session_logout(
     State(server): State<AppState>,
     Caller(_, token): Caller,
 ) -> StatusCode {
-    server.end_token(&token).await;
+    login::sign_out(&server, &token).await;
     StatusCode::NO_CONTENT
 }
 

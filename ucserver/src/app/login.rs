@@ -76,6 +76,11 @@ pub async fn sign_in(
     })
 }
 
+/// Ends a session token (and returns the seat when it was the user's last here).
+pub async fn sign_out(server: &Server, token: &str) {
+    server.end_token(token).await;
+}
+
 /// An admin-console session: valid on any server, takes no seat.
 pub async fn sign_in_console(
     server: &Server,

@@ -4,7 +4,8 @@
 //!   directory, chat, catch-up, journal, calls and forwarding).
 //! - [`AdminSession`]: an administrator acting on the cluster (users, groups, licenses,
 //!   servers, MediaServers).
-//! - [`authz`]: every access rule, called by the two sessions and by nothing else.
+//! - [`login`]: signing in and out; [`operations`]: health, readiness and metrics.
+//! - [`authz`]: every access rule, called by the layer and by nothing else.
 //!
 //! Layering: front ends (`http.rs`, `ws.rs`) decode, call into this layer and encode; this
 //! layer checks access and calls the components (`server.rs`, `calls.rs`, `media.rs`); the
@@ -13,6 +14,7 @@
 pub mod admin;
 pub mod authz;
 pub mod login;
+pub mod operations;
 pub mod session;
 
 pub use admin::AdminSession;
