@@ -422,7 +422,7 @@ impl Config {
         let mask = |url: &str| mask_url(url);
         let limits = self.password_limits();
         format!(
-            "server_id={} listen={} public_url={} database={} redis={} admin_password={} heartbeat_ms={} dead_after_ms={} mdm_buffer_limit={} media_embedded={} media_secret={} ring_timeout_ms={} trusted_proxies={} password_workers={} password_queue={} rate_send={}/min+{} rate_typing={}/min+{} rate_conversations={}/min+{}",
+            "server_id={} listen={} public_url={} database={} redis={} admin_password={} heartbeat_ms={} dead_after_ms={} mdm_buffer_limit={} media_embedded={} media_secret={} ring_timeout_ms={} session_lifetime_ms={} trusted_proxies={} password_workers={} password_queue={} rate_send={}/min+{} rate_typing={}/min+{} rate_conversations={}/min+{}",
             self.server_id,
             self.listen,
             self.public_url.as_deref().unwrap_or("(derived)"),
@@ -446,6 +446,7 @@ impl Config {
                 "(none)"
             },
             self.ring_timeout_ms,
+            self.session_lifetime_ms,
             if self.trusted_proxies.is_empty() {
                 "(none)".to_string()
             } else {
