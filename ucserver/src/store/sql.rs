@@ -82,7 +82,7 @@ impl SqlStore {
         } else {
             Err(StoreError::Backend(format!(
                 "unsupported database URL '{}': use sqlite:PATH or postgres://...",
-                mask_password(url)
+                crate::config::mask_url(url)
             )))
         }
     }
@@ -304,19 +304,6 @@ fn map_migrate_error(err: sqlx::migrate::MigrateError) -> StoreError {
     match err {
         sqlx::migrate::MigrateError::Execute(inner) => map_error(inner),
         other => StoreError::Backend(format!("migration failed: {other}")),
-    }
-}
-
-fn mask_password(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
     }
 }
 
@@ -1958,12 +1945,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords_are_masked() {
-        assert_eq!(
-            mask_password("postgres://u:secret@host/db"),
-            "postgres://u:***@host/db"
+    fn an_unsupported_url_is_refused_with_its_password_masked() {
+        let refused = tokio_test_block_on(SqlStore::connect("mysql://u:secret@host/db?password=x"));
+        let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("unsupported database URL"), "{message}");
+        assert!(
+            !message.contains("secret") && !message.contains("=x"),
+            "{message}"
         );
-        assert_eq!(mask_password("postgres://host/db"), "postgres://host/db");
+    }
+
+    fn tokio_test_block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
     }
 
     #[test]
