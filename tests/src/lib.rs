@@ -9,6 +9,7 @@
 //! A missing binary is a panic naming the Debian package to install (`redis-server`,
 //! `postgresql`); tests are never skipped.
 
+pub mod chat;
 pub mod postgres;
 pub mod process;
 pub mod redis;

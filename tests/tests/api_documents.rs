@@ -6,9 +6,8 @@
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use shared::api::CreateUser;
 use shared::presence::Capability;
-use shared::{DeviceId, ServerId, UserId};
+use shared::{DeviceId, UserId};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use switchboard_tests::Postgres;
@@ -115,18 +114,7 @@ async fn served_documents_describe_the_live_api() {
     let admin = AdminClient::login(&base, &UserId::from("admin"), ADMIN_PASSWORD)
         .await
         .unwrap();
-    for name in ["alice", "bob"] {
-        admin
-            .create_user(CreateUser {
-                id: UserId::from(name),
-                password: PASSWORD.into(),
-                display_name: None,
-                home_server: Some(ServerId::from("s1")),
-                admin: false,
-            })
-            .await
-            .unwrap();
-    }
+    switchboard_tests::chat::create_users(&admin, &["alice", "bob"], PASSWORD, Some("s1")).await;
     let login = |name: &'static str| {
         let base = base.clone();
         async move {

@@ -2,10 +2,10 @@
 //! reads it: every latency is a histogram with cumulative `_bucket{le=...}` samples, `_sum`
 //! and `_count`, and the counts grow with traffic.
 
-use shared::api::{CreateUser, SetPresence};
+use shared::api::SetPresence;
 use shared::presence::{Availability, Capability};
 use shared::ws::ServerEvent;
-use shared::{DeviceId, ServerId, UserId};
+use shared::{DeviceId, UserId};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use switchboard_tests::ucserver::{ADMIN_PASSWORD, UcServer};
@@ -156,18 +156,7 @@ async fn metrics_are_histograms_that_grow_with_traffic() {
     let admin = AdminClient::login(&server.url(), &UserId::from("admin"), ADMIN_PASSWORD)
         .await
         .expect("admin login");
-    for name in ["alice", "bob"] {
-        admin
-            .create_user(CreateUser {
-                id: UserId::from(name),
-                password: PASSWORD.into(),
-                display_name: None,
-                home_server: Some(ServerId::from("s1")),
-                admin: false,
-            })
-            .await
-            .unwrap();
-    }
+    switchboard_tests::chat::create_users(&admin, &["alice", "bob"], PASSWORD, Some("s1")).await;
     let (before, types) = scrape(&server.url()).await;
     for name in HISTOGRAMS {
         assert_eq!(

@@ -2,14 +2,10 @@
 //! dropped rather than waited for, so one slow device never holds up anyone else), and every
 //! message it missed reaches it when it comes back and catches up.
 
-use shared::api::CreateUser;
-use shared::ws::{ClientCommand, ServerEvent};
-use shared::{ConversationId, DeviceId, UserId};
-use std::collections::{BTreeMap, BTreeSet};
+use shared::ConversationId;
 use std::time::{Duration, Instant};
-use switchboard_tests::Postgres;
-use switchboard_tests::ucserver::{ADMIN_PASSWORD, UcServer};
-use ucclient::{AdminClient, Client};
+use switchboard_tests::chat;
+use switchboard_tests::ucserver::UcServer;
 
 const PASSWORD: &str = "password-1";
 
@@ -34,43 +30,15 @@ async fn a_device_that_stops_reading_is_cut_off_and_catches_up_on_return() {
     const MESSAGES: u64 = 3_000;
     const BODY_BYTES: usize = 8 * 1024;
     const WINDOW: u64 = 100;
-    let database_url = Postgres::shared().create_database("overload_slow_device");
-    let server = UcServer::start(
-        "s1",
-        &database_url,
-        None,
+    let (server, _admin) = chat::single_server(
+        "overload_slow_device",
         &[("UC_RATE_SEND_PER_MINUTE", "0")],
-    );
-    let admin = AdminClient::login(&server.url(), &UserId::from("admin"), ADMIN_PASSWORD)
-        .await
-        .expect("admin login");
-    for user in ["alice", "bob"] {
-        admin
-            .create_user(CreateUser {
-                id: UserId::from(user),
-                password: PASSWORD.into(),
-                display_name: None,
-                home_server: None,
-                admin: false,
-            })
-            .await
-            .expect("create user");
-    }
-    let login = |user: &'static str| {
-        let url = server.url();
-        async move {
-            Client::login(
-                &url,
-                &UserId::from(user),
-                PASSWORD,
-                Some(DeviceId::from("desk")),
-            )
-            .await
-            .expect("login")
-        }
-    };
-    let alice = login("alice").await;
-    let bob = login("bob").await;
+        &["alice", "bob"],
+        PASSWORD,
+    )
+    .await;
+    let alice = chat::login(&server, "alice", PASSWORD, "desk").await;
+    let bob = chat::login(&server, "bob", PASSWORD, "desk").await;
     let conversation = ConversationId::direct(alice.user(), bob.user());
 
     // bob's device connects, then never reads again.
@@ -78,40 +46,7 @@ async fn a_device_that_stops_reading_is_cut_off_and_catches_up_on_return() {
 
     let mut sender = alice.connect(None, &[]).await.expect("alice connects");
     let body = "x".repeat(BODY_BYTES);
-    let mut sent = 0;
-    while sent < MESSAGES {
-        let mut waiting = BTreeSet::new();
-        for _ in 0..WINDOW.min(MESSAGES - sent) {
-            let reference = sender
-                .send(ClientCommand::Send {
-                    to: Some(bob.user().clone()),
-                    conversation: None,
-                    body: body.clone(),
-                    client_id: Some(format!("m-{sent}")),
-                })
-                .await
-                .expect("send");
-            waiting.insert(reference);
-            sent += 1;
-        }
-        while !waiting.is_empty() {
-            match sender
-                .next_event()
-                .await
-                .expect("socket open")
-                .expect("event")
-            {
-                ServerEvent::Ack {
-                    reference: Some(reference),
-                    ..
-                } => {
-                    waiting.remove(&reference);
-                }
-                ServerEvent::Error { error, message, .. } => panic!("{error:?}: {message}"),
-                _ => {}
-            }
-        }
-    }
+    chat::send_all(&mut sender, bob.user(), MESSAGES, WINDOW, |_| body.clone()).await;
     // The sender was never held up by the stalled device (every send was acked above), and
     // the stalled device was cut off.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -126,33 +61,8 @@ async fn a_device_that_stops_reading_is_cut_off_and_catches_up_on_return() {
 
     // bob comes back and catches up from where his device had nothing: all of it, once.
     let mut device = bob.connect(None, &[]).await.expect("bob reconnects");
-    let sync = device
-        .send(ClientCommand::Sync {
-            since: BTreeMap::from([(conversation.clone(), 0)]),
-        })
-        .await
-        .expect("sync");
-    let mut seen = BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let event = tokio::time::timeout_at(deadline.into(), device.next_event())
-            .await
-            .expect("the catch-up ends in time")
-            .expect("socket open")
-            .expect("event");
-        match event {
-            ServerEvent::Message { message, .. } if message.conversation == conversation => {
-                assert_eq!(message.body.len(), BODY_BYTES);
-                seen.insert(message.seq);
-            }
-            ServerEvent::Ack {
-                reference: Some(reference),
-                ..
-            } if reference == sync => break,
-            ServerEvent::Error { error, message, .. } => panic!("{error:?}: {message}"),
-            _ => {}
-        }
-    }
+    let (seen, lengths) = chat::catch_up(&mut device, &conversation, 0).await;
+    assert!(lengths.iter().all(|&length| length == BODY_BYTES));
     assert_eq!(seen.len() as u64, MESSAGES, "every message, once");
     assert_eq!(seen.last(), Some(&MESSAGES));
 }

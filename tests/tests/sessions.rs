@@ -3,13 +3,12 @@
 //! protocol cannot take close the socket with the RFC 6455 code, after a typed `error`.
 
 use futures_util::{SinkExt, StreamExt};
-use shared::api::{CreateUser, ErrorCode};
-use shared::ws::{ClientCommand, ServerEvent};
-use shared::{ConversationId, DeviceId, UserId};
-use std::collections::{BTreeMap, BTreeSet};
+use shared::ConversationId;
+use shared::api::ErrorCode;
+use shared::ws::ServerEvent;
 use std::time::{Duration, Instant};
-use switchboard_tests::Postgres;
-use switchboard_tests::ucserver::{ADMIN_PASSWORD, UcServer};
+use switchboard_tests::chat;
+use switchboard_tests::ucserver::UcServer;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -24,35 +23,11 @@ async fn server_with_users(
     extra: &[(&str, &str)],
     users: &[&str],
 ) -> (UcServer, AdminClient) {
-    let database_url = Postgres::shared().create_database(name);
-    let server = UcServer::start("s1", &database_url, None, extra);
-    let admin = AdminClient::login(&server.url(), &UserId::from("admin"), ADMIN_PASSWORD)
-        .await
-        .expect("admin login");
-    for user in users {
-        admin
-            .create_user(CreateUser {
-                id: UserId::from(*user),
-                password: PASSWORD.into(),
-                display_name: None,
-                home_server: None,
-                admin: false,
-            })
-            .await
-            .expect("create user");
-    }
-    (server, admin)
+    chat::single_server(name, extra, users, PASSWORD).await
 }
 
 async fn login(server: &UcServer, user: &str, device: &str) -> Client {
-    Client::login(
-        &server.url(),
-        &UserId::from(user),
-        PASSWORD,
-        Some(DeviceId::from(device)),
-    )
-    .await
-    .expect("login")
+    chat::login(server, user, PASSWORD, device).await
 }
 
 /// 10,000 messages wait for bob; his `sync` from the start returns every one of them, each
@@ -74,68 +49,13 @@ async fn a_catch_up_of_10000_messages_arrives_complete() {
     let conversation = ConversationId::direct(alice.user(), bob.user());
 
     let mut sender = alice.connect(None, &[]).await.expect("alice connects");
-    let mut sent = 0;
-    while sent < MESSAGES {
-        let mut waiting = BTreeSet::new();
-        for _ in 0..WINDOW.min(MESSAGES - sent) {
-            let reference = sender
-                .send(ClientCommand::Send {
-                    to: Some(bob.user().clone()),
-                    conversation: None,
-                    body: format!("message {sent}"),
-                    client_id: Some(format!("m-{sent}")),
-                })
-                .await
-                .expect("send");
-            waiting.insert(reference);
-            sent += 1;
-        }
-        while !waiting.is_empty() {
-            match sender
-                .next_event()
-                .await
-                .expect("socket open")
-                .expect("event")
-            {
-                ServerEvent::Ack {
-                    reference: Some(reference),
-                    ..
-                } => {
-                    waiting.remove(&reference);
-                }
-                ServerEvent::Error { error, message, .. } => panic!("{error:?}: {message}"),
-                _ => {}
-            }
-        }
-    }
+    chat::send_all(&mut sender, bob.user(), MESSAGES, WINDOW, |n| {
+        format!("message {n}")
+    })
+    .await;
 
     let mut device = bob.connect(None, &[]).await.expect("bob connects");
-    let sync = device
-        .send(ClientCommand::Sync {
-            since: BTreeMap::from([(conversation.clone(), 0)]),
-        })
-        .await
-        .expect("sync");
-    let mut seen = BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let event = tokio::time::timeout_at(deadline.into(), device.next_event())
-            .await
-            .expect("the catch-up ends in time")
-            .expect("socket open")
-            .expect("event");
-        match event {
-            ServerEvent::Message { message, .. } if message.conversation == conversation => {
-                seen.insert(message.seq);
-            }
-            ServerEvent::Ack {
-                reference: Some(reference),
-                ..
-            } if reference == sync => break,
-            ServerEvent::Error { error, message, .. } => panic!("{error:?}: {message}"),
-            _ => {}
-        }
-    }
+    let (seen, _) = chat::catch_up(&mut device, &conversation, 0).await;
     assert_eq!(seen.len() as u64, MESSAGES, "every message, once");
     assert_eq!(seen.first(), Some(&1));
     assert_eq!(seen.last(), Some(&MESSAGES));

@@ -76,9 +76,9 @@ impl Chat {
     fn deliver(
         &self,
         users: &[UserId],
-        event: &ServerEvent,
+        event: &DeviceEvent,
         bufferable: bool,
-        alert: Option<&ServerEvent>,
+        alert: Option<&DeviceEvent>,
     ) -> u64 {
         self.devices
             .deliver(users, None, event, bufferable, alert, now_ms())
@@ -97,7 +97,7 @@ impl Chat {
             user: user.clone(),
             typing,
         };
-        self.deliver(recipients, &event, true, None);
+        self.deliver(recipients, &Outgoing::new(event), true, None);
     }
 
     /// The conversation a message goes to: `conversation`, or the 1:1 with `to` (made on
@@ -235,11 +235,11 @@ impl Chat {
     }
 
     pub fn deliver_message_locally(&self, message: &ChatMessage, users: &[UserId], replay: bool) {
-        let plain = ServerEvent::Message {
+        let plain = Outgoing::new(ServerEvent::Message {
             message: message.clone(),
             alert: false,
             replay,
-        };
+        });
         // The sender's own devices get no alert for their own message.
         let others: Vec<UserId> = users
             .iter()
@@ -250,11 +250,11 @@ impl Chat {
         if others.len() != users.len() {
             delivered += self.deliver(std::slice::from_ref(&message.sender), &plain, false, None);
         }
-        let alert = ServerEvent::Message {
+        let alert = Outgoing::new(ServerEvent::Message {
             message: message.clone(),
             alert: true,
             replay,
-        };
+        });
         delivered += self.deliver(&others, &plain, false, Some(&alert));
         self.metrics
             .messages_delivered
@@ -303,7 +303,7 @@ impl Chat {
             user: marker.user.clone(),
             seq: marker.seq,
         };
-        self.deliver(users, &event, false, None);
+        self.deliver(users, &Outgoing::new(event), false, None);
     }
 
     /// Tells the other members' devices that `user` is (or stopped) typing.
@@ -322,7 +322,7 @@ impl Chat {
                     user: user.clone(),
                     typing,
                 };
-                self.deliver(&users, &event, true, None);
+                self.deliver(&users, &Outgoing::new(event), true, None);
             } else {
                 self.publish(
                     &home,
@@ -372,9 +372,9 @@ impl Chat {
             if let Some(summary) = summaries.into_iter().find(|s| &s.id == conversation) {
                 self.deliver(
                     std::slice::from_ref(user),
-                    &ServerEvent::Conversation {
+                    &Outgoing::new(ServerEvent::Conversation {
                         conversation: summary,
-                    },
+                    }),
                     false,
                     None,
                 );

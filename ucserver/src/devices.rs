@@ -29,6 +29,14 @@ struct DeviceConn {
     mdm: DeviceMdm<DeviceEvent>,
 }
 
+impl DeviceConn {
+    /// Ends this connection's queue: its socket task sees the end and disconnects the device
+    /// the usual way (presence, metrics, online set).
+    fn cut_off(&mut self) {
+        self.tx = mpsc::channel(1).0;
+    }
+}
+
 /// A device just registered.
 pub struct Connected {
     /// This connection's number: a disconnect must name it, so a replaced connection's late
@@ -172,20 +180,18 @@ impl Devices {
     }
 
     /// Queues one event for every device of `users` here (only the devices in `only`, if
-    /// given). `bufferable` events wait while a device is quiet. With `alert`, the alert copy
+    /// given); the same event value goes to each, so it is encoded once per codec. `bufferable` events wait while a device is quiet. With `alert`, the alert copy
     /// goes to each user's active device (or to all, if none is active). Returns how many
     /// devices got it now.
     pub fn deliver(
         &self,
         users: &[UserId],
         only: Option<&[DeviceId]>,
-        event: &ServerEvent,
+        plain: &DeviceEvent,
         bufferable: bool,
-        alert: Option<&ServerEvent>,
+        alerted: Option<&DeviceEvent>,
         now: TimestampMs,
     ) -> u64 {
-        let plain = Outgoing::new(event.clone());
-        let alerted = alert.map(|alert| Outgoing::new(alert.clone()));
         let mut delivered = 0;
         let mut flushes = Vec::new();
         let mut too_slow = 0u64;
@@ -209,7 +215,7 @@ impl Devices {
                     if only.is_some_and(|only| !only.contains(device_id)) {
                         continue;
                     }
-                    let event = match &alerted {
+                    let event = match alerted {
                         Some(alert) if targets.contains(&index) => alert.clone(),
                         _ => plain.clone(),
                     };
@@ -224,7 +230,7 @@ impl Devices {
                     };
                     for event in to_send {
                         if device.tx.try_send(event).is_err() {
-                            device.tx = mpsc::channel(1).0;
+                            device.cut_off();
                             too_slow += 1;
                             break;
                         }
@@ -268,7 +274,7 @@ impl Devices {
             .and_then(|devices| devices.get_mut(device))
         {
             let _ = conn.tx.try_send(goodbye);
-            conn.tx = mpsc::channel(1).0;
+            conn.cut_off();
         }
     }
 

@@ -8,11 +8,12 @@ use crate::error::AppError;
 use crate::server::Server;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use shared::api::ErrorCode;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 pub type AppState = Arc<Server>;
@@ -110,6 +111,26 @@ impl FromRequestParts<AppState> for Caller {
             )
         })?;
         Ok(Caller(info, token))
+    }
+}
+
+/// Who the client is, for login throttling: the TCP peer, or the address a trusted proxy
+/// (`UC_TRUSTED_PROXIES`) names in `X-Forwarded-For`.
+pub struct ClientAddress(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = AppError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        server: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip())
+            .ok_or_else(|| AppError::new(ErrorCode::Internal, "the peer address is unknown"))?;
+        let trusted = &server.login_guard.trusted_proxies;
+        Ok(ClientAddress(trusted.client_address(peer, &parts.headers)))
     }
 }
 

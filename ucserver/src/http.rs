@@ -4,7 +4,9 @@
 
 use crate::app::{login, operations};
 use crate::error::{AppError, AppResult};
-use crate::extract::{Admin, AnySession, AppState, Body, Caller, ClientSession, MaybeBody};
+use crate::extract::{
+    Admin, AnySession, AppState, Body, Caller, ClientAddress, ClientSession, MaybeBody,
+};
 use crate::store::HistoryPage;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -14,7 +16,6 @@ use serde::Deserialize;
 use shared::api::*;
 use shared::presence::PresenceView;
 use shared::{ConversationId, GroupId, MediaServerId, UserId};
-use std::net::SocketAddr;
 
 pub async fn api_not_found() -> AppError {
     AppError::not_found("no such API route; see docs/api.md")
@@ -79,14 +80,9 @@ pub(crate) async fn metrics(State(server): State<AppState>) -> Response {
 )]
 pub(crate) async fn session_login(
     State(server): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientAddress(client): ClientAddress,
     Body(request): Body<LoginRequest>,
 ) -> AppResult<Json<LoginResponse>> {
-    let client = server
-        .login_guard
-        .trusted_proxies
-        .client_address(peer.ip(), &headers);
     Ok(Json(login::sign_in(&server, request, client).await?))
 }
 
@@ -424,14 +420,9 @@ pub(crate) async fn journal_list(
 )]
 pub(crate) async fn admin_login(
     State(server): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientAddress(client): ClientAddress,
     Body(request): Body<LoginRequest>,
 ) -> AppResult<Json<LoginResponse>> {
-    let client = server
-        .login_guard
-        .trusted_proxies
-        .client_address(peer.ip(), &headers);
     Ok(Json(
         login::sign_in_console(&server, request, client).await?,
     ))

@@ -412,6 +412,18 @@ enum Reading {
     GaugeCount(Arc<AtomicU64>),
 }
 
+impl Reading {
+    /// The value of a gauge (counters are encoded apart).
+    fn gauge_value(&self) -> i64 {
+        match self {
+            Self::Gauge(value) => value.load(Ordering::Relaxed),
+            Self::GaugeCount(value) | Self::Counter(value) => {
+                i64::try_from(value.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
+            }
+        }
+    }
+}
+
 /// The collector over the atomics of [`Metrics`], plus the series derived from them.
 #[derive(Debug)]
 struct Readings {
@@ -436,17 +448,8 @@ impl Collector for Readings {
                         metric.metric_type(),
                     )?)?;
                 }
-                Reading::Gauge(value) => {
-                    let metric = ConstGauge::new(value.load(Ordering::Relaxed));
-                    metric.encode(encoder.encode_descriptor(
-                        name,
-                        help,
-                        None,
-                        metric.metric_type(),
-                    )?)?;
-                }
-                Reading::GaugeCount(value) => {
-                    let metric = ConstGauge::new(value.load(Ordering::Relaxed));
+                Reading::Gauge(_) | Reading::GaugeCount(_) => {
+                    let metric = ConstGauge::new(reading.gauge_value());
                     metric.encode(encoder.encode_descriptor(
                         name,
                         help,

@@ -85,7 +85,7 @@ pub async fn resync(server: &Server) {
     server.licenses.forget();
     server.presence.forget_delivered();
     heartbeat(server).await;
-    let users = server.local_users();
+    let users = server.devices.online_users();
     for user in &users {
         server
             .bus(

@@ -10,6 +10,7 @@
 use crate::cluster::Cluster;
 use crate::core::presence::UserPresence;
 use crate::devices::Devices;
+use crate::events::Outgoing;
 use crate::metrics::Metrics;
 use crate::relations::Relations;
 use crate::timed;
@@ -166,9 +167,9 @@ impl Presence {
             }
             *seen = snapshot.version;
         }
-        let event = ServerEvent::Presence {
+        let event = Outgoing::new(ServerEvent::Presence {
             presence: PresenceView::of(snapshot, Visibility::Full),
-        };
+        });
         let delivered = self
             .devices
             .deliver(watchers, None, &event, true, None, now_ms());
@@ -227,9 +228,9 @@ impl Presence {
                 None if include_unknown => PresenceSnapshot::offline(watched_user.clone()),
                 None => continue,
             };
-            let event = ServerEvent::Presence {
+            let event = Outgoing::new(ServerEvent::Presence {
                 presence: PresenceView::of(&snapshot, Visibility::Full),
-            };
+            });
             self.devices.deliver(
                 std::slice::from_ref(user),
                 None,

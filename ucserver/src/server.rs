@@ -14,7 +14,7 @@ use crate::core::license;
 use crate::core::mdm::MdmConfig;
 use crate::devices::Devices;
 use crate::error::AppResult;
-use crate::events::DeviceEvent;
+use crate::events::{DeviceEvent, Outgoing};
 use crate::licenses::Licenses;
 use crate::media::MediaPool;
 use crate::metrics::Metrics;
@@ -25,7 +25,7 @@ use crate::telephony::Telephony;
 use crate::tokens::Tokens;
 use shared::bus::{BusBody, BusMessage};
 use shared::presence::TelephonyState;
-use shared::presence::{Availability, Capability, DevicePresence, PresenceSnapshot};
+use shared::presence::{Availability, Capability, DevicePresence};
 use shared::ws::ServerEvent;
 use shared::{CallId, DeviceId, ServerId, TimestampMs, UserId, now_ms};
 use std::sync::Arc;
@@ -41,7 +41,6 @@ pub struct Server {
     pub store: Arc<dyn Store>,
     pub cluster: Arc<dyn Cluster>,
     pub metrics: Arc<Metrics>,
-    pub mdm: MdmConfig,
     /// The connected devices of this server's users.
     pub devices: Arc<Devices>,
     /// This server's users' presence, and delivery of everyone's to the watchers here.
@@ -121,10 +120,6 @@ impl Server {
             id: config.server_id(),
             url,
             incarnation: crate::auth::random_hex(8),
-            mdm: MdmConfig {
-                buffer_limit: config.mdm_buffer_limit,
-                ..MdmConfig::default()
-            },
             config,
             store,
             cluster,
@@ -265,7 +260,7 @@ impl Server {
             .tokens
             .idle(now, idle_ms)
             .into_iter()
-            .filter(|(_, user)| !self.is_local_online(user))
+            .filter(|(_, user)| !self.devices.is_online(user))
             .map(|(token, _)| token)
             .collect();
         let too_old = self.tokens.too_old(now);
@@ -353,10 +348,6 @@ impl Server {
         self.broadcast(BusBody::RelationsChanged { users }).await;
     }
 
-    pub async fn snapshot_of(&self, user: &UserId) -> PresenceSnapshot {
-        self.presence.snapshot_of(user).await
-    }
-
     // ------------------------------------------------------------------ devices
 
     /// Registers a connected device; returns its connection number and event queue.
@@ -411,11 +402,6 @@ impl Server {
         true
     }
 
-    /// The device sent something: it counts as active for alerts.
-    pub fn touch_device(&self, user: &UserId, device: &DeviceId) {
-        self.devices.touch(user, device, now_ms());
-    }
-
     /// Quiet mode and idle state of a device.
     pub async fn set_device_state(
         &self,
@@ -457,19 +443,11 @@ impl Server {
         self.devices.deliver(
             std::slice::from_ref(user),
             only,
-            event,
+            &Outgoing::new(event.clone()),
             false,
             None,
             now_ms(),
         )
-    }
-
-    pub fn is_local_online(&self, user: &UserId) -> bool {
-        self.devices.is_online(user)
-    }
-
-    pub fn local_users(&self) -> Vec<UserId> {
-        self.devices.online_users()
     }
 
     // ------------------------------------------------------------------ telephony
@@ -563,7 +541,7 @@ impl Server {
                     self.relations.forget(&users);
                 }
                 // Watchers of these users may have changed: let them see current presence.
-                for user in users.iter().filter(|u| self.is_local_online(u)) {
+                for user in users.iter().filter(|u| self.devices.is_online(u)) {
                     self.presence.send_watched(user, true).await;
                 }
             }

@@ -98,30 +98,22 @@ fn queued(event: &DeviceEvent) -> Message {
     Message::Text(event.json().as_ref().into())
 }
 
-/// Why a read from the socket ended the session, when the peer should be told: the `error`
-/// event and the close code.
-fn read_failure(error: axum::Error) -> Option<(ServerEvent, u16)> {
+/// Why a read from the socket ended the session, when the peer should be told: the error,
+/// what to tell a person, and the close code.
+fn read_failure(error: axum::Error) -> Option<(ErrorCode, String, u16)> {
     let error = error.into_inner().downcast::<tungstenite::Error>().ok()?;
     match *error {
         tungstenite::Error::Capacity(_) => Some((
-            ServerEvent::Error {
-                reference: None,
-                error: ErrorCode::PayloadTooLarge,
-                message: format!(
-                    "a frame may have at most {} bytes",
-                    shared::limits::MAX_FRAME_BYTES
-                ),
-                retry_after_ms: None,
-            },
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "a frame may have at most {} bytes",
+                shared::limits::MAX_FRAME_BYTES
+            ),
             CLOSE_TOO_BIG,
         )),
         tungstenite::Error::Utf8(_) => Some((
-            ServerEvent::Error {
-                reference: None,
-                error: ErrorCode::MalformedFrame,
-                message: "a text frame must be valid UTF-8".into(),
-                retry_after_ms: None,
-            },
+            ErrorCode::MalformedFrame,
+            "a text frame must be valid UTF-8".into(),
             CLOSE_INVALID_DATA,
         )),
         _ => None,
@@ -171,16 +163,17 @@ async fn run_session(
                 let frame = match incoming {
                     Some(Ok(frame)) => frame,
                     Some(Err(error)) => {
-                        if let Some((event, code)) = read_failure(error) {
+                        if let Some((error, message, code)) = read_failure(error) {
                             count_error(&server);
-                            let _ = sink.send(text(&event)).await;
-                            let reason = match &event {
-                                ServerEvent::Error { message, .. } => message.clone(),
-                                _ => String::new(),
+                            let event = ServerEvent::Error {
+                                reference: None,
+                                error,
+                                message: message.clone(),
+                                retry_after_ms: None,
                             };
-                            let _ = sink
-                                .send(Message::Close(Some(CloseFrame { code, reason: reason.into() })))
-                                .await;
+                            let _ = sink.send(text(&event)).await;
+                            let close = CloseFrame { code, reason: message.into() };
+                            let _ = sink.send(Message::Close(Some(close))).await;
                             linger_before_close().await;
                         }
                         break;

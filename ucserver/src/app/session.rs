@@ -151,7 +151,7 @@ impl Session {
             display_name: user.display_name,
             home_server: user.home_server,
             admin: user.admin,
-            online: self.server.is_local_online(self.user()),
+            online: self.server.devices.is_online(self.user()),
         })
     }
 
@@ -201,7 +201,7 @@ impl Session {
                 )
             })?;
         }
-        let snapshot = server.snapshot_of(&target).await;
+        let snapshot = server.presence.snapshot_of(&target).await;
         Ok(PresenceView::of(&snapshot, Visibility::Full))
     }
 
@@ -209,7 +209,7 @@ impl Session {
     pub async fn presence_of(&self, user: &UserId) -> AppResult<PresenceView> {
         self.server.relations.home_of(user).await?;
         let visibility = authz::visibility(&self.server, &self.actor, user).await?;
-        let snapshot = self.server.snapshot_of(user).await;
+        let snapshot = self.server.presence.snapshot_of(user).await;
         Ok(PresenceView::of(&snapshot, visibility))
     }
 
@@ -222,7 +222,9 @@ impl Session {
 
     /// The device did something: it counts as active for alerts.
     pub fn touch(&self) {
-        self.server.touch_device(self.user(), &self.device);
+        self.server
+            .devices
+            .touch(self.user(), &self.device, now_ms());
     }
 
     // ------------------------------------------------------------------ contacts, delegates
@@ -276,7 +278,7 @@ impl Session {
         server
             .relations_changed(vec![self.user().clone(), user.clone()])
             .await;
-        let snapshot = server.snapshot_of(&user).await;
+        let snapshot = server.presence.snapshot_of(&user).await;
         Ok(Contact {
             user,
             display_name: record.display_name,

@@ -319,7 +319,7 @@ async fn lookup_callee(server: &Server, user: &UserId) -> AppResult<Callee> {
         });
     }
     let forwarding = server.sql(server.store.forwarding(user)).await?;
-    let snapshot = server.snapshot_of(user).await;
+    let snapshot = server.presence.snapshot_of(user).await;
     let takes_calls: BTreeSet<DeviceId> = snapshot
         .devices
         .iter()
