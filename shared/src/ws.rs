@@ -130,6 +130,12 @@ pub enum ServerEvent {
     Conversation {
         conversation: ConversationSummary,
     },
+    /// Where each of the user's conversations stands now. Sent when the server may have
+    /// missed deliveries (the bus between servers was away): the device asks (`sync`) for
+    /// every conversation whose `last_seq` is past what it holds.
+    ConversationHeads {
+        conversations: Vec<ConversationSummary>,
+    },
     /// The server is going away; reconnect (maybe elsewhere) after a pause.
     Goodbye {
         reason: String,

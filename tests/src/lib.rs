@@ -10,6 +10,7 @@
 //! `postgresql`); tests are never skipped.
 
 pub mod chat;
+pub mod device;
 pub mod postgres;
 pub mod process;
 pub mod redis;

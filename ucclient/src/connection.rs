@@ -386,6 +386,7 @@ pub fn event_type(event: &ServerEvent) -> &'static str {
         ServerEvent::Read { .. } => "read",
         ServerEvent::Typing { .. } => "typing",
         ServerEvent::Conversation { .. } => "conversation",
+        ServerEvent::ConversationHeads { .. } => "conversation_heads",
         ServerEvent::Goodbye { .. } => "goodbye",
         ServerEvent::Call(event) => event.type_name(),
     }

@@ -20,6 +20,7 @@ mod client;
 mod connection;
 mod error;
 mod http;
+pub mod inbox;
 mod login;
 pub mod ops;
 #[cfg(feature = "softphone")]
@@ -33,4 +34,5 @@ pub use connection::{Ack, Connection, Hello, event_type};
 pub use error::PeerError;
 pub use error::{ClientError, TransportError};
 pub use http::{HttpClient, normalize_base_url};
+pub use inbox::Inbox;
 pub use login::MAX_LOGIN_HOPS;

@@ -382,6 +382,15 @@ impl Chat {
         }
     }
 
+    /// Tells every device of `user` here where each of their conversations stands
+    /// (`conversation_heads`), so that each fetches what deliveries lost on the bus left out.
+    pub async fn announce_heads(&self, user: &UserId) -> AppResult<()> {
+        let conversations = timed::sql(&self.metrics, self.store.conversations_of(user)).await?;
+        let event = Outgoing::new(ServerEvent::ConversationHeads { conversations });
+        self.deliver(std::slice::from_ref(user), &event, false, None);
+        Ok(())
+    }
+
     /// Replays unread messages of every conversation to one fresh device queue.
     pub async fn replay_unread(
         &self,

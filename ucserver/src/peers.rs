@@ -9,6 +9,7 @@
 
 use crate::core::license;
 use crate::server::Server;
+use futures_util::StreamExt;
 use shared::bus::{BusBody, ServerHeartbeat};
 use shared::presence::{Availability, PresenceSnapshot};
 use shared::{ServerId, TimestampMs, now_ms};
@@ -105,7 +106,19 @@ pub async fn resync(server: &Server) {
             .lease_acquire(license::SEAT, user.as_str(), &server.id, None)
             .await;
     }
+    // Messages stored while the bus was away never reached our users' devices: each device
+    // learns where its conversations stand and fetches what it lacks.
+    futures_util::stream::iter(&users)
+        .for_each_concurrent(HEADS_AT_ONCE, |user| async move {
+            if let Err(error) = server.chat.announce_heads(user).await {
+                tracing::warn!(%user, error = %error.0.message, "could not tell a user's devices where their conversations stand");
+            }
+        })
+        .await;
 }
+
+/// Users whose conversation heads are read from SQL at once after the bus came back.
+const HEADS_AT_ONCE: usize = 8;
 
 pub async fn heartbeat(server: &Server) {
     let heartbeat = ServerHeartbeat {

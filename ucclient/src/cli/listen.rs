@@ -3,12 +3,13 @@
 //! Scripts and tests read this output line by line while servers are killed and restarted, so
 //! the loop never gives up on a dropped connection: it reports `{"type":"reconnecting",…}` on
 //! stderr, waits (exponential backoff with jitter, capped), logs in again and reconnects with
-//! the same device id. After a reconnect it asks (`sync`) for messages of the conversations
-//! whose `last_seq` in the new `hello` is past what it printed, and prints replayed messages it
-//! has already printed only once. Only a refused login (wrong password, forbidden) ends it, or
+//! the same device id. Messages print once each, in sequence order, without holes: an
+//! [`Inbox`] asks (`sync`) for what a reconnect, a lost delivery or `conversation_heads` shows
+//! is missing and drops what was printed already. Only a refused login (wrong password, forbidden) ends it, or
 //! SIGINT/SIGTERM, which closes the socket and logs out.
 //!
-//! Not printed: `pong` and `ack`, which only answer the keep-alive and `sync` this loop sends.
+//! Not printed: `pong`, `ack` and `conversation_heads`, which only serve the keep-alive and the
+//! syncs this loop sends.
 //!
 //! With `--auto-answer` the loop also answers every call that rings here (see
 //! [`super::answer`]) and prints a `{"type":"call_summary",…}` line when each call ends; call
@@ -25,7 +26,7 @@ use std::io::Write;
 use std::pin::Pin;
 use std::time::Duration;
 use tokio::time::Instant;
-use ucclient::{Client, ClientError, Connection, HttpClient};
+use ucclient::{Client, ClientError, Connection, HttpClient, Inbox};
 
 /// How often the loop pings the server when nothing else arrives.
 pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
@@ -62,7 +63,7 @@ enum SessionEnd {
 pub async fn listen(options: ListenOptions, mut shutdown: Shutdown) -> Result<(), ClientError> {
     let http = HttpClient::new()?;
     let mut device = options.device.clone();
-    let mut printed = Printed::default();
+    let mut inbox = Inbox::new();
     let mut first_attempt = true;
     let mut failures: u32 = 0;
     let mut previous: Option<Client> = None;
@@ -80,7 +81,7 @@ pub async fn listen(options: ListenOptions, mut shutdown: Shutdown) -> Result<()
                 device = Some(client.device().clone());
                 let end = run_session(
                     &mut connection,
-                    &mut printed,
+                    &mut inbox,
                     first_attempt,
                     &mut shutdown,
                     options.auto_answer.as_ref(),
@@ -168,77 +169,16 @@ pub fn backoff_delay(failures: u32, jitter: f64) -> Duration {
     full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
-/// The newest message sequence printed per conversation, to ask for what a reconnect missed
-/// and to print replays once.
-#[derive(Default)]
-pub struct Printed {
-    last_seq: BTreeMap<ConversationId, u64>,
-}
-
-impl Printed {
-    /// After `hello`: on the first connection, remember where each conversation is; on a
-    /// reconnect, return what to `sync` (conversations that moved past what was printed).
-    pub fn on_hello(&mut self, event: &ServerEvent, first: bool) -> BTreeMap<ConversationId, u64> {
-        let mut since = BTreeMap::new();
-        let ServerEvent::Hello { conversations, .. } = event else {
-            return since;
-        };
-        for conversation in conversations {
-            match self.last_seq.get(&conversation.id) {
-                None if first => {
-                    self.last_seq
-                        .insert(conversation.id.clone(), conversation.last_seq);
-                }
-                None if conversation.last_seq > 0 => {
-                    since.insert(conversation.id.clone(), 0);
-                }
-                Some(&seen) if conversation.last_seq > seen => {
-                    since.insert(conversation.id.clone(), seen);
-                }
-                _ => {}
-            }
-        }
-        since
-    }
-
-    /// Whether to print `event`; updates what was printed.
-    pub fn should_print(&mut self, event: &ServerEvent) -> bool {
-        match event {
-            ServerEvent::Pong | ServerEvent::Ack { .. } => false,
-            ServerEvent::Message {
-                message, replay, ..
-            } => {
-                let seen = self
-                    .last_seq
-                    .entry(message.conversation.clone())
-                    .or_insert(0);
-                if *replay && message.seq <= *seen {
-                    return false;
-                }
-                *seen = (*seen).max(message.seq);
-                true
-            }
-            ServerEvent::Conversation { conversation } => {
-                self.last_seq
-                    .entry(conversation.id.clone())
-                    .or_insert(conversation.last_seq);
-                true
-            }
-            _ => true,
-        }
-    }
-}
-
 /// One connected session; with `auto_answer`, its calls' peers end with it.
 async fn run_session(
     connection: &mut Connection,
-    printed: &mut Printed,
+    inbox: &mut Inbox,
     first: bool,
     shutdown: &mut Shutdown,
     auto_answer: Option<&AutoAnswer>,
 ) -> SessionEnd {
     let mut answerer = auto_answer.cloned().map(Answerer::new);
-    let end = follow_session(connection, printed, first, shutdown, &mut answerer).await;
+    let end = follow_session(connection, inbox, first, shutdown, &mut answerer).await;
     if let Some(answerer) = answerer {
         answerer.stop().await;
     }
@@ -247,19 +187,17 @@ async fn run_session(
 
 async fn follow_session(
     connection: &mut Connection,
-    printed: &mut Printed,
+    inbox: &mut Inbox,
     first: bool,
     shutdown: &mut Shutdown,
     answerer: &mut Option<Answerer>,
 ) -> SessionEnd {
     let hello = connection.hello().to_event();
-    let since = printed.on_hello(&hello, first);
+    let since = inbox.on_hello(&hello, first);
     if !print_line(&hello) {
         return SessionEnd::OutputClosed;
     }
-    if !since.is_empty()
-        && let Err(error) = connection.send(ClientCommand::Sync { since }).await
-    {
+    if let Err(error) = sync(connection, inbox, since).await {
         return SessionEnd::Dropped(error.to_string());
     }
     let mut keepalive = tokio::time::interval_at(Instant::now() + KEEPALIVE_EVERY, KEEPALIVE_EVERY);
@@ -278,8 +216,13 @@ async fn follow_session(
                 }
                 Some(Ok(event)) => {
                     last_heard = Instant::now();
-                    if printed.should_print(&event) && !print_line(&event) {
+                    let step = inbox.on_event(event.clone());
+                    let shown = step.show.iter().filter(|e| !matches!(e, ServerEvent::Pong | ServerEvent::Ack { .. }));
+                    if !shown.into_iter().all(print_line) {
                         return SessionEnd::OutputClosed;
+                    }
+                    if let Err(error) = sync(connection, inbox, step.sync).await {
+                        return SessionEnd::Dropped(error.to_string());
                     }
                     if let Some(answerer) = answerer.as_mut()
                         && let Err(error) = answerer.on_event(connection, &event).await
@@ -313,6 +256,20 @@ async fn follow_session(
             () = &mut *shutdown => return SessionEnd::Shutdown,
         }
     }
+}
+
+/// Sends the `sync` the inbox asked for, if any, and tells it the command's reference.
+async fn sync(
+    connection: &mut Connection,
+    inbox: &mut Inbox,
+    since: BTreeMap<ConversationId, u64>,
+) -> Result<(), ClientError> {
+    if since.is_empty() {
+        return Ok(());
+    }
+    let reference = connection.send(ClientCommand::Sync { since }).await?;
+    inbox.sync_sent(reference);
+    Ok(())
 }
 
 /// What the auto-answerer has to say, or nothing ever without one.
@@ -393,19 +350,22 @@ mod tests {
         }
     }
 
+    fn shown(inbox: &mut Inbox, event: ServerEvent) -> bool {
+        !inbox.on_event(event).show.is_empty()
+    }
+
     #[test]
     fn a_reconnect_syncs_what_was_missed_and_prints_replays_once() {
-        let mut printed = Printed::default();
+        let mut inbox = Inbox::new();
         assert!(
-            printed
+            inbox
                 .on_hello(&hello(&[("d:alice:bob", 4)]), true)
                 .is_empty()
         );
-        assert!(printed.should_print(&message("d:alice:bob", 5, false)));
-        assert!(!printed.should_print(&ServerEvent::Pong));
+        assert!(shown(&mut inbox, message("d:alice:bob", 5, false)));
 
         // Reconnect: two more messages in the old conversation, one new conversation.
-        let since = printed.on_hello(
+        let since = inbox.on_hello(
             &hello(&[("d:alice:bob", 7), ("g:ops", 2), ("g:quiet", 0)]),
             false,
         );
@@ -415,11 +375,12 @@ mod tests {
         ]
         .into();
         assert_eq!(since, expected);
+        inbox.sync_sent(1);
 
-        assert!(!printed.should_print(&message("d:alice:bob", 5, true)));
-        assert!(printed.should_print(&message("d:alice:bob", 6, true)));
-        assert!(printed.should_print(&message("d:alice:bob", 7, true)));
-        assert!(!printed.should_print(&message("d:alice:bob", 7, true)));
-        assert!(printed.should_print(&message("g:ops", 1, true)));
+        assert!(!shown(&mut inbox, message("d:alice:bob", 5, true)));
+        assert!(shown(&mut inbox, message("d:alice:bob", 6, true)));
+        assert!(shown(&mut inbox, message("d:alice:bob", 7, true)));
+        assert!(!shown(&mut inbox, message("d:alice:bob", 7, true)));
+        assert!(shown(&mut inbox, message("g:ops", 1, true)));
     }
 }

@@ -11,7 +11,7 @@
 use super::{BusInput, Cluster, ClusterError, ClusterResult, LoginFailures, SeenServer};
 use crate::core::license::LeaseOutcome;
 use async_trait::async_trait;
-use fred::clients::SubscriberClient;
+use fred::clients::{SubscriberClient, WithOptions};
 use fred::prelude::*;
 use shared::bus::{BusMessage, ServerHeartbeat};
 use shared::keys;
@@ -211,7 +211,19 @@ impl RedisCluster {
         keys: Vec<String>,
         args: Vec<String>,
     ) -> ClusterResult<Value> {
-        self.client.eval(script, keys, args).await.map_err(backend)
+        self.fast().eval(script, keys, args).await.map_err(backend)
+    }
+}
+
+impl RedisCluster {
+    /// The command client, failing at once while it is not connected: a caller (a chat
+    /// delivery, a presence change) must not wait out a reconnect. What it could not publish
+    /// is made good when the bus is back (`peers::resync`).
+    fn fast(&self) -> WithOptions<Client> {
+        self.client.with_options(&Options {
+            fail_fast: true,
+            ..Options::default()
+        })
     }
 }
 
@@ -237,13 +249,13 @@ impl Cluster for RedisCluster {
     }
 
     async fn ping(&self) -> ClusterResult<()> {
-        let _: Value = self.client.ping(None).await.map_err(backend)?;
+        let _: Value = self.fast().ping(None).await.map_err(backend)?;
         Ok(())
     }
 
     async fn epoch(&self) -> ClusterResult<String> {
         let info: String = self
-            .client
+            .fast()
             .info(Some(fred::types::InfoKind::Server))
             .await
             .map_err(backend)?;
@@ -256,7 +268,7 @@ impl Cluster for RedisCluster {
     async fn ensure_subscribed(&self, me: &ServerId) -> ClusterResult<bool> {
         let channel = keys::server_channel(me);
         let counts: Vec<Value> = self
-            .client
+            .fast()
             .pubsub_numsub(channel.clone())
             .await
             .map_err(backend)?;
@@ -345,7 +357,7 @@ impl Cluster for RedisCluster {
         let text =
             serde_json::to_string(message).map_err(|e| ClusterError::Backend(e.to_string()))?;
         let _: Value = self
-            .client
+            .fast()
             .publish(keys::server_channel(to), text)
             .await
             .map_err(backend)?;
@@ -356,7 +368,7 @@ impl Cluster for RedisCluster {
         let text =
             serde_json::to_string(message).map_err(|e| ClusterError::Backend(e.to_string()))?;
         let _: Value = self
-            .client
+            .fast()
             .publish(keys::BROADCAST_CHANNEL, text)
             .await
             .map_err(backend)?;
@@ -408,12 +420,12 @@ impl Cluster for RedisCluster {
 
     async fn forget_server(&self, server: &ServerId) -> ClusterResult<()> {
         let _: Value = self
-            .client
+            .fast()
             .zrem(keys::SERVERS_SEEN, server.to_string())
             .await
             .map_err(backend)?;
         let _: Value = self
-            .client
+            .fast()
             .hdel(keys::SERVERS_INFO, server.to_string())
             .await
             .map_err(backend)?;
@@ -477,9 +489,9 @@ impl Cluster for RedisCluster {
     ) -> ClusterResult<()> {
         let key = keys::online_users(server);
         let _: Value = if online {
-            self.client.sadd(key, user.to_string()).await
+            self.fast().sadd(key, user.to_string()).await
         } else {
-            self.client.srem(key, user.to_string()).await
+            self.fast().srem(key, user.to_string()).await
         }
         .map_err(backend)?;
         Ok(())
@@ -487,7 +499,7 @@ impl Cluster for RedisCluster {
 
     async fn online_users(&self, server: &ServerId) -> ClusterResult<Vec<UserId>> {
         let members: Vec<String> = self
-            .client
+            .fast()
             .smembers(keys::online_users(server))
             .await
             .map_err(backend)?;
@@ -498,7 +510,7 @@ impl Cluster for RedisCluster {
 
     async fn clear_online(&self, server: &ServerId) -> ClusterResult<()> {
         let _: Value = self
-            .client
+            .fast()
             .del(keys::online_users(server))
             .await
             .map_err(backend)?;
@@ -536,7 +548,7 @@ impl Cluster for RedisCluster {
 
     async fn lease_release(&self, kind: &str, key: &str) -> ClusterResult<bool> {
         let removed: i64 = self
-            .client
+            .fast()
             .hdel(keys::leases(kind), key.to_string())
             .await
             .map_err(backend)?;
@@ -557,7 +569,7 @@ impl Cluster for RedisCluster {
 
     async fn lease_count(&self, kind: &str) -> ClusterResult<u32> {
         let count: i64 = self
-            .client
+            .fast()
             .hlen(keys::leases(kind))
             .await
             .map_err(backend)?;
@@ -606,7 +618,7 @@ impl Cluster for RedisCluster {
 
     async fn login_forget(&self, key: &str) -> ClusterResult<()> {
         let _: Value = self
-            .client
+            .fast()
             .del(keys::login_failures(key))
             .await
             .map_err(backend)?;

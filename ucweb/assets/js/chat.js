@@ -7,7 +7,7 @@ import { t } from './i18n.js';
 import * as api from './api.js';
 import { send } from './socket.js';
 import {
-  state, me, nameOf, directId, otherOf, newConv, newDirectConv, upsertConv, addMessage,
+  state, me, nameOf, directId, otherOf, newConv, newDirectConv, upsertConv, addMessage, maxSeq,
 } from './state.js';
 import {
   toast, avatar, showTab, renderConvs, renderChatHead, renderMessages, renderOlder, renderTyping,
@@ -40,6 +40,10 @@ export function onMessage(msg, alert, replay) {
     state.convs.set(msg.conversation, conv);
     refreshConversations();
   }
+  // A live message past a hole: the ones between were lost on the way (the server's link to
+  // the others was away) or are still coming; ask for everything after what this tab holds.
+  const top = maxSeq(conv);
+  if (!replay && conv.loaded && msg.seq > top + 1) send({ type: 'sync', since: { [msg.conversation]: top } });
   const fresh = addMessage(conv, msg);
   if (!fresh) return;
   if (state.current === msg.conversation) {

@@ -25,7 +25,7 @@ import * as chat from './chat.js';
 import * as calls from './calls.js';
 
 /**
- * @import { Availability, Hello, ServerEvent } from './wire.js'
+ * @import { Availability, ConversationSummary, Hello, ServerEvent } from './wire.js'
  * @import { Me, Tab } from './state.js'
  */
 
@@ -141,6 +141,7 @@ function handleEvent(ev) {
       if (state.current === ev.conversation.id) renderChatHead();
       chat.ensureHistory();
       break;
+    case 'conversation_heads': onHeads(ev.conversations); break;
     case 'goodbye': dropSocket(); break;
     case 'ack': case 'pong': break;
     case 'error': console.warn('server error', ev.error, ev.message); break;
@@ -151,6 +152,35 @@ function handleEvent(ev) {
   }
 }
 
+/**
+ * Takes in the server's summaries; returns, for each conversation this tab has loaded, where
+ * to sync from: all of them, or (`onlyAhead`) those the server is past.
+ * @param {ConversationSummary[]} summaries
+ * @param {boolean} onlyAhead
+ */
+function behind(summaries, onlyAhead) {
+  /** @type {Record<string, number>} */
+  const since = {};
+  for (const summary of summaries) {
+    const held = state.convs.get(summary.id);
+    if (held && held.loaded && (!onlyAhead || summary.last_seq > maxSeq(held))) since[summary.id] = maxSeq(held);
+    upsertConv(summary);
+  }
+  return since;
+}
+
+/**
+ * The server may have missed deliveries (its link to the other servers was away): fetch what
+ * this tab lacks.
+ * @param {ConversationSummary[]} summaries
+ */
+function onHeads(summaries) {
+  const since = behind(summaries, true);
+  if (Object.keys(since).length) send({ type: 'sync', since });
+  renderConvs();
+  chat.ensureHistory();
+}
+
 /** @param {Hello} ev */
 function onHello(ev) {
   const reconnect = state.connectedOnce;
@@ -159,13 +189,7 @@ function onHello(ev) {
   showBanner(null);
   for (const p of ev.presence || []) people.onPresence(p, false);
   // Ask for everything after what this tab already holds, so nothing is lost during a drop.
-  /** @type {Record<string, number>} */
-  const since = {};
-  for (const summary of ev.conversations || []) {
-    const held = state.convs.get(summary.id);
-    if (held && held.loaded) since[summary.id] = maxSeq(held);
-    upsertConv(summary);
-  }
+  const since = behind(ev.conversations || [], false);
   if (reconnect) {
     // Not a 1:1 chat without messages: the server does not have it, and would refuse the sync.
     for (const [id, conv] of state.convs) if (conv.loaded && conv.known && !(id in since)) since[id] = maxSeq(conv);

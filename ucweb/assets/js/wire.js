@@ -292,11 +292,17 @@
 /** @typedef {{ type: 'read', conversation: ConversationId, user: UserId, seq: number }} ReadEvent */
 /** @typedef {{ type: 'typing', conversation: ConversationId, user: UserId, typing: boolean }} TypingEvent */
 /** @typedef {{ type: 'conversation', conversation: ConversationSummary }} ConversationEvent */
+/**
+ * Where each conversation stands; sent when the server may have missed deliveries. Sync the
+ * ones past what this tab holds.
+ * @typedef {{ type: 'conversation_heads', conversations: ConversationSummary[] }} ConversationHeads
+ */
 /** @typedef {{ type: 'goodbye', reason: string }} Goodbye */
 /**
  * An event pushed to this device.
  * @typedef {Hello | Ack | ErrorFrame | Pong | PresenceEvent | MessageArrived | ReadEvent
- *   | TypingEvent | ConversationEvent | Goodbye | CallEvent | ForwardingChanged} ServerEvent
+ *   | TypingEvent | ConversationEvent | ConversationHeads | Goodbye | CallEvent
+ *   | ForwardingChanged} ServerEvent
  */
 
 export {};
