@@ -43,6 +43,9 @@ pub enum ErrorCode {
     UnknownType,
     /// A server or service the request needs cannot be reached now.
     ServerUnavailable,
+    /// The server has more work queued than it takes on (its database is slow); nothing of
+    /// the request was kept: wait `retry_after_ms` and send it again.
+    ServerBusy,
     /// Something broke inside the server; the log says what.
     Internal,
 }
@@ -58,7 +61,7 @@ impl ErrorCode {
             Self::WrongServer | Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
             Self::TooManyAttempts | Self::RateLimited => 429,
-            Self::LicenseExhausted | Self::ServerUnavailable => 503,
+            Self::LicenseExhausted | Self::ServerUnavailable | Self::ServerBusy => 503,
             Self::Internal => 500,
         }
     }
@@ -80,6 +83,7 @@ impl ErrorCode {
             Self::MalformedFrame => "malformed_frame",
             Self::UnknownType => "unknown_type",
             Self::ServerUnavailable => "server_unavailable",
+            Self::ServerBusy => "server_busy",
             Self::Internal => "internal",
         }
     }

@@ -191,6 +191,67 @@ impl Postgres {
     }
 }
 
+/// An exclusive lock on a table, held by a `psql` of its own until its time is up (or this is
+/// dropped).
+pub struct TableLock {
+    child: std::process::Child,
+}
+
+impl TableLock {
+    /// Waits until the lock's time is up and it is released.
+    pub fn wait(mut self) {
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TableLock {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Postgres {
+    /// Holds an exclusive lock on `table` of `database` for `seconds`, so that every write to
+    /// it waits: a slow database, for real. The lock is taken when this returns.
+    pub fn lock_table(&self, database: &str, table: &str, seconds: u32) -> TableLock {
+        let psql = |sql: &str| {
+            let mut command = Command::new(bin_dir().join("psql"));
+            command
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+                .args(["-U", "postgres", "-d", database])
+                .args(["-p", &self.port.to_string()])
+                .args(["-c", sql]);
+            command
+        };
+        let lock = TableLock {
+            child: psql(&format!(
+                "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep({seconds}); COMMIT;"
+            ))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start psql: {e}")),
+        };
+        // Taken once pg_locks shows it granted.
+        let check = format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+             WHERE c.relname = '{table}' AND l.mode = 'AccessExclusiveLock' AND l.granted) \
+             THEN RAISE EXCEPTION 'not yet'; END IF; END $$;"
+        );
+        let deadline = std::time::Instant::now() + STARTUP_LIMIT;
+        while !run_bounded(&mut psql(&check), STARTUP_LIMIT).is_ok_and(|o| o.status.success()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lock on {table} was not taken"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        lock
+    }
+}
+
 /// The `bin` directory of the newest PostgreSQL under `/usr/lib/postgresql`.
 fn bin_dir() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

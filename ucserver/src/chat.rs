@@ -18,14 +18,25 @@ use shared::ws::ServerEvent;
 use shared::{ConversationId, ServerId, UserId, now_ms};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 /// Messages stored in one SQL transaction at most.
 const CHAT_BATCH: usize = 512;
-/// Messages accepted and waiting for the writer, at most.
+/// Messages accepted and waiting for the writer, at most; beyond, `server_busy`.
 const CHAT_QUEUE: usize = 16_384;
+/// A write to SQL taking longer than this, with more than a batch waiting, refuses new
+/// messages (`server_busy`) until it ends.
+const SLOW_WRITE: std::time::Duration = std::time::Duration::from_secs(2);
+/// What `server_busy` asks the sender to wait before sending again.
+const BUSY_RETRY_MS: u64 = 1_000;
+
+fn busy(why: String) -> AppError {
+    let mut error = AppError::new(ErrorCode::ServerBusy, why);
+    error.0.retry_after_ms = Some(BUSY_RETRY_MS);
+    error
+}
 
 /// A message waiting for the chat writer.
 struct ChatJob {
@@ -44,6 +55,8 @@ pub struct Chat {
     devices: Arc<Devices>,
     /// Messages for the writer, in the order they were accepted.
     queue: mpsc::Sender<ChatJob>,
+    /// When the writer's SQL write under way began (ms), 0 when none is.
+    writing_since_ms: AtomicI64,
 }
 
 impl Chat {
@@ -65,6 +78,7 @@ impl Chat {
             relations,
             devices,
             queue,
+            writing_since_ms: AtomicI64::new(0),
         });
         (chat, ChatWriter { rx })
     }
@@ -149,9 +163,7 @@ impl Chat {
         body: String,
         client_id: Option<String>,
     ) -> AppResult<ChatMessage> {
-        let stored = self
-            .enqueue_message(sender, conversation, body, client_id)
-            .await?;
+        let stored = self.enqueue_message(sender, conversation, body, client_id)?;
         stored.await.map_err(|_| {
             AppError::new(ErrorCode::ServerUnavailable, "the server is shutting down")
         })?
@@ -160,8 +172,8 @@ impl Chat {
     /// Checks a message and queues it for the chat writer, in order; the returned receiver
     /// answers once it is stored and handed to every server. A device can queue its next
     /// message before the previous one is stored, so one connection is not limited to one
-    /// message per write batch.
-    pub async fn enqueue_message(
+    /// message per write batch. Refused with `server_busy` when the writer is behind.
+    pub fn enqueue_message(
         &self,
         sender: &UserId,
         conversation: ConversationId,
@@ -193,18 +205,41 @@ impl Chat {
             sent_ms: now_ms(),
             client_id,
         };
+        self.refuse_when_behind()?;
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(ChatJob {
-                message,
-                reply,
-                accepted: Instant::now(),
-            })
-            .await
-            .map_err(|_| {
-                AppError::new(ErrorCode::ServerUnavailable, "the server is shutting down")
-            })?;
-        Ok(answer)
+        let job = ChatJob {
+            message,
+            reply,
+            accepted: Instant::now(),
+        };
+        match self.queue.try_send(job) {
+            Ok(()) => Ok(answer),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(busy(format!(
+                "{CHAT_QUEUE} messages are waiting to be stored"
+            ))),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(AppError::new(
+                ErrorCode::ServerUnavailable,
+                "the server is shutting down",
+            )),
+        }
+    }
+
+    /// Push-back while SQL is slow: once a write has taken longer than [`SLOW_WRITE`] and more
+    /// than a batch waits behind it, new messages are refused (`server_busy`) rather than
+    /// queued behind a database that does not keep up.
+    fn refuse_when_behind(&self) -> AppResult<()> {
+        let since = self.writing_since_ms.load(Ordering::Relaxed);
+        let waiting = self.queue.max_capacity() - self.queue.capacity();
+        if since == 0 || waiting <= CHAT_BATCH {
+            return Ok(());
+        }
+        let writing_ms = now_ms() - since;
+        if writing_ms < SLOW_WRITE.as_millis() as i64 {
+            return Ok(());
+        }
+        Err(busy(format!(
+            "the database is slow: a write has taken {writing_ms} ms and {waiting} messages wait"
+        )))
     }
 
     /// Delivers stored messages: locally and with one bus message per other home server.
@@ -463,7 +498,9 @@ impl ChatWriter {
                 }
             }
             let batch: Vec<NewMessage> = jobs.iter().map(|j| j.message.clone()).collect();
+            chat.writing_since_ms.store(now_ms(), Ordering::Relaxed);
             let stored = timed::sql(&chat.metrics, chat.store.append_messages(&batch)).await;
+            chat.writing_since_ms.store(0, Ordering::Relaxed);
             let results: Vec<AppResult<ChatMessage>> = match stored {
                 Ok(results) => results
                     .into_iter()

@@ -405,7 +405,6 @@ impl Session {
         self.server
             .chat
             .enqueue_message(self.user(), id, body, client_id)
-            .await
     }
 
     /// Stores and delivers a message; returns it once stored.

@@ -22,6 +22,8 @@ const PAGE = 50;
 const TYPING_SHOWN_MS = 8000;
 const TYPING_REPEAT_MS = 3000;
 const TYPING_STOP_MS = 4000;
+/** Times a send refused as busy or too fast is sent again by itself. */
+const MAX_RESENDS = 5;
 
 // ------------------------------------------------------------------------------ arriving
 /**
@@ -324,6 +326,12 @@ export async function deliver(conv, pending) {
     }
     renderConvs();
   } catch (e) {
+    // Busy or too fast: nothing was kept; send it again once the server says it may.
+    const wait = e instanceof api.ApiError && (e.code === 'server_busy' || e.code === 'rate_limited') ? e.body?.retry_after_ms : undefined;
+    if (wait && (pending.retries = (pending.retries || 0) + 1) <= MAX_RESENDS) {
+      setTimeout(() => deliver(conv, pending), wait);
+      return;
+    }
     pending.state = 'failed';
     toast(t('error.generic', { msg: messageOf(e) }));
     if (state.current === s.id) renderMessages({ keep: true });

@@ -25,6 +25,7 @@
  * @property {UserId} sender
  * @property {number} sent_ms
  * @property {'sending' | 'failed'} state
+ * @property {number} [retries] sends refused as busy or too fast so far
  */
 
 /**

@@ -28,9 +28,9 @@
 // ------------------------------------------------------------------------------ errors (api.rs)
 /**
  * @typedef {'bad_request' | 'invalid_credentials' | 'unauthorized' | 'too_many_attempts'
- *   | 'forbidden' | 'not_found' | 'not_a_member' | 'wrong_server' | 'license_exhausted'
+ *   | 'rate_limited' | 'forbidden' | 'not_found' | 'not_a_member' | 'wrong_server' | 'license_exhausted'
  *   | 'conflict' | 'payload_too_large' | 'malformed_frame' | 'unknown_type'
- *   | 'server_unavailable' | 'internal'} ErrorCode
+ *   | 'server_unavailable' | 'server_busy' | 'internal'} ErrorCode
  */
 /**
  * Body of every error answer.
@@ -39,7 +39,7 @@
  * @property {string} message
  * @property {ServerId} [home_server] with `wrong_server`
  * @property {string} [home_url] with `wrong_server`
- * @property {number} [retry_after_ms] with `too_many_attempts`
+ * @property {number} [retry_after_ms] with `too_many_attempts`, `rate_limited`, `server_busy`
  */
 
 // ------------------------------------------------------------------------------ presence.rs
