@@ -47,6 +47,61 @@ impl Device {
             .collect()
     }
 
+    /// Waits until `conversation` shows `count` stored messages (not counting provisional
+    /// ones, `seq` 0), or `limit` passes; returns how long it took, or `None`.
+    pub async fn wait_for_stored(
+        &self,
+        conversation: &ConversationId,
+        count: usize,
+        limit: Duration,
+    ) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.seqs(conversation).iter().filter(|&&s| s > 0).count() >= count {
+                return Some(start.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// Asserts that `conversation` showed the stored messages `1..=count` once each, in order,
+    /// and that every provisional one (`seq` 0) was shown once and then stored (same id).
+    pub fn assert_stored_exactly(&self, conversation: &ConversationId, count: u64) {
+        let messages: Vec<ChatMessage> = self
+            .messages()
+            .into_iter()
+            .filter(|m| &m.conversation == conversation)
+            .collect();
+        let stored: Vec<u64> = messages
+            .iter()
+            .filter(|m| m.seq > 0)
+            .map(|m| m.seq)
+            .collect();
+        let expected: Vec<u64> = (1..=count).collect();
+        assert_eq!(
+            stored, expected,
+            "device {} in {conversation}: stored messages shown {stored:?}",
+            self.name
+        );
+        let mut provisional = std::collections::BTreeSet::new();
+        for message in messages.iter().filter(|m| m.seq == 0) {
+            assert!(
+                provisional.insert(message.id.clone()),
+                "device {}: provisional {} shown twice",
+                self.name,
+                message.id
+            );
+            assert!(
+                messages.iter().any(|m| m.seq > 0 && m.id == message.id),
+                "device {}: provisional {} ({:?}) never stored",
+                self.name,
+                message.id,
+                message.body
+            );
+        }
+    }
+
     /// Waits until `conversation` shows `count` messages (or `limit` passes); returns how
     /// long it took, or `None`.
     pub async fn wait_for(

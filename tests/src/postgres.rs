@@ -24,6 +24,8 @@ pub struct Postgres {
     port: u16,
     /// The temporary directory: `data/` (the cluster), the socket, `postgres.log`.
     dir: PathBuf,
+    /// The server's options (`pg_ctl -o`), for a restart.
+    options: String,
     /// Stops the server and removes `dir` when dropped or when this process exits.
     _watchdog: Watchdog,
 }
@@ -80,8 +82,10 @@ impl Postgres {
         let mut last_error = String::new();
         for _ in 0..5 {
             let port = free_port();
+            // fsync off (the machine does not crash under a test) but commits written before
+            // they are acknowledged, so a server stopped with `-m immediate` keeps them.
             let options = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
                  -c full_page_writes=off -c max_connections=300",
                 dir.display()
             );
@@ -106,6 +110,7 @@ impl Postgres {
                     return Postgres {
                         port,
                         dir,
+                        options,
                         _watchdog: watchdog,
                     };
                 }
@@ -115,6 +120,37 @@ impl Postgres {
             }
         }
         panic!("PostgreSQL did not start: {last_error}");
+    }
+
+    /// Stops the server as a crash would (`pg_ctl stop -m immediate`): connections drop, the
+    /// port closes. [`Postgres::restart`] brings it back with its data.
+    pub fn stop(&self) {
+        let data = self.dir.join("data");
+        run_bounded(
+            pg_command(&bin_dir().join("pg_ctl"), runs_as_postgres_user())
+                .arg("-D")
+                .arg(&data)
+                .args(["stop", "-m", "immediate", "-w", "-t", "30"]),
+            STARTUP_LIMIT,
+        )
+        .unwrap_or_else(|e| panic!("PostgreSQL did not stop: {e}"));
+    }
+
+    /// Starts the stopped server again on the same port, with its data.
+    pub fn restart(&self) {
+        let data = self.dir.join("data");
+        let log = self.dir.join("postgres.log");
+        run_bounded(
+            pg_command(&bin_dir().join("pg_ctl"), runs_as_postgres_user())
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(&log)
+                .args(["-w", "-t", &STARTUP_LIMIT.as_secs().to_string()])
+                .args(["-o", &self.options, "start"]),
+            STARTUP_LIMIT + std::time::Duration::from_secs(5),
+        )
+        .unwrap_or_else(|e| panic!("PostgreSQL did not restart: {e}\n{}", log_tail(&log)));
     }
 
     /// One server for the whole test process, started on first use and stopped when the

@@ -1,7 +1,7 @@
 //! Infrastructure faults on real processes: a Redis and a PostgreSQL started by the harness,
 //! two `ucserver` processes, and listening devices that count every message they show.
 
-use shared::api::CreateConversation;
+use shared::api::{CreateConversation, ErrorCode};
 use shared::{ConversationId, UserId};
 use std::time::{Duration, Instant};
 use switchboard_tests::chat::{create_users, login};
@@ -134,5 +134,126 @@ async fn messages_stored_while_the_bus_was_away_reach_every_device_once_in_order
     alice_device.assert_exactly(&group, 1, 17);
     carol_device.assert_exactly(&group, 1, 17);
     drop(s1);
+    drop(s2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_keeps_flowing_while_the_database_is_away_and_nothing_shows_twice() {
+    // A PostgreSQL of its own, to stop and start again.
+    let postgres = Postgres::start();
+    let database_url = postgres.create_database("sqloutage");
+    let redis = Redis::start();
+    let mut s1 = UcServer::start("s1", &database_url, Some(&redis.url()), &[]);
+    let s2 = UcServer::start("s2", &database_url, Some(&redis.url()), &[]);
+    let admin = AdminClient::login(&s1.url(), &UserId::from("admin"), ADMIN_PASSWORD)
+        .await
+        .expect("admin login");
+    create_users(&admin, &["alice"], PASSWORD, Some("s1")).await;
+    create_users(&admin, &["bob", "carol"], PASSWORD, Some("s2")).await;
+    let (alice, bob) = (UserId::from("alice"), UserId::from("bob"));
+    let alice_client = login(&s1, "alice", PASSWORD, "desk").await;
+    let bob_desk = login(&s2, "bob", PASSWORD, "desk").await;
+    let bob_phone = login(&s2, "bob", PASSWORD, "phone").await;
+    let carol_client = login(&s2, "carol", PASSWORD, "desk").await;
+    let group = alice_client
+        .create_conversation(CreateConversation {
+            name: "team".into(),
+            members: vec![bob.clone(), UserId::from("carol")],
+        })
+        .await
+        .expect("group")
+        .id;
+    let direct = ConversationId::direct(&alice, &bob);
+    let bob_devices = [
+        Device::start(&bob_desk, "desk").await,
+        Device::start(&bob_phone, "phone").await,
+    ];
+    let carol_device = Device::start(&carol_client, "desk").await;
+
+    send_direct(&alice_client, &bob, "before", 2).await;
+    send_group(&alice_client, &group, "before", 1).await;
+    send_group(&carol_client, &group, "hello", 1).await;
+    send_group(&bob_desk, &direct, "hello", 1).await;
+    for device in &bob_devices {
+        assert!(device.wait_for(&direct, 3, WAIT).await.is_some());
+    }
+
+    // The database goes away. Sends are accepted once kept in the server's outbox, and
+    // delivered live as provisional (seq 0).
+    postgres.stop();
+    let first = Instant::now();
+    let kept = alice_client
+        .send_to_user(&bob, "during 0")
+        .await
+        .expect("accepted without the database");
+    let first_send = first.elapsed();
+    assert_eq!(kept.seq, 0, "a provisional message: {kept:?}");
+    send_direct(&alice_client, &bob, "during", 9).await;
+    send_group(&bob_desk, &direct, "answer", 5).await;
+    send_group(&carol_client, &group, "during", 5).await;
+    let provisional = |device: &Device, conversation: &ConversationId| {
+        device
+            .messages()
+            .iter()
+            .filter(|m| &m.conversation == conversation && m.seq == 0)
+            .count()
+    };
+    for device in &bob_devices {
+        assert!(
+            eventually(WAIT, || provisional(device, &direct) == 15).await,
+            "bob's devices show the messages of the outage live: {}",
+            provisional(device, &direct)
+        );
+    }
+    assert!(eventually(WAIT, || provisional(&carol_device, &group) == 5).await);
+    // Reads that need the database say so, at once.
+    let asked = Instant::now();
+    let refused = bob_desk.history(&direct, None, None, None).await;
+    assert!(
+        matches!(&refused, Err(e) if e.api().map(|a| a.error) == Some(ErrorCode::ServerUnavailable)),
+        "{refused:?}"
+    );
+    assert!(asked.elapsed() < Duration::from_secs(10));
+
+    // alice's server dies with her messages only in its outbox; then everything returns.
+    s1.kill9();
+    postgres.restart();
+    let back = Instant::now();
+    s1.restart();
+    for device in &bob_devices {
+        assert!(
+            device.wait_for_stored(&direct, 18, WAIT).await.is_some(),
+            "bob's device after the outage: {:?}",
+            device.seqs(&direct)
+        );
+    }
+    assert!(
+        carol_device
+            .wait_for_stored(&group, 7, WAIT)
+            .await
+            .is_some()
+    );
+    let recovered = back.elapsed();
+    println!(
+        "{{\"first_send_ms\":{},\"stored_after_database_back_ms\":{}}}",
+        first_send.as_millis(),
+        recovered.as_millis()
+    );
+    // Every device: the stored messages once each, in order, and every provisional one
+    // replaced by its stored one (same id).
+    for device in bob_devices.iter().chain([&carol_device]) {
+        let conversation = if std::ptr::eq(device, &carol_device) {
+            &group
+        } else {
+            &direct
+        };
+        let count = if conversation == &group { 7 } else { 18 };
+        device.assert_stored_exactly(conversation, count);
+    }
+    let history = bob_desk
+        .history(&direct, None, None, Some(100))
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 18, "history complete");
     drop(s2);
 }

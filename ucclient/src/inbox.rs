@@ -7,7 +7,9 @@
 //! asks the server (`sync`) for everything after what it has, and releases the held ones in
 //! order once the hole is filled. `conversation_heads` (the server may have missed deliveries)
 //! and a reconnect's `hello` name where each conversation stands; the inbox asks for the ones
-//! past what it has. Messages it already has, live or replayed, are dropped.
+//! past what it has. Messages it already has, live or replayed, are dropped. A provisional
+//! message (`seq` 0: accepted while the database was away) is shown at once; the stored one
+//! with the same `id` follows in sequence, and the caller replaces the first by it.
 //!
 //! No IO: the caller sends the `sync` commands it returns and reports their references
 //! ([`Inbox::sync_sent`]), so the inbox knows when a sync is answered.
@@ -109,7 +111,11 @@ impl Inbox {
                 let conversation = message.conversation.clone();
                 let seq = message.seq;
                 let last = self.last_seq(&conversation);
-                if seq <= last {
+                if seq == 0 {
+                    // Provisional (accepted while the database was away): shown now; the
+                    // stored one, with the same id, follows in sequence.
+                    step.show.push(event);
+                } else if seq <= last {
                     // Had it already (a replay of a live one, or the other way round).
                 } else if seq == last + 1 {
                     self.last_seq.insert(conversation.clone(), seq);
@@ -340,6 +346,16 @@ mod tests {
         inbox.on_event(ack(1));
         // Heads no further than what was shown ask for nothing.
         assert!(inbox.on_event(heads).sync.is_empty());
+    }
+
+    #[test]
+    fn provisional_messages_show_at_once_and_their_stored_ones_follow_in_order() {
+        let mut inbox = Inbox::new();
+        inbox.on_hello(&hello(2), true);
+        assert_eq!(seqs(&inbox.on_event(message(0, false))), vec![0]);
+        assert_eq!(seqs(&inbox.on_event(message(0, false))), vec![0]);
+        assert_eq!(inbox.last_seq(&conversation()), 2);
+        assert_eq!(seqs(&inbox.on_event(message(3, false))), vec![3]);
     }
 
     #[test]

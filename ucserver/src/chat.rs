@@ -9,8 +9,9 @@ use crate::devices::Devices;
 use crate::error::{AppError, AppResult};
 use crate::events::{DeviceEvent, Outgoing};
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 use crate::relations::Relations;
-use crate::store::{ConversationRecord, NewMessage, Store, StoreError};
+use crate::store::{ConversationRecord, NewMessage, Store, StoreError, StoreResult};
 use crate::timed;
 use shared::api::{ChatMessage, ConversationKind, ErrorCode, ReadMarker};
 use shared::bus::{BusBody, Delivery};
@@ -197,9 +198,13 @@ impl Chat {
                 "client_id may have at most 128 characters",
             ));
         }
+        let id = uuid::Uuid::now_v7().to_string();
+        // Every message carries a client id (its own id when the sender gave none), so that a
+        // write retried from the outbox never stores it twice.
+        let client_id = Some(client_id.unwrap_or_else(|| id.clone()));
         let message = NewMessage {
             conversation,
-            id: uuid::Uuid::now_v7().to_string(),
+            id,
             sender: sender.clone(),
             body,
             sent_ms: now_ms(),
@@ -455,25 +460,233 @@ impl Chat {
 }
 
 /// The chat writer: batches messages into SQL transactions, then delivers them in order.
+/// While SQL cannot be reached it keeps them in the [`Outbox`] instead and delivers them as
+/// provisional (`seq` 0); its drainer stores them in SQL when it answers and delivers the
+/// stored ones (same `id`, final `seq`).
 pub struct ChatWriter {
     rx: mpsc::Receiver<ChatJob>,
 }
 
-/// A stored batch on its way to delivery: the jobs to answer, their results, and the
-/// messages that were stored.
+/// A batch on its way to delivery: the jobs to answer, their results, and the messages to
+/// deliver (stored, or provisional ones kept in the outbox).
 struct StoredBatch {
     jobs: Vec<ChatJob>,
     results: Vec<AppResult<ChatMessage>>,
     stored: Vec<ChatMessage>,
 }
 
+/// How long the writer gives one SQL write before it keeps the batch in the outbox instead. A
+/// write that commits after all is found again by its client id when the outbox is drained.
+const SQL_WRITE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Pause between attempts to drain the outbox while SQL does not answer.
+const DRAIN_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether a failed write means SQL could not be reached (keep the batch in the outbox)
+/// rather than that it refused the batch.
+fn unreachable(error: &StoreError) -> bool {
+    matches!(error, StoreError::Unavailable(_))
+}
+
+/// The message as delivered before SQL has it: `seq` 0 until the stored one follows.
+fn provisional(message: &NewMessage) -> ChatMessage {
+    ChatMessage {
+        conversation: message.conversation.clone(),
+        seq: 0,
+        id: message.id.clone(),
+        sender: message.sender.clone(),
+        body: message.body.clone(),
+        sent_ms: message.sent_ms,
+        client_id: message.client_id.clone(),
+    }
+}
+
+fn store_result(result: StoreResult<ChatMessage>) -> AppResult<ChatMessage> {
+    result.map_err(|error| match error {
+        StoreError::NotFound(what) => AppError::new(
+            ErrorCode::NotAMember,
+            format!("cannot post: {what} (not a member, or no such conversation)"),
+        ),
+        other => AppError::from(other),
+    })
+}
+
+/// What the writer and the drainer share: the outbox, the order lock and the delivery stage.
+struct Pipeline {
+    chat: Arc<Chat>,
+    outbox: Arc<Outbox>,
+    /// Held while deciding where a batch goes and handing it to delivery, so that messages
+    /// reach SQL and the devices in the order they were accepted: nothing is written to SQL
+    /// directly while the outbox holds older messages.
+    order: tokio::sync::Mutex<()>,
+    deliveries: mpsc::Sender<StoredBatch>,
+}
+
+impl Pipeline {
+    /// Writes one batch: to SQL when the outbox is empty and SQL answers, else to the outbox.
+    async fn write(&self, jobs: Vec<ChatJob>) -> bool {
+        let batch: Vec<NewMessage> = jobs.iter().map(|j| j.message.clone()).collect();
+        let _order = self.order.lock().await;
+        let results = if self.outbox.is_empty() {
+            match self.write_sql(&batch).await {
+                Ok(results) => Some(results),
+                Err(error) if unreachable(&error) => {
+                    tracing::warn!(%error, "the database cannot be reached; keeping messages in the outbox");
+                    None
+                }
+                Err(error) => {
+                    let refusal = AppError::from(error);
+                    Some(batch.iter().map(|_| Err(refusal.clone())).collect())
+                }
+            }
+        } else {
+            None
+        };
+        let batch = match results {
+            Some(results) => {
+                let stored: Vec<ChatMessage> = results
+                    .iter()
+                    .filter_map(|r| r.as_ref().ok().cloned())
+                    .collect();
+                self.chat
+                    .metrics
+                    .messages_stored
+                    .fetch_add(stored.len() as u64, Ordering::Relaxed);
+                StoredBatch {
+                    jobs,
+                    results,
+                    stored,
+                }
+            }
+            None => self.keep(jobs, &batch).await,
+        };
+        self.deliveries.send(batch).await.is_ok()
+    }
+
+    async fn write_sql(&self, batch: &[NewMessage]) -> StoreResult<Vec<AppResult<ChatMessage>>> {
+        let chat = &self.chat;
+        chat.writing_since_ms.store(now_ms(), Ordering::Relaxed);
+        let written = tokio::time::timeout(
+            SQL_WRITE_LIMIT,
+            timed::sql_store(&chat.metrics, chat.store.append_messages(batch)),
+        )
+        .await;
+        chat.writing_since_ms.store(0, Ordering::Relaxed);
+        match written {
+            Ok(Ok(results)) => Ok(results.into_iter().map(store_result).collect()),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "a write took over {} s",
+                SQL_WRITE_LIMIT.as_secs()
+            ))),
+        }
+    }
+
+    /// Keeps a batch in the outbox; answered with the provisional messages, or refused when
+    /// the outbox cannot take it.
+    async fn keep(&self, jobs: Vec<ChatJob>, batch: &[NewMessage]) -> StoredBatch {
+        match self.outbox.push(batch, now_ms()).await {
+            Ok(()) => {
+                let stored: Vec<ChatMessage> = batch.iter().map(provisional).collect();
+                self.chat
+                    .metrics
+                    .messages_kept
+                    .fetch_add(stored.len() as u64, Ordering::Relaxed);
+                StoredBatch {
+                    jobs,
+                    results: stored.iter().cloned().map(Ok).collect(),
+                    stored,
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "refusing messages: the database is away and the outbox cannot take them");
+                let refusal = AppError::new(
+                    ErrorCode::ServerUnavailable,
+                    format!("the database cannot be reached and {error}; send it again later"),
+                );
+                StoredBatch {
+                    results: jobs.iter().map(|_| Err(refusal.clone())).collect(),
+                    jobs,
+                    stored: Vec::new(),
+                }
+            }
+        }
+    }
+
+    /// Stores the outbox's oldest messages in SQL and delivers them; false when SQL does not
+    /// take them yet.
+    async fn drain_once(&self) -> bool {
+        let (last, batch) = match self.outbox.oldest(CHAT_BATCH).await {
+            Ok(oldest) => oldest,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the outbox");
+                return false;
+            }
+        };
+        if batch.is_empty() {
+            return true;
+        }
+        let results = match self.write_sql(&batch).await {
+            Ok(results) => results,
+            Err(error) => {
+                tracing::debug!(%error, "the outbox waits for the database");
+                return false;
+            }
+        };
+        let mut stored = Vec::with_capacity(results.len());
+        for (message, result) in batch.iter().zip(results) {
+            match result {
+                Ok(message) => stored.push(message),
+                // Accepted while SQL was away, refused by it now (the sender left the
+                // conversation meanwhile): it stays provisional on the devices that have it.
+                Err(error) => {
+                    tracing::warn!(id = %message.id, conversation = %message.conversation, error = %error.0.message, "a kept message was refused by the database");
+                }
+            }
+        }
+        let _order = self.order.lock().await;
+        if let Err(error) = self.outbox.remove_through(last).await {
+            tracing::error!(%error, "cannot clear stored messages from the outbox; they will be found again by client id");
+        }
+        self.chat
+            .metrics
+            .messages_stored
+            .fetch_add(stored.len() as u64, Ordering::Relaxed);
+        tracing::info!(
+            count = stored.len(),
+            left = self.outbox.len(),
+            "stored messages from the outbox"
+        );
+        let batch = StoredBatch {
+            jobs: Vec::new(),
+            results: Vec::new(),
+            stored,
+        };
+        self.deliveries.send(batch).await.is_ok()
+    }
+
+    /// Drains the outbox whenever it holds something, until `stop`.
+    async fn drain(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if !self.outbox.is_empty() && self.drain_once().await {
+                continue;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(DRAIN_RETRY) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
 impl ChatWriter {
-    /// Runs until every sender is gone. Two stages in a pipeline: this task writes batch N+1
-    /// to SQL while a delivery task (owned here, ended with it) pushes batch N to devices and
-    /// peers and answers its senders. Both stages keep batch order, so a conversation's
-    /// messages are delivered in sequence order.
-    pub async fn run(mut self, chat: Arc<Chat>) {
-        let (stored_tx, mut stored_rx) = mpsc::channel::<StoredBatch>(2);
+    /// Runs until every sender is gone. Three parts: this task takes batches off the queue
+    /// and writes each (to SQL, or to the outbox); a delivery task (owned here, ended with it)
+    /// pushes each written batch to devices and peers and answers its senders; a drainer
+    /// stores what the outbox holds once SQL answers. A lock orders the writes and the hand-
+    /// over to delivery, so a conversation's messages are delivered in the order they were
+    /// accepted.
+    pub async fn run(mut self, chat: Arc<Chat>, outbox: Arc<Outbox>) {
+        let (deliveries, mut stored_rx) = mpsc::channel::<StoredBatch>(2);
         let delivery_chat = chat.clone();
         let delivery = tokio::spawn(async move {
             while let Some(batch) = stored_rx.recv().await {
@@ -488,6 +701,17 @@ impl ChatWriter {
                 }
             }
         });
+        let pipeline = Arc::new(Pipeline {
+            chat,
+            outbox,
+            order: tokio::sync::Mutex::new(()),
+            deliveries,
+        });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let drainer = tokio::spawn({
+            let pipeline = pipeline.clone();
+            async move { pipeline.drain(stopped).await }
+        });
         let mut jobs = Vec::with_capacity(CHAT_BATCH);
         while let Some(first) = self.rx.recv().await {
             jobs.push(first);
@@ -497,47 +721,13 @@ impl ChatWriter {
                     Err(_) => break,
                 }
             }
-            let batch: Vec<NewMessage> = jobs.iter().map(|j| j.message.clone()).collect();
-            chat.writing_since_ms.store(now_ms(), Ordering::Relaxed);
-            let stored = timed::sql(&chat.metrics, chat.store.append_messages(&batch)).await;
-            chat.writing_since_ms.store(0, Ordering::Relaxed);
-            let results: Vec<AppResult<ChatMessage>> = match stored {
-                Ok(results) => results
-                    .into_iter()
-                    .map(|r| {
-                        r.map_err(|error| match error {
-                            StoreError::NotFound(what) => AppError::new(
-                                ErrorCode::NotAMember,
-                                format!(
-                                    "cannot post: {what} (not a member, or no such conversation)"
-                                ),
-                            ),
-                            other => AppError::from(other),
-                        })
-                    })
-                    .collect(),
-                Err(error) => jobs
-                    .iter()
-                    .map(|_| Err(AppError(error.0.clone())))
-                    .collect(),
-            };
-            let stored_messages: Vec<ChatMessage> = results
-                .iter()
-                .filter_map(|r| r.as_ref().ok().cloned())
-                .collect();
-            chat.metrics
-                .messages_stored
-                .fetch_add(stored_messages.len() as u64, Ordering::Relaxed);
-            let batch = StoredBatch {
-                jobs: std::mem::take(&mut jobs),
-                results,
-                stored: stored_messages,
-            };
-            if stored_tx.send(batch).await.is_err() {
+            if !pipeline.write(std::mem::take(&mut jobs)).await {
                 break;
             }
         }
-        drop(stored_tx);
+        let _ = stop.send(true);
+        let _ = drainer.await;
+        drop(pipeline);
         let _ = delivery.await;
     }
 }

@@ -63,6 +63,12 @@ pub struct Config {
     /// sustained and at once. Default 6000 (100/s) / 500. 0 per minute = no limit.
     pub rate_send_per_minute: u32,
     pub rate_send_burst: u32,
+    /// `UC_OUTBOX_MAX_MESSAGES` / `UC_OUTBOX_MAX_AGE_MS`: the chat outbox
+    /// (`<data_dir>/outbox.sqlite`), which keeps messages while the database cannot be
+    /// reached, holds at most this many, and takes no more once its oldest is this old; beyond
+    /// either, sends are refused (`server_unavailable`). Default 100000 / 3600000 (1 h).
+    pub outbox_max_messages: usize,
+    pub outbox_max_age_ms: u64,
     /// `UC_RATE_TYPING_PER_MINUTE` / `UC_RATE_TYPING_BURST`: typing notices per device.
     /// Default 600 (10/s) / 30.
     pub rate_typing_per_minute: u32,
@@ -127,6 +133,8 @@ impl Default for Config {
             password_queue: 16,
             rate_send_per_minute: 6_000,
             rate_send_burst: 500,
+            outbox_max_messages: 100_000,
+            outbox_max_age_ms: 3_600_000,
             rate_typing_per_minute: 600,
             rate_typing_burst: 30,
             rate_conversations_per_minute: 60,
@@ -230,6 +238,12 @@ impl Config {
         }
         if let Some(v) = var("UC_PASSWORD_WORKERS") {
             self.password_workers = Some(number("UC_PASSWORD_WORKERS", v)? as usize);
+        }
+        if let Some(v) = var("UC_OUTBOX_MAX_MESSAGES") {
+            self.outbox_max_messages = number("UC_OUTBOX_MAX_MESSAGES", v)? as usize;
+        }
+        if let Some(v) = var("UC_OUTBOX_MAX_AGE_MS") {
+            self.outbox_max_age_ms = number("UC_OUTBOX_MAX_AGE_MS", v)?;
         }
         if let Some(v) = var("UC_PASSWORD_QUEUE") {
             self.password_queue = number("UC_PASSWORD_QUEUE", v)? as usize;
@@ -346,6 +360,14 @@ impl Config {
     }
 
     /// Whether this process runs its own MediaServer.
+    /// The chat outbox's bounds.
+    pub fn outbox_limits(&self) -> crate::outbox::OutboxLimits {
+        crate::outbox::OutboxLimits {
+            max_messages: self.outbox_max_messages,
+            max_age_ms: i64::try_from(self.outbox_max_age_ms).unwrap_or(i64::MAX),
+        }
+    }
+
     pub fn media_embedded(&self) -> bool {
         self.media_embedded.unwrap_or(self.redis_url.is_none())
     }

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use shared::api::{ApiError, ErrorCode};
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct AppError(pub ApiError);
 
 pub type AppResult<T> = Result<T, AppError>;

@@ -18,6 +18,7 @@ pub mod licenses;
 pub mod login_guard;
 pub mod media;
 pub mod metrics;
+pub mod outbox;
 pub mod password;
 pub mod peers;
 pub mod presence;
@@ -169,7 +170,13 @@ pub async fn start(
 
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
 
-    tasks.spawn(chat_writer.run(server.chat.clone()));
+    let outbox = outbox::Outbox::open(
+        &config.data_dir.join("outbox.sqlite"),
+        config.outbox_limits(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot open the chat outbox: {e}"))?;
+    tasks.spawn(chat_writer.run(server.chat.clone(), Arc::new(outbox)));
 
     let bus_server = server.clone();
     let mut stop = stop_tx.subscribe();

@@ -160,6 +160,8 @@ pub struct Metrics {
     pub logins: Arc<AtomicU64>,
     pub login_failures: Arc<AtomicU64>,
     pub messages_stored: Arc<AtomicU64>,
+    /// Messages kept in the outbox while the database could not be reached.
+    pub messages_kept: Arc<AtomicU64>,
     pub messages_delivered: Arc<AtomicU64>,
     pub presence_changes: Arc<AtomicU64>,
     pub presence_deliveries: Arc<AtomicU64>,
@@ -201,6 +203,7 @@ impl Metrics {
             logins: Arc::default(),
             login_failures: Arc::default(),
             messages_stored: Arc::default(),
+            messages_kept: Arc::default(),
             messages_delivered: Arc::default(),
             presence_changes: Arc::default(),
             presence_deliveries: Arc::default(),
@@ -288,6 +291,11 @@ impl Metrics {
                 "uc_messages_stored_total",
                 "Chat messages stored by this server.",
                 Counter(self.messages_stored.clone()),
+            ),
+            (
+                "uc_messages_kept_total",
+                "Chat messages kept in the local outbox while the database could not be reached.",
+                Counter(self.messages_kept.clone()),
             ),
             (
                 "uc_messages_delivered_total",

@@ -16,10 +16,18 @@ pub async fn sql<T>(
     metrics: &Metrics,
     operation: impl Future<Output = Result<T, StoreError>>,
 ) -> AppResult<T> {
+    sql_store(metrics, operation).await.map_err(AppError::from)
+}
+
+/// [`sql`], keeping the store's error (for a caller that tells unreachable from refused).
+pub async fn sql_store<T>(
+    metrics: &Metrics,
+    operation: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
     let started = Instant::now();
     let result = operation.await;
     metrics.sql_latency.observe(started.elapsed());
-    result.map_err(AppError::from)
+    result
 }
 
 pub async fn bus<T>(

@@ -43,6 +43,7 @@ fn layer(module: &str) -> Option<u8> {
         ("login_guard", 0),
         ("password", 0),
         ("rate_limit", 0),
+        ("outbox", 0),
         ("licenses", 1),
         ("telephony", 1),
         ("timed", 0),

@@ -48,8 +48,10 @@ const IN_CHUNK: usize = 200;
 const CASE_CHUNK: usize = 100;
 /// Length of a chat journal entry's `summary`, in characters.
 const SUMMARY_CHARS: usize = 80;
-/// How long a caller waits for a pooled connection before the database counts as unavailable.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a caller waits for a pooled connection before the database counts as unavailable:
+/// short, so that a send goes to the outbox and a read answers `server_unavailable` within
+/// seconds of the database going away.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Backend {

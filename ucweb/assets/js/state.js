@@ -289,6 +289,14 @@ export function maxSeq(conv) {
  * @param {ChatMessage} msg
  */
 export function addMessage(conv, msg) {
+  if (!msg.seq) {
+    // Provisional (accepted while the server's database was away): shown as waiting until
+    // the stored one, with the same client id, arrives.
+    const key = msg.client_id || msg.id;
+    if (conv.pending.has(key)) return false;
+    conv.pending.set(key, { client_id: key, body: msg.body, sender: msg.sender, sent_ms: msg.sent_ms, state: 'sending' });
+    return true;
+  }
   if (conv.messages.has(msg.seq)) return false; // dedupe by conversation + seq
   conv.messages.set(msg.seq, msg);
   if (msg.client_id) conv.pending.delete(msg.client_id);
