@@ -6,9 +6,9 @@
 //! fails the leg is replaced by another (a bounded number of tries) before the call fails.
 //! A callee the call cannot reach (unknown user, offline, busy, no forwarding) ends it at
 //! once, without a leg. Then it is in *setup*: the callee's devices ring (or forwarding sends
-//! the call on to another user). The first device to answer wins, or a colleague picks the call up; then the
-//! call is *active* with two or more connected parties, and connected parties may ring more
-//! users into it (a conference). When fewer than two parties are left, or the media fails, it
+//! the call on to another user). The first device to answer wins, or a colleague picks the
+//! call up; then the call is *active* with two or more connected parties, and connected
+//! parties may ring more users into it (a conference). When fewer than two parties are left, or the media fails, it
 //! is *ended*, and nothing more happens to it.
 //!
 //! The core decides; the shell looks things up and carries out the outputs:
