@@ -215,6 +215,15 @@ impl Phone {
         .await
     }
 
+    /// The `call_incoming` of `call` (rings of calls ended before stay queued).
+    async fn incoming_of(&mut self, call: &CallId) -> CallEvent {
+        self.call_event(
+            "call_incoming",
+            |e| matches!(e, CallEvent::CallIncoming { call: c, .. } if c == call),
+        )
+        .await
+    }
+
     async fn ended(&mut self, call: &CallId) -> (EndReason, CallResult) {
         let event = self
             .call_event(
@@ -230,6 +239,14 @@ impl Phone {
 
     /// Waits for the MediaServer's answer to this device's leg and connects the peer.
     async fn connect_media(&mut self, call: &CallId, peer: &mut ClientPeer) -> MediaServerId {
+        let media = self.apply_media_answer(call, peer).await;
+        peer.wait_connected(WAIT).await.expect("ICE and DTLS up");
+        media
+    }
+
+    /// Waits for the MediaServer's answer to this device's leg and hands it to the peer,
+    /// which connects in the background; returns the MediaServer that answered.
+    async fn apply_media_answer(&mut self, call: &CallId, peer: &mut ClientPeer) -> MediaServerId {
         let event = self
             .call_event(
                 "call_media_answer",
@@ -240,8 +257,14 @@ impl Phone {
             unreachable!()
         };
         peer.apply_answer(sdp).await.expect("apply answer");
-        peer.wait_connected(WAIT).await.expect("ICE and DTLS up");
         media
+    }
+
+    /// Reads whatever arrives within `quiet` into the queue.
+    async fn settle(&mut self, quiet: Duration) {
+        while let Ok(Some(Ok(event))) = tokio::time::timeout(quiet, self.conn.next_event()).await {
+            self.queue.push_back(event);
+        }
     }
 
     /// Waits until a presence event says `user` has telephony `state`.
@@ -313,7 +336,7 @@ async fn connected_call(caller: &mut Phone, callee: &mut Phone) -> ConnectedCall
         .await
         .expect("placed")
         .expect("call id");
-    callee.incoming().await;
+    callee.incoming_of(&call).await;
     let (mut callee_peer, callee_offer) = softphone().await;
     callee
         .command(CallCommand::CallAnswer {
@@ -520,8 +543,8 @@ async fn a_call_across_servers_rings_every_device_and_carries_media_both_ways() 
         .await
         .unwrap()
         .unwrap();
-    bob_desk.incoming().await;
-    bob_phone.incoming().await;
+    bob_desk.incoming_of(&call).await;
+    bob_phone.incoming_of(&call).await;
     bob_phone
         .command(CallCommand::CallReject { call: call.clone() })
         .await
@@ -551,7 +574,7 @@ async fn a_call_across_servers_rings_every_device_and_carries_media_both_ways() 
         .await
         .unwrap()
         .unwrap();
-    bob_desk.incoming().await;
+    bob_desk.incoming_of(&call).await;
     assert_eq!(alice_desk.ended(&call).await.0, EndReason::NoAnswer);
     assert!(started.elapsed() >= Duration::from_millis(5_000));
     let missed = journal_of(&bob_desk, &call).await;
@@ -645,7 +668,7 @@ async fn a_call_across_servers_rings_every_device_and_carries_media_both_ways() 
         .await
         .unwrap()
         .unwrap();
-    bob_desk.incoming().await;
+    bob_desk.incoming_of(&call).await;
     let (_bob_peer, bob_offer) = softphone().await;
     assert_eq!(
         bob_desk
@@ -765,7 +788,7 @@ async fn calls_spread_over_media_servers_and_survive_one_dying() {
         .await
         .unwrap()
         .unwrap();
-    bob_desk.incoming().await;
+    bob_desk.incoming_of(&call).await;
     let (_silent_peer, silent_offer) = softphone().await;
     bob_desk
         .command(CallCommand::CallAnswer {
@@ -888,7 +911,7 @@ async fn forwarding_pickup_and_a_three_party_conference_across_servers() {
         .await
         .unwrap()
         .unwrap();
-    bob_desk.incoming().await;
+    bob_desk.incoming_of(&call).await;
     assert_eq!(
         eve_desk
             .command(CallCommand::CallPickup {
@@ -1014,7 +1037,7 @@ async fn forwarding_pickup_and_a_three_party_conference_across_servers() {
         .await
         .unwrap()
         .unwrap();
-    bob_desk.incoming().await;
+    bob_desk.incoming_of(&unanswered).await;
     let CallEvent::CallIncoming { forwarded_from, .. } = eve_desk.incoming().await else {
         unreachable!()
     };
@@ -1121,6 +1144,190 @@ async fn forwarding_pickup_and_a_three_party_conference_across_servers() {
         .await
         .expect("bob leaves");
     assert_eq!(alice_desk.ended(&call).await.1, CallResult::Answered);
+    wait_leases(&lab.admin, 0).await;
+}
+
+/// Calls placed right after a MediaServer's kill -9 all connect on the other one, and no
+/// callee hears of a call that then fails: the call rings nobody until the caller's leg stands,
+/// and a MediaServer that cannot take it is replaced first. With no MediaServer left, the call
+/// fails for the caller alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_placed_as_a_media_server_dies_connect_on_the_other_and_ring_no_one_in_vain() {
+    let mut lab = Lab::start("calls_media_dies").await;
+    // Two callers, so that both UCServers choose (each owns its caller's calls).
+    let alice = lab.user("alice", "s1").await;
+    let zoe = lab.user("zoe", "s2").await;
+    let mut callers = [
+        lab.phone(&alice, "desk").await,
+        lab.phone(&zoe, "desk").await,
+    ];
+    let mut callees = Vec::new();
+    for (name, home) in [
+        ("bob", "s2"),
+        ("carol", "s1"),
+        ("dave", "s2"),
+        ("erin", "s1"),
+    ] {
+        let user = lab.user(name, home).await;
+        callees.push(lab.phone(&user, "desk").await);
+    }
+
+    // Neither server has placed a call yet, so each one's first choice among two equally idle
+    // MediaServers is m1 (ties go in id order), whose heartbeat is still fresh: kill it.
+    lab.m1.kill9();
+    let killed_at = Instant::now();
+    let mut calls = Vec::new();
+    for (index, callee) in callees.iter().enumerate() {
+        let caller = &mut callers[index % 2];
+        let (peer, offer) = softphone().await;
+        let call = caller
+            .command(place(&callee.user, &offer))
+            .await
+            .expect("placed")
+            .expect("call id");
+        calls.push((call, peer));
+    }
+    println!("4 calls placed {:?} after the kill", killed_at.elapsed());
+
+    // Every callee rings for its call and answers at once (all four ring together, so none
+    // may wait for another's media to come up).
+    let mut first_choices = Vec::new();
+    let mut callee_peers = Vec::new();
+    for (index, (call, _)) in calls.iter().enumerate() {
+        let caller = &mut callers[index % 2];
+        let CallEvent::CallPlaced { media, .. } = caller
+            .call_event(
+                "call_placed",
+                |e| matches!(e, CallEvent::CallPlaced { call: c, .. } if c == call),
+            )
+            .await
+        else {
+            unreachable!()
+        };
+        first_choices.push(media);
+        let callee = &mut callees[index];
+        callee.incoming_of(call).await;
+        let (callee_peer, callee_offer) = softphone().await;
+        callee
+            .command(CallCommand::CallAnswer {
+                call: call.clone(),
+                sdp: callee_offer,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("answer: {e:?}\n{}", lab.logs()));
+        callee_peers.push(callee_peer);
+    }
+    // Every call's media comes up on the survivor: all answers applied first, so that the
+    // eight peers connect side by side, within the MediaServer's connect timeout.
+    for (index, ((call, caller_peer), callee_peer)) in
+        calls.iter_mut().zip(callee_peers.iter_mut()).enumerate()
+    {
+        let caller = &mut callers[index % 2];
+        let caller_media = caller.apply_media_answer(call, caller_peer).await;
+        let callee_media = callees[index].apply_media_answer(call, callee_peer).await;
+        assert_eq!(
+            (caller_media.as_str(), callee_media.as_str()),
+            ("m2", "m2"),
+            "{call} runs on the survivor\n{}",
+            lab.logs()
+        );
+    }
+    for (index, ((call, caller_peer), callee_peer)) in
+        calls.iter_mut().zip(callee_peers.iter_mut()).enumerate()
+    {
+        caller_peer
+            .wait_connected(WAIT)
+            .await
+            .expect("ICE and DTLS up");
+        callee_peer
+            .wait_connected(WAIT)
+            .await
+            .expect("ICE and DTLS up");
+        if index == 0 {
+            let (got_a, got_b) = talk(caller_peer, callee_peer, 1).await;
+            assert!(got_a > 0 && got_b > 0, "media flows through m2");
+        }
+        let caller = &mut callers[index % 2];
+        let callee = &mut callees[index];
+        caller
+            .command(CallCommand::CallHangup { call: call.clone() })
+            .await
+            .expect("hang up");
+        assert_eq!(callee.ended(call).await.0, EndReason::HungUp);
+        assert_eq!(caller.ended(call).await.0, EndReason::HungUp);
+        callee_peer.close().await;
+    }
+    assert!(
+        first_choices.iter().any(|m| m.as_str() == "m1"),
+        "some call was first placed on the dead m1 and moved: {first_choices:?}"
+    );
+
+    // Each callee heard of its own call only, and of no failure.
+    for callee in &mut callees {
+        callee.settle(Duration::from_millis(500)).await;
+        let noise: Vec<&ServerEvent> = callee
+            .queue
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    ServerEvent::Call(
+                        CallEvent::CallIncoming { .. }
+                            | CallEvent::CallRingingStopped { .. }
+                            | CallEvent::CallEnded { .. }
+                    )
+                )
+            })
+            .collect();
+        assert!(noise.is_empty(), "{}: {noise:?}", callee.user);
+    }
+    wait_leases(&lab.admin, 0).await;
+
+    // --- m2 dies too: a call placed now (m2 still looks fresh) cannot be set up anywhere. It
+    // fails for the caller with `media_failed`, journalled `failed`; the callee never rings.
+    lab.m2.kill9();
+    let (_peer, offer) = softphone().await;
+    let bob = &mut callees[0];
+    let alice_desk = &mut callers[0];
+    let call = alice_desk
+        .command(place(&bob.user, &offer))
+        .await
+        .expect("placed on m2, which looks alive")
+        .expect("call id");
+    assert_eq!(
+        alice_desk.ended(&call).await,
+        (EndReason::MediaFailed, CallResult::Failed),
+        "\n{}",
+        lab.logs()
+    );
+    let entry = journal_of(alice_desk, &call).await;
+    assert_eq!(
+        (entry.direction, entry.party.as_str(), entry.result),
+        (Direction::Outgoing, "bob", Some(CallResult::Failed))
+    );
+    assert!(
+        !alice_desk.queue.iter().any(|e| matches!(
+            e,
+            ServerEvent::Call(CallEvent::CallRinging { call: c, .. }) if *c == call
+        )),
+        "the caller never heard it ring"
+    );
+    bob.settle(Duration::from_millis(500)).await;
+    assert!(
+        !bob.queue
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Call(c) if c.call() == Some(&call))),
+        "bob never heard of the failed call: {:?}",
+        bob.queue
+    );
+    // Nothing of it is left with bob: no journal line, no ringing state.
+    let entries = bob.client.journal(Some(50)).await.expect("journal");
+    assert!(
+        !entries
+            .iter()
+            .any(|e| e.summary.as_deref() == Some(call.as_str())),
+        "{entries:?}"
+    );
     wait_leases(&lab.admin, 0).await;
 }
 

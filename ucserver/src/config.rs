@@ -43,6 +43,10 @@ pub struct Config {
     pub media_public_ip: Option<String>,
     /// `UC_RING_TIMEOUT_MS`: how long a call rings before it counts as not answered. Default 30000.
     pub ring_timeout_ms: u64,
+    /// `UC_MEDIA_FRESH_MS`: a MediaServer whose heartbeat is older than this gets no new
+    /// call (MediaServers beat every second). Default 2000, at most the 5 s after which its
+    /// running calls count as lost (`core::media_choice`).
+    pub media_fresh_ms: u64,
     /// `UC_MEDIA_SERVERS`: MediaServers known from configuration, `ID=CONTROL_URL` each
     /// (comma-separated in the environment), besides those added with `ucadmin media add`.
     pub media_servers: Vec<String>,
@@ -126,6 +130,7 @@ impl Default for Config {
             media_udp: "0.0.0.0:0".into(),
             media_public_ip: None,
             ring_timeout_ms: 30_000,
+            media_fresh_ms: crate::core::media_choice::MediaChoiceConfig::DEFAULT.fresh_ms as u64,
             media_servers: Vec::new(),
             session_lifetime_ms: 7 * 24 * 60 * 60 * 1000,
             trusted_proxies: Vec::new(),
@@ -217,6 +222,9 @@ impl Config {
         if let Some(v) = var("UC_RING_TIMEOUT_MS") {
             self.ring_timeout_ms = number("UC_RING_TIMEOUT_MS", v)?;
         }
+        if let Some(v) = var("UC_MEDIA_FRESH_MS") {
+            self.media_fresh_ms = number("UC_MEDIA_FRESH_MS", v)?;
+        }
         if let Some(v) = var("UC_SESSION_LIFETIME_MS") {
             self.session_lifetime_ms = number("UC_SESSION_LIFETIME_MS", v)?;
         }
@@ -305,6 +313,13 @@ impl Config {
         self.configured_media()?;
         if !(1_000..=600_000).contains(&self.ring_timeout_ms) {
             anyhow::bail!("UC_RING_TIMEOUT_MS must be between 1000 and 600000");
+        }
+        let lost_after_ms = crate::core::media_choice::MediaChoiceConfig::DEFAULT.lost_after_ms;
+        if !(1_000..=lost_after_ms as u64).contains(&self.media_fresh_ms) {
+            anyhow::bail!(
+                "UC_MEDIA_FRESH_MS must be between 1000 (MediaServers beat every second) and \
+                 {lost_after_ms} (when a silent MediaServer's calls end)"
+            );
         }
         if !(1_000..=365 * 24 * 60 * 60 * 1000).contains(&self.session_lifetime_ms) {
             anyhow::bail!("UC_SESSION_LIFETIME_MS must be between 1000 and one year");
@@ -444,7 +459,7 @@ impl Config {
         let mask = |url: &str| mask_url(url);
         let limits = self.password_limits();
         format!(
-            "server_id={} listen={} public_url={} database={} redis={} admin_password={} heartbeat_ms={} dead_after_ms={} mdm_buffer_limit={} media_embedded={} media_secret={} ring_timeout_ms={} session_lifetime_ms={} trusted_proxies={} password_workers={} password_queue={} rate_send={}/min+{} rate_typing={}/min+{} rate_conversations={}/min+{}",
+            "server_id={} listen={} public_url={} database={} redis={} admin_password={} heartbeat_ms={} dead_after_ms={} mdm_buffer_limit={} media_embedded={} media_secret={} ring_timeout_ms={} media_fresh_ms={} session_lifetime_ms={} trusted_proxies={} password_workers={} password_queue={} rate_send={}/min+{} rate_typing={}/min+{} rate_conversations={}/min+{}",
             self.server_id,
             self.listen,
             self.public_url.as_deref().unwrap_or("(derived)"),
@@ -468,6 +483,7 @@ impl Config {
                 "(none)"
             },
             self.ring_timeout_ms,
+            self.media_fresh_ms,
             self.session_lifetime_ms,
             if self.trusted_proxies.is_empty() {
                 "(none)".to_string()
@@ -584,6 +600,19 @@ mod tests {
         config.trusted_proxies = vec!["10.0.0.0/99".into()];
         assert!(config.validate().is_err());
         config.trusted_proxies.clear();
+
+        config
+            .apply_env(|name| (name == "UC_MEDIA_FRESH_MS").then(|| "1500".to_string()))
+            .unwrap();
+        config.validate().unwrap();
+        assert!(config.describe().contains("media_fresh_ms=1500"));
+        for out_of_range in ["500", "6000"] {
+            config
+                .apply_env(|name| (name == "UC_MEDIA_FRESH_MS").then(|| out_of_range.to_string()))
+                .unwrap();
+            assert!(config.validate().is_err(), "{out_of_range}");
+        }
+        config.media_fresh_ms = 2_000;
 
         config
             .apply_env(|name| (name == "UC_HEARTBEAT_MS").then(|| "soon".to_string()))

@@ -1,6 +1,8 @@
 //! The MediaServers as a UCServer sees them: which ones exist (the embedded one of a single
 //! node, and those an admin made known), how healthy they are, which one takes a new call
-//! (`core::media_choice` decides), and their control API.
+//! (`core::media_choice` decides), and their control API. A control request that gets no
+//! answer at all ([`ControlError::Unreachable`]) makes its MediaServer suspect
+//! ([`MediaPool::mark_suspect`]): no new call goes there until it beats again.
 //!
 //! A MediaServer is only ever used when it was made known explicitly — by `ucadmin media
 //! add` (SQL), or by running embedded — never because it happens to beat into Redis.
@@ -18,8 +20,24 @@ use std::time::Duration;
 
 /// How long a control API request may take before the MediaServer counts as failing.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long putting a leg on may take: a MediaServer answers in milliseconds, and one that
+/// accepts connections but does not answer (hung) must fail a preparing call's leg well before
+/// its silence (5 s) would end the call, so that the call moves to another MediaServer.
+const LEG_TIMEOUT: Duration = Duration::from_secs(3);
 /// Largest control API answer read (an SDP answer plus its envelope).
 const MAX_ANSWER_BYTES: usize = shared::limits::MAX_SDP_BYTES + 16 * 1024;
+
+/// Why a control request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No answer: the connection was refused, reset or timed out. The MediaServer may be
+    /// dead; the caller marks it suspect.
+    #[error("the MediaServer cannot be reached: {0}")]
+    Unreachable(String),
+    /// It answered, but not with what was asked for (a refusal, an unreadable answer).
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// One MediaServer as a call talks to it.
 #[derive(Clone)]
@@ -36,7 +54,12 @@ pub enum MediaLink {
 
 impl MediaLink {
     /// Puts a leg on the MediaServer; the answer SDP, or why it failed (said for a person).
-    pub async fn add_leg(&self, call: &CallId, leg: &str, sdp: String) -> Result<String, String> {
+    pub async fn add_leg(
+        &self,
+        call: &CallId,
+        leg: &str,
+        sdp: String,
+    ) -> Result<String, ControlError> {
         let offer = LegOffer {
             leg: leg.to_string(),
             sdp,
@@ -46,51 +69,61 @@ impl MediaLink {
                 .add_leg(call.clone(), offer)
                 .await
                 .map(|answer| answer.sdp)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| ControlError::Failed(e.to_string())),
             Self::Http { base, secret, http } => {
                 let url = format!("{base}/v1/calls/{}/legs", encode(call.as_str()));
                 let request = http.post(url).bearer_auth(secret.as_ref()).json(&offer);
-                let body = send(request).await?;
+                let body = send(request, LEG_TIMEOUT).await?;
                 serde_json::from_slice::<LegAnswer>(&body)
                     .map(|answer| answer.sdp)
-                    .map_err(|e| format!("the MediaServer's answer is not a LegAnswer: {e}"))
+                    .map_err(|e| {
+                        ControlError::Failed(format!(
+                            "the MediaServer's answer is not a LegAnswer: {e}"
+                        ))
+                    })
             }
         }
     }
 
     /// Takes a leg off (a party left a call that goes on).
-    pub async fn remove_leg(&self, call: &CallId, leg: &str) -> Result<(), String> {
+    pub async fn remove_leg(&self, call: &CallId, leg: &str) -> Result<(), ControlError> {
         match self {
             Self::Embedded(handle) => handle
                 .remove_leg(call.clone(), leg.to_string())
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(|e| ControlError::Failed(e.to_string())),
             Self::Http { base, secret, http } => {
                 let url = format!(
                     "{base}/v1/calls/{}/legs/{}",
                     encode(call.as_str()),
                     encode(leg)
                 );
-                send(http.delete(url).bearer_auth(secret.as_ref()))
-                    .await
-                    .map(|_| ())
+                send(
+                    http.delete(url).bearer_auth(secret.as_ref()),
+                    CONTROL_TIMEOUT,
+                )
+                .await
+                .map(|_| ())
             }
         }
     }
 
     /// Ends the call on the MediaServer (every leg closes).
-    pub async fn end_call(&self, call: &CallId) -> Result<(), String> {
+    pub async fn end_call(&self, call: &CallId) -> Result<(), ControlError> {
         match self {
             Self::Embedded(handle) => handle
                 .end_call(call.clone())
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string()),
+                .map_err(|e| ControlError::Failed(e.to_string())),
             Self::Http { base, secret, http } => {
                 let url = format!("{base}/v1/calls/{}", encode(call.as_str()));
-                send(http.delete(url).bearer_auth(secret.as_ref()))
-                    .await
-                    .map(|_| ())
+                send(
+                    http.delete(url).bearer_auth(secret.as_ref()),
+                    CONTROL_TIMEOUT,
+                )
+                .await
+                .map(|_| ())
             }
         }
     }
@@ -110,36 +143,42 @@ fn encode(segment: &str) -> String {
 }
 
 /// Sends a control request; the body of a 2xx answer, or why it failed.
-async fn send(request: reqwest::RequestBuilder) -> Result<Vec<u8>, String> {
+async fn send(
+    request: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> Result<Vec<u8>, ControlError> {
     let mut response = request
-        .timeout(CONTROL_TIMEOUT)
+        .timeout(timeout)
         .send()
         .await
-        .map_err(|e| format!("the MediaServer cannot be reached: {e}"))?;
+        .map_err(|e| ControlError::Unreachable(e.to_string()))?;
     let status = response.status();
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| format!("the MediaServer's answer broke off: {e}"))?
+        .map_err(|e| ControlError::Unreachable(format!("its answer broke off: {e}")))?
     {
         if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(format!(
+            return Err(ControlError::Failed(format!(
                 "the MediaServer's answer exceeds {MAX_ANSWER_BYTES} bytes"
-            ));
+            )));
         }
         body.extend_from_slice(&chunk);
     }
     if status.is_success() {
         return Ok(body);
     }
-    Err(match serde_json::from_slice::<ApiError>(&body) {
-        Ok(error) => format!("the MediaServer refused: {error}"),
-        Err(_) => format!("the MediaServer answered {status}"),
-    })
+    Err(ControlError::Failed(
+        match serde_json::from_slice::<ApiError>(&body) {
+            Ok(error) => format!("the MediaServer refused: {error}"),
+            Err(_) => format!("the MediaServer answered {status}"),
+        },
+    ))
 }
 
 /// A MediaServer chosen for a new call.
+#[derive(Clone)]
 pub struct ChosenMedia {
     pub id: MediaServerId,
     pub link: MediaLink,
@@ -167,8 +206,16 @@ pub struct MediaPool {
 }
 
 impl MediaPool {
-    pub fn new(secret: Option<String>, configured: Vec<(MediaServerId, String)>) -> Self {
-        let config = MediaChoiceConfig::default();
+    /// `fresh_ms`: the choice's freshness window (`UC_MEDIA_FRESH_MS`).
+    pub fn new(
+        secret: Option<String>,
+        configured: Vec<(MediaServerId, String)>,
+        fresh_ms: u64,
+    ) -> Self {
+        let config = MediaChoiceConfig {
+            fresh_ms: fresh_ms as i64,
+            ..MediaChoiceConfig::default()
+        };
         Self {
             embedded: OnceLock::new(),
             http: reqwest::Client::builder()
@@ -191,9 +238,16 @@ impl MediaPool {
         self.embedded.get()
     }
 
-    /// A heartbeat older than this means the MediaServer is gone.
-    pub fn fresh_ms(&self) -> i64 {
-        self.config.fresh_ms
+    /// Whether the calls on a MediaServer last heard from at `last_seen_ms` are lost at `now`,
+    /// and if so how old its heartbeat is.
+    pub fn calls_lost(&self, now: TimestampMs, last_seen_ms: TimestampMs) -> Option<i64> {
+        self.chooser.lock().unwrap().calls_lost(now, last_seen_ms)
+    }
+
+    /// A control request to `media` got no answer: no new call goes there until it beats
+    /// again.
+    pub fn mark_suspect(&self, media: &MediaServerId) {
+        self.chooser.lock().unwrap().mark_suspect(media, now_ms());
     }
 
     fn link(&self, id: &MediaServerId, control_url: &str) -> AppResult<MediaLink> {
@@ -278,15 +332,21 @@ impl MediaPool {
         })
     }
 
-    /// Picks the MediaServer for a new call: healthy, least loaded, ties in turn.
-    pub async fn choose(&self, store: &dyn Store, cluster: &dyn Cluster) -> AppResult<ChosenMedia> {
+    /// Picks the MediaServer for a call: healthy, least loaded, ties in turn; none of `tried`
+    /// (those the call failed on already).
+    pub async fn choose(
+        &self,
+        store: &dyn Store,
+        cluster: &dyn Cluster,
+        tried: &[MediaServerId],
+    ) -> AppResult<ChosenMedia> {
         let known = self.known(store, cluster).await?;
         let candidates: Vec<MediaCandidate> = known.iter().map(|k| k.candidate.clone()).collect();
         let chosen = self
             .chooser
             .lock()
             .unwrap()
-            .choose(now_ms(), &candidates)
+            .choose(now_ms(), &candidates, tried)
             .map_err(|e| AppError::new(ErrorCode::ServerUnavailable, e.to_string()))?;
         let entry = known
             .into_iter()

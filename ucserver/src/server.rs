@@ -80,6 +80,7 @@ impl Server {
         let media = MediaPool::new(
             config.media_secret.clone(),
             config.configured_media().unwrap_or_default(),
+            config.media_fresh_ms,
         );
         let metrics = Arc::new(Metrics::new(&config.server_id()));
         let relations = Arc::new(Relations::new(store.clone(), metrics.clone()));

@@ -1,10 +1,14 @@
 //! The state machine of one call, with no IO and no clock.
 //!
-//! A call is owned by the UCServer that placed it. It starts in *setup*: the callee's devices
-//! ring (or forwarding sends the call on to another user, or it fails at once: unknown user,
-//! offline, busy). The first device to answer wins, or a colleague picks the call up; then the
-//! call is *active* with two or more connected parties, and connected parties may ring more
-//! users into it (a conference). When fewer than two parties are left, or the media fails, it
+//! A call is owned by the UCServer that placed it. It starts by *preparing*: the caller's leg
+//! is put on a MediaServer, and only once that MediaServer answered is the call offered to
+//! anyone, so that no device rings for a call whose media cannot be set up; a MediaServer that
+//! fails the leg is replaced by another (a bounded number of tries) before the call fails.
+//! A callee the call cannot reach (unknown user, offline, busy, no forwarding) ends it at
+//! once, without a leg. Then it is in *setup*: the callee's devices ring (or forwarding sends
+//! the call on to another user). The first device to answer wins, or a colleague picks the
+//! call up; then the call is *active* with two or more connected parties, and connected
+//! parties may ring more users into it (a conference). When fewer than two parties are left, or the media fails, it
 //! is *ended*, and nothing more happens to it.
 //!
 //! The core decides; the shell looks things up and carries out the outputs:
@@ -13,7 +17,10 @@
 //!   and with [`CallInput::Invite`];
 //! - device commands (answer, reject, hangup, pickup, invite) come in as inputs; the shell
 //!   has already checked authorisation (pickup rights, licenses) and parsed the SDP;
-//! - what the MediaServer says comes in as [`CallInput::LegFailed`] / [`CallInput::MediaFailed`].
+//! - what the MediaServer says comes in as [`CallInput::LegAnswered`],
+//!   [`CallInput::LegFailed`] and [`CallInput::MediaFailed`]; which MediaServer the call uses
+//!   is the shell's (`core::media_choice` decides), the core only says when to move
+//!   ([`CallOutput::MoveMedia`]).
 //!
 //! Telephony states ([`CallOutput::Telephony`]) are per call: a user in two calls has one state
 //! in each, and the shell shows the strongest (as `core::presence` expects).
@@ -38,6 +45,9 @@ pub struct CallConfig {
     pub max_forwards: usize,
     /// Most parties of one call, connected and invited together. Default 8.
     pub max_parties: usize,
+    /// MediaServers tried for the caller's leg before anyone is rung; when the last one fails
+    /// too, the call fails (`media_failed`). Default 3.
+    pub media_tries: usize,
 }
 
 impl Default for CallConfig {
@@ -47,6 +57,7 @@ impl Default for CallConfig {
             lookup_timeout_ms: 5_000,
             max_forwards: 5,
             max_parties: 8,
+            media_tries: 3,
         }
     }
 }
@@ -116,8 +127,13 @@ pub enum CallInput {
     Invite { by: Endpoint, invitee: Callee },
     /// A device's session ended (it went offline): it stops ringing, or leaves the call.
     DeviceGone { by: Endpoint },
-    /// The MediaServer reported one leg failed (bad SDP, ICE or DTLS failure): that party
-    /// leaves with result `failed`; with fewer than two parties left the call ends.
+    /// The MediaServer took this endpoint's leg (the shell sent the answer to the device).
+    /// The caller's leg answered proves the MediaServer: the call is offered to the callee.
+    LegAnswered { party: Endpoint },
+    /// The MediaServer reported one leg failed (bad SDP, ICE or DTLS failure, or it could not
+    /// be reached): that party leaves with result `failed`; with fewer than two parties left
+    /// the call ends. The caller's leg failing before anyone was rung moves the call to
+    /// another MediaServer instead, while tries are left.
     LegFailed { party: Endpoint, reason: String },
     /// The call's MediaServer failed (died, or lost the call): the call ends for all with
     /// result `failed`.
@@ -176,6 +192,15 @@ pub enum CallOutput {
     /// Add this endpoint's leg on the call's MediaServer with its SDP offer, and send the
     /// answer to that device (`call_media_answer`). On failure feed [`CallInput::LegFailed`].
     AddLeg { party: Endpoint, offer: String },
+    /// The call's MediaServer failed the caller's leg before anyone was rung: choose another
+    /// one, none this call tried before (`attempt` counts the MediaServers tried, this one
+    /// included), make it the call's, and add the leg there as for [`CallOutput::AddLeg`].
+    /// When none is left, feed [`CallInput::MediaFailed`].
+    MoveMedia {
+        party: Endpoint,
+        offer: String,
+        attempt: usize,
+    },
     /// Remove this endpoint's leg from the MediaServer (the call itself goes on).
     RemoveLeg { party: Endpoint },
     /// `joined` is connected; `parties` are all connected endpoints, in join order
@@ -249,6 +274,20 @@ enum SetupTarget {
     },
 }
 
+/// Where offering the call to one user leads.
+enum OfferOutcome {
+    /// Forwarding sends it on to this user.
+    Redirect(UserId, ForwardMode),
+    /// These devices ring.
+    Ring(BTreeSet<DeviceId>),
+    /// The call ends: the callee's journal line (if any), the caller's result and the reason.
+    Fail {
+        journal: Option<CallResult>,
+        result: CallResult,
+        reason: EndReason,
+    },
+}
+
 #[derive(Clone, Debug)]
 struct Member {
     endpoint: Endpoint,
@@ -266,6 +305,15 @@ struct Invitation {
 
 #[derive(Clone, Debug)]
 enum Phase {
+    /// Placed, nobody rung yet: waiting for the caller's leg on a MediaServer. `callee` is
+    /// offered the call once it stands; `offer` is kept to try the next MediaServer.
+    Preparing {
+        route: Route,
+        callee: Callee,
+        offer: String,
+        /// MediaServers tried so far, the current one included.
+        tries: usize,
+    },
     /// Not answered yet; exactly one user is rung or looked up.
     Setup {
         route: Route,
@@ -309,7 +357,7 @@ impl Call {
     ) -> Self {
         let route = Route {
             dialled: callee.user.clone(),
-            visited: vec![caller.user.clone()],
+            visited: vec![caller.user.clone(), callee.user.clone()],
             forwards: 0,
         };
         let mut call = Self {
@@ -321,17 +369,25 @@ impl Call {
             telephony: BTreeMap::new(),
             outputs: VecDeque::new(),
         };
-        call.phase = call.offer(now, route, callee, None);
-        if !call.is_ended() {
-            // The caller's state and leg come first: nothing ends a call before it starts.
-            let later = std::mem::take(&mut call.outputs);
-            call.set_telephony(&caller.user, TelephonyState::InCall);
-            call.outputs.push_back(CallOutput::AddLeg {
-                party: caller,
-                offer,
-            });
-            call.outputs.extend(later);
+        if matches!(
+            call.offer_outcome(&route, &callee),
+            OfferOutcome::Fail { .. }
+        ) {
+            // Nobody to reach: the call ends now, without a leg.
+            call.phase = call.offer(now, route, callee, None);
+            return call;
         }
+        call.set_telephony(&caller.user, TelephonyState::InCall);
+        call.outputs.push_back(CallOutput::AddLeg {
+            party: caller,
+            offer: offer.clone(),
+        });
+        call.phase = Phase::Preparing {
+            route,
+            callee,
+            offer,
+            tries: 1,
+        };
         call
     }
 
@@ -361,7 +417,7 @@ impl Call {
     /// The connected endpoints (the caller alone during setup; none once ended).
     pub fn parties(&self) -> Vec<Endpoint> {
         match &self.phase {
-            Phase::Setup { .. } => vec![self.caller.clone()],
+            Phase::Preparing { .. } | Phase::Setup { .. } => vec![self.caller.clone()],
             Phase::Active { members, .. } => members.iter().map(|m| m.endpoint.clone()).collect(),
             Phase::Ended => Vec::new(),
         }
@@ -385,7 +441,8 @@ impl Call {
             Phase::Active { invitations, .. } => {
                 invitations.iter().map(|i| i.ringing.deadline_ms).min()
             }
-            Phase::Ended => None,
+            // The shell answers every leg request (its control requests time out).
+            Phase::Preparing { .. } | Phase::Ended => None,
         }
     }
 
@@ -454,6 +511,12 @@ impl Call {
     pub fn handle_input(&mut self, now: TimestampMs, input: CallInput) {
         let phase = std::mem::replace(&mut self.phase, Phase::Ended);
         self.phase = match phase {
+            Phase::Preparing {
+                route,
+                callee,
+                offer,
+                tries,
+            } => self.preparing_input(now, route, callee, offer, tries, input),
             Phase::Setup { route, target } => self.setup_input(now, route, target, input),
             Phase::Active {
                 members,
@@ -466,6 +529,79 @@ impl Call {
                 Phase::Ended
             }
         };
+    }
+
+    // ---- preparing ---------------------------------------------------------------------
+
+    fn preparing_input(
+        &mut self,
+        now: TimestampMs,
+        route: Route,
+        callee: Callee,
+        offer: String,
+        tries: usize,
+        input: CallInput,
+    ) -> Phase {
+        match input {
+            CallInput::LegAnswered { party } if party == self.caller => {
+                return self.offer(now, route, callee, None);
+            }
+            CallInput::LegFailed { party, .. }
+                if party == self.caller && tries < self.config.media_tries =>
+            {
+                self.outputs.push_back(CallOutput::MoveMedia {
+                    party,
+                    offer: offer.clone(),
+                    attempt: tries + 1,
+                });
+                return Phase::Preparing {
+                    route,
+                    callee,
+                    offer,
+                    tries: tries + 1,
+                };
+            }
+            CallInput::LegFailed { party, .. } if party == self.caller => {
+                return self.end_setup(
+                    now,
+                    &route.dialled,
+                    CallResult::Failed,
+                    EndReason::MediaFailed,
+                );
+            }
+            CallInput::MediaFailed { .. } => {
+                return self.end_setup(
+                    now,
+                    &route.dialled,
+                    CallResult::Failed,
+                    EndReason::MediaFailed,
+                );
+            }
+            CallInput::Hangup { by } | CallInput::DeviceGone { by } if by == self.caller => {
+                return self.end_setup(
+                    now,
+                    &route.dialled,
+                    CallResult::Missed,
+                    EndReason::Cancelled,
+                );
+            }
+            CallInput::Answer { by, .. }
+            | CallInput::Reject { by }
+            | CallInput::PickUp { by, .. } => self.refuse(by, Refusal::NotRinging),
+            CallInput::Hangup { by } | CallInput::Invite { by, .. } => {
+                self.refuse(by, Refusal::NotAParty);
+            }
+            CallInput::Target(_)
+            | CallInput::DeviceGone { .. }
+            | CallInput::LegAnswered { .. }
+            | CallInput::LegFailed { .. } => {}
+        }
+        Phase::Preparing {
+            route,
+            callee,
+            offer,
+            tries,
+        }
     }
 
     // ---- setup -------------------------------------------------------------------------
@@ -598,9 +734,44 @@ impl Call {
                 self.refuse(by, Refusal::NotAParty);
                 Phase::Setup { route, target }
             }
-            CallInput::DeviceGone { .. } | CallInput::LegFailed { .. } => {
-                Phase::Setup { route, target }
+            CallInput::DeviceGone { .. }
+            | CallInput::LegFailed { .. }
+            | CallInput::LegAnswered { .. } => Phase::Setup { route, target },
+        }
+    }
+
+    /// What offering the call to `callee` leads to (`route` already names `callee`).
+    fn offer_outcome(&self, route: &Route, callee: &Callee) -> OfferOutcome {
+        if let Some(to) = self.forward_target(route, &callee.forwarding, ForwardMode::Always) {
+            return OfferOutcome::Redirect(to, ForwardMode::Always);
+        }
+        match &callee.reach {
+            Reach::Online(devices) if !devices.is_empty() => OfferOutcome::Ring(devices.clone()),
+            Reach::Online(_) | Reach::Offline => {
+                match self.forward_target(route, &callee.forwarding, ForwardMode::NoAnswer) {
+                    Some(to) => OfferOutcome::Redirect(to, ForwardMode::NoAnswer),
+                    None => OfferOutcome::Fail {
+                        journal: Some(CallResult::Missed),
+                        result: CallResult::Failed,
+                        reason: EndReason::Offline,
+                    },
+                }
             }
+            Reach::Busy => {
+                match self.forward_target(route, &callee.forwarding, ForwardMode::Busy) {
+                    Some(to) => OfferOutcome::Redirect(to, ForwardMode::Busy),
+                    None => OfferOutcome::Fail {
+                        journal: Some(CallResult::Busy),
+                        result: CallResult::Busy,
+                        reason: EndReason::Busy,
+                    },
+                }
+            }
+            Reach::Unknown => OfferOutcome::Fail {
+                journal: None,
+                result: CallResult::Failed,
+                reason: EndReason::UnknownUser,
+            },
         }
     }
 
@@ -616,39 +787,22 @@ impl Call {
         if !route.visited.contains(&user) {
             route.visited.push(user.clone());
         }
-        if let Some(to) = self.forward_target(&route, &callee.forwarding, ForwardMode::Always) {
-            self.journal_line(&user, now, None, CallResult::Forwarded);
-            return self.redirect(now, route, user, to, ForwardMode::Always);
-        }
-        let devices = match callee.reach {
-            Reach::Online(devices) if !devices.is_empty() => devices,
-            Reach::Online(_) | Reach::Offline => {
-                if let Some(to) =
-                    self.forward_target(&route, &callee.forwarding, ForwardMode::NoAnswer)
-                {
-                    self.journal_line(&user, now, None, CallResult::Forwarded);
-                    return self.redirect(now, route, user, to, ForwardMode::NoAnswer);
+        let devices = match self.offer_outcome(&route, &callee) {
+            OfferOutcome::Redirect(to, mode) => {
+                self.journal_line(&user, now, None, CallResult::Forwarded);
+                return self.redirect(now, route, user, to, mode);
+            }
+            OfferOutcome::Fail {
+                journal,
+                result,
+                reason,
+            } => {
+                if let Some(journal) = journal {
+                    self.journal_line(&user, now, None, journal);
                 }
-                self.journal_line(&user, now, None, CallResult::Missed);
-                return self.end_setup(now, &route.dialled, CallResult::Failed, EndReason::Offline);
+                return self.end_setup(now, &route.dialled, result, reason);
             }
-            Reach::Busy => {
-                if let Some(to) = self.forward_target(&route, &callee.forwarding, ForwardMode::Busy)
-                {
-                    self.journal_line(&user, now, None, CallResult::Forwarded);
-                    return self.redirect(now, route, user, to, ForwardMode::Busy);
-                }
-                self.journal_line(&user, now, None, CallResult::Busy);
-                return self.end_setup(now, &route.dialled, CallResult::Busy, EndReason::Busy);
-            }
-            Reach::Unknown => {
-                return self.end_setup(
-                    now,
-                    &route.dialled,
-                    CallResult::Failed,
-                    EndReason::UnknownUser,
-                );
-            }
+            OfferOutcome::Ring(devices) => devices,
         };
         let ringing = Ringing {
             user: user.clone(),
@@ -801,7 +955,7 @@ impl Call {
             |by: &Endpoint| invitations.iter().position(|i| i.ringing.user == by.user);
         let is_member_user = |user: &UserId| members.iter().any(|m| m.endpoint.user == *user);
         match input {
-            CallInput::Target(_) => {}
+            CallInput::Target(_) | CallInput::LegAnswered { .. } => {}
             CallInput::Answer { by, offer } => {
                 if let Some(index) = invited_index(&by) {
                     let invitation = invitations.remove(index);
@@ -1235,6 +1389,7 @@ fn input_endpoint(input: &CallInput) -> Option<Endpoint> {
         | CallInput::Invite { by, .. } => Some(by.clone()),
         CallInput::Target(_)
         | CallInput::DeviceGone { .. }
+        | CallInput::LegAnswered { .. }
         | CallInput::LegFailed { .. }
         | CallInput::MediaFailed { .. } => None,
     }
@@ -1336,6 +1491,7 @@ mod tests {
                 format!("invite {} by {by}", render_callee(invitee))
             }
             CallInput::DeviceGone { by } => format!("device-gone {by}"),
+            CallInput::LegAnswered { party } => format!("leg-answered {party}"),
             CallInput::LegFailed { party, reason } => format!("leg-failed {party} ({reason})"),
             CallInput::MediaFailed { reason } => format!("media-failed ({reason})"),
         }
@@ -1376,6 +1532,11 @@ mod tests {
                 format!("redirect {from} -> {to} ({})", mode.as_str())
             }
             CallOutput::AddLeg { party, offer } => format!("add-leg {party} {offer}"),
+            CallOutput::MoveMedia {
+                party,
+                offer,
+                attempt,
+            } => format!("move-media #{attempt} add-leg {party} {offer}"),
             CallOutput::RemoveLeg { party } => format!("remove-leg {party}"),
             CallOutput::Connected { joined, parties } => {
                 format!("connected +{joined}: {}", list(parties))
@@ -1422,11 +1583,26 @@ mod tests {
     }
 
     impl Sim {
+        /// Places a call whose caller's leg the MediaServer takes at once.
         fn place(now: TimestampMs, caller: &str, callee: Callee) -> Self {
             Self::place_with(CallConfig::default(), now, caller, callee)
         }
 
         fn place_with(config: CallConfig, now: TimestampMs, caller: &str, callee: Callee) -> Self {
+            let mut sim = Self::place_pending(config, now, caller, callee);
+            if !sim.call.is_ended() {
+                sim.input(now, CallInput::LegAnswered { party: ep(caller) });
+            }
+            sim
+        }
+
+        /// Places a call and leaves the caller's leg to the script.
+        fn place_pending(
+            config: CallConfig,
+            now: TimestampMs,
+            caller: &str,
+            callee: Callee,
+        ) -> Self {
             let label = format!("@{now} place {caller} -> {}", render_callee(&callee));
             let call = Call::new(
                 config,
@@ -1509,6 +1685,7 @@ mod tests {
             @0 place alice/desk -> bob online [desk phone web]
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 ring bob [desk phone web] from alice/desk
                 tel bob ringing
                 timer 30000
@@ -1541,6 +1718,7 @@ mod tests {
             @0 place alice/desk -> bob online [desk phone]
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 ring bob [desk phone] from alice/desk
                 tel bob ringing
                 timer 30000
@@ -1568,6 +1746,7 @@ mod tests {
             @0 place alice/desk -> bob online [desk]
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 ring bob [desk] from alice/desk
                 tel bob ringing
                 timer 30000
@@ -1597,6 +1776,7 @@ mod tests {
             @1000 place alice/desk -> bob online [desk]
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @1000 leg-answered alice/desk
                 ring bob [desk] from alice/desk
                 tel bob ringing
                 timer 21000
@@ -1623,6 +1803,7 @@ mod tests {
             @0 place alice/desk -> bob online [desk phone]
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 ring bob [desk phone] from alice/desk
                 tel bob ringing
                 timer 30000
@@ -1697,6 +1878,7 @@ mod tests {
             @0 place alice/desk -> bob busy busy->carol
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 journal bob incoming alice 0..-..0 forwarded
                 redirect bob -> carol (busy)
                 timer 5000
@@ -1733,6 +1915,7 @@ mod tests {
             @0 place alice/desk -> bob online [desk] no_answer->carol
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 ring bob [desk] from alice/desk
                 tel bob ringing
                 timer 30000
@@ -1768,6 +1951,7 @@ mod tests {
             @0 place alice/desk -> bob offline no_answer->carol
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 journal bob incoming alice 0..-..0 forwarded
                 redirect bob -> carol (no_answer)
                 timer 5000
@@ -1789,6 +1973,7 @@ mod tests {
             @0 place alice/desk -> bob online [desk] always->carol
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 journal bob incoming alice 0..-..0 forwarded
                 redirect bob -> carol (always)
                 timer 5000
@@ -1812,6 +1997,7 @@ mod tests {
             @0 place alice/desk -> bob online [desk] always->alice
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 ring bob [desk] from alice/desk
                 tel bob ringing
                 timer 30000
@@ -1827,6 +2013,7 @@ mod tests {
             @0 place alice/desk -> bob online [desk] always->carol
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 journal bob incoming alice 0..-..0 forwarded
                 redirect bob -> carol (always)
                 timer 5000
@@ -1851,6 +2038,7 @@ mod tests {
             @0 place alice/desk -> bob online [desk] always->carol
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 journal bob incoming alice 0..-..0 forwarded
                 redirect bob -> carol (always)
                 timer 5000
@@ -1895,6 +2083,7 @@ mod tests {
             @0 place alice/desk -> bob online [desk phone]
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 ring bob [desk phone] from alice/desk
                 tel bob ringing
                 timer 30000
@@ -1967,6 +2156,7 @@ mod tests {
             @0 place alice/desk -> bob online [desk]
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 ring bob [desk] from alice/desk
                 tel bob ringing
                 timer 30000
@@ -2046,6 +2236,7 @@ mod tests {
             @0 place alice/desk -> bob online [desk]
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 ring bob [desk] from alice/desk
                 tel bob ringing
                 timer 30000
@@ -2118,6 +2309,7 @@ mod tests {
             @0 place alice/desk -> bob online [desk]
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 ring bob [desk] from alice/desk
                 tel bob ringing
                 timer 30000
@@ -2160,6 +2352,7 @@ mod tests {
             @0 place alice/desk -> bob online [desk]
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 ring bob [desk] from alice/desk
                 tel bob ringing
                 timer 30000
@@ -2199,6 +2392,7 @@ mod tests {
             @0 place alice/desk -> bob online [desk]
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 ring bob [desk] from alice/desk
                 tel bob ringing
                 timer 30000
@@ -2248,6 +2442,7 @@ mod tests {
             @0 place alice/desk -> bob online [desk phone]
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 ring bob [desk phone] from alice/desk
                 tel bob ringing
                 timer 30000
@@ -2277,6 +2472,7 @@ mod tests {
             @0 place alice/desk -> bob online [desk]
                 tel alice in_call
                 add-leg alice/desk sdp-alice/desk
+            @0 leg-answered alice/desk
                 ring bob [desk] from alice/desk
                 tel bob ringing
                 timer 30000
@@ -2291,6 +2487,175 @@ mod tests {
                 journal bob incoming alice 0..1000..5000 answered
                 tel bob idle
                 ended hung_up: alice/desk=answered bob/desk=answered
+            "#,
+        );
+    }
+
+    #[test]
+    fn nobody_rings_before_the_callers_leg_stands() {
+        let mut sim = Sim::place_pending(
+            CallConfig::default(),
+            0,
+            "alice/desk",
+            online("bob", &["desk"]),
+        );
+        sim.input(100, answer("bob/desk"));
+        sim.input(150, hangup("bob/desk"));
+        sim.input(
+            200,
+            CallInput::LegAnswered {
+                party: ep("bob/desk"),
+            },
+        );
+        sim.input(
+            300,
+            CallInput::LegAnswered {
+                party: ep("alice/desk"),
+            },
+        );
+        sim.input(2_000, answer("bob/desk"));
+        check(
+            &sim,
+            r#"
+            @0 place alice/desk -> bob online [desk]
+                tel alice in_call
+                add-leg alice/desk sdp-alice/desk
+            @100 answer bob/desk
+                refused bob/desk not_ringing
+            @150 hangup bob/desk
+                refused bob/desk not_a_party
+            @200 leg-answered bob/desk
+            @300 leg-answered alice/desk
+                ring bob [desk] from alice/desk
+                tel bob ringing
+                timer 30300
+            @2000 answer bob/desk
+                tel bob in_call
+                add-leg bob/desk sdp-bob/desk
+                connected +bob/desk: alice/desk bob/desk
+                timer none
+            "#,
+        );
+    }
+
+    #[test]
+    fn a_media_server_failing_the_callers_leg_is_replaced_before_anyone_rings() {
+        let failed = |reason: &str| CallInput::LegFailed {
+            party: ep("alice/desk"),
+            reason: reason.into(),
+        };
+        let mut sim = Sim::place_pending(
+            CallConfig::default(),
+            0,
+            "alice/desk",
+            online("bob", &["desk"]),
+        );
+        sim.input(10, failed("connection refused"));
+        sim.input(20, failed("connection reset"));
+        sim.input(
+            30,
+            CallInput::LegAnswered {
+                party: ep("alice/desk"),
+            },
+        );
+        check(
+            &sim,
+            r#"
+            @0 place alice/desk -> bob online [desk]
+                tel alice in_call
+                add-leg alice/desk sdp-alice/desk
+            @10 leg-failed alice/desk (connection refused)
+                move-media #2 add-leg alice/desk sdp-alice/desk
+            @20 leg-failed alice/desk (connection reset)
+                move-media #3 add-leg alice/desk sdp-alice/desk
+            @30 leg-answered alice/desk
+                ring bob [desk] from alice/desk
+                tel bob ringing
+                timer 30030
+            "#,
+        );
+
+        // Every try fails: the call fails for the caller alone; bob never heard of it.
+        let mut sim = Sim::place_pending(
+            CallConfig {
+                media_tries: 2,
+                ..CallConfig::default()
+            },
+            0,
+            "alice/desk",
+            online("bob", &["desk"]),
+        );
+        sim.input(10, failed("connection refused"));
+        sim.input(20, failed("timed out"));
+        sim.input(30, answer("bob/desk"));
+        check(
+            &sim,
+            r#"
+            @0 place alice/desk -> bob online [desk]
+                tel alice in_call
+                add-leg alice/desk sdp-alice/desk
+            @10 leg-failed alice/desk (connection refused)
+                move-media #2 add-leg alice/desk sdp-alice/desk
+            @20 leg-failed alice/desk (timed out)
+                journal alice outgoing bob 0..-..20 failed
+                tel alice idle
+                ended media_failed: alice/desk=failed
+            @30 answer bob/desk
+                refused bob/desk call_ended
+            "#,
+        );
+    }
+
+    #[test]
+    fn a_call_still_preparing_ends_without_a_ring() {
+        let prepare = || {
+            Sim::place_pending(
+                CallConfig::default(),
+                0,
+                "alice/desk",
+                forwarding(online("bob", &["desk"]), ForwardMode::Always, "carol"),
+            )
+        };
+        // No MediaServer left to try (the shell says so).
+        let mut sim = prepare();
+        sim.input(
+            50,
+            CallInput::MediaFailed {
+                reason: "no media server available".into(),
+            },
+        );
+        // The caller gives up first; the leg's late answer changes nothing.
+        let mut cancelled = prepare();
+        cancelled.input(60, hangup("alice/desk"));
+        cancelled.input(
+            70,
+            CallInput::LegAnswered {
+                party: ep("alice/desk"),
+            },
+        );
+        check(
+            &sim,
+            r#"
+            @0 place alice/desk -> bob online [desk] always->carol
+                tel alice in_call
+                add-leg alice/desk sdp-alice/desk
+            @50 media-failed (no media server available)
+                journal alice outgoing bob 0..-..50 failed
+                tel alice idle
+                ended media_failed: alice/desk=failed
+            "#,
+        );
+        check(
+            &cancelled,
+            r#"
+            @0 place alice/desk -> bob online [desk] always->carol
+                tel alice in_call
+                add-leg alice/desk sdp-alice/desk
+            @60 hangup alice/desk
+                journal alice outgoing bob 0..-..60 missed
+                tel alice idle
+                ended cancelled: alice/desk=missed
+            @70 leg-answered alice/desk
             "#,
         );
     }

@@ -1,12 +1,24 @@
-//! MediaServer choice: which MediaServer carries a new call.
+//! MediaServer choice: which MediaServer carries a new call, and when the calls of one count
+//! as lost.
 //!
 //! A MediaServer is healthy when it is administratively known (config or `ucadmin media
-//! add`), marked alive, heard from within the freshness window, and has room for one more
-//! call. Among the healthy ones the lowest load (legs / capacity) wins. Load reports arrive
-//! only with heartbeats, so a burst of new calls between two heartbeats would all see the
-//! same numbers and pile onto one server; the chooser therefore counts the calls it placed on
-//! each server since that server's last heartbeat and adds their legs to the reported ones.
-//! Servers with the same estimated load take turns (round-robin by id).
+//! add`), marked alive, heard from within the choice's freshness window, not suspect, not
+//! already tried by the call being placed, and has room for one more call. Among the healthy
+//! ones the lowest load (legs / capacity) wins. Load reports arrive only with heartbeats, so a
+//! burst of new calls between two heartbeats would all see the same numbers and pile onto one
+//! server; the chooser therefore counts the calls it placed on each server since that server's
+//! last heartbeat and adds their legs to the reported ones. Servers with the same estimated
+//! load take turns (round-robin by id).
+//!
+//! Two windows, because the two mistakes cost differently. Passing over a live server for a
+//! new call costs nothing while another is healthy, so the choice drops a server early
+//! (`fresh_ms`, 2 s: two missed beats). Ending the running calls of a live server cuts people
+//! off, so that waits longer (`lost_after_ms`, 5 s). And a server this UCServer could not
+//! reach at all (connection refused, reset, timed out) is *suspect*: it gets no new call until
+//! it beats after the failure, which takes a dead server out of the choice at the first failed
+//! request instead of after the window. A live server that only dropped one request beats
+//! within a second and is forgiven. (Heartbeat times and `now` are compared as the freshness
+//! check compares them, so the same clock agreement is assumed.)
 //!
 //! This core makes one decision per call and has no timer, so it is a plain function on a
 //! small state (`choose`) rather than the `handle_input`/`poll_output` pair: there is nothing
@@ -20,21 +32,30 @@ use std::collections::BTreeMap;
 /// Settings of the choice, fixed per server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MediaChoiceConfig {
-    /// A heartbeat older than this means the MediaServer is not healthy. MediaServers beat
-    /// every second; the default of 5 s tolerates four lost beats and still moves new calls
-    /// away from a dead server within seconds.
+    /// A heartbeat older than this keeps the MediaServer out of the choice of new calls.
+    /// MediaServers beat every second; the default of 2 s tolerates one lost beat and takes a
+    /// dead server out of the choice within 2 s of its death (`UC_MEDIA_FRESH_MS`).
     pub fresh_ms: i64,
+    /// A heartbeat older than this means the MediaServer is gone with its calls: the calls
+    /// placed on it end (`media_failed`). Longer than `fresh_ms`, since ending a running call
+    /// by mistake cuts people off. Default 5 s (four lost beats).
+    pub lost_after_ms: i64,
     /// Legs a new call is expected to add (a 1:1 call has two), used for the room check and
     /// for the calls placed since the last heartbeat.
     pub legs_per_call: u32,
 }
 
+impl MediaChoiceConfig {
+    pub const DEFAULT: Self = Self {
+        fresh_ms: 2_000,
+        lost_after_ms: 5_000,
+        legs_per_call: 2,
+    };
+}
+
 impl Default for MediaChoiceConfig {
     fn default() -> Self {
-        Self {
-            fresh_ms: 5_000,
-            legs_per_call: 2,
-        }
+        Self::DEFAULT
     }
 }
 
@@ -63,8 +84,13 @@ pub enum Unhealthy {
     NotKnown,
     /// The failure detector has it as dead.
     NotAlive,
+    /// Already tried by the call being placed (its leg set-up failed there).
+    Tried,
     /// Its last heartbeat is older than the freshness window.
     Stale { age_ms: i64 },
+    /// A control request to it failed at the connection level, and it has not beaten since
+    /// the heartbeat it was chosen on.
+    Suspect,
     /// No room for another call (reported legs plus the ones placed since).
     Full { legs: u32, capacity: u32 },
 }
@@ -74,7 +100,9 @@ impl std::fmt::Display for Unhealthy {
         match self {
             Self::NotKnown => f.write_str("not known to the cluster"),
             Self::NotAlive => f.write_str("not alive"),
+            Self::Tried => f.write_str("already tried for this call"),
             Self::Stale { age_ms } => write!(f, "last heard from {age_ms} ms ago"),
+            Self::Suspect => f.write_str("unreachable since its last heartbeat"),
             Self::Full { legs, capacity } => write!(f, "full ({legs} of {capacity} legs)"),
         }
     }
@@ -106,12 +134,16 @@ struct Placed {
     calls: u32,
 }
 
-/// The choice with its memory: calls placed since each server's last heartbeat, and the
-/// last server chosen (for round-robin among equals). One per UCServer process.
+/// The choice with its memory: calls placed since each server's last heartbeat, the servers
+/// found unreachable, and the last server chosen (for round-robin among equals). One per
+/// UCServer process.
 #[derive(Clone, Debug, Default)]
 pub struct MediaChooser {
     config: MediaChoiceConfig,
     placed: BTreeMap<MediaServerId, Placed>,
+    /// Servers a control request could not reach, with the time it failed: suspect until a
+    /// later heartbeat shows them alive. At most one entry per known server.
+    suspect: BTreeMap<MediaServerId, TimestampMs>,
     last_chosen: Option<MediaServerId>,
 }
 
@@ -120,8 +152,28 @@ impl MediaChooser {
         Self {
             config,
             placed: BTreeMap::new(),
+            suspect: BTreeMap::new(),
             last_chosen: None,
         }
+    }
+
+    pub fn config(&self) -> MediaChoiceConfig {
+        self.config
+    }
+
+    /// Whether the calls on a server last heard from at `last_seen_ms` are lost at `now`
+    /// (its heartbeat is older than `lost_after_ms`), and if so how old it is.
+    pub fn calls_lost(&self, now: TimestampMs, last_seen_ms: TimestampMs) -> Option<i64> {
+        let age_ms = now - last_seen_ms;
+        (age_ms > self.config.lost_after_ms).then_some(age_ms)
+    }
+
+    /// A control request to `id` failed at the connection level (refused, reset, timed out)
+    /// at `now`: it gets no new call until it beats after `now`. A server that merely refused
+    /// a request (it answered) is not suspect.
+    pub fn mark_suspect(&mut self, id: &MediaServerId, now: TimestampMs) {
+        let entry = self.suspect.entry(id.clone()).or_insert(now);
+        *entry = (*entry).max(now);
     }
 
     /// Legs on `candidate` as far as this process knows: the reported ones plus those of the
@@ -148,6 +200,13 @@ impl MediaChooser {
         if age_ms > self.config.fresh_ms {
             return Err(Unhealthy::Stale { age_ms });
         }
+        if self
+            .suspect
+            .get(&candidate.id)
+            .is_some_and(|since| candidate.last_seen_ms <= *since)
+        {
+            return Err(Unhealthy::Suspect);
+        }
         let legs = self.estimated_legs(candidate);
         if legs.saturating_add(self.config.legs_per_call) > candidate.capacity {
             return Err(Unhealthy::Full {
@@ -158,17 +217,31 @@ impl MediaChooser {
         Ok(())
     }
 
-    /// Picks the MediaServer for a new call and counts the call against it.
+    /// Picks the MediaServer for a new call and counts the call against it. `tried` are the
+    /// servers this call failed on already (empty for a new call); they are passed over.
     pub fn choose(
         &mut self,
         now: TimestampMs,
         candidates: &[MediaCandidate],
+        tried: &[MediaServerId],
     ) -> Result<MediaServerId, NoMediaServer> {
+        // A suspect that beat again since it was marked is forgiven.
+        self.suspect.retain(|id, since| {
+            candidates
+                .iter()
+                .find(|c| c.id == *id)
+                .is_some_and(|c| c.last_seen_ms <= *since)
+        });
         let mut passed_over = Vec::new();
         // (id, estimated legs, capacity), sorted by id for a stable round-robin order.
         let mut healthy: Vec<(&MediaServerId, u32, u32)> = Vec::new();
         for candidate in candidates {
-            match self.health(now, candidate) {
+            let health = if tried.contains(&candidate.id) {
+                Err(Unhealthy::Tried)
+            } else {
+                self.health(now, candidate)
+            };
+            match health {
                 Ok(()) => healthy.push((
                     &candidate.id,
                     self.estimated_legs(candidate),
@@ -251,7 +324,7 @@ mod tests {
     ) -> String {
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         for _ in 0..calls {
-            let key = match chooser.choose(now, candidates) {
+            let key = match chooser.choose(now, candidates, &[]) {
                 Ok(id) => id.0,
                 Err(_) => "none".into(),
             };
@@ -271,7 +344,7 @@ mod tests {
         // Between two heartbeats: the counted calls keep them level, so they alternate.
         let mut order = Vec::new();
         for _ in 0..4 {
-            order.push(chooser.choose(1_500, &servers).unwrap().0);
+            order.push(chooser.choose(1_500, &servers, &[]).unwrap().0);
         }
         assert_eq!(order, ["m1", "m2", "m1", "m2"]);
         assert_eq!(place(&mut chooser, 1_600, &servers, 16), "m1=8 m2=8");
@@ -285,7 +358,7 @@ mod tests {
         for call in 0..20 {
             let beat = 1_000 * (call + 1);
             let servers = [server("m1", beat, 40, 500), server("m2", beat, 40, 500)];
-            let id = chooser.choose(beat + 10, &servers).unwrap();
+            let id = chooser.choose(beat + 10, &servers, &[]).unwrap();
             *counts.entry(id.0).or_default() += 1;
         }
         assert_eq!(counts.values().copied().collect::<Vec<_>>(), [10, 10]);
@@ -331,7 +404,7 @@ mod tests {
         let mut chooser = MediaChooser::default();
         // m1 has room for exactly one more call (2 legs), m2 is far busier but not full.
         let servers = [server("m1", 1_000, 8, 10), server("m2", 1_000, 900, 1_000)];
-        assert_eq!(chooser.choose(1_000, &servers).unwrap().0, "m1");
+        assert_eq!(chooser.choose(1_000, &servers, &[]).unwrap().0, "m1");
         assert_eq!(
             chooser.health(1_000, &servers[0]),
             Err(Unhealthy::Full {
@@ -346,7 +419,7 @@ mod tests {
     fn none_healthy_is_a_typed_outcome() {
         let mut chooser = MediaChooser::default();
         assert_eq!(
-            chooser.choose(0, &[]).unwrap_err().to_string(),
+            chooser.choose(0, &[], &[]).unwrap_err().to_string(),
             "no media server available (none is configured)"
         );
         let mut unknown = server("rogue", 1_000, 0, 500);
@@ -354,7 +427,7 @@ mod tests {
         let mut dead = server("m1", 1_000, 0, 500);
         dead.alive = false;
         let candidates = [unknown, dead, server("m2", 1_000, 500, 500)];
-        let error = chooser.choose(1_000, &candidates).unwrap_err();
+        let error = chooser.choose(1_000, &candidates, &[]).unwrap_err();
         assert_eq!(
             error.passed_over,
             vec![
@@ -374,5 +447,92 @@ mod tests {
             "no media server available: rogue not known to the cluster, m1 not alive, \
              m2 full (500 of 500 legs)"
         );
+    }
+
+    #[test]
+    fn the_choice_drops_a_silent_server_before_its_calls_are_ended() {
+        // m1's last heartbeat was at 10 000; m2 beats on. The choice lets m1 go after 2 s of
+        // silence; its running calls count as lost only after 5 s.
+        for (now, placed, lost) in [
+            (10_900, "m1=2 m2=2", None),
+            (12_000, "m1=2 m2=2", None),
+            (12_001, "m2=4", None),
+            (15_000, "m2=4", None),
+            (15_001, "m2=4", Some(5_001)),
+        ] {
+            let mut chooser = MediaChooser::default();
+            assert_eq!(
+                place(&mut chooser, now, &servers_at(now), 4),
+                placed,
+                "at {now}"
+            );
+            assert_eq!(chooser.calls_lost(now, 10_000), lost, "at {now}");
+        }
+        assert_eq!(
+            MediaChooser::default().health(12_001, &servers_at(12_001)[0]),
+            Err(Unhealthy::Stale { age_ms: 2_001 })
+        );
+
+        // Another setting of the choice's window moves only the choice.
+        let mut chooser = MediaChooser::new(MediaChoiceConfig {
+            fresh_ms: 1_500,
+            ..MediaChoiceConfig::default()
+        });
+        assert_eq!(place(&mut chooser, 11_501, &servers_at(11_501), 2), "m2=2");
+        assert_eq!(chooser.calls_lost(11_501, 10_000), None);
+    }
+
+    /// m1 silent since 10 000, m2 fresh at `now`.
+    fn servers_at(now: TimestampMs) -> [MediaCandidate; 2] {
+        [server("m1", 10_000, 0, 500), server("m2", now, 0, 500)]
+    }
+
+    #[test]
+    fn an_unreachable_server_is_skipped_until_it_beats_again() {
+        let mut chooser = MediaChooser::default();
+        let m1 = MediaServerId::from("m1");
+        let servers = [server("m1", 1_000, 0, 500), server("m2", 1_000, 0, 500)];
+        assert_eq!(place(&mut chooser, 1_100, &servers, 2), "m1=1 m2=1");
+        // A request to m1 failed at 1 200: no call goes there, though its heartbeat of 1 000
+        // is still fresh.
+        chooser.mark_suspect(&m1, 1_200);
+        assert_eq!(chooser.health(1_200, &servers[0]), Err(Unhealthy::Suspect));
+        assert_eq!(place(&mut chooser, 1_200, &servers, 3), "m2=3");
+        // A heartbeat from before the failure, read late, changes nothing.
+        let servers = [server("m1", 1_150, 0, 500), server("m2", 1_900, 0, 500)];
+        assert_eq!(place(&mut chooser, 1_950, &servers, 2), "m2=2");
+        // A later one forgives it; a second failure marks it again.
+        let servers = [server("m1", 2_000, 0, 500), server("m2", 2_000, 0, 500)];
+        assert_eq!(chooser.health(2_050, &servers[0]), Ok(()));
+        assert_eq!(place(&mut chooser, 2_050, &servers, 2), "m1=1 m2=1");
+        chooser.mark_suspect(&m1, 2_100);
+        chooser.mark_suspect(&m1, 2_060);
+        assert_eq!(chooser.health(2_100, &servers[0]), Err(Unhealthy::Suspect));
+        let servers = [server("m1", 2_080, 0, 500), server("m2", 2_080, 0, 500)];
+        assert_eq!(chooser.health(2_100, &servers[0]), Err(Unhealthy::Suspect));
+    }
+
+    #[test]
+    fn servers_a_call_tried_are_passed_over_for_it_only() {
+        let mut chooser = MediaChooser::default();
+        let servers = [server("m1", 1_000, 0, 500), server("m2", 1_000, 0, 500)];
+        let m1 = MediaServerId::from("m1");
+        for _ in 0..3 {
+            assert_eq!(
+                chooser.choose(1_000, &servers, std::slice::from_ref(&m1)),
+                Ok(MediaServerId::from("m2"))
+            );
+        }
+        let tried = [m1, MediaServerId::from("m2")];
+        assert_eq!(
+            chooser
+                .choose(1_000, &servers, &tried)
+                .unwrap_err()
+                .to_string(),
+            "no media server available: m1 already tried for this call, \
+             m2 already tried for this call"
+        );
+        // Other calls still use m1 (which catches up with the three counted on m2).
+        assert_eq!(place(&mut chooser, 1_000, &servers, 2), "m1=2");
     }
 }

@@ -3,6 +3,10 @@
 //!
 //! - A call is owned by its caller's home server: one task per call ([`CallTask`]) drives the
 //!   `Call` state machine with its timer, talks to the call's MediaServer and sends events.
+//!   The core rings nobody before the caller's leg stands on a MediaServer; when that
+//!   MediaServer fails the leg, the task chooses another (not one this call tried) and puts the
+//!   leg there. A control request that gets no answer makes the MediaServer suspect for the
+//!   choice of new calls (`MediaPool::mark_suspect`).
 //! - A device's command about a call goes to the call's owner (the owner is named in the call
 //!   id): handed to the task directly, or relayed over the bus with a reply token.
 //! - Telephony states go to each user's home server, the only writer of their presence; it
@@ -14,7 +18,7 @@
 use crate::core::call::{Call, CallInput, CallOutput, Callee, Endpoint, Reach};
 use crate::core::license::{LeaseOutcome, SOFTPHONE};
 use crate::error::{AppError, AppResult};
-use crate::media::MediaLink;
+use crate::media::{ChosenMedia, ControlError};
 use crate::server::Server;
 use registry::{ActiveCall, CallMsg, CommandResult, Replier};
 
@@ -234,7 +238,7 @@ async fn place(
     }
     let chosen = server
         .media
-        .choose(&*server.store, &*server.cluster)
+        .choose(&*server.store, &*server.cluster, &[])
         .await?;
     let id = new_call_id(&server.id, &crate::auth::random_hex(12));
     server
@@ -266,7 +270,7 @@ async fn place(
             tx: tx.clone(),
             caller: by.user.clone(),
             media: chosen.id.clone(),
-            incarnation: chosen.incarnation,
+            incarnation: chosen.incarnation.clone(),
             media_failed: false,
         },
     );
@@ -284,8 +288,8 @@ async fn place(
     let task = CallTask {
         server: server.clone(),
         id: id.clone(),
-        media: chosen.id,
-        link: chosen.link,
+        tried: vec![chosen.id.clone()],
+        media: chosen,
         video,
         tx,
         leases: BTreeSet::from([by.user]),
@@ -571,13 +575,18 @@ pub async fn owner_gone(server: &Server, dead: &ServerId) {
 /// A MediaServer reported something about a leg.
 pub async fn media_event(server: &Server, event: MediaEvent) {
     let MediaEvent::Failed {
-        call, leg, reason, ..
+        media,
+        call,
+        leg,
+        reason,
     } = event
     else {
         return;
     };
-    let Some(tx) = server.calls.sender(&call) else {
-        return;
+    // Only from the call's MediaServer now: one it moved away from has no say.
+    let tx = match server.calls.active.lock().unwrap().get(&call) {
+        Some(active) if active.media == media => active.tx.clone(),
+        _ => return,
     };
     let Some((user, device)) = leg.split_once('/') else {
         return;
@@ -616,7 +625,6 @@ pub async fn check_media(server: &Server) {
     let embedded = server.media.embedded().map(|h| h.id().clone());
     let statuses = server.media.statuses(&*server.cluster).await;
     let now = now_ms();
-    let fresh_ms = server.media.fresh_ms();
     let mut failing = Vec::new();
     {
         let mut active = server.calls.active.lock().unwrap();
@@ -627,7 +635,7 @@ pub async fn check_media(server: &Server) {
             let status = statuses.iter().find(|(s, _)| s.id == call.media);
             let reason = match status {
                 None => Some(format!("MediaServer {} is gone", call.media)),
-                Some((_, seen)) if now - seen > fresh_ms => Some(format!(
+                Some((_, seen)) if server.media.calls_lost(now, *seen).is_some() => Some(format!(
                     "MediaServer {} stopped answering {} ms ago",
                     call.media,
                     now - seen
@@ -656,12 +664,43 @@ pub async fn check_media(server: &Server) {
 
 // ---------------------------------------------------------------------- the call task
 
+/// Puts `party`'s leg on `media`; the message for the call task either way.
+async fn add_leg(
+    server: &Server,
+    media: &ChosenMedia,
+    call: &CallId,
+    party: Endpoint,
+    offer: String,
+) -> CallMsg {
+    match media.link.add_leg(call, &party.leg(), offer).await {
+        Ok(sdp) => CallMsg::LegAnswer { party, sdp },
+        Err(error) => {
+            control_failed(server, media, &error);
+            CallMsg::LegFailed {
+                party,
+                reason: error.to_string(),
+            }
+        }
+    }
+}
+
+/// A control request to `media` failed: one that got no answer makes it suspect, so that
+/// new calls avoid it at once rather than when its heartbeat has aged out.
+fn control_failed(server: &Server, media: &ChosenMedia, error: &ControlError) {
+    if matches!(error, ControlError::Unreachable(_)) {
+        tracing::warn!(media = %media.id, %error, "MediaServer unreachable; no new calls for it until it beats again");
+        server.media.mark_suspect(&media.id);
+    }
+}
+
 /// One call this server owns, driven to its end.
 struct CallTask {
     server: std::sync::Arc<Server>,
     id: CallId,
-    media: MediaServerId,
-    link: MediaLink,
+    /// The call's MediaServer now.
+    media: ChosenMedia,
+    /// Every MediaServer the call was placed on, the current one last; never chosen again.
+    tried: Vec<MediaServerId>,
     video: bool,
     /// The task's own input, for the results of work it spawns (media, lookups).
     tx: mpsc::Sender<CallMsg>,
@@ -700,8 +739,11 @@ impl CallTask {
         // Commands that raced with the end get their answer.
         rx.close();
         while let Ok(message) = rx.try_recv() {
-            if let CallMsg::Command { reply, .. } = message {
-                reply.send(&self.server, Err(gone())).await;
+            match message {
+                CallMsg::Command { reply, .. } => reply.send(&self.server, Err(gone())).await,
+                // Moved while it ended: the leg put there goes too.
+                CallMsg::MediaMoved(media) => self.spawn_end_call(media),
+                _ => {}
             }
         }
         for user in std::mem::take(&mut self.leases) {
@@ -725,14 +767,29 @@ impl CallTask {
                 if call.parties().contains(&party) {
                     let event = CallEvent::CallMediaAnswer {
                         call: self.id.clone(),
-                        media: self.media.clone(),
+                        media: self.media.id.clone(),
                         sdp,
                     };
-                    send_event(&self.server, &party.user, vec![party.device], event).await;
+                    let device = party.device.clone();
+                    send_event(&self.server, &party.user, vec![device], event).await;
+                    call.handle_input(now, CallInput::LegAnswered { party });
+                    self.drain(call, None).await;
                 }
             }
+            CallMsg::MediaMoved(chosen) => {
+                tracing::info!(call = %self.id, from = %self.media.id, to = %chosen.id, "call moved to another MediaServer");
+                self.tried.push(chosen.id.clone());
+                if let Some(active) = self.server.calls.active.lock().unwrap().get_mut(&self.id) {
+                    active.media = chosen.id.clone();
+                    active.incarnation = chosen.incarnation.clone();
+                    active.media_failed = false;
+                }
+                let old = std::mem::replace(&mut self.media, chosen);
+                // Whatever the failed MediaServer may hold of the call goes (best effort).
+                self.spawn_end_call(old);
+            }
             CallMsg::LegFailed { party, reason } => {
-                tracing::warn!(call = %self.id, %party, %reason, "a leg failed");
+                tracing::warn!(call = %self.id, media = %self.media.id, %party, %reason, "a leg failed");
                 call.handle_input(now, CallInput::LegFailed { party, reason });
                 self.drain(call, None).await;
             }
@@ -907,22 +964,50 @@ impl CallTask {
                     });
                 }
                 CallOutput::AddLeg { party, offer } => {
-                    let link = self.link.clone();
+                    let server = self.server.clone();
+                    let media = self.media.clone();
                     let call_id = self.id.clone();
                     let tx = self.tx.clone();
                     tokio::spawn(async move {
-                        let message = match link.add_leg(&call_id, &party.leg(), offer).await {
-                            Ok(sdp) => CallMsg::LegAnswer { party, sdp },
-                            Err(reason) => CallMsg::LegFailed { party, reason },
-                        };
+                        let message = add_leg(&server, &media, &call_id, party, offer).await;
                         let _ = tx.send(message).await;
                     });
                 }
+                CallOutput::MoveMedia {
+                    party,
+                    offer,
+                    attempt,
+                } => {
+                    tracing::info!(call = %self.id, failed = %self.media.id, attempt, "choosing another MediaServer before anyone rings");
+                    let server = self.server.clone();
+                    let tried = self.tried.clone();
+                    let call_id = self.id.clone();
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        let chosen = server
+                            .media
+                            .choose(&*server.store, &*server.cluster, &tried)
+                            .await;
+                        match chosen {
+                            Ok(media) => {
+                                let _ = tx.send(CallMsg::MediaMoved(media.clone())).await;
+                                let message =
+                                    add_leg(&server, &media, &call_id, party, offer).await;
+                                let _ = tx.send(message).await;
+                            }
+                            Err(error) => {
+                                let _ = tx.send(CallMsg::MediaFailed(error.0.message)).await;
+                            }
+                        }
+                    });
+                }
                 CallOutput::RemoveLeg { party } => {
-                    let link = self.link.clone();
+                    let server = self.server.clone();
+                    let media = self.media.clone();
                     let call_id = self.id.clone();
                     tokio::spawn(async move {
-                        if let Err(error) = link.remove_leg(&call_id, &party.leg()).await {
+                        if let Err(error) = media.link.remove_leg(&call_id, &party.leg()).await {
+                            control_failed(&server, &media, &error);
                             tracing::debug!(call = %call_id, %party, %error, "leg removal failed");
                         }
                     });
@@ -1029,17 +1114,23 @@ impl CallTask {
                         let who = party.endpoint;
                         send_event(&self.server, &who.user, vec![who.device], event).await;
                     }
-                    let link = self.link.clone();
-                    let call_id = self.id.clone();
-                    tokio::spawn(async move {
-                        if let Err(error) = link.end_call(&call_id).await {
-                            tracing::debug!(call = %call_id, %error, "ending the call on its MediaServer failed");
-                        }
-                    });
+                    self.spawn_end_call(self.media.clone());
                 }
             }
         }
         refused
+    }
+
+    /// Ends the call on `media` without waiting for the answer.
+    fn spawn_end_call(&self, media: ChosenMedia) {
+        let server = self.server.clone();
+        let call_id = self.id.clone();
+        tokio::spawn(async move {
+            if let Err(error) = media.link.end_call(&call_id).await {
+                control_failed(&server, &media, &error);
+                tracing::debug!(call = %call_id, media = %media.id, %error, "ending the call on its MediaServer failed");
+            }
+        });
     }
 
     /// Tells a user's home server their telephony state in this call (and who placed it).

@@ -3,6 +3,7 @@
 //! so that the server's components can hold it without importing the shell.
 
 use crate::core::call::{CallConfig, Callee, Endpoint};
+use crate::media::ChosenMedia;
 use shared::api::ApiError;
 use shared::call::{CallCommand, ReplyTo};
 use shared::{CallId, MediaServerId, UserId};
@@ -36,6 +37,8 @@ pub(super) enum CallMsg {
         reason: String,
     },
     MediaFailed(String),
+    /// The call now runs on this MediaServer (the one before failed the caller's leg).
+    MediaMoved(ChosenMedia),
     Target(Callee),
 }
 
