@@ -99,7 +99,10 @@ pub async fn resync(server: &Server) {
         }
         // Events for our users may have been lost: send them what they watch, as stored now.
         server.presence.send_watched(user, false).await;
-        // Seats of signed-in users are taken again if Redis lost them.
+    }
+    // Seats of signed-in users (connected or not) are taken again if Redis lost them: a
+    // restarted Redis is empty, a promoted replica may miss the last writes.
+    for user in server.tokens.client_token_users() {
         let _ = server
             .cluster
             .lease_acquire(license::SEAT, user.as_str(), &server.id, None)
