@@ -153,6 +153,14 @@ async fn leases_are_shared_and_bounded((a, b): Pair) {
         LeaseOutcome::Granted
     );
     assert_eq!(a.lease_count("uc-seat").await.unwrap(), 2);
+    assert_eq!(b.leases_held("uc-seat", &s1).await.unwrap(), vec!["alice"]);
+    assert_eq!(a.leases_held("uc-seat", &s2).await.unwrap(), vec!["bob"]);
+    assert_eq!(
+        a.leases_held("softphone", &s2).await.unwrap(),
+        vec!["call-1"]
+    );
+    assert!(a.leases_held("softphone", &s1).await.unwrap().is_empty());
+    assert!(a.leases_held("no-such-kind", &s1).await.unwrap().is_empty());
     assert!(a.lease_release("uc-seat", "alice").await.unwrap());
     assert!(!b.lease_release("uc-seat", "alice").await.unwrap());
     assert_eq!(a.lease_release_holder(&s2).await.unwrap(), 2);

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use switchboard_tests::Postgres;
 use switchboard_tests::chat::{create_users, login, send_all};
 use switchboard_tests::mediaserver::{MEDIA_SECRET, MediaServer};
-use switchboard_tests::sentinel::SentinelCluster;
+use switchboard_tests::sentinel::{SentinelCluster, redis_cli};
 use switchboard_tests::ucserver::{ADMIN_PASSWORD, UcServer};
 use ucclient::{AdminClient, Client, Connection};
 
@@ -193,6 +193,23 @@ async fn the_cluster_is_whole_again_after_sentinel_promotes_the_replica() {
         "alice, bob and dave hold seats"
     );
 
+    // A seat s2 holds for no one, as a sign-out whose release was lost leaves it (Redis
+    // away, or the release not yet replicated when the primary died); the replica has it.
+    let seats_key = shared::keys::leases("uc-seat");
+    let primary = redis.primary_port().expect("a primary");
+    redis_cli(primary, &["HSET", &seats_key, "ghost", "s2"]).expect("HSET");
+    let replica = *redis
+        .data_ports()
+        .iter()
+        .find(|port| **port != primary)
+        .expect("a replica");
+    let deadline = Instant::now() + WAIT;
+    while redis_cli(replica, &["HGET", &seats_key, "ghost"]).as_deref() != Some("s2\n") {
+        assert!(Instant::now() < deadline, "the replica never got the seat");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seats_in_use(&admin).await, 4);
+
     // The primary dies; messages sent before the promotion are stored in SQL.
     redis.await_failover_ready();
     let old_primary = redis.kill_primary();
@@ -227,7 +244,8 @@ async fn the_cluster_is_whole_again_after_sentinel_promotes_the_replica() {
     assert!(is_visible(&alice_desk.get_presence(&bob).await.unwrap()));
     assert!(is_visible(&bob_desk.get_presence(&alice).await.unwrap()));
 
-    // Seats and online sets are rebuilt from each server's own truth.
+    // Seats and online sets are rebuilt from each server's own truth: the seat held for no
+    // one is returned.
     let deadline = Instant::now() + WAIT;
     loop {
         let seats = seats_in_use(&admin).await;

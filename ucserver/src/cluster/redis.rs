@@ -588,6 +588,19 @@ impl Cluster for RedisCluster {
         Ok(count.max(0) as u32)
     }
 
+    async fn leases_held(&self, kind: &str, holder: &ServerId) -> ClusterResult<Vec<String>> {
+        let all: std::collections::HashMap<String, String> = self
+            .client
+            .hgetall(keys::leases(kind))
+            .await
+            .map_err(backend)?;
+        Ok(all
+            .into_iter()
+            .filter(|(_, server)| server == holder.as_str())
+            .map(|(key, _)| key)
+            .collect())
+    }
+
     async fn login_failed(&self, key: &str, forget_after_ms: u64) -> ClusterResult<u32> {
         let value = self
             .eval(
