@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 use shared::MediaServerId;
+use shared::url::{RedisUrl, mask_url};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -195,12 +196,12 @@ impl MediaConfig {
             });
         }
         if let Some(url) = &self.redis_url
-            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+            && let Err(error) = RedisUrl::parse(url)
         {
             return Err(ConfigError::InvalidValue {
                 name: "UC_REDIS_URL",
-                value: url.clone(),
-                reason: "expected redis://host:port".into(),
+                value: mask_url(url),
+                reason: error.to_string(),
             });
         }
         match &self.secret {
@@ -265,7 +266,7 @@ impl fmt::Display for MediaConfig {
         let redis = self
             .redis_url
             .as_deref()
-            .map(mask_url_password)
+            .map(mask_url)
             .unwrap_or_else(|| "(none)".into());
         write!(
             f,
@@ -281,21 +282,6 @@ impl fmt::Display for MediaConfig {
             self.connect_timeout.as_millis()
         )
     }
-}
-
-/// `redis://user:pw@host` becomes `redis://user:***@host`.
-fn mask_url_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let Some((credentials, host)) = rest.rsplit_once('@') else {
-        return url.to_string();
-    };
-    let user = credentials
-        .split_once(':')
-        .map(|(u, _)| u)
-        .unwrap_or(credentials);
-    format!("{scheme}://{user}:***@{host}")
 }
 
 #[cfg(test)]
@@ -369,10 +355,26 @@ mod tests {
 
     #[test]
     fn redis_password_is_masked() {
-        assert_eq!(
-            mask_url_password("redis://u:pw@h:6379"),
-            "redis://u:***@h:6379"
+        assert_eq!(mask_url("redis://u:pw@h:6379"), "redis://***@h:6379");
+        assert_eq!(mask_url("redis://h:6379"), "redis://h:6379");
+        let mut config = MediaConfig {
+            redis_url: Some(
+                "redis-sentinel://u:hunter2@h:26379/mymaster?sentinel_password=hunter2".into(),
+            ),
+            ..MediaConfig::default()
+        };
+        config.validate(false).unwrap();
+        let shown = config.to_string();
+        assert!(
+            !shown.contains("hunter2")
+                && shown.contains("redis-sentinel://***@h:26379/mymaster?sentinel_password=***"),
+            "{shown}"
         );
-        assert_eq!(mask_url_password("redis://h:6379"), "redis://h:6379");
+        config.redis_url = Some("redis-sentinel://u:hunter2@h:26379".into());
+        let error = config.validate(false).unwrap_err().to_string();
+        assert!(
+            error.contains("names the service") && !error.contains("hunter2"),
+            "{error}"
+        );
     }
 }

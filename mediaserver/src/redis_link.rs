@@ -12,6 +12,7 @@ use fred::prelude::*;
 use fred::types::Expiration;
 use shared::keys;
 use shared::media::{MediaEvent, MediaServerStatus};
+use shared::url::RedisUrl;
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -23,9 +24,33 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// Lifetime of the per-server status key.
 const STATUS_KEY_TTL_MS: i64 = 5_000;
 
+/// fred's configuration for `UC_REDIS_URL`: one server, or a primary found through Redis
+/// Sentinel (asked again on every reconnect, so a promoted replica is found after a failover).
+fn fred_config(url: &str) -> Result<Config, Error> {
+    match RedisUrl::parse(url).map_err(|e| Error::new(ErrorKind::Config, e.to_string()))? {
+        RedisUrl::Direct(url) => Config::from_url(&url),
+        RedisUrl::Sentinel(sentinel) => Ok(Config {
+            server: ServerConfig::Sentinel {
+                hosts: sentinel
+                    .sentinels
+                    .into_iter()
+                    .map(|(host, port)| Server::new(host, port))
+                    .collect(),
+                service_name: sentinel.service,
+                username: sentinel.sentinel_username,
+                password: sentinel.sentinel_password,
+            },
+            username: sentinel.username,
+            password: sentinel.password,
+            database: sentinel.database,
+            ..Config::default()
+        }),
+    }
+}
+
 /// Builds a client that reconnects forever and never lets a command hang.
 pub(crate) fn build_client(url: &str) -> Result<Client, Error> {
-    let config = Config::from_url(url)?;
+    let config = fred_config(url)?;
     Builder::from_config(config)
         .with_connection_config(|c| {
             c.connection_timeout = Duration::from_secs(2);

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod limits;
 pub mod media;
 pub mod presence;
+pub mod url;
 pub mod ws;
 
 pub use ids::*;

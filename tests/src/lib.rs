@@ -6,14 +6,18 @@
 //! watchdog process when the test process exits, however it exits: see
 //! [`process::Watchdog`]. Every wait is bounded (30 s) and ends in a panic that says why.
 //!
+//! [`sentinel::SentinelCluster`] is a Redis primary, its replica and three Redis Sentinels,
+//! for failover tests.
+//!
 //! A missing binary is a panic naming the Debian package to install (`redis-server`,
-//! `postgresql`); tests are never skipped.
+//! `redis-sentinel`, `postgresql`); tests are never skipped.
 
 pub mod chat;
 pub mod device;
 pub mod postgres;
 pub mod process;
 pub mod redis;
+pub mod sentinel;
 
 pub use postgres::Postgres;
 pub use redis::Redis;

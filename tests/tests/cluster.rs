@@ -1,6 +1,6 @@
-//! The cluster conformance suite: the same checks against the in-process cluster and
-//! against Redis (a real `redis-server` started by the harness). Two handles on one
-//! cluster stand for two UCServers.
+//! The cluster conformance suite: the same checks against the in-process cluster, against
+//! Redis (a real `redis-server` started by the harness) and against a Redis primary found
+//! through three real Sentinels. Two handles on one cluster stand for two UCServers.
 
 use shared::bus::{BusBody, BusMessage, ServerHeartbeat};
 use shared::presence::{Availability, PresenceSnapshot};
@@ -8,6 +8,7 @@ use shared::{ServerId, UserId};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_tests::Redis;
+use switchboard_tests::sentinel::SentinelCluster;
 use ucserver::cluster::{BusInput, Cluster, LocalCluster, LocalHub, RedisCluster};
 use ucserver::core::license::LeaseOutcome;
 
@@ -29,6 +30,17 @@ async fn redis_pair(redis: &Redis) -> Pair {
     let b = RedisCluster::connect(&redis.url())
         .await
         .expect("connect b");
+    (Arc::new(a), Arc::new(b))
+}
+
+/// The same over Redis Sentinel: both handles find the primary through the Sentinels.
+async fn sentinel_pair(sentinel: &SentinelCluster) -> Pair {
+    let a = RedisCluster::connect(&sentinel.url())
+        .await
+        .expect("connect a through Sentinel");
+    let b = RedisCluster::connect(&sentinel.url())
+        .await
+        .expect("connect b through Sentinel");
     (Arc::new(a), Arc::new(b))
 }
 
@@ -141,6 +153,14 @@ async fn leases_are_shared_and_bounded((a, b): Pair) {
         LeaseOutcome::Granted
     );
     assert_eq!(a.lease_count("uc-seat").await.unwrap(), 2);
+    assert_eq!(b.leases_held("uc-seat", &s1).await.unwrap(), vec!["alice"]);
+    assert_eq!(a.leases_held("uc-seat", &s2).await.unwrap(), vec!["bob"]);
+    assert_eq!(
+        a.leases_held("softphone", &s2).await.unwrap(),
+        vec!["call-1"]
+    );
+    assert!(a.leases_held("softphone", &s1).await.unwrap().is_empty());
+    assert!(a.leases_held("no-such-kind", &s1).await.unwrap().is_empty());
     assert!(a.lease_release("uc-seat", "alice").await.unwrap());
     assert!(!b.lease_release("uc-seat", "alice").await.unwrap());
     assert_eq!(a.lease_release_holder(&s2).await.unwrap(), 2);
@@ -290,6 +310,15 @@ macro_rules! suite {
                 async fn $name() {
                     let redis = switchboard_tests::Redis::start();
                     super::$name(super::redis_pair(&redis).await).await;
+                }
+            )*
+        }
+        mod sentinel {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let sentinel = switchboard_tests::sentinel::SentinelCluster::start();
+                    super::$name(super::sentinel_pair(&sentinel).await).await;
                 }
             )*
         }

@@ -865,8 +865,12 @@ async fn servers_republish_their_state_when_redis_comes_back_empty() {
     let mut lab = Lab::start("redisrestart").await;
     let alice = lab.user("alice", "s1").await;
     let bob = lab.user("bob", "s2").await;
+    // dave is signed in without a device: he holds a seat without being online.
+    let dave = lab.user("dave", "s2").await;
     let alice_client = lab.login(&alice, "desk").await;
     let bob_client = lab.login(&bob, "desk").await;
+    let _dave_client = lab.login(&dave, "desk").await;
+    assert_eq!(seats_in_use(&lab.admin).await, 3);
     alice_client.put_contact(&bob, "").await.unwrap();
     let mut alice_conn = connect(&alice_client).await;
     let mut bob_conn = connect(&bob_client).await;
@@ -897,6 +901,15 @@ async fn servers_republish_their_state_when_redis_comes_back_empty() {
         assert!(
             Instant::now() < deadline,
             "bob's presence was not re-published after the Redis restart: {view:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Seats are taken again for every signed-in user, connected or not.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seats_in_use(&lab.admin).await != 3 {
+        assert!(
+            Instant::now() < deadline,
+            "seats were not re-taken after the Redis restart"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

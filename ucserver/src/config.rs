@@ -19,6 +19,9 @@ pub struct Config {
     /// `UC_DATABASE_URL`: `sqlite:PATH` or `postgres://...`. Default `sqlite:<data_dir>/switchboard.db`.
     pub database_url: Option<String>,
     /// `UC_REDIS_URL`: the cluster's Redis; absent = single node with an in-process bus.
+    /// `redis://`/`rediss://` for one server, or
+    /// `redis-sentinel://[user:password@]host:port,host:port/service` for a primary found
+    /// through Redis Sentinel (see `shared::url`).
     pub redis_url: Option<String>,
     /// `UC_ADMIN_PASSWORD`: password of the initial `admin` user, used only when no admin
     /// exists yet. Absent = one is generated and printed once.
@@ -83,34 +86,7 @@ pub struct Config {
     pub rate_conversations_burst: u32,
 }
 
-/// `scheme://user:password@host/...?password=...` with the credentials replaced by `***`, for
-/// anything printed or logged (a database or Redis URL may hold a password).
-pub fn mask_url(url: &str) -> String {
-    let mut masked = match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    };
-    if let Some(query_start) = masked.find('?') {
-        let (base, query) = masked.split_at(query_start + 1);
-        let query = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((name, _))
-                    if ["password", "pass", "pwd", "secret", "sslpassword"]
-                        .contains(&name.to_ascii_lowercase().as_str()) =>
-                {
-                    format!("{name}=***")
-                }
-                _ => pair.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join("&");
-        masked = format!("{base}{query}");
-    }
-    masked
-}
+pub use shared::url::mask_url;
 
 impl Default for Config {
     fn default() -> Self {
@@ -296,12 +272,8 @@ impl Config {
                 mask_url(url)
             );
         }
-        if let Some(url) = &self.redis_url
-            && !(url.starts_with("redis://")
-                || url.starts_with("rediss://")
-                || url.starts_with("redis-sentinel://"))
-        {
-            anyhow::bail!("UC_REDIS_URL must start with redis://, rediss:// or redis-sentinel://");
+        if let Some(url) = &self.redis_url {
+            shared::url::RedisUrl::parse(url).map_err(|e| anyhow::anyhow!("UC_REDIS_URL: {e}"))?;
         }
         if self.heartbeat_ms == 0 || self.dead_after_ms < 2 * self.heartbeat_ms {
             anyhow::bail!(
@@ -585,6 +557,28 @@ mod tests {
         let error = config.validate().unwrap_err().to_string();
         assert!(!error.contains("hunter2"), "{error}");
         config.database_url = None;
+
+        config.redis_url = Some(
+            "redis-sentinel://uc:hunter2@10.0.0.1:26379,10.0.0.2:26379/mymaster?sentinel_password=hunter2"
+                .into(),
+        );
+        config.validate().unwrap();
+        let described = config.describe();
+        assert!(!described.contains("hunter2"), "{described}");
+        assert!(
+            described.contains(
+                "redis-sentinel://***@10.0.0.1:26379,10.0.0.2:26379/mymaster?sentinel_password=***"
+            ),
+            "{described}"
+        );
+        config.redis_url = Some("redis-sentinel://uc:hunter2@10.0.0.1:26379".into());
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.starts_with("UC_REDIS_URL: a Sentinel URL names the service")
+                && !error.contains("hunter2"),
+            "{error}"
+        );
+        config.redis_url = None;
 
         config
             .apply_env(|name| {

@@ -12,7 +12,7 @@ use crate::server::Server;
 use futures_util::StreamExt;
 use shared::bus::{BusBody, ServerHeartbeat};
 use shared::presence::{Availability, PresenceSnapshot};
-use shared::{ServerId, TimestampMs, now_ms};
+use shared::{ServerId, TimestampMs, UserId, now_ms};
 use std::sync::atomic::Ordering;
 
 /// The cluster store as the heartbeat last saw it.
@@ -27,6 +27,12 @@ struct SeenStore {
 #[derive(Default)]
 pub struct Peers {
     seen: SeenStore,
+    /// Seats the store says this server holds, found after a resync, for users holding no
+    /// client token here: a release lost while the store was away, or one a promoted replica
+    /// never received. Returned on the next beat unless the user has signed in meanwhile (a
+    /// beat apart, so that a sign-in between taking its seat and holding its token is
+    /// not mistaken for a stale seat).
+    stale_seats: Vec<UserId>,
 }
 
 impl Peers {
@@ -65,8 +71,48 @@ impl Peers {
         if resync_needed || resubscribed {
             tracing::info!("the cluster store is back (or restarted empty); re-publishing state");
             resync(server).await;
+            self.stale_seats = seats_without_token(server).await;
         } else {
             heartbeat(server).await;
+            return_stale_seats(server, std::mem::take(&mut self.stale_seats)).await;
+        }
+    }
+}
+
+/// Seats the store has for this server whose users hold no client token here.
+async fn seats_without_token(server: &Server) -> Vec<UserId> {
+    let held = server
+        .bus(
+            "seats held",
+            server.cluster.leases_held(license::SEAT, &server.id),
+        )
+        .await
+        .unwrap_or_default();
+    held.into_iter()
+        .map(UserId::new)
+        .filter(|user| !server.tokens.client_token_held(user))
+        .collect()
+}
+
+/// Returns the seats found stale a beat ago whose users have still not signed in here. A
+/// sign-in that took the seat again just now gets it back.
+async fn return_stale_seats(server: &Server, stale: Vec<UserId>) {
+    for user in stale {
+        if server.tokens.client_token_held(&user) {
+            continue;
+        }
+        tracing::info!(%user, "returning a seat held without a signed-in user");
+        server
+            .bus(
+                "release seat",
+                server.cluster.lease_release(license::SEAT, user.as_str()),
+            )
+            .await;
+        if server.tokens.client_token_held(&user) {
+            let _ = server
+                .cluster
+                .lease_acquire(license::SEAT, user.as_str(), &server.id, None)
+                .await;
         }
     }
 }
@@ -100,7 +146,10 @@ pub async fn resync(server: &Server) {
         }
         // Events for our users may have been lost: send them what they watch, as stored now.
         server.presence.send_watched(user, false).await;
-        // Seats of signed-in users are taken again if Redis lost them.
+    }
+    // Seats of signed-in users (connected or not) are taken again if Redis lost them: a
+    // restarted Redis is empty, a promoted replica may miss the last writes.
+    for user in server.tokens.client_token_users() {
         let _ = server
             .cluster
             .lease_acquire(license::SEAT, user.as_str(), &server.id, None)

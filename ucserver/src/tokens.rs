@@ -5,7 +5,7 @@
 
 use crate::auth::TokenInfo;
 use shared::{TimestampMs, UserId};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 /// A token unused this long, with no device connected, ends (and returns its seat).
@@ -77,6 +77,17 @@ impl Tokens {
             .unwrap()
             .values()
             .any(|h| &h.info.user == user && !h.info.console_only)
+    }
+
+    /// Every user holding a client (not console) token here: those who hold a seat.
+    pub fn client_token_users(&self) -> BTreeSet<UserId> {
+        self.held
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|h| !h.info.console_only)
+            .map(|h| h.info.user.clone())
+            .collect()
     }
 
     /// Tokens unused for `idle_ms` at `now`, with their users.

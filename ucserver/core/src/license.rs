@@ -66,6 +66,16 @@ impl LeaseTable {
         released
     }
 
+    /// The keys of `kind` that `holder` holds.
+    pub fn held_by(&self, kind: &str, holder: &ServerId) -> Vec<String> {
+        self.leases.get(kind).map_or_else(Vec::new, |held| {
+            held.iter()
+                .filter(|(_, server)| *server == holder)
+                .map(|(key, _)| key.clone())
+                .collect()
+        })
+    }
+
     pub fn in_use(&self, kind: &str) -> u32 {
         self.leases.get(kind).map_or(0, |held| held.len() as u32)
     }

@@ -303,6 +303,10 @@ impl Cluster for LocalCluster {
         Ok(self.hub.state.lock().unwrap().leases.in_use(kind))
     }
 
+    async fn leases_held(&self, kind: &str, holder: &ServerId) -> ClusterResult<Vec<String>> {
+        Ok(self.hub.state.lock().unwrap().leases.held_by(kind, holder))
+    }
+
     async fn login_failed(&self, key: &str, forget_after_ms: u64) -> ClusterResult<u32> {
         let now = shared::now_ms();
         let mut state = self.hub.state.lock().unwrap();

@@ -108,6 +108,8 @@ pub trait Cluster: Send + Sync + 'static {
     /// Releases every lease `holder` has, of every kind; returns how many.
     async fn lease_release_holder(&self, holder: &ServerId) -> ClusterResult<u32>;
     async fn lease_count(&self, kind: &str) -> ClusterResult<u32>;
+    /// The keys of `kind` that `holder` holds (to compare with the holder's own truth).
+    async fn leases_held(&self, kind: &str, holder: &ServerId) -> ClusterResult<Vec<String>>;
 
     // ---- login throttling (see `login_guard.rs`) ----
     /// Counts one failed login on `key`, atomically for the whole cluster; the key is

@@ -17,6 +17,7 @@ use shared::bus::{BusMessage, ServerHeartbeat};
 use shared::keys;
 use shared::media::MediaServerStatus;
 use shared::presence::PresenceSnapshot;
+use shared::url::RedisUrl;
 use shared::{ServerId, TimestampMs, UserId};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -150,14 +151,37 @@ const SUBSCRIBER_BROADCAST_CAPACITY: usize = 65_536;
 /// here cost about 40 MB of resident memory per server for nothing.
 const CLIENT_BROADCAST_CAPACITY: usize = 64;
 
+/// fred's configuration for `UC_REDIS_URL`: one server, or a primary found through Sentinel
+/// (fred asks a Sentinel for the primary, checks its role, and asks again on every
+/// reconnect, so a promoted replica is found after a failover).
+fn fred_config(url: &str) -> ClusterResult<Config> {
+    let masked = crate::config::mask_url(url);
+    let bad = |reason: String| ClusterError::Backend(format!("bad Redis URL {masked}: {reason}"));
+    match RedisUrl::parse(url).map_err(|e| bad(e.to_string()))? {
+        RedisUrl::Direct(url) => {
+            Config::from_url(&url).map_err(|e| bad(e.to_string().replace(&url, &masked)))
+        }
+        RedisUrl::Sentinel(sentinel) => Ok(Config {
+            server: ServerConfig::Sentinel {
+                hosts: sentinel
+                    .sentinels
+                    .into_iter()
+                    .map(|(host, port)| Server::new(host, port))
+                    .collect(),
+                service_name: sentinel.service,
+                username: sentinel.sentinel_username,
+                password: sentinel.sentinel_password,
+            },
+            username: sentinel.username,
+            password: sentinel.password,
+            database: sentinel.database,
+            ..Config::default()
+        }),
+    }
+}
+
 fn config(url: &str, broadcast_capacity: usize) -> ClusterResult<Builder> {
-    let config = Config::from_url(url).map_err(|e| {
-        let masked = crate::config::mask_url(url);
-        ClusterError::Backend(format!(
-            "bad Redis URL {masked}: {}",
-            e.to_string().replace(url, &masked)
-        ))
-    })?;
+    let config = fred_config(url)?;
     let mut builder = Builder::from_config(config);
     builder
         .with_performance_config(|perf| {
@@ -574,6 +598,19 @@ impl Cluster for RedisCluster {
             .await
             .map_err(backend)?;
         Ok(count.max(0) as u32)
+    }
+
+    async fn leases_held(&self, kind: &str, holder: &ServerId) -> ClusterResult<Vec<String>> {
+        let all: std::collections::HashMap<String, String> = self
+            .client
+            .hgetall(keys::leases(kind))
+            .await
+            .map_err(backend)?;
+        Ok(all
+            .into_iter()
+            .filter(|(_, server)| server == holder.as_str())
+            .map(|(key, _)| key)
+            .collect())
     }
 
     async fn login_failed(&self, key: &str, forget_after_ms: u64) -> ClusterResult<u32> {
