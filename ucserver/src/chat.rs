@@ -13,7 +13,7 @@ use crate::outbox::Outbox;
 use crate::relations::Relations;
 use crate::store::{ConversationRecord, NewMessage, Store, StoreError, StoreResult};
 use crate::timed;
-use shared::api::{ChatMessage, ConversationKind, ErrorCode, ReadMarker};
+use shared::api::{ChatMessage, ConversationKind, ErrorCode, JournalEntry, ReadMarker};
 use shared::bus::{BusBody, Delivery};
 use shared::ws::ServerEvent;
 use shared::{ConversationId, ServerId, UserId, now_ms};
@@ -56,6 +56,8 @@ pub struct Chat {
     devices: Arc<Devices>,
     /// Messages for the writer, in the order they were accepted.
     queue: mpsc::Sender<ChatJob>,
+    /// Messages and journal entries kept while SQL cannot be reached.
+    outbox: Arc<Outbox>,
     /// When the writer's SQL write under way began (ms), 0 when none is.
     writing_since_ms: AtomicI64,
 }
@@ -69,6 +71,7 @@ impl Chat {
         metrics: Arc<Metrics>,
         relations: Arc<Relations>,
         devices: Arc<Devices>,
+        outbox: Arc<Outbox>,
     ) -> (Arc<Self>, ChatWriter) {
         let (queue, rx) = mpsc::channel(CHAT_QUEUE);
         let chat = Arc::new(Self {
@@ -79,6 +82,7 @@ impl Chat {
             relations,
             devices,
             queue,
+            outbox,
             writing_since_ms: AtomicI64::new(0),
         });
         (chat, ChatWriter { rx })
@@ -431,6 +435,21 @@ impl Chat {
         Ok(())
     }
 
+    /// Writes a journal entry: to SQL, or, while SQL cannot be reached (or older entries
+    /// still wait in the outbox), to the outbox, whose drainer writes it later.
+    pub async fn add_journal(&self, entry: &JournalEntry) -> AppResult<()> {
+        if self.outbox.journal_len() == 0 {
+            match timed::sql_store(&self.metrics, self.store.add_journal(entry)).await {
+                Ok(()) => return Ok(()),
+                Err(error) if unreachable(&error) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        self.outbox.push_journal(entry).await.map_err(|error| {
+            AppError::new(ErrorCode::ServerUnavailable, error.to_string())
+        })
+    }
+
     /// Replays unread messages of every conversation to one fresh device queue.
     pub async fn replay_unread(
         &self,
@@ -664,10 +683,42 @@ impl Pipeline {
         self.deliveries.send(batch).await.is_ok()
     }
 
-    /// Drains the outbox whenever it holds something, until `stop`.
+    /// Writes the outbox's oldest journal entries to SQL; false when SQL does not take them.
+    async fn drain_journal_once(&self) -> bool {
+        let (last, entries) = match self.outbox.oldest_journal(CHAT_BATCH).await {
+            Ok(oldest) => oldest,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the outbox's journal entries");
+                return false;
+            }
+        };
+        for entry in &entries {
+            let written = timed::sql_store(&self.chat.metrics, self.chat.store.add_journal(entry)).await;
+            match written {
+                Ok(()) => {}
+                Err(error) if unreachable(&error) => return false,
+                Err(error) => {
+                    tracing::error!(id = %entry.id, %error, "a kept journal entry was refused by the database");
+                }
+            }
+        }
+        if let Err(error) = self.outbox.remove_journal_through(last).await {
+            tracing::error!(%error, "cannot clear written journal entries from the outbox; they are written again");
+        }
+        tracing::info!(count = entries.len(), "wrote journal entries from the outbox");
+        true
+    }
+
+    /// Drains the outbox whenever it holds something (messages first), until `stop`.
     async fn drain(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
             if !self.outbox.is_empty() && self.drain_once().await {
+                continue;
+            }
+            if self.outbox.is_empty()
+                && self.outbox.journal_len() > 0
+                && self.drain_journal_once().await
+            {
                 continue;
             }
             tokio::select! {
@@ -685,7 +736,8 @@ impl ChatWriter {
     /// stores what the outbox holds once SQL answers. A lock orders the writes and the hand-
     /// over to delivery, so a conversation's messages are delivered in the order they were
     /// accepted.
-    pub async fn run(mut self, chat: Arc<Chat>, outbox: Arc<Outbox>) {
+    pub async fn run(mut self, chat: Arc<Chat>) {
+        let outbox = chat.outbox.clone();
         let (deliveries, mut stored_rx) = mpsc::channel::<StoredBatch>(2);
         let delivery_chat = chat.clone();
         let delivery = tokio::spawn(async move {

@@ -146,8 +146,16 @@ pub async fn start(
     let local_addr = listener.local_addr()?;
     let url = config.public_url_for(local_addr);
     let generated_admin_password = ensure_admin(&config, store.as_ref()).await?;
-    let (server, chat_writer) =
-        Server::new(config.clone(), url.clone(), store.clone(), cluster.clone());
+    let outbox = outbox::Outbox::open(&config.data_dir.join("outbox.sqlite"), config.outbox_limits())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the outbox: {e}"))?;
+    let (server, chat_writer) = Server::new(
+        config.clone(),
+        url.clone(),
+        store.clone(),
+        cluster.clone(),
+        Arc::new(outbox),
+    );
     if config.media_embedded() {
         start_embedded_media(&config, &server, tasks).await?;
     }
@@ -170,13 +178,7 @@ pub async fn start(
 
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
 
-    let outbox = outbox::Outbox::open(
-        &config.data_dir.join("outbox.sqlite"),
-        config.outbox_limits(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("cannot open the chat outbox: {e}"))?;
-    tasks.spawn(chat_writer.run(server.chat.clone(), Arc::new(outbox)));
+    tasks.spawn(chat_writer.run(server.chat.clone()));
 
     let bus_server = server.clone();
     let mut stop = stop_tx.subscribe();

@@ -1,5 +1,5 @@
-//! The chat outbox: messages accepted while SQL could not be reached, kept on this server's
-//! own disk until they are stored in SQL, oldest first.
+//! The outbox: chat messages accepted and journal entries made while SQL could not be
+//! reached, kept on this server's own disk until they are stored in SQL, oldest first.
 //!
 //! A local SQLite file (`<data dir>/outbox.sqlite`) with `synchronous = FULL`: a push returns
 //! once the messages are on disk, so the sender's ack comes after that and a kill -9 (or a
@@ -10,6 +10,7 @@
 
 use crate::store::NewMessage;
 use serde::{Deserialize, Serialize};
+use shared::api::JournalEntry;
 use shared::{ConversationId, TimestampMs, UserId};
 use sqlx::Row;
 use sqlx::sqlite::SqliteSynchronous;
@@ -51,6 +52,8 @@ pub struct Outbox {
     len: AtomicUsize,
     /// When the oldest entry was kept (ms), 0 when empty.
     oldest_ms: AtomicI64,
+    /// Journal entries waiting for SQL.
+    journal_len: AtomicUsize,
 }
 
 fn disk(error: impl std::fmt::Display) -> OutboxError {
@@ -102,6 +105,7 @@ impl Outbox {
             limits,
             len: AtomicUsize::new(count as usize),
             oldest_ms: AtomicI64::new(oldest),
+            journal_len: AtomicUsize::new(journal as usize),
         })
     }
 
@@ -196,6 +200,66 @@ impl Outbox {
     }
 }
 
+impl Outbox {
+    /// Journal entries waiting for SQL.
+    pub fn journal_len(&self) -> usize {
+        self.journal_len.load(Ordering::Acquire)
+    }
+
+    /// Keeps a journal entry on disk before returning; refused beyond the count bound. An
+    /// entry is stored by its id, so a later copy of the same entry replaces an earlier one.
+    pub async fn push_journal(&self, entry: &JournalEntry) -> Result<(), OutboxError> {
+        let len = self.journal_len();
+        if len >= self.limits.max_messages {
+            return Err(OutboxError::Full(len));
+        }
+        let text = serde_json::to_string(entry).map_err(disk)?;
+        sqlx::query("INSERT INTO journal (entry) VALUES (?)")
+            .bind(text)
+            .execute(&self.pool)
+            .await
+            .map_err(disk)?;
+        self.journal_len.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The oldest `limit` journal entries, with the position to pass to
+    /// [`Outbox::remove_journal_through`].
+    pub async fn oldest_journal(
+        &self,
+        limit: usize,
+    ) -> Result<(i64, Vec<JournalEntry>), OutboxError> {
+        let rows = sqlx::query("SELECT n, entry FROM journal ORDER BY n LIMIT ?")
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(disk)?;
+        let mut last = 0;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in rows {
+            last = row.try_get("n").map_err(disk)?;
+            let text: String = row.try_get("entry").map_err(disk)?;
+            entries.push(serde_json::from_str(&text).map_err(disk)?);
+        }
+        Ok((last, entries))
+    }
+
+    /// Forgets every journal entry up to position `last` (SQL has them now).
+    pub async fn remove_journal_through(&self, last: i64) -> Result<(), OutboxError> {
+        sqlx::query("DELETE FROM journal WHERE n <= ?")
+            .bind(last)
+            .execute(&self.pool)
+            .await
+            .map_err(disk)?;
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM journal")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(disk)?;
+        self.journal_len.store(count as usize, Ordering::Release);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +314,37 @@ mod tests {
         assert!(outbox.is_empty());
         // Empty again: the age bound starts over.
         outbox.push(&[message(5)], 10_000).await.unwrap();
+
+        // Journal entries: kept across a restart, in order, bounded.
+        let entry = |id: &str| JournalEntry {
+            id: id.to_string(),
+            user: UserId::from("alice"),
+            kind: shared::api::JournalKind::Call,
+            direction: shared::api::Direction::Outgoing,
+            party: "bob".into(),
+            conversation: None,
+            started_ms: 1,
+            answered_ms: None,
+            ended_ms: Some(2),
+            result: Some(shared::api::CallResult::Failed),
+            messages: 0,
+            summary: None,
+        };
+        for id in ["j1", "j2", "j3"] {
+            outbox.push_journal(&entry(id)).await.unwrap();
+        }
+        assert!(matches!(
+            outbox.push_journal(&entry("j4")).await,
+            Err(OutboxError::Full(3))
+        ));
+        drop(outbox);
+        let outbox = Outbox::open(&path, limits).await.unwrap();
+        assert_eq!(outbox.journal_len(), 3);
+        let (last, entries) = outbox.oldest_journal(2).await.unwrap();
+        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, vec!["j1", "j2"]);
+        outbox.remove_journal_through(last).await.unwrap();
+        assert_eq!(outbox.journal_len(), 1);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -99,11 +99,19 @@ mod tests {
             .await
             .unwrap();
         let cluster = crate::cluster::LocalCluster::new(crate::cluster::LocalHub::new());
+        let config = crate::config::Config::default();
+        let path = std::env::temp_dir()
+            .join(format!("routes-test-{}", uuid::Uuid::now_v7()))
+            .join("outbox.sqlite");
+        let outbox = crate::outbox::Outbox::open(&path, config.outbox_limits())
+            .await
+            .unwrap();
         let (server, _writer) = Server::new(
-            crate::config::Config::default(),
+            config,
             "http://localhost:0".into(),
             Arc::new(store),
             Arc::new(cluster),
+            Arc::new(outbox),
         );
         router(server)
     }

@@ -23,6 +23,7 @@ use crate::relations::Relations;
 use crate::store::{Store, StoreError};
 use crate::telephony::Telephony;
 use crate::tokens::Tokens;
+use shared::api::JournalEntry;
 use shared::bus::{BusBody, BusMessage};
 use shared::presence::TelephonyState;
 use shared::presence::{Availability, Capability, DevicePresence};
@@ -75,6 +76,7 @@ impl Server {
         url: String,
         store: Arc<dyn Store>,
         cluster: Arc<dyn Cluster>,
+        outbox: Arc<crate::outbox::Outbox>,
     ) -> (Arc<Self>, ChatWriter) {
         let calls = Calls::new(config.ring_timeout_ms);
         let media = MediaPool::new(
@@ -104,6 +106,7 @@ impl Server {
             metrics.clone(),
             relations.clone(),
             devices.clone(),
+            outbox,
         );
         let presence = Presence::new(
             config.server_id(),
@@ -504,6 +507,14 @@ impl Server {
 
     /// A bus message for this server's components (the call shell takes its own first, see
     /// `dispatch.rs`).
+    /// Writes a journal entry; while SQL cannot be reached it is kept in the outbox and
+    /// written when SQL answers (entries are stored by id, so a second write is harmless).
+    pub async fn add_journal(&self, entry: &JournalEntry) {
+        if let Err(error) = self.chat.add_journal(entry).await {
+            tracing::error!(id = %entry.id, user = %entry.user, error = %error.0.message, "journal entry lost");
+        }
+    }
+
     pub async fn handle_bus(&self, message: BusMessage) {
         self.metrics.bus_received.fetch_add(1, Ordering::Relaxed);
         let from_self = message.from == self.id;

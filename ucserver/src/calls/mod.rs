@@ -553,9 +553,7 @@ pub async fn owner_gone(server: &Server, dead: &ServerId) {
                 messages: 0,
                 summary: Some(call.to_string()),
             };
-            if let Err(error) = server.sql(server.store.add_journal(&entry)).await {
-                tracing::error!(%call, %user, %error, "journal entry lost");
-            }
+            server.add_journal(&entry).await;
         }
         server.deliver_to_devices(
             &user,
@@ -1098,10 +1096,7 @@ impl CallTask {
                         messages: 0,
                         summary: Some(self.id.to_string()),
                     };
-                    if let Err(error) = self.server.sql(self.server.store.add_journal(&entry)).await
-                    {
-                        tracing::error!(call = %self.id, user = %entry.user, %error, "journal entry lost");
-                    }
+                    self.server.add_journal(&entry).await;
                 }
                 CallOutput::Ended { reason, parties } => {
                     tracing::info!(call = %self.id, reason = reason.as_str(), "call ended");
