@@ -445,9 +445,10 @@ impl Chat {
                 Err(error) => return Err(error.into()),
             }
         }
-        self.outbox.push_journal(entry).await.map_err(|error| {
-            AppError::new(ErrorCode::ServerUnavailable, error.to_string())
-        })
+        self.outbox
+            .push_journal(entry)
+            .await
+            .map_err(|error| AppError::new(ErrorCode::ServerUnavailable, error.to_string()))
     }
 
     /// Replays unread messages of every conversation to one fresh device queue.
@@ -693,7 +694,8 @@ impl Pipeline {
             }
         };
         for entry in &entries {
-            let written = timed::sql_store(&self.chat.metrics, self.chat.store.add_journal(entry)).await;
+            let written =
+                timed::sql_store(&self.chat.metrics, self.chat.store.add_journal(entry)).await;
             match written {
                 Ok(()) => {}
                 Err(error) if unreachable(&error) => return false,
@@ -705,7 +707,10 @@ impl Pipeline {
         if let Err(error) = self.outbox.remove_journal_through(last).await {
             tracing::error!(%error, "cannot clear written journal entries from the outbox; they are written again");
         }
-        tracing::info!(count = entries.len(), "wrote journal entries from the outbox");
+        tracing::info!(
+            count = entries.len(),
+            "wrote journal entries from the outbox"
+        );
         true
     }
 

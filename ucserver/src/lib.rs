@@ -146,9 +146,12 @@ pub async fn start(
     let local_addr = listener.local_addr()?;
     let url = config.public_url_for(local_addr);
     let generated_admin_password = ensure_admin(&config, store.as_ref()).await?;
-    let outbox = outbox::Outbox::open(&config.data_dir.join("outbox.sqlite"), config.outbox_limits())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot open the outbox: {e}"))?;
+    let outbox = outbox::Outbox::open(
+        &config.data_dir.join("outbox.sqlite"),
+        config.outbox_limits(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot open the outbox: {e}"))?;
     let (server, chat_writer) = Server::new(
         config.clone(),
         url.clone(),

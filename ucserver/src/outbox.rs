@@ -86,6 +86,17 @@ impl Outbox {
         .execute(&pool)
         .await
         .map_err(disk)?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS journal (n INTEGER PRIMARY KEY AUTOINCREMENT, \
+             entry TEXT NOT NULL)",
+        )
+        .execute(&pool)
+        .await
+        .map_err(disk)?;
+        let journal: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM journal")
+            .fetch_one(&pool)
+            .await
+            .map_err(disk)?;
         let row = sqlx::query(
             "SELECT COUNT(*) AS count, COALESCE(MIN(kept_ms), 0) AS oldest FROM outbox",
         )
