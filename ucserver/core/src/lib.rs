@@ -1,6 +1,7 @@
 //! The deciding logic of the UCServer, as plain Rust with no IO: presence aggregation and
-//! visibility, quiet-mode buffering, license accounting, failure detection, the call state
-//! machine and MediaServer choice. `now` always comes in as an argument.
+//! visibility, quiet-mode buffering, license accounting, failure detection, who serves each
+//! user and each server's state (high availability), the call state machine and MediaServer
+//! choice. `now` always comes in as an argument.
 //!
 //! This is a crate of its own so that the compiler keeps it free of IO: its manifest names
 //! only `shared`, so no runtime, socket, database or Redis crate can be imported here. The
@@ -12,6 +13,7 @@ pub mod failure;
 pub mod license;
 pub mod mdm;
 pub mod media_choice;
+pub mod ownership;
 pub mod presence;
 pub mod visibility;
 
