@@ -189,8 +189,14 @@ async fn chat_keeps_flowing_while_the_database_is_away_and_nothing_shows_twice()
     let first_send = first.elapsed();
     assert_eq!(kept.seq, 0, "a provisional message: {kept:?}");
     send_direct(&alice_client, &bob, "during", 9).await;
-    send_group(&bob_desk, &direct, "answer", 5).await;
+    send_direct(&bob_desk, &alice, "answer", 5).await;
     send_group(&carol_client, &group, "during", 5).await;
+    // A 1:1 conversation begun during the outage is made when the database is back.
+    let new_chat = carol_client
+        .send_to_user(&alice, "a new conversation")
+        .await
+        .expect("accepted without the database");
+    assert_eq!(new_chat.seq, 0);
     let provisional = |device: &Device, conversation: &ConversationId| {
         device
             .messages()
@@ -255,5 +261,11 @@ async fn chat_keeps_flowing_while_the_database_is_away_and_nothing_shows_twice()
         .await
         .expect("history");
     assert_eq!(history.len(), 18, "history complete");
+    let begun = carol_client
+        .history(&new_chat.conversation, None, None, Some(100))
+        .await
+        .expect("history of the conversation begun during the outage");
+    assert_eq!(begun.len(), 1);
+    assert_eq!(begun[0].id, new_chat.id);
     drop(s2);
 }

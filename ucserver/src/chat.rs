@@ -133,20 +133,15 @@ impl Chat {
                 let id = ConversationId::direct(sender, to);
                 let known = self.relations.knows_conversation(&id);
                 if !known {
-                    let now = now_ms();
-                    let mut members = vec![sender.clone(), to.clone()];
-                    members.sort();
-                    members.dedup();
-                    let record = ConversationRecord {
-                        id: id.clone(),
-                        kind: ConversationKind::Direct,
-                        name: String::new(),
-                        created_by: sender.clone(),
-                        created_ms: now,
-                        last_seq: 0,
-                        members,
-                    };
-                    timed::sql(&self.metrics, self.store.ensure_conversation(&record)).await?;
+                    let record = direct_record(&id, sender, to);
+                    match timed::sql_store(&self.metrics, self.store.ensure_conversation(&record))
+                        .await
+                    {
+                        Ok(()) => {}
+                        // Made when the outbox is drained (`Pipeline::drain_once`).
+                        Err(error) if unreachable(&error) => {}
+                        Err(error) => return Err(error.into()),
+                    }
                 }
                 id
             }
@@ -507,6 +502,22 @@ fn unreachable(error: &StoreError) -> bool {
     matches!(error, StoreError::Unavailable(_))
 }
 
+/// A 1:1 conversation as first stored.
+fn direct_record(id: &ConversationId, created_by: &UserId, other: &UserId) -> ConversationRecord {
+    let mut members = vec![created_by.clone(), other.clone()];
+    members.sort();
+    members.dedup();
+    ConversationRecord {
+        id: id.clone(),
+        kind: ConversationKind::Direct,
+        name: String::new(),
+        created_by: created_by.clone(),
+        created_ms: now_ms(),
+        last_seq: 0,
+        members,
+    }
+}
+
 /// The message as delivered before SQL has it: `seq` 0 until the stored one follows.
 fn provisional(message: &NewMessage) -> ChatMessage {
     ChatMessage {
@@ -644,6 +655,29 @@ impl Pipeline {
         };
         if batch.is_empty() {
             return true;
+        }
+        // A 1:1 conversation begun while SQL was away is made now (made once: `ensure`).
+        let mut direct = BTreeMap::new();
+        for message in &batch {
+            if let Some((a, b)) = message.conversation.direct_members() {
+                let other = if a == message.sender { b } else { a };
+                direct
+                    .entry(message.conversation.clone())
+                    .or_insert_with(|| {
+                        direct_record(&message.conversation, &message.sender, &other)
+                    });
+            }
+        }
+        for record in direct.values() {
+            if let Err(error) = timed::sql_store(
+                &self.chat.metrics,
+                self.chat.store.ensure_conversation(record),
+            )
+            .await
+            {
+                tracing::debug!(%error, "the outbox waits for the database");
+                return false;
+            }
         }
         let results = match self.write_sql(&batch).await {
             Ok(results) => results,

@@ -5,7 +5,7 @@
 
 use crate::error::{AppError, AppResult};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::timed;
 use shared::{ConversationId, ServerId, UserId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -85,11 +85,22 @@ impl Relations {
         if let Some(cached) = self.cache.lock().unwrap().members.get(conversation) {
             return Ok(cached.clone());
         }
-        let record = timed::sql(&self.metrics, self.store.get_conversation(conversation))
-            .await?
-            .ok_or_else(|| {
-                AppError::not_found(format!("there is no conversation '{conversation}'"))
-            })?;
+        let record = match timed::sql_store(
+            &self.metrics,
+            self.store.get_conversation(conversation),
+        )
+        .await
+        {
+            Ok(record) => record,
+            // While SQL is away a 1:1 conversation's members are still known: they are in its
+            // id. Not cached, since whether it exists is not.
+            Err(error @ StoreError::Unavailable(_)) => match conversation.direct_members() {
+                Some((a, b)) => return Ok(Arc::new(vec![a, b])),
+                None => return Err(error.into()),
+            },
+            Err(error) => return Err(error.into()),
+        }
+        .ok_or_else(|| AppError::not_found(format!("there is no conversation '{conversation}'")))?;
         let members = Arc::new(record.members);
         self.cache
             .lock()
