@@ -322,6 +322,28 @@ describe('web client through ucweb', () => {
     await messageIn(bob, 'Back again').waitFor({ timeout: 15_000 });
   });
 
+  it('shows what was written while Redis was away once it is back, without a reload', async () => {
+    const { alice, bob } = pages;
+    const lab = async (command, answer) => {
+      appendFileSync(process.env.UC_LAB_CONTROL, `${command}\n`);
+      const deadline = Date.now() + 60_000;
+      while (!readFileSync(process.env.UC_LAB_OUTPUT, 'utf8').includes(answer)) {
+        assert.ok(Date.now() < deadline, `the lab did not answer ${command}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    await alice.locator('#conv-list li[data-conv="d:alice:bob"]').getByRole('button').click();
+    // bob (s2) writes while the bus between the servers is away: stored, but not pushed to s1.
+    await lab('stop redis', 'STOPPED redis');
+    await bob.getByLabel('Message', { exact: true }).fill('Written while the bus was away');
+    await bob.getByLabel('Message', { exact: true }).press('Enter');
+    await messageIn(bob, 'Written while the bus was away').waitFor();
+    await lab('start redis', 'STARTED redis');
+    // s1 tells alice's page where the conversation stands; the page fetches what it lacks.
+    await messageIn(alice, 'Written while the bus was away').waitFor({ timeout: 15_000 });
+    assert.equal(await messageIn(alice, 'Written while the bus was away').count(), 1);
+  });
+
   it('notifies a new message on the desktop while every tab of the user is hidden', async () => {
     const { alice, alice2, bob } = pages;
     const hide = (hidden) => (page) => page.evaluate((hidden) => {

@@ -30,6 +30,9 @@ const CHAT_QUEUE: usize = 16_384;
 /// A write to SQL taking longer than this, with more than a batch waiting, refuses new
 /// messages (`server_busy`) until it ends.
 const SLOW_WRITE: std::time::Duration = std::time::Duration::from_secs(2);
+/// Deliveries kept for publishing again at most; beyond, the oldest is dropped (the
+/// receiver's resync still brings its devices what they lack).
+const MAX_UNPUBLISHED: usize = 10_000;
 /// What `server_busy` asks the sender to wait before sending again.
 const BUSY_RETRY_MS: u64 = 1_000;
 
@@ -58,6 +61,8 @@ pub struct Chat {
     queue: mpsc::Sender<ChatJob>,
     /// Messages and journal entries kept while SQL cannot be reached.
     outbox: Arc<Outbox>,
+    /// Deliveries to other servers whose publish failed, to publish again (bounded).
+    unpublished: std::sync::Mutex<std::collections::VecDeque<(ServerId, BusBody)>>,
     /// When the writer's SQL write under way began (ms), 0 when none is.
     writing_since_ms: AtomicI64,
 }
@@ -83,13 +88,46 @@ impl Chat {
             devices,
             queue,
             outbox,
+            unpublished: std::sync::Mutex::new(std::collections::VecDeque::new()),
             writing_since_ms: AtomicI64::new(0),
         });
         (chat, ChatWriter { rx })
     }
 
     async fn publish(&self, to: &ServerId, body: BusBody) {
-        timed::publish(&self.metrics, &*self.cluster, &self.id, to, body).await;
+        if let Err(body) = timed::publish(&self.metrics, &*self.cluster, &self.id, to, body).await
+            && matches!(body, BusBody::Messages { .. })
+        {
+            let mut unpublished = self.unpublished.lock().unwrap();
+            if unpublished.len() == MAX_UNPUBLISHED {
+                // The receiver's own resync (`conversation_heads`) still covers these.
+                unpublished.pop_front();
+            }
+            unpublished.push_back((to.clone(), body));
+        }
+    }
+
+    /// Publishes again the deliveries the bus refused, oldest first, until one fails. Called
+    /// when the bus is back and on every heartbeat while any wait: a delivery whose publish
+    /// failed after the receiver had already resynced would otherwise reach its devices only
+    /// with the conversation's next message. Devices drop what they have already.
+    pub async fn republish(&self) {
+        loop {
+            let Some((to, body)) = self.unpublished.lock().unwrap().pop_front() else {
+                return;
+            };
+            if let Err(body) =
+                timed::publish(&self.metrics, &*self.cluster, &self.id, &to, body).await
+            {
+                self.unpublished.lock().unwrap().push_front((to, body));
+                return;
+            }
+        }
+    }
+
+    /// Whether deliveries wait to be published again.
+    pub fn has_unpublished(&self) -> bool {
+        !self.unpublished.lock().unwrap().is_empty()
     }
 
     fn deliver(

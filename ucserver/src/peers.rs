@@ -74,6 +74,9 @@ impl Peers {
             self.stale_seats = seats_without_token(server).await;
         } else {
             heartbeat(server).await;
+            if server.chat.has_unpublished() {
+                server.chat.republish().await;
+            }
             return_stale_seats(server, std::mem::take(&mut self.stale_seats)).await;
         }
     }
@@ -155,6 +158,8 @@ pub async fn resync(server: &Server) {
             .lease_acquire(license::SEAT, user.as_str(), &server.id, None)
             .await;
     }
+    // Deliveries to other servers that the bus refused go out now.
+    server.chat.republish().await;
     // Messages stored while the bus was away never reached our users' devices: each device
     // learns where its conversations stand and fetches what it lacks.
     futures_util::stream::iter(&users)

@@ -164,7 +164,7 @@ impl Server {
     }
 
     pub(crate) async fn publish(&self, to: &ServerId, body: BusBody) {
-        crate::timed::publish(&self.metrics, &*self.cluster, &self.id, to, body).await;
+        let _ = crate::timed::publish(&self.metrics, &*self.cluster, &self.id, to, body).await;
     }
 
     pub async fn broadcast(&self, body: BusBody) {

@@ -48,19 +48,23 @@ pub async fn bus<T>(
     }
 }
 
-/// One bus message to one server, counted; a failure is logged (see [`bus`]).
+/// One bus message to one server, counted; a failure is logged (see [`bus`]) and hands the
+/// body back.
 pub async fn publish(
     metrics: &Metrics,
     cluster: &dyn Cluster,
     from: &ServerId,
     to: &ServerId,
     body: BusBody,
-) {
+) -> Result<(), BusBody> {
     let message = BusMessage::new(from.clone(), body);
     if bus(metrics, "publish", cluster.publish(to, &message))
         .await
         .is_some()
     {
         metrics.bus_published.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    } else {
+        Err(message.body)
     }
 }

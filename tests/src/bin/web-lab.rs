@@ -21,7 +21,7 @@ use ucclient::AdminClient;
 const MEDIA_ALIVE_LIMIT: Duration = Duration::from_secs(30);
 
 fn main() {
-    let redis = Redis::start();
+    let mut redis = Redis::start();
     let postgres = Postgres::start();
     let database = postgres.create_database("weblab");
     // ucweb runs on loopback in front of both UCServers: they believe its X-Forwarded-For.
@@ -45,6 +45,18 @@ fn main() {
         let server = match line.trim() {
             "restart s1" => &mut s1,
             "restart s2" => &mut s2,
+            "stop redis" => {
+                redis.stop();
+                let _ = writeln!(out, "STOPPED redis");
+                let _ = out.flush();
+                continue;
+            }
+            "start redis" => {
+                redis.restart();
+                let _ = writeln!(out, "STARTED redis");
+                let _ = out.flush();
+                continue;
+            }
             "" => continue,
             other => {
                 eprintln!("web-lab: unknown command '{other}'");

@@ -177,7 +177,8 @@ function behind(summaries, onlyAhead) {
 function onHeads(summaries) {
   const since = behind(summaries, true);
   if (Object.keys(since).length) send({ type: 'sync', since });
-  renderConvs();
+  // A summary's last message is taken in at once, so the open conversation shows it now.
+  renderAll();
   chat.ensureHistory();
 }
 
