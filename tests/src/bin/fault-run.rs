@@ -7,9 +7,12 @@
 //! `ucclient::Inbox`), chat 1:1 and in three groups over REST at a steady rate, every send
 //! retried with its client id until accepted; they change presence now and then, and a call
 //! loop places short calls between users on different servers (webrtc-rs peers, audio both
-//! ways). Meanwhile, in turn, each followed by a recovery pause: Redis is killed and restarted
-//! on its port, PostgreSQL stopped for up to 8 s, UCServer `s3` killed with SIGKILL and
-//! restarted after 3 s, the MediaServer carrying calls killed and restarted.
+//! ways). Meanwhile, in turn, each followed by a recovery pause: Redis is killed while a call
+//! talks and restarted on its port, PostgreSQL stopped for up to 8 s, UCServer `s3` killed with
+//! SIGKILL while a call it owns talks and restarted after 3 s, the MediaServer carrying a call
+//! killed and restarted. After each: how long until a probe message crosses the affected path,
+//! until every device shows everything accepted before the fault's end, and until (calls
+//! paused) nobody is in a call or ringing.
 //!
 //! After the load stops and the devices settle it checks: every accepted message shown with its
 //! stored `seq` exactly once on every device of every member, in sequence order (a provisional
@@ -18,8 +21,9 @@
 //! call or ringing, no softphone lease is held; once every device disconnects, nobody stays
 //! online. It prints one JSON object (stdout) and exits with 1 when an invariant failed.
 //!
-//! `cargo run -p switchboard-tests --bin fault-run -- [--seconds N]` (default 180: the length
-//! of the load phase; setup and the checks come on top). Build the workspace binaries first:
+//! `cargo run -p switchboard-tests --bin fault-run -- [--seconds N] [--logs DIR]` (default 180:
+//! the length of the load phase; setup and the checks come on top; `--logs` keeps a copy of
+//! every server's log). Build the workspace binaries first:
 //! the servers are the `ucserver` and `mediaserver` next to this one. Progress goes to stderr.
 
 use serde_json::{Value, json};
@@ -53,7 +57,7 @@ const TALK: Duration = Duration::from_secs(3);
 const CALL_PAUSE: Duration = Duration::from_secs(3);
 /// Longest database outage; shorter runs scale it down.
 const SQL_OUTAGE: Duration = Duration::from_secs(8);
-const REDIS_OUTAGE: Duration = Duration::from_secs(3);
+const REDIS_OUTAGE: Duration = Duration::from_secs(4);
 const UCSERVER_OUTAGE: Duration = Duration::from_secs(3);
 const MEDIA_OUTAGE: Duration = Duration::from_secs(2);
 
@@ -67,19 +71,29 @@ fn millis(duration: Duration) -> u64 {
     duration.as_millis() as u64
 }
 
-fn seconds_arg() -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == "--seconds") {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .filter(|&s| s >= 30)
-            .unwrap_or_else(|| {
-                eprintln!("usage: fault-run [--seconds N] (N at least 30)");
-                std::process::exit(2)
-            }),
-        None => 180,
+const USAGE: &str = "usage: fault-run [--seconds N] [--logs DIR] (N at least 30)";
+
+/// `--seconds N` (default 180) and `--logs DIR` (where to copy the servers' whole logs).
+fn arguments() -> (u64, Option<std::path::PathBuf>) {
+    let mut seconds = 180;
+    let mut logs = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--seconds", Some(value)) => match value.parse() {
+                Ok(n) if n >= 30 => seconds = n,
+                _ => usage(),
+            },
+            ("--logs", Some(dir)) => logs = Some(dir.into()),
+            _ => usage(),
+        }
     }
+    (seconds, logs)
+}
+
+fn usage() -> ! {
+    eprintln!("{USAGE}");
+    std::process::exit(2)
 }
 
 /// A message the cluster acknowledged.
@@ -105,8 +119,12 @@ struct Record {
     presence_changes: AtomicU64,
     presence_failures: AtomicU64,
     calls: Mutex<CallStats>,
-    /// The MediaServer of the call talking now, if one is.
-    talking_on: Mutex<Option<String>>,
+    /// The MediaServer and the caller of the call talking now, if one is.
+    talking_on: Mutex<Option<(String, UserId)>>,
+    /// Whether a call is under way (from its first step to its last).
+    in_call: AtomicBool,
+    /// Set while the telephony check after a fault runs: no new call starts.
+    calls_paused: AtomicBool,
 }
 
 #[derive(Default)]
@@ -391,7 +409,7 @@ async fn one_call(caller: &Client, callee: &Client, record: &Record) -> Result<S
             calls.connected += 1;
             *calls.media.entry(media.clone()).or_default() += 1;
         }
-        *record.talking_on.lock().unwrap() = Some(media.clone());
+        *record.talking_on.lock().unwrap() = Some((media.clone(), caller.user().clone()));
         let (sent_a, sent_b) =
             tokio::join!(caller_peer.send_audio(TALK), callee_peer.send_audio(TALK));
         *record.talking_on.lock().unwrap() = None;
@@ -436,8 +454,14 @@ async fn call_loop(pairs: Vec<(Client, Client)>, running: Arc<AtomicBool>, recor
     while running.load(Ordering::Relaxed) {
         let (caller, callee) = &pairs[turn % pairs.len()];
         turn += 1;
-        match tokio::time::timeout(Duration::from_secs(90), one_call(caller, callee, &record)).await
-        {
+        while record.calls_paused.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        record.in_call.store(true, Ordering::Relaxed);
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(90), one_call(caller, callee, &record)).await;
+        record.in_call.store(false, Ordering::Relaxed);
+        match outcome {
             Ok(Ok(media)) => log(&format!(
                 "call {} -> {} on {media}",
                 caller.user(),
@@ -592,6 +616,14 @@ async fn history(
     Ok((ids, twice, gap))
 }
 
+/// Whether `user` is neither in a call nor ringing, as their own presence says.
+async fn idle(user: Arc<User>) -> bool {
+    user.client
+        .get_presence(&user.id)
+        .await
+        .is_ok_and(|p| matches!(p.telephony, None | Some(TelephonyState::Idle)))
+}
+
 async fn seats_in_use(admin: &AdminClient) -> Option<u32> {
     let licenses = admin.licenses().await.ok()?;
     Some(
@@ -664,6 +696,21 @@ impl Lab {
         }
     }
 
+    /// Copies every server's whole log into `dir` (`s1.log`, `m1.log`, ...).
+    fn copy_logs(&self, dir: &std::path::Path) {
+        let _ = std::fs::create_dir_all(dir);
+        let files = self
+            .servers
+            .iter()
+            .map(|s| (&s.id, s.log_path()))
+            .chain(self.media.iter().map(|m| (&m.id, m.log_path())));
+        for (id, path) in files {
+            if let Err(e) = std::fs::copy(&path, dir.join(format!("{id}.log"))) {
+                log(&format!("cannot copy {}: {e}", path.display()));
+            }
+        }
+    }
+
     fn logs(&self) -> String {
         let mut text = String::new();
         for server in &self.servers {
@@ -682,12 +729,14 @@ struct FaultReport {
     outage: Duration,
     probe: Option<Duration>,
     caught_up: Option<Duration>,
+    /// When everyone outside the call under way was idle again.
+    telephony: Option<Duration>,
     extra: Value,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
-    let seconds = seconds_arg();
+    let (seconds, logs) = arguments();
     let started = Instant::now();
     log("starting the lab");
     let mut lab = tokio::task::block_in_place(Lab::start);
@@ -698,6 +747,9 @@ async fn main() {
     log("done; stopping the lab");
     if !held {
         eprintln!("{}", lab.logs());
+    }
+    if let Some(dir) = logs {
+        lab.copy_logs(&dir);
     }
     tokio::task::block_in_place(move || drop(lab));
     std::process::exit(if held { 0 } else { 1 });
@@ -848,9 +900,16 @@ async fn run(lab: &mut Lab, seconds: u64) -> Value {
         let mut began = Instant::now();
         let (fault, probe_path, extra) = match k {
             0 => {
-                log("fault: Redis killed");
+                // Once a call talks, so that its end falls into the outage.
+                let talking = until(Duration::from_secs(20), || async {
+                    record.talking_on.lock().unwrap().is_some()
+                })
+                .await
+                .is_some();
+                log(&format!("fault: Redis killed (a call talking: {talking})"));
+                began = Instant::now();
                 lab.redis.stop();
-                tokio::time::sleep(scale(REDIS_OUTAGE)).await;
+                tokio::time::sleep(scale(REDIS_OUTAGE).max(TALK + Duration::from_secs(1))).await;
                 tokio::task::block_in_place(|| lab.redis.restart());
                 // u00 (s1) -> u01 (s2): the bus between servers.
                 ("redis", Some((0, 1)), json!({}))
@@ -864,12 +923,31 @@ async fn run(lab: &mut Lab, seconds: u64) -> Value {
                 ("postgres", Some((1, 2)), json!({}))
             }
             2 => {
-                log("fault: UCServer s3 killed (SIGKILL)");
+                // Once a call s3 owns talks (u02 of s3 calls u03 of s1), so that it dies with
+                // its owner.
+                let owner_talking = until(Duration::from_secs(30), || async {
+                    record
+                        .talking_on
+                        .lock()
+                        .unwrap()
+                        .as_ref()
+                        .is_some_and(|(_, caller)| *caller == user_id(2))
+                })
+                .await
+                .is_some();
+                log(&format!(
+                    "fault: UCServer s3 killed (SIGKILL; a call it owns talking: {owner_talking})"
+                ));
+                began = Instant::now();
                 tokio::task::block_in_place(|| lab.servers[2].kill9());
                 tokio::time::sleep(scale(UCSERVER_OUTAGE)).await;
                 tokio::task::block_in_place(|| lab.servers[2].restart());
                 // u02 (s3) -> u03 (s1): through the restarted server.
-                ("ucserver", Some((2, 3)), json!({ "server": "s3" }))
+                (
+                    "ucserver",
+                    Some((2, 3)),
+                    json!({ "server": "s3", "owned_call_talking": owner_talking }),
+                )
             }
             _ => {
                 // The MediaServer carrying a call, once one talks (waiting a bounded time).
@@ -877,7 +955,12 @@ async fn run(lab: &mut Lab, seconds: u64) -> Value {
                     record.talking_on.lock().unwrap().is_some()
                 })
                 .await;
-                let busy = record.talking_on.lock().unwrap().clone();
+                let busy = record
+                    .talking_on
+                    .lock()
+                    .unwrap()
+                    .clone()
+                    .map(|(media, _)| media);
                 let index = usize::from(busy.as_deref() == Some("m2"));
                 let carried = talking.is_some() && busy.is_some();
                 let id = lab.media[index].id.clone();
@@ -931,14 +1014,44 @@ async fn run(lab: &mut Lab, seconds: u64) -> Value {
             .caught_up(&before, &users, &devices, WAIT)
             .await
             .map(|_| ended.elapsed());
+        // Once the call under way is over (no new one starts meanwhile), nobody is left in a
+        // call or ringing.
+        record.calls_paused.store(true, Ordering::Relaxed);
+        until(WAIT, || async { !record.in_call.load(Ordering::Relaxed) }).await;
+        let telephony = until(Duration::from_secs(20), || {
+            let users = users.clone();
+            async move {
+                for user in users {
+                    if !idle(user).await {
+                        return false;
+                    }
+                }
+                true
+            }
+        })
+        .await
+        .map(|_| ended.elapsed());
+        if telephony.is_none() {
+            let mut stuck = Vec::new();
+            for user in &users {
+                if let Ok(p) = user.client.get_presence(&user.id).await
+                    && !matches!(p.telephony, None | Some(TelephonyState::Idle))
+                {
+                    stuck.push(format!("{} {:?}", user.id, p.telephony));
+                }
+            }
+            log(&format!("{fault}: telephony not idle: {stuck:?}"));
+        }
+        record.calls_paused.store(false, Ordering::Relaxed);
         log(&format!(
-            "{fault}: outage {outage:?}, probe {probe_took:?}, caught up {caught_up:?} after its end"
+            "{fault}: outage {outage:?}, probe {probe_took:?}, caught up {caught_up:?}, telephony idle {telephony:?} after its end"
         ));
         faults.push(FaultReport {
             fault,
             outage,
             probe: probe_took,
             caught_up,
+            telephony,
             extra,
         });
     }
@@ -1075,12 +1188,6 @@ async fn run(lab: &mut Lab, seconds: u64) -> Value {
     let seats = seats_in_use(&admin).await;
 
     // Nobody in a call or ringing, no lease held.
-    let idle = |user: Arc<User>| async move {
-        user.client
-            .get_presence(&user.id)
-            .await
-            .is_ok_and(|p| matches!(p.telephony, None | Some(TelephonyState::Idle)))
-    };
     let telephony_settled = until(WAIT, || {
         let users = users.clone();
         async move {
@@ -1127,7 +1234,7 @@ async fn run(lab: &mut Lab, seconds: u64) -> Value {
     let duplicated = duplicated_ids.len() as u64;
     let survived = faults
         .iter()
-        .filter(|f| f.probe.is_some() && f.caught_up.is_some())
+        .filter(|f| f.probe.is_some() && f.caught_up.is_some() && f.telephony.is_some())
         .count();
     if survived < faults.len() {
         failed.push("a fault was not recovered from within the bound".into());
@@ -1181,6 +1288,7 @@ async fn run(lab: &mut Lab, seconds: u64) -> Value {
             "outage_ms": millis(f.outage),
             "probe_ms": f.probe.map(millis),
             "caught_up_ms": f.caught_up.map(millis),
+            "telephony_idle_ms": f.telephony.map(millis),
             "detail": f.extra,
         })).collect::<Vec<_>>(),
         "messages": {
