@@ -54,10 +54,12 @@ const WAIT: Duration = Duration::from_secs(60);
 /// How long a connected call talks before the caller hangs up.
 const TALK: Duration = Duration::from_secs(3);
 /// Pause between two calls of the call loop.
-const CALL_PAUSE: Duration = Duration::from_secs(3);
+const CALL_PAUSE: Duration = Duration::from_secs(1);
 /// Longest database outage; shorter runs scale it down.
 const SQL_OUTAGE: Duration = Duration::from_secs(8);
-const REDIS_OUTAGE: Duration = Duration::from_secs(4);
+/// Long enough that the call talking when Redis dies ends within the outage (its end then
+/// waits for Redis commands that time out): not scaled down for short runs.
+const REDIS_OUTAGE: Duration = Duration::from_secs(8);
 const UCSERVER_OUTAGE: Duration = Duration::from_secs(3);
 const MEDIA_OUTAGE: Duration = Duration::from_secs(2);
 
@@ -624,6 +626,16 @@ async fn idle(user: Arc<User>) -> bool {
         .is_ok_and(|p| matches!(p.telephony, None | Some(TelephonyState::Idle)))
 }
 
+/// Whether every one of `users` is idle.
+async fn all_idle(users: Vec<Arc<User>>) -> bool {
+    for user in users {
+        if !idle(user).await {
+            return false;
+        }
+    }
+    true
+}
+
 async fn seats_in_use(admin: &AdminClient) -> Option<u32> {
     let licenses = admin.licenses().await.ok()?;
     Some(
@@ -909,7 +921,7 @@ async fn run(lab: &mut Lab, seconds: u64) -> Value {
                 log(&format!("fault: Redis killed (a call talking: {talking})"));
                 began = Instant::now();
                 lab.redis.stop();
-                tokio::time::sleep(scale(REDIS_OUTAGE).max(TALK + Duration::from_secs(1))).await;
+                tokio::time::sleep(REDIS_OUTAGE).await;
                 tokio::task::block_in_place(|| lab.redis.restart());
                 // u00 (s1) -> u01 (s2): the bus between servers.
                 ("redis", Some((0, 1)), json!({}))
@@ -1018,19 +1030,9 @@ async fn run(lab: &mut Lab, seconds: u64) -> Value {
         // call or ringing.
         record.calls_paused.store(true, Ordering::Relaxed);
         until(WAIT, || async { !record.in_call.load(Ordering::Relaxed) }).await;
-        let telephony = until(Duration::from_secs(20), || {
-            let users = users.clone();
-            async move {
-                for user in users {
-                    if !idle(user).await {
-                        return false;
-                    }
-                }
-                true
-            }
-        })
-        .await
-        .map(|_| ended.elapsed());
+        let telephony = until(Duration::from_secs(20), || all_idle(users.clone()))
+            .await
+            .map(|_| ended.elapsed());
         if telephony.is_none() {
             let mut stuck = Vec::new();
             for user in &users {
@@ -1188,18 +1190,7 @@ async fn run(lab: &mut Lab, seconds: u64) -> Value {
     let seats = seats_in_use(&admin).await;
 
     // Nobody in a call or ringing, no lease held.
-    let telephony_settled = until(WAIT, || {
-        let users = users.clone();
-        async move {
-            for user in users {
-                if !idle(user).await {
-                    return false;
-                }
-            }
-            true
-        }
-    })
-    .await;
+    let telephony_settled = until(WAIT, || all_idle(users.clone())).await;
     let mut not_idle = Vec::new();
     for user in &users {
         if !idle(user.clone()).await {
