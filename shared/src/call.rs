@@ -430,6 +430,11 @@ pub enum CallBusBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         caller: Option<UserId>,
     },
+    /// From the home server of `user` to the server that owns `call`, while the user has had
+    /// a part in it for a while: is the call still on? The owner answers only when it is not,
+    /// with `CallTelephony` `idle`: the end it announced may have been lost with the bus, or
+    /// with the owner's previous incarnation.
+    CallCheck { call: CallId, user: UserId },
     /// A user's forwarding rules changed in SQL: drop cached copies, tell their devices.
     ForwardingChanged {
         user: UserId,

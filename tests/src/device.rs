@@ -1,41 +1,98 @@
 //! A listening device for fault tests: one WebSocket that shows messages through the client's
 //! [`Inbox`] (once each, in order, holes filled by `sync`) and records every message it
 //! shows, so a test can count what reached each device.
+//!
+//! A device survives its server going away: when the socket drops it waits (backoff from
+//! 100 ms, doubling, at most 2 s), connects again with the same client (tokens survive a
+//! server restart) and device id, hands the new `hello` to [`Inbox::on_hello`] and sends the
+//! `sync` it asks for, as `ucclient listen` does; what it shows stays once each, in order.
 
-use shared::ConversationId;
 use shared::api::ChatMessage;
 use shared::ws::{ClientCommand, ServerEvent};
+use shared::{ConversationId, DeviceId};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use ucclient::{Client, Connection, Inbox};
+use ucclient::{Client, ClientError, Connection, Inbox};
 
-/// A device whose task reads its socket until dropped.
+/// First delay before a reconnect; doubles per failed attempt.
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+/// Largest delay between reconnect attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// How often a device pings its server (the server drops a device silent for 120 s).
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
+/// Time given to a polite close of the socket.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the device's task shares with its handle.
+#[derive(Default)]
+struct Shared {
+    shown: Mutex<Vec<ChatMessage>>,
+    connected: AtomicBool,
+    reconnects: AtomicU64,
+}
+
+/// A device whose task reads its socket, reconnecting when it drops, until stopped or
+/// dropped.
 pub struct Device {
     name: String,
-    shown: Arc<Mutex<Vec<ChatMessage>>>,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl Device {
     /// Connects `client` as device `name` and starts reading.
     pub async fn start(client: &Client, name: &str) -> Device {
+        let device = DeviceId::from(name);
         let connection = client
-            .connect(Some(&name.into()), &[])
+            .connect(Some(&device), &[])
             .await
             .unwrap_or_else(|e| panic!("device {name} connects: {e}"));
-        let shown = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(read(connection, shown.clone()));
+        let shared = Arc::new(Shared::default());
+        shared.connected.store(true, Ordering::Relaxed);
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(
+            client.clone(),
+            device,
+            connection,
+            shared.clone(),
+            stopped,
+        ));
         Device {
             name: name.to_string(),
-            shown,
+            shared,
+            stop,
             task,
         }
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether its socket is open now.
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Relaxed)
+    }
+
+    /// How often its socket dropped and it connected again.
+    pub fn reconnects(&self) -> u64 {
+        self.shared.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Closes the socket politely and ends the task (the device goes offline).
+    /// The task is aborted if it takes longer than twice the close timeout.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT * 2, &mut self.task).await;
+    }
+
     /// Every message shown so far, in the order shown.
     pub fn messages(&self) -> Vec<ChatMessage> {
-        self.shown.lock().unwrap().clone()
+        self.shared.shown.lock().unwrap().clone()
     }
 
     /// The sequence numbers shown in `conversation`, in the order shown.
@@ -138,27 +195,114 @@ impl Drop for Device {
     }
 }
 
-async fn read(mut connection: Connection, shown: Arc<Mutex<Vec<ChatMessage>>>) {
+/// Why one connected session ended.
+enum End {
+    Stopped,
+    Dropped,
+}
+
+async fn run(
+    client: Client,
+    device: DeviceId,
+    first: Connection,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut inbox = Inbox::new();
+    let mut next = Some(first);
+    let mut is_first = true;
+    let mut failures: u32 = 0;
+    loop {
+        let mut connection = match next.take() {
+            Some(connection) => connection,
+            None => {
+                let delay = BACKOFF_BASE
+                    .saturating_mul(1 << failures.min(8))
+                    .min(BACKOFF_MAX);
+                failures = failures.saturating_add(1);
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop_asked(&mut stopped) => return,
+                }
+                let connected = tokio::select! {
+                    connected = client.connect(Some(&device), &[]) => connected,
+                    () = stop_asked(&mut stopped) => return,
+                };
+                match connected {
+                    Ok(connection) => {
+                        shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                        connection
+                    }
+                    Err(_) => continue,
+                }
+            }
+        };
+        failures = 0;
+        shared.connected.store(true, Ordering::Relaxed);
+        let end = follow(&mut connection, &mut inbox, is_first, &shared, &mut stopped).await;
+        shared.connected.store(false, Ordering::Relaxed);
+        is_first = false;
+        if let End::Stopped = end {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close()).await;
+            return;
+        }
+    }
+}
+
+/// Completes once the device is asked to stop (or its handle is gone).
+async fn stop_asked(stopped: &mut watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// One connected session: the `hello`, the sync it calls for, then every event until the
+/// socket drops or the device is stopped.
+async fn follow(
+    connection: &mut Connection,
+    inbox: &mut Inbox,
+    first: bool,
+    shared: &Shared,
+    stopped: &mut watch::Receiver<bool>,
+) -> End {
     let hello = connection.hello().to_event();
-    let since = inbox.on_hello(&hello, true);
-    assert!(since.is_empty());
-    while let Some(event) = connection.next_event().await {
-        let Ok(event) = event else { continue };
+    let since = inbox.on_hello(&hello, first);
+    if !since.is_empty() {
+        match connection.send(ClientCommand::Sync { since }).await {
+            Ok(reference) => inbox.sync_sent(reference),
+            Err(_) => return End::Dropped,
+        }
+    }
+    let mut keepalive = tokio::time::interval(KEEPALIVE_EVERY);
+    keepalive.reset();
+    loop {
+        let event = tokio::select! {
+            event = connection.next_event() => event,
+            _ = keepalive.tick() => {
+                if connection.send(ClientCommand::Ping).await.is_err() {
+                    return End::Dropped;
+                }
+                continue;
+            }
+            () = stop_asked(stopped) => return End::Stopped,
+        };
+        let event = match event {
+            None | Some(Err(ClientError::Transport(_))) => return End::Dropped,
+            Some(Err(_)) => continue,
+            Some(Ok(event)) => event,
+        };
         let step = inbox.on_event(event);
         for event in step.show {
             if let ServerEvent::Message { message, .. } = event {
-                shown.lock().unwrap().push(message);
+                shared.shown.lock().unwrap().push(message);
             }
         }
         if !step.sync.is_empty() {
-            let Ok(reference) = connection
+            match connection
                 .send(ClientCommand::Sync { since: step.sync })
                 .await
-            else {
-                return;
-            };
-            inbox.sync_sent(reference);
+            {
+                Ok(reference) => inbox.sync_sent(reference),
+                Err(_) => return End::Dropped,
+            }
         }
     }
 }

@@ -57,6 +57,11 @@ impl MediaServer {
         format!("http://127.0.0.1:{}", self.control_port)
     }
 
+    /// The whole log file (it goes with the server's directory when dropped).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("mediaserver.log")
+    }
+
     pub fn log(&self) -> String {
         log_tail(&self.dir.join("mediaserver.log"))
     }

@@ -100,6 +100,11 @@ impl UcServer {
         format!("http://localhost:{}", self.port)
     }
 
+    /// The whole log file (it goes with the server's directory when dropped).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("ucserver.log")
+    }
+
     pub fn log(&self) -> String {
         log_tail(&self.dir.join("ucserver.log"))
     }

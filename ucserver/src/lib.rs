@@ -212,6 +212,7 @@ pub async fn start(
                     beat_server.expire_tokens(shared::now_ms(), tokens::TOKEN_IDLE_MS).await;
                     beat_server.rate_limits.sweep();
                     calls::check_media(&beat_server).await;
+                    calls::check_quiet_parts(&beat_server).await;
                 }
                 _ = stop.recv() => break,
             }

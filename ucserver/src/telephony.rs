@@ -20,6 +20,8 @@ pub struct CallPart {
     /// When the user was first told of the call, and when they were first in it.
     pub started_ms: TimestampMs,
     pub answered_ms: Option<TimestampMs>,
+    /// When the call's owner last said something of it, or was last asked whether it is on.
+    pub heard_ms: TimestampMs,
 }
 
 #[derive(Default)]
@@ -50,7 +52,9 @@ impl Telephony {
                 caller: None,
                 started_ms: now,
                 answered_ms: None,
+                heard_ms: now,
             });
+            part.heard_ms = now;
             if part.state != state {
                 part.state = state;
                 part.since_ms = now;
@@ -120,6 +124,30 @@ impl Telephony {
         ringing.into_iter().map(|(_, call)| call).collect()
     }
 
+    /// (user, call, its owner) for every part in a call owned by another server than `here`
+    /// that nothing was heard of for `quiet_ms`; each counts as heard now (asked about).
+    pub fn parts_to_check(
+        &self,
+        here: &ServerId,
+        now: TimestampMs,
+        quiet_ms: TimestampMs,
+    ) -> Vec<(UserId, CallId, ServerId)> {
+        let mut all = self.calls.lock().unwrap();
+        let mut due = Vec::new();
+        for (user, calls) in all.iter_mut() {
+            for (call, part) in calls.iter_mut() {
+                let Some(owner) = shared::call::call_owner(call) else {
+                    continue;
+                };
+                if owner != *here && now.saturating_sub(part.heard_ms) >= quiet_ms {
+                    part.heard_ms = now;
+                    due.push((user.clone(), call.clone(), owner));
+                }
+            }
+        }
+        due
+    }
+
     /// (user, call, the user's part) for every user's call owned by `owner`.
     pub fn calls_owned_by(&self, owner: &ServerId) -> Vec<(UserId, CallId, CallPart)> {
         let all = self.calls.lock().unwrap();
@@ -131,5 +159,36 @@ impl Telephony {
                     .map(move |(call, part)| (user.clone(), call.clone(), part.clone()))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_in_calls_owned_elsewhere_are_due_for_a_check_after_a_quiet_while() {
+        let telephony = Telephony::default();
+        let (here, elsewhere) = (CallId::from("s1~aaa"), CallId::from("s2~bbb"));
+        let user = UserId::from("alice");
+        telephony.record(&user, &here, TelephonyState::InCall, None, 1_000);
+        telephony.record(&user, &elsewhere, TelephonyState::Ringing, None, 1_000);
+        let s1 = ServerId::from("s1");
+        assert!(telephony.parts_to_check(&s1, 10_999, 10_000).is_empty());
+        // News of the call resets the quiet time.
+        telephony.record(&user, &elsewhere, TelephonyState::InCall, None, 5_000);
+        assert!(telephony.parts_to_check(&s1, 14_999, 10_000).is_empty());
+        let due = telephony.parts_to_check(&s1, 15_000, 10_000);
+        assert_eq!(
+            due,
+            vec![(user.clone(), elsewhere.clone(), ServerId::from("s2"))]
+        );
+        // Asked once per quiet period; its own calls never.
+        assert!(telephony.parts_to_check(&s1, 24_999, 10_000).is_empty());
+        assert_eq!(telephony.parts_to_check(&s1, 25_000, 10_000).len(), 1);
+        // The owner's answer ends the part.
+        telephony.record(&user, &elsewhere, TelephonyState::Idle, None, 25_100);
+        assert!(telephony.parts_to_check(&s1, 99_000, 10_000).is_empty());
+        assert_eq!(telephony.strongest(&user), TelephonyState::InCall);
     }
 }

@@ -431,6 +431,23 @@ pub async fn handle_bus(server: &std::sync::Arc<Server>, body: CallBusBody) {
         } => {
             server.set_call_telephony(&user, &call, state, caller).await;
         }
+        CallBusBody::CallCheck { call, user } => {
+            if server.calls.sender(&call).is_none() {
+                tracing::info!(%call, %user, "a call asked about is over here; telling the user's home");
+                match server.relations.home_of(&user).await {
+                    Ok(home) => {
+                        let body = CallBusBody::CallTelephony {
+                            call,
+                            user,
+                            state: TelephonyState::Idle,
+                            caller: None,
+                        };
+                        Box::pin(route(server, &home, body)).await;
+                    }
+                    Err(error) => tracing::warn!(%user, %error, "cannot answer a call check"),
+                }
+            }
+        }
         CallBusBody::CallDeviceGone { call, user, device } => {
             if let Some(tx) = server.calls.sender(&call) {
                 let _ = tx
@@ -529,6 +546,22 @@ pub async fn device_gone(server: &std::sync::Arc<Server>, user: &UserId, device:
             };
             route(server, &owner, body).await;
         }
+    }
+}
+
+/// How long a local user's part in a call owned by another server may go without news before
+/// the owner is asked whether the call is still on (and again after as long).
+const CHECK_QUIET_PARTS_MS: shared::TimestampMs = 10_000;
+
+/// Asks the owners of calls our users have had a part in for a while without news whether
+/// those calls are still on (an end announced while the bus was away, or by a previous
+/// incarnation of the owner, never arrived); an owner that no longer knows a call says so.
+pub async fn check_quiet_parts(server: &std::sync::Arc<Server>) {
+    let due = server
+        .telephony
+        .parts_to_check(&server.id, now_ms(), CHECK_QUIET_PARTS_MS);
+    for (user, call, owner) in due {
+        route(server, &owner, CallBusBody::CallCheck { call, user }).await;
     }
 }
 
