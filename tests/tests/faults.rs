@@ -169,6 +169,16 @@ async fn chat_keeps_flowing_while_the_database_is_away_and_nothing_shows_twice()
         Device::start(&bob_phone, "phone").await,
     ];
     let carol_device = Device::start(&carol_client, "desk").await;
+    // A group made after bob's devices connected, where nobody on bob's server has posted:
+    // its members are known there from the conversation's announcement.
+    let ops = alice_client
+        .create_conversation(CreateConversation {
+            name: "ops".into(),
+            members: vec![bob.clone()],
+        })
+        .await
+        .expect("group")
+        .id;
 
     send_direct(&alice_client, &bob, "before", 2).await;
     send_group(&alice_client, &group, "before", 1).await;
@@ -197,6 +207,11 @@ async fn chat_keeps_flowing_while_the_database_is_away_and_nothing_shows_twice()
         .await
         .expect("accepted without the database");
     assert_eq!(new_chat.seq, 0);
+    let in_ops = bob_desk
+        .send_to_conversation(&ops, "posted to a group during the outage")
+        .await
+        .expect("accepted without the database");
+    assert_eq!(in_ops.seq, 0);
     let provisional = |device: &Device, conversation: &ConversationId| {
         device
             .messages()
@@ -267,5 +282,11 @@ async fn chat_keeps_flowing_while_the_database_is_away_and_nothing_shows_twice()
         .expect("history of the conversation begun during the outage");
     assert_eq!(begun.len(), 1);
     assert_eq!(begun[0].id, new_chat.id);
+    let ops_history = bob_desk
+        .history(&ops, None, None, Some(100))
+        .await
+        .expect("history of ops");
+    assert_eq!(ops_history.len(), 1);
+    assert_eq!(ops_history[0].id, in_ops.id);
     drop(s2);
 }

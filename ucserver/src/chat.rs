@@ -446,6 +446,7 @@ impl Chat {
             else {
                 continue;
             };
+            self.relations.learn_members(&summaries);
             if let Some(summary) = summaries.into_iter().find(|s| &s.id == conversation) {
                 self.deliver(
                     std::slice::from_ref(user),
@@ -463,6 +464,7 @@ impl Chat {
     /// (`conversation_heads`), so that each fetches what deliveries lost on the bus left out.
     pub async fn announce_heads(&self, user: &UserId) -> AppResult<()> {
         let conversations = timed::sql(&self.metrics, self.store.conversations_of(user)).await?;
+        self.relations.learn_members(&conversations);
         let event = Outgoing::new(ServerEvent::ConversationHeads { conversations });
         self.deliver(std::slice::from_ref(user), &event, false, None);
         Ok(())

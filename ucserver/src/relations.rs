@@ -7,6 +7,7 @@ use crate::error::{AppError, AppResult};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::timed;
+use shared::api::ConversationSummary;
 use shared::{ConversationId, ServerId, UserId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -108,6 +109,17 @@ impl Relations {
             .members
             .insert(conversation.clone(), members.clone());
         Ok(members)
+    }
+
+    /// Takes in the members of conversations just read from SQL (a user's conversation list),
+    /// so that posting to them works while SQL is away.
+    pub fn learn_members(&self, conversations: &[ConversationSummary]) {
+        let mut cache = self.cache.lock().unwrap();
+        for conversation in conversations {
+            cache
+                .members
+                .insert(conversation.id.clone(), Arc::new(conversation.members.clone()));
+        }
     }
 
     /// Whether the members of a conversation are cached (it exists, as far as this server

@@ -328,10 +328,15 @@ impl Session {
 
     // ------------------------------------------------------------------ chat
 
+    /// The user's conversations; their members are remembered on the way (see
+    /// `Relations::learn_members`).
     pub async fn conversations(&self) -> AppResult<Vec<ConversationSummary>> {
-        self.server
+        let conversations = self
+            .server
             .sql(self.server.store.conversations_of(self.user()))
-            .await
+            .await?;
+        self.server.relations.learn_members(&conversations);
+        Ok(conversations)
     }
 
     /// A new group conversation with this user and `members`.
