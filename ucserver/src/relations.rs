@@ -116,9 +116,10 @@ impl Relations {
     pub fn learn_members(&self, conversations: &[ConversationSummary]) {
         let mut cache = self.cache.lock().unwrap();
         for conversation in conversations {
-            cache
-                .members
-                .insert(conversation.id.clone(), Arc::new(conversation.members.clone()));
+            cache.members.insert(
+                conversation.id.clone(),
+                Arc::new(conversation.members.clone()),
+            );
         }
     }
 
