@@ -13,7 +13,7 @@ use crate::core::license::LeaseOutcome;
 use async_trait::async_trait;
 use fred::clients::{SubscriberClient, WithOptions};
 use fred::prelude::*;
-use shared::bus::{BusMessage, ServerHeartbeat};
+use shared::bus::{BusBody, BusMessage, ServerHeartbeat};
 use shared::keys;
 use shared::media::MediaServerStatus;
 use shared::presence::PresenceSnapshot;
@@ -25,6 +25,9 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 const LEASE_KINDS: &str = "uc:leases:kinds";
+
+/// How long a chat delivery's publish may wait for Redis's answer.
+const DELIVERY_PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
 
 const ACQUIRE: &str = r#"
 redis.call('SADD', KEYS[2], ARGV[4])
@@ -380,8 +383,18 @@ impl Cluster for RedisCluster {
     async fn publish(&self, to: &ServerId, message: &BusMessage) -> ClusterResult<()> {
         let text =
             serde_json::to_string(message).map_err(|e| ClusterError::Backend(e.to_string()))?;
-        let _: Value = self
-            .fast()
+        // Chat deliveries the bus refuses are published again later (`Chat::republish`), so
+        // they need not wait long on a connection that may have just died.
+        let client = if matches!(message.body, BusBody::Messages { .. }) {
+            self.client.with_options(&Options {
+                fail_fast: true,
+                timeout: Some(DELIVERY_PUBLISH_TIMEOUT),
+                ..Options::default()
+            })
+        } else {
+            self.fast()
+        };
+        let _: Value = client
             .publish(keys::server_channel(to), text)
             .await
             .map_err(backend)?;
