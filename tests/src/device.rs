@@ -112,14 +112,10 @@ impl Device {
         count: usize,
         limit: Duration,
     ) -> Option<Duration> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if self.seqs(conversation).iter().filter(|&&s| s > 0).count() >= count {
-                return Some(start.elapsed());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
+        timed_wait(limit, || {
+            self.seqs(conversation).iter().filter(|&&s| s > 0).count() >= count
+        })
+        .await
     }
 
     /// Asserts that `conversation` showed the stored messages `1..=count` once each, in order,
@@ -167,14 +163,7 @@ impl Device {
         count: usize,
         limit: Duration,
     ) -> Option<Duration> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if self.seqs(conversation).len() >= count {
-                return Some(start.elapsed());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
+        timed_wait(limit, || self.seqs(conversation).len() >= count).await
     }
 
     /// Asserts that `conversation` showed exactly `first..=last`, each once, in order.
@@ -308,13 +297,20 @@ async fn follow(
 }
 
 /// Waits for up to `limit` until `done` holds, checking every 50 ms.
-pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub async fn eventually(limit: Duration, done: impl FnMut() -> bool) -> bool {
+    timed_wait(limit, done).await.is_some()
+}
+
+/// [`eventually`], returning how long it took (`None`: it did not happen in time).
+async fn timed_wait(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
-    while start.elapsed() < limit {
+    loop {
         if done() {
-            return true;
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= limit {
+            return None;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    done()
 }

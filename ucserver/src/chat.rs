@@ -125,11 +125,6 @@ impl Chat {
         }
     }
 
-    /// Whether deliveries wait to be published again.
-    pub fn has_unpublished(&self) -> bool {
-        !self.unpublished.lock().unwrap().is_empty()
-    }
-
     fn deliver(
         &self,
         users: &[UserId],

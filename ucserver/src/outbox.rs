@@ -192,21 +192,19 @@ impl Outbox {
 
     /// Forgets every message up to position `last` (SQL has them now).
     pub async fn remove_through(&self, last: i64) -> Result<(), OutboxError> {
-        sqlx::query("DELETE FROM outbox WHERE n <= ?")
+        let removed = sqlx::query("DELETE FROM outbox WHERE n <= ?")
             .bind(last)
             .execute(&self.pool)
             .await
-            .map_err(disk)?;
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS count, COALESCE(MIN(kept_ms), 0) AS oldest FROM outbox",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(disk)?;
-        let count: i64 = row.try_get("count").map_err(disk)?;
-        let oldest: i64 = row.try_get("oldest").map_err(disk)?;
-        self.oldest_ms.store(oldest, Ordering::Release);
-        self.len.store(count as usize, Ordering::Release);
+            .map_err(disk)?
+            .rows_affected() as usize;
+        let oldest: Option<i64> =
+            sqlx::query_scalar("SELECT kept_ms FROM outbox ORDER BY n LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(disk)?;
+        self.oldest_ms.store(oldest.unwrap_or(0), Ordering::Release);
+        self.len.fetch_sub(removed, Ordering::AcqRel);
         Ok(())
     }
 }
@@ -257,16 +255,13 @@ impl Outbox {
 
     /// Forgets every journal entry up to position `last` (SQL has them now).
     pub async fn remove_journal_through(&self, last: i64) -> Result<(), OutboxError> {
-        sqlx::query("DELETE FROM journal WHERE n <= ?")
+        let removed = sqlx::query("DELETE FROM journal WHERE n <= ?")
             .bind(last)
             .execute(&self.pool)
             .await
-            .map_err(disk)?;
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM journal")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(disk)?;
-        self.journal_len.store(count as usize, Ordering::Release);
+            .map_err(disk)?
+            .rows_affected() as usize;
+        self.journal_len.fetch_sub(removed, Ordering::AcqRel);
         Ok(())
     }
 }

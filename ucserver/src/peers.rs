@@ -74,9 +74,7 @@ impl Peers {
             self.stale_seats = seats_without_token(server).await;
         } else {
             heartbeat(server).await;
-            if server.chat.has_unpublished() {
-                server.chat.republish().await;
-            }
+            server.chat.republish().await;
             return_stale_seats(server, std::mem::take(&mut self.stale_seats)).await;
         }
     }
