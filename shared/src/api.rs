@@ -144,9 +144,21 @@ pub struct LoginResponse {
     pub user: UserId,
     pub device: DeviceId,
     pub display_name: String,
-    /// The server that issued the token (the user's home server for client logins).
+    /// The server that issued the token (the one serving the user, for client logins).
     pub server: ServerId,
     pub admin: bool,
+    /// Every live UCServer of the cluster: where to knock when this one cannot be reached
+    /// (any of them names the one serving the user).
+    #[serde(default)]
+    pub servers: Vec<ServerLink>,
+}
+
+/// A UCServer and the base URL clients reach it at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
+pub struct ServerLink {
+    pub id: ServerId,
+    pub url: String,
 }
 
 /// A user as the directory and the admin API show them.

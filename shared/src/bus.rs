@@ -95,4 +95,7 @@ pub struct ServerHeartbeat {
     pub sessions: u64,
     pub devices: u64,
     pub at_ms: TimestampMs,
+    /// Its redundancy group (`UC_REDUNDANCY_GROUP`): the servers that stand in for each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }

@@ -15,7 +15,19 @@ pub const BROADCAST_CHANNEL: &str = "uc:all";
 pub const SERVERS_SEEN: &str = "uc:servers:seen";
 /// Hash server id -> JSON heartbeat record.
 pub const SERVERS_INFO: &str = "uc:servers:info";
-/// Presence snapshot of a user (JSON), written by its home server.
+/// Hash: server id -> since when it has beaten without lapsing (ms, Redis's clock).
+pub const SERVERS_SINCE: &str = "uc:servers:since";
+/// Hash: server id -> the incarnation (process run) that beats for it now.
+pub const SERVERS_INCARNATION: &str = "uc:servers:incarnation";
+/// Hash: cluster-wide high-availability settings (`away:<server>`, `drain:<server>` ...).
+pub const HA: &str = "uc:ha";
+
+/// String `<server> <incarnation> <epoch>`: who owns a user's live state (server empty once released).
+pub fn owner(user: &UserId) -> String {
+    format!("{PREFIX}:owner:{user}")
+}
+
+/// Presence snapshot of a user (JSON), written by the server serving them.
 pub fn presence(user: &UserId) -> String {
     format!("{PREFIX}:presence:{user}")
 }
@@ -40,6 +52,8 @@ pub fn login_failures(key: &str) -> String {
 pub const MEDIA_SEEN: &str = "uc:media:seen";
 /// Hash media id -> JSON [`crate::media::MediaServerStatus`].
 pub const MEDIA_INFO: &str = "uc:media:info";
+/// Never written: MediaServers keep no since-time (the heartbeat reader's third key).
+pub const MEDIA_SINCE: &str = "uc:media:since";
 /// Channel on which MediaServers publish [`crate::media::MediaEvent`]s.
 pub const MEDIA_EVENTS_CHANNEL: &str = "uc:media:events";
 /// Heartbeat key of one MediaServer (for readers that want one record).

@@ -1,7 +1,7 @@
 //! The client WebSocket (`GET /api/v1/ws`): commands a device sends and events it receives.
 //! One JSON object per text frame. A command may carry `ref`, echoed in its `ack` or `error`.
 
-use crate::api::{ChatMessage, ConversationSummary, ErrorCode};
+use crate::api::{ChatMessage, ConversationSummary, ErrorCode, ServerLink};
 use crate::call::{CallCommand, CallEvent};
 use crate::presence::{Availability, PresenceView};
 use crate::{CallId, ConversationId, DeviceId, ServerId, UserId};
@@ -82,6 +82,9 @@ pub enum ServerEvent {
         conversations: Vec<ConversationSummary>,
         /// Presence of everyone the user watches, as the user may see it.
         presence: Vec<PresenceView>,
+        /// Every live UCServer: where to knock when this one cannot be reached.
+        #[serde(default)]
+        servers: Vec<ServerLink>,
     },
     /// A command succeeded.
     Ack {
@@ -138,6 +141,13 @@ pub enum ServerEvent {
     },
     /// The server is going away; reconnect (maybe elsewhere) after a pause.
     Goodbye {
+        reason: String,
+    },
+    /// Another server serves this user from now on (fallback, drain, a move): connect there
+    /// at once with the same token; the server closes this socket next.
+    Reconnect {
+        server: ServerId,
+        url: String,
         reason: String,
     },
     /// Calls and forwarding (`call_*`, `forwarding_changed`): see `shared::call`.

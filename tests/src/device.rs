@@ -2,14 +2,15 @@
 //! [`Inbox`] (once each, in order, holes filled by `sync`) and records every message it
 //! shows, so a test can count what reached each device.
 //!
-//! A device survives its server going away: when the socket drops it waits (backoff from
-//! 100 ms, doubling, at most 2 s), connects again with the same client (tokens survive a
-//! server restart) and device id, hands the new `hello` to [`Inbox::on_hello`] and sends the
+//! A device survives its server going away: when the socket drops (or the server is silent
+//! for 3 s) it waits (backoff from 100 ms, doubling, at most 2 s), connects again with the
+//! same client (tokens are valid on every server; the client finds the server serving the
+//! user now, and a `reconnect` event names it at once) and device id, hands the new `hello` to [`Inbox::on_hello`] and sends the
 //! `sync` it asks for, as `ucclient listen` does; what it shows stays once each, in order.
 
 use shared::api::ChatMessage;
 use shared::ws::{ClientCommand, ServerEvent};
-use shared::{ConversationId, DeviceId};
+use shared::{ConversationId, DeviceId, ServerId};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,7 +23,9 @@ const BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// Largest delay between reconnect attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// How often a device pings its server (the server drops a device silent for 120 s).
-const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(1);
+/// Silence after which the server is taken as gone (paused: the socket stays open).
+const SILENCE_LIMIT: Duration = Duration::from_secs(3);
 /// Time given to a polite close of the socket.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -30,6 +33,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Default)]
 struct Shared {
     shown: Mutex<Vec<ChatMessage>>,
+    /// The server of the last `hello`.
+    server: Mutex<Option<ServerId>>,
     connected: AtomicBool,
     reconnects: AtomicU64,
 }
@@ -76,6 +81,11 @@ impl Device {
     /// Whether its socket is open now.
     pub fn is_connected(&self) -> bool {
         self.shared.connected.load(Ordering::Relaxed)
+    }
+
+    /// The server it is connected to (or was last).
+    pub fn server(&self) -> Option<ServerId> {
+        self.shared.server.lock().unwrap().clone()
     }
 
     /// How often its socket dropped and it connected again.
@@ -188,6 +198,10 @@ impl Drop for Device {
 enum End {
     Stopped,
     Dropped,
+    /// The server said nothing for too long (paused): try the others first.
+    Silent,
+    /// `reconnect`: the user is served by the server at this URL now.
+    Moved(String),
 }
 
 async fn run(
@@ -201,13 +215,18 @@ async fn run(
     let mut next = Some(first);
     let mut is_first = true;
     let mut failures: u32 = 0;
+    let mut moved = false;
     loop {
         let mut connection = match next.take() {
             Some(connection) => connection,
             None => {
-                let delay = BACKOFF_BASE
-                    .saturating_mul(1 << failures.min(8))
-                    .min(BACKOFF_MAX);
+                let delay = if std::mem::take(&mut moved) {
+                    Duration::ZERO
+                } else {
+                    BACKOFF_BASE
+                        .saturating_mul(1 << failures.min(8))
+                        .min(BACKOFF_MAX)
+                };
                 failures = failures.saturating_add(1);
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
@@ -231,9 +250,17 @@ async fn run(
         let end = follow(&mut connection, &mut inbox, is_first, &shared, &mut stopped).await;
         shared.connected.store(false, Ordering::Relaxed);
         is_first = false;
-        if let End::Stopped = end {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close()).await;
-            return;
+        match end {
+            End::Stopped => {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close()).await;
+                return;
+            }
+            End::Moved(url) => {
+                client.follow(&url);
+                moved = true;
+            }
+            End::Silent => client.server_silent(),
+            End::Dropped => {}
         }
     }
 }
@@ -252,6 +279,7 @@ async fn follow(
     shared: &Shared,
     stopped: &mut watch::Receiver<bool>,
 ) -> End {
+    *shared.server.lock().unwrap() = Some(connection.hello().server.clone());
     let hello = connection.hello().to_event();
     let since = inbox.on_hello(&hello, first);
     if !since.is_empty() {
@@ -262,10 +290,15 @@ async fn follow(
     }
     let mut keepalive = tokio::time::interval(KEEPALIVE_EVERY);
     keepalive.reset();
+    let mut last_heard = Instant::now();
     loop {
         let event = tokio::select! {
             event = connection.next_event() => event,
             _ = keepalive.tick() => {
+                // A paused server keeps the socket open and says nothing.
+                if last_heard.elapsed() > SILENCE_LIMIT {
+                    return End::Silent;
+                }
                 if connection.send(ClientCommand::Ping).await.is_err() {
                     return End::Dropped;
                 }
@@ -278,6 +311,10 @@ async fn follow(
             Some(Err(_)) => continue,
             Some(Ok(event)) => event,
         };
+        last_heard = Instant::now();
+        if let ServerEvent::Reconnect { url, .. } = &event {
+            return End::Moved(url.clone());
+        }
         let step = inbox.on_event(event);
         for event in step.show {
             if let ServerEvent::Message { message, .. } = event {

@@ -118,6 +118,25 @@ impl UcServer {
         self.watchdog.note("none");
     }
 
+    /// Freezes the process (SIGSTOP): its sockets stay open, it answers nothing.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused process run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg(signal)
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+
     /// Stops it with SIGTERM (graceful shutdown) and waits up to 30 s.
     pub fn terminate(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -58,7 +58,7 @@ fn assert_valid(validator: &jsonschema::Validator, frame: &Value) {
 }
 
 async fn open(client: &Client) -> Socket {
-    let url = ucclient::websocket_url(client.base_url(), None, &[Capability::Chat]).unwrap();
+    let url = ucclient::websocket_url(&client.base_url(), None, &[Capability::Chat]).unwrap();
     let url = format!("{url}&token={}", client.token());
     let (socket, _) = tokio_tungstenite::connect_async(url)
         .await

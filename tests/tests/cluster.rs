@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_tests::Redis;
 use switchboard_tests::sentinel::SentinelCluster;
-use ucserver::cluster::{BusInput, Cluster, LocalCluster, LocalHub, RedisCluster};
+use ucserver::cluster::{BusInput, Cluster, LocalCluster, LocalHub, OwnerClaim, RedisCluster};
 use ucserver::core::license::LeaseOutcome;
 
 /// Two handles on one cluster, as two servers would hold.
@@ -197,14 +197,25 @@ async fn heartbeats_and_locks((a, b): Pair) {
         sessions: 3,
         devices: 4,
         at_ms: 0,
+        group: Some("site-a".into()),
     };
-    a.heartbeat(&beat).await.unwrap();
+    assert!(
+        a.heartbeat(&beat, 10_000).await.unwrap(),
+        "a first beat is a lapse"
+    );
+    assert!(!a.heartbeat(&beat, 10_000).await.unwrap());
     let seen = b.servers().await.unwrap();
+    assert_eq!(seen[0].heartbeat.group.as_deref(), Some("site-a"));
+    let since = seen[0].alive_since_ms;
+    assert!(since > 0);
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].heartbeat.sessions, 3);
     assert!(seen[0].age_ms < 5_000, "age {}", seen[0].age_ms);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(b.servers().await.unwrap()[0].age_ms >= 250);
+    // Silent for longer than its window: the next beat is a lapse and starts a new since.
+    assert!(a.heartbeat(&beat, 100).await.unwrap());
+    assert!(b.servers().await.unwrap()[0].alive_since_ms >= since + 250);
     b.forget_server(&ServerId::from("s1")).await.unwrap();
     assert!(a.servers().await.unwrap().is_empty());
 
@@ -220,6 +231,109 @@ async fn heartbeats_and_locks((a, b): Pair) {
         a.try_lock("other", "s1", 100).await.unwrap(),
         "an expired lock can be taken"
     );
+}
+
+/// Ownership records: one live owner at a time, taken from a dead one with a higher epoch,
+/// handed over by release.
+async fn ownership_is_claimed_fenced_and_released((a, b): Pair) {
+    let beat = |id: &str| ServerHeartbeat {
+        id: ServerId::from(id),
+        url: format!("http://{id}"),
+        incarnation: "x".into(),
+        sessions: 0,
+        devices: 0,
+        at_ms: 0,
+        group: None,
+    };
+    let (s1, s2) = (ServerId::from("s1"), ServerId::from("s2"));
+    let bob = UserId::from("bob");
+    a.heartbeat(&beat("s1"), 10_000).await.unwrap();
+    b.heartbeat(&beat("s2"), 10_000).await.unwrap();
+    assert_eq!(
+        a.owners(std::slice::from_ref(&bob)).await.unwrap(),
+        vec![None]
+    );
+    let first = a.claim_owner(&bob, &s1, "x", 10_000).await.unwrap();
+    assert_eq!(
+        first,
+        OwnerClaim::Granted {
+            epoch: 1,
+            moved: false
+        }
+    );
+    assert_eq!(
+        a.claim_owner(&bob, &s1, "x", 10_000).await.unwrap(),
+        OwnerClaim::Granted {
+            epoch: 1,
+            moved: false
+        },
+        "claiming again is idempotent"
+    );
+    assert_eq!(
+        b.claim_owner(&bob, &s2, "x", 10_000).await.unwrap(),
+        OwnerClaim::Held { by: s1.clone() },
+        "a live owner keeps the user"
+    );
+    // s1 stops beating: after its window, s2 takes bob with a higher epoch.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.heartbeat(&beat("s2"), 10_000).await.unwrap();
+    assert_eq!(
+        b.claim_owner(&bob, &s2, "x", 200).await.unwrap(),
+        OwnerClaim::Granted {
+            epoch: 2,
+            moved: true
+        }
+    );
+    assert_eq!(
+        a.owners(std::slice::from_ref(&bob)).await.unwrap(),
+        vec![Some(s2.clone())]
+    );
+    // The old owner wakes up: it cannot take bob back while s2 lives, and its release of a
+    // user it no longer owns changes nothing.
+    a.heartbeat(&beat("s1"), 10_000).await.unwrap();
+    assert_eq!(
+        a.claim_owner(&bob, &s1, "x", 10_000).await.unwrap(),
+        OwnerClaim::Held { by: s2.clone() }
+    );
+    a.release_owner(&bob, &s1).await.unwrap();
+    assert_eq!(
+        a.owners(std::slice::from_ref(&bob)).await.unwrap(),
+        vec![Some(s2.clone())]
+    );
+    // s2 hands bob over: s1 may claim at once, as a move.
+    b.release_owner(&bob, &s2).await.unwrap();
+    assert_eq!(
+        a.owners(std::slice::from_ref(&bob)).await.unwrap(),
+        vec![None]
+    );
+    assert_eq!(
+        a.claim_owner(&bob, &s1, "x", 10_000).await.unwrap(),
+        OwnerClaim::Granted {
+            epoch: 3,
+            moved: true
+        }
+    );
+    // s1 restarts (another incarnation beats for it): its earlier run's claim is dead, so
+    // the new run takes bob as a move although s1 is alive.
+    let mut restarted = beat("s1");
+    restarted.incarnation = "y".into();
+    a.heartbeat(&restarted, 10_000).await.unwrap();
+    assert_eq!(
+        b.claim_owner(&bob, &s2, "x", 10_000).await.unwrap(),
+        OwnerClaim::Granted {
+            epoch: 4,
+            moved: true
+        },
+        "a server's earlier run holds nobody"
+    );
+    // The high-availability settings are shared.
+    a.ha_set("away:s3", Some("1")).await.unwrap();
+    assert_eq!(
+        b.ha_all().await.unwrap(),
+        vec![("away:s3".to_string(), "1".to_string())]
+    );
+    b.ha_set("away:s3", None).await.unwrap();
+    assert!(a.ha_all().await.unwrap().is_empty());
 }
 
 async fn login_failures_are_shared_counted_and_expire((a, b): Pair) {
@@ -332,6 +446,7 @@ suite!(
     leases_are_shared_and_bounded,
     concurrent_leases_never_exceed_capacity,
     heartbeats_and_locks,
+    ownership_is_claimed_fenced_and_released,
     login_failures_are_shared_counted_and_expire,
     concurrent_login_failures_are_all_counted,
 );

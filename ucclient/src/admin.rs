@@ -53,7 +53,7 @@ impl AdminClient {
         Ok(AdminClient { endpoint, session })
     }
 
-    pub fn base_url(&self) -> &str {
+    pub fn base_url(&self) -> String {
         self.endpoint.base_url()
     }
 

@@ -59,7 +59,10 @@ impl Client {
                 .await;
             match answer {
                 Ok(session) => {
-                    let endpoint = endpoint.with_token(session.token.clone());
+                    let endpoint = endpoint.with_token(session.token.clone()).with_failover();
+                    if let Some(servers) = endpoint.servers() {
+                        servers.learn(&session.servers);
+                    }
                     return Ok(Client { endpoint, session });
                 }
                 Err(ClientError::Api(error)) => {
@@ -70,9 +73,32 @@ impl Client {
         }
     }
 
-    /// The base URL of the server that issued the token (the user's home server).
-    pub fn base_url(&self) -> &str {
+    /// The base URL of the server this session talks to now: the one serving the user
+    /// (it changes when that server dies or hands the user over; see `failover.rs`).
+    pub fn base_url(&self) -> String {
         self.endpoint.base_url()
+    }
+
+    /// Goes to `url` from now on (a `reconnect` event named it).
+    pub fn follow(&self, url: &str) {
+        if let Some(servers) = self.endpoint.servers() {
+            servers.follow(url);
+        }
+    }
+
+    /// The server talked to now went silent (paused, cut off): knock at the next one first.
+    pub fn server_silent(&self) {
+        if let Some(servers) = self.endpoint.servers() {
+            servers.rotate(&servers.current());
+        }
+    }
+
+    /// Every server this session has heard of.
+    pub fn known_servers(&self) -> Vec<String> {
+        self.endpoint
+            .servers()
+            .map(crate::failover::Servers::known)
+            .unwrap_or_default()
     }
 
     /// The bearer token of this session.
@@ -306,18 +332,34 @@ impl Client {
         self.endpoint.get(&["api", "v1", "journal"], &query).await
     }
 
-    /// Opens the WebSocket and waits for its `hello` (see [`Connection`]). Without `device`
-    /// the session's own device ([`Client::device`]) is used.
+    /// Opens the WebSocket and waits for its `hello` (see [`Connection`]) at the server that
+    /// serves the user, finding it as `failover.rs` says when the last one cannot be reached
+    /// or sends the client on. Without `device` the session's own device
+    /// ([`Client::device`]) is used.
     pub async fn connect(
         &self,
         device: Option<&DeviceId>,
         capabilities: &[Capability],
     ) -> Result<Connection, ClientError> {
         let device = device.unwrap_or(&self.session.device);
-        let url = websocket_url(self.base_url(), Some(device), capabilities)?;
-        Connection::open(&url, Some(&self.session.token)).await
+        let open = |base: String| async move {
+            let url = websocket_url(&base, Some(device), capabilities)?;
+            Connection::open_within(&url, Some(&self.session.token), FAILOVER_CONNECT_TIMEOUT).await
+        };
+        let connection = match self.endpoint.servers() {
+            Some(servers) => crate::failover::with_failover(servers, true, open).await?,
+            None => open(self.base_url()).await?,
+        };
+        if let Some(servers) = self.endpoint.servers() {
+            servers.learn(&connection.hello().servers);
+        }
+        Ok(connection)
     }
 }
+
+/// How long opening the socket and receiving `hello` may take before the next server is
+/// tried: a paused server accepts the TCP connection and then says nothing.
+const FAILOVER_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// The WebSocket URL of a server: `ws(s)://…/api/v1/ws?device=…&caps=…`.
 pub fn websocket_url(

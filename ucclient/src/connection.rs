@@ -15,7 +15,7 @@
 use crate::error::{ClientError, TransportError};
 use crate::http::snippet;
 use futures_util::{SinkExt, StreamExt};
-use shared::api::{ApiError, ChatMessage, ConversationSummary};
+use shared::api::{ApiError, ChatMessage, ConversationSummary, ServerLink};
 use shared::limits::{MAX_EVENT_BYTES, MAX_FRAME_BYTES};
 use shared::presence::PresenceView;
 use shared::ws::{ClientCommand, ClientEnvelope, ServerEvent};
@@ -50,6 +50,8 @@ pub struct Hello {
     pub conversations: Vec<ConversationSummary>,
     /// Presence of everyone the user watches, as the user may see it.
     pub presence: Vec<PresenceView>,
+    /// Every live server of the cluster.
+    pub servers: Vec<ServerLink>,
 }
 
 impl Hello {
@@ -61,6 +63,7 @@ impl Hello {
             server: self.server.clone(),
             conversations: self.conversations.clone(),
             presence: self.presence.clone(),
+            servers: self.servers.clone(),
         }
     }
 }
@@ -103,6 +106,15 @@ impl Connection {
     /// Opens a WebSocket at `url` (see [`crate::websocket_url`]) with an optional bearer token
     /// and waits for `hello`. Most callers use [`crate::Client::connect`].
     pub async fn open(url: &str, token: Option<&str>) -> Result<Connection, ClientError> {
+        Self::open_within(url, token, CONNECT_TIMEOUT).await
+    }
+
+    /// [`Connection::open`] with its own limit for the socket and `hello`.
+    pub async fn open_within(
+        url: &str,
+        token: Option<&str>,
+        limit: Duration,
+    ) -> Result<Connection, ClientError> {
         let mut request = url.into_client_request()?;
         if let Some(token) = token {
             let value = HeaderValue::from_str(&format!("Bearer {token}"))
@@ -113,10 +125,10 @@ impl Connection {
             .read_buffer_size(READ_BUFFER_BYTES)
             .max_message_size(Some(MAX_EVENT_BYTES))
             .max_frame_size(Some(MAX_EVENT_BYTES));
-        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        let deadline = Instant::now() + limit;
         let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
         let (socket, _response) = match tokio::time::timeout_at(deadline, connecting).await {
-            Err(_) => return Err(TransportError::Timeout(CONNECT_TIMEOUT).into()),
+            Err(_) => return Err(TransportError::Timeout(limit).into()),
             Ok(Err(WsError::Http(response))) => {
                 let status = response.status().as_u16();
                 let body = response.body().clone().unwrap_or_default();
@@ -139,6 +151,7 @@ impl Connection {
                 server: ServerId::from(""),
                 conversations: Vec::new(),
                 presence: Vec::new(),
+                servers: Vec::new(),
             },
             queued: VecDeque::new(),
             next_reference: 1,
@@ -146,7 +159,7 @@ impl Connection {
             closed: false,
         };
         let first = match tokio::time::timeout_at(deadline, connection.read_event()).await {
-            Err(_) => return Err(TransportError::Timeout(CONNECT_TIMEOUT).into()),
+            Err(_) => return Err(TransportError::Timeout(limit).into()),
             Ok(None) => return Err(TransportError::Closed.into()),
             Ok(Some(result)) => result?,
         };
@@ -157,6 +170,7 @@ impl Connection {
                 server,
                 conversations,
                 presence,
+                servers,
             } => {
                 connection.hello = Hello {
                     user,
@@ -164,6 +178,7 @@ impl Connection {
                     server,
                     conversations,
                     presence,
+                    servers,
                 };
                 Ok(connection)
             }
@@ -388,6 +403,7 @@ pub fn event_type(event: &ServerEvent) -> &'static str {
         ServerEvent::Conversation { .. } => "conversation",
         ServerEvent::ConversationHeads { .. } => "conversation_heads",
         ServerEvent::Goodbye { .. } => "goodbye",
+        ServerEvent::Reconnect { .. } => "reconnect",
         ServerEvent::Call(event) => event.type_name(),
     }
 }

@@ -59,6 +59,8 @@ pub(crate) struct Endpoint {
     /// Normalised by [`normalize_base_url`]: no trailing slash.
     base_url: String,
     token: Option<String>,
+    /// A client session's routing across the cluster (none for the admin client).
+    servers: Option<std::sync::Arc<crate::failover::Servers>>,
 }
 
 impl Endpoint {
@@ -67,7 +69,20 @@ impl Endpoint {
             http,
             base_url: normalize_base_url(base_url)?,
             token: None,
+            servers: None,
         })
+    }
+
+    /// Follows the user's live state across the cluster from now on (`failover.rs`).
+    pub(crate) fn with_failover(mut self) -> Self {
+        self.servers = Some(std::sync::Arc::new(crate::failover::Servers::new(
+            self.base_url.clone(),
+        )));
+        self
+    }
+
+    pub(crate) fn servers(&self) -> Option<&crate::failover::Servers> {
+        self.servers.as_deref()
     }
 
     pub(crate) fn with_token(mut self, token: String) -> Self {
@@ -75,17 +90,16 @@ impl Endpoint {
         self
     }
 
-    pub(crate) fn base_url(&self) -> &str {
-        &self.base_url
+    /// The server talked to now.
+    pub(crate) fn base_url(&self) -> String {
+        match &self.servers {
+            Some(servers) => servers.current(),
+            None => self.base_url.clone(),
+        }
     }
 
     pub(crate) fn token(&self) -> Option<&str> {
         self.token.as_deref()
-    }
-
-    /// `base_url` + the path segments, each percent-encoded as needed.
-    pub(crate) fn url(&self, segments: &[&str]) -> Result<Url, ClientError> {
-        build_url(&self.base_url, segments)
     }
 
     pub(crate) async fn get<T: DeserializeOwned>(
@@ -136,13 +150,23 @@ impl Endpoint {
         query: &[(&str, String)],
         body: Option<Vec<u8>>,
     ) -> Result<Vec<u8>, ClientError> {
-        let (status, body) = self
-            .call_any_status(method.clone(), segments, query, body)
-            .await?;
-        if (200..300).contains(&status) {
-            Ok(body)
-        } else {
-            Err(error_from_answer(&method, segments, status, &body))
+        let once = |base: String| {
+            let method = method.clone();
+            let body = body.clone();
+            async move {
+                let (status, answer) = self
+                    .call_at(&base, method.clone(), segments, query, body)
+                    .await?;
+                if (200..300).contains(&status) {
+                    Ok(answer)
+                } else {
+                    Err(error_from_answer(&method, segments, status, &answer))
+                }
+            }
+        };
+        match &self.servers {
+            Some(servers) => crate::failover::with_failover(servers, false, once).await,
+            None => once(self.base_url.clone()).await,
         }
     }
 
@@ -154,7 +178,20 @@ impl Endpoint {
         query: &[(&str, String)],
         body: Option<Vec<u8>>,
     ) -> Result<(u16, Vec<u8>), ClientError> {
-        let mut request = self.http.inner.request(method, self.url(segments)?);
+        self.call_at(&self.base_url(), method, segments, query, body)
+            .await
+    }
+
+    /// One request to the server at `base`.
+    async fn call_at(
+        &self,
+        base: &str,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let mut request = self.http.inner.request(method, build_url(base, segments)?);
         if !query.is_empty() {
             request = request.query(query);
         }

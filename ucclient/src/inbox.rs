@@ -281,6 +281,7 @@ mod tests {
             server: "s1".into(),
             conversations: vec![summary(last_seq)],
             presence: vec![],
+            servers: vec![],
         }
     }
 

@@ -19,6 +19,7 @@ pub mod calls;
 mod client;
 mod connection;
 mod error;
+pub mod failover;
 mod http;
 pub mod inbox;
 mod login;

@@ -290,7 +290,7 @@ impl Chat {
                     continue;
                 }
             };
-            for (home, users) in self.relations.by_home(&members).await {
+            for (home, users) in self.relations.by_server(&members).await {
                 if home == self.id {
                     self.deliver_message_locally(message, &users, false);
                 } else {
@@ -352,7 +352,7 @@ impl Chat {
             user: user.clone(),
             seq,
         };
-        for (home, users) in self.relations.by_home(members).await {
+        for (home, users) in self.relations.by_server(members).await {
             if home == self.id {
                 self.deliver_read(&marker, &users);
             } else {
@@ -387,7 +387,7 @@ impl Chat {
         typing: bool,
     ) {
         let others: Vec<UserId> = members.iter().filter(|m| *m != user).cloned().collect();
-        for (home, users) in self.relations.by_home(&others).await {
+        for (home, users) in self.relations.by_server(&others).await {
             if home == self.id {
                 let event = ServerEvent::Typing {
                     conversation: conversation.clone(),
@@ -416,7 +416,7 @@ impl Chat {
         let Ok(members) = self.relations.members_of(conversation).await else {
             return;
         };
-        for (home, users) in self.relations.by_home(&members).await {
+        for (home, users) in self.relations.by_server(&members).await {
             if home == self.id {
                 self.deliver_conversation(conversation, &users).await;
             } else {

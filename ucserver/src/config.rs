@@ -28,10 +28,17 @@ pub struct Config {
     pub admin_password: Option<String>,
     /// `UC_DATA_DIR`: where the single-node default keeps its files. Default `./data`.
     pub data_dir: PathBuf,
-    /// `UC_HEARTBEAT_MS`: heartbeat period. Default 2000.
+    /// `UC_HEARTBEAT_MS`: heartbeat period. Default 1000.
     pub heartbeat_ms: u64,
-    /// `UC_DEAD_AFTER_MS`: a peer silent this long is dead and gets cleaned up. Default 10000.
+    /// `UC_DEAD_AFTER_MS`: a peer silent this long is dead: its users fail over to their
+    /// backups and what it held is cleaned up. Default 4000.
     pub dead_after_ms: u64,
+    /// `UC_REDUNDANCY_GROUP`: the servers that stand in for each other when one dies. Unset:
+    /// any live server stands in for this one.
+    pub redundancy_group: Option<String>,
+    /// `UC_FALLBACK_DELAY_MS`: how long this server must be back before its users move back
+    /// from their backups. Default 30000; `off`: only on an admin's command.
+    pub fallback_delay_ms: Option<u64>,
     /// `UC_MDM_BUFFER_LIMIT`: events held for a quiet device before a flush. Default 100.
     pub mdm_buffer_limit: usize,
     /// `UC_MEDIA_SECRET`: bearer secret of the MediaServers' control API.
@@ -98,8 +105,10 @@ impl Default for Config {
             redis_url: None,
             admin_password: None,
             data_dir: PathBuf::from("data"),
-            heartbeat_ms: 2_000,
+            heartbeat_ms: 1_000,
             dead_after_ms: crate::core::failure::DEAD_AFTER_MS as u64,
+            redundancy_group: None,
+            fallback_delay_ms: Some(30_000),
             mdm_buffer_limit: 100,
             media_secret: None,
             media_embedded: None,
@@ -175,6 +184,17 @@ impl Config {
         }
         if let Some(v) = var("UC_DEAD_AFTER_MS") {
             self.dead_after_ms = number("UC_DEAD_AFTER_MS", v)?;
+        }
+        if let Some(v) = var("UC_REDUNDANCY_GROUP") {
+            shared::validate_name(&v).map_err(|e| anyhow::anyhow!("UC_REDUNDANCY_GROUP: {e}"))?;
+            self.redundancy_group = Some(v);
+        }
+        if let Some(v) = var("UC_FALLBACK_DELAY_MS") {
+            self.fallback_delay_ms = if v == "off" {
+                None
+            } else {
+                Some(number("UC_FALLBACK_DELAY_MS", v)?)
+            };
         }
         if let Some(v) = var("UC_MDM_BUFFER_LIMIT") {
             self.mdm_buffer_limit = number("UC_MDM_BUFFER_LIMIT", v)? as usize;
@@ -426,12 +446,20 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("switchboard.db").display()))
     }
 
+    /// The high-availability choice's settings.
+    pub fn ownership(&self) -> crate::core::ownership::OwnershipConfig {
+        crate::core::ownership::OwnershipConfig {
+            fallback_delay_ms: self.fallback_delay_ms.map(|ms| ms as i64),
+            any_server_backs_up: true,
+        }
+    }
+
     /// One line per setting, secrets masked, for the start-up log.
     pub fn describe(&self) -> String {
         let mask = |url: &str| mask_url(url);
         let limits = self.password_limits();
         format!(
-            "server_id={} listen={} public_url={} database={} redis={} admin_password={} heartbeat_ms={} dead_after_ms={} mdm_buffer_limit={} media_embedded={} media_secret={} ring_timeout_ms={} media_fresh_ms={} session_lifetime_ms={} trusted_proxies={} password_workers={} password_queue={} rate_send={}/min+{} rate_typing={}/min+{} rate_conversations={}/min+{}",
+            "server_id={} listen={} public_url={} database={} redis={} admin_password={} heartbeat_ms={} dead_after_ms={} redundancy_group={} fallback_delay_ms={} mdm_buffer_limit={} media_embedded={} media_secret={} ring_timeout_ms={} media_fresh_ms={} session_lifetime_ms={} trusted_proxies={} password_workers={} password_queue={} rate_send={}/min+{} rate_typing={}/min+{} rate_conversations={}/min+{}",
             self.server_id,
             self.listen,
             self.public_url.as_deref().unwrap_or("(derived)"),
@@ -447,6 +475,11 @@ impl Config {
             },
             self.heartbeat_ms,
             self.dead_after_ms,
+            self.redundancy_group
+                .as_deref()
+                .unwrap_or("(none: any server)"),
+            self.fallback_delay_ms
+                .map_or_else(|| "off".to_string(), |ms| ms.to_string()),
             self.mdm_buffer_limit,
             self.media_embedded(),
             if self.media_secret.is_some() {

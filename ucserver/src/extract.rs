@@ -104,12 +104,7 @@ impl FromRequestParts<AppState> for Caller {
                 "sign in first: no session token was sent",
             )
         })?;
-        let info = server.token(&token).await.ok_or_else(|| {
-            AppError::new(
-                ErrorCode::Unauthorized,
-                "the session token is unknown or has ended; sign in again",
-            )
-        })?;
+        let info = server.token(&token).await?;
         Ok(Caller(info, token))
     }
 }

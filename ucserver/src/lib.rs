@@ -19,6 +19,7 @@ pub mod login_guard;
 pub mod media;
 pub mod metrics;
 pub mod outbox;
+pub mod owners;
 pub mod password;
 pub mod peers;
 pub mod presence;
@@ -197,6 +198,20 @@ pub async fn start(
         }
     });
 
+    // The ticker: no IO, so that a pause of the whole process shows as a gap (`owners.rs`).
+    let tick_server = server.clone();
+    let mut stop = stop_tx.subscribe();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(owners::TICK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => tick_server.owners.tick(),
+                _ = stop.recv() => break,
+            }
+        }
+    });
+
     let beat_server = server.clone();
     let mut heartbeats = peers::Peers::default();
     let mut stop = stop_tx.subscribe();
@@ -208,7 +223,7 @@ pub async fn start(
             tokio::select! {
                 _ = tick.tick() => {
                     heartbeats.beat(&beat_server).await;
-                    peers::sweep_dead_servers(&beat_server).await;
+                    heartbeats.sweep_dead_servers(&beat_server).await;
                     beat_server.expire_tokens(shared::now_ms(), tokens::TOKEN_IDLE_MS).await;
                     beat_server.rate_limits.sweep();
                     calls::check_media(&beat_server).await;

@@ -177,6 +177,10 @@ pub struct Metrics {
     pub mdm_flushed_packets: Arc<AtomicU64>,
     pub mdm_held_ms_total: Arc<AtomicU64>,
     pub dead_servers_cleaned: Arc<AtomicU64>,
+    /// Users this server handed to another (fallback, drain, a lost lease).
+    pub handovers: Arc<AtomicU64>,
+    /// Users this server took from another that died or handed them over.
+    pub takeovers: Arc<AtomicU64>,
     pub calls_placed: Arc<AtomicU64>,
     pub calls_active: Arc<AtomicI64>,
     /// Round trips to the cluster store and bus (Redis, or the in-process hub).
@@ -219,6 +223,8 @@ impl Metrics {
             mdm_flushed_packets: Arc::default(),
             mdm_held_ms_total: Arc::default(),
             dead_servers_cleaned: Arc::default(),
+            handovers: Arc::default(),
+            takeovers: Arc::default(),
             calls_placed: Arc::default(),
             calls_active: Arc::default(),
             redis_latency: Latency::default(),
@@ -371,6 +377,16 @@ impl Metrics {
                 "uc_dead_servers_cleaned_total",
                 "Dead peers this server cleaned up.",
                 Counter(self.dead_servers_cleaned.clone()),
+            ),
+            (
+                "uc_handovers_total",
+                "Users this server handed to another server.",
+                Counter(self.handovers.clone()),
+            ),
+            (
+                "uc_takeovers_total",
+                "Users this server took from another server.",
+                Counter(self.takeovers.clone()),
             ),
             (
                 "uc_calls_placed_total",

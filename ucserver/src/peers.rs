@@ -1,19 +1,29 @@
 //! Peers and heartbeats: this server's heartbeat in the cluster store, noticing when the
 //! store was away or came back empty (then everything this server owns is re-published:
-//! `resync`), finding peers that stopped beating and cleaning up after them (one survivor per
-//! dead peer, chosen by a lock: their users go offline for every watcher, their leases
-//! return), and the same cleanup after this server's own previous incarnation at start.
+//! `resync`), keeping the view of who serves whom fresh (`owners.rs`) and acting on it (users
+//! served elsewhere now are handed over; a server back from a failover takes its users back
+//! when the fallback is due), noticing that this server itself lapsed (paused, cut off) and
+//! keeping only the users it still owns, finding peers that stopped beating and failing over
+//! from them (one survivor per dead peer, chosen by a lock: their seats move to the users'
+//! backups, their other leases return, and users no backup claims within the grace go
+//! offline), and the cleanup after this server's own previous incarnation at start.
 //!
 //! [`Peers`] is owned by the heartbeat task, the only one that beats: what it last saw of
 //! the store needs no lock.
 
 use crate::core::license;
+use crate::owners;
 use crate::server::Server;
 use futures_util::StreamExt;
 use shared::bus::{BusBody, ServerHeartbeat};
 use shared::presence::{Availability, PresenceSnapshot};
 use shared::{ServerId, TimestampMs, UserId, now_ms};
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Beats between two checks for seats held with no signed-in user.
+const STALE_SEAT_CHECK_EVERY: u64 = 30;
 
 /// The cluster store as the heartbeat last saw it.
 #[derive(Default)]
@@ -33,12 +43,48 @@ pub struct Peers {
     /// beat apart, so that a sign-in between taking its seat and holding its token is
     /// not mistaken for a stale seat).
     stale_seats: Vec<UserId>,
+    /// Beats so far.
+    beats: u64,
+    /// Users of dead peers that no backup had claimed at the failover, with when they go
+    /// offline for their watchers unless one claims them by then.
+    unclaimed: Vec<(Vec<UserId>, Instant)>,
 }
 
 impl Peers {
     /// Heartbeat plus outage detection: when the cluster store comes back after failures, or
-    /// comes back empty (a new epoch), everything this server owns is re-published.
+    /// comes back empty (a new epoch), everything this server owns is re-published. Then the
+    /// high-availability duties (see the module's documentation).
     pub async fn beat(&mut self, server: &Server) {
+        let paused = server.owners.suspended();
+        let lapsed = heartbeat(server).await;
+        refresh_view(server).await;
+        if paused || (self.beats > 0 && lapsed == Some(true)) {
+            tracing::warn!(
+                paused,
+                "this server lapsed (paused or cut off): keeping only the users it still owns"
+            );
+            keep_only_owned(server).await;
+        }
+        if paused {
+            server.owners.resume();
+        }
+        self.beats += 1;
+        self.resync_if_needed(server).await;
+        hand_over_served_elsewhere(server).await;
+        take_back_when_due(server).await;
+        for user in server.owners.settle_due() {
+            if let Err(error) = server.chat.announce_heads(&user).await {
+                tracing::warn!(%user, error = %error.0.message, "could not tell a user's devices where their conversations stand");
+            }
+        }
+        self.mark_unclaimed_offline(server).await;
+        if self.beats.is_multiple_of(STALE_SEAT_CHECK_EVERY) && self.stale_seats.is_empty() {
+            self.stale_seats = seats_without_token(server).await;
+        }
+    }
+
+    /// The store-outage half of a beat.
+    async fn resync_if_needed(&mut self, server: &Server) {
         let epoch = server.bus("epoch", server.cluster.epoch()).await;
         let resubscribed = server
             .bus(
@@ -73,10 +119,135 @@ impl Peers {
             resync(server).await;
             self.stale_seats = seats_without_token(server).await;
         } else {
-            heartbeat(server).await;
             server.chat.republish().await;
             return_stale_seats(server, std::mem::take(&mut self.stale_seats)).await;
         }
+    }
+
+    /// Users of a dead peer that no backup claimed within the grace go offline for their
+    /// watchers (their devices did not come back).
+    async fn mark_unclaimed_offline(&mut self, server: &Server) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unclaimed)
+            .into_iter()
+            .partition(|(_, at)| *at <= now);
+        self.unclaimed = later;
+        for (users, _) in due {
+            let Some(owners) = server.bus("owners", server.cluster.owners(&users)).await else {
+                continue;
+            };
+            let offline: Vec<UserId> = users
+                .into_iter()
+                .zip(owners)
+                .filter(|(_, owner)| !owner.as_ref().is_some_and(|o| server.owners.is_alive(o)))
+                .map(|(user, _)| user)
+                .collect();
+            if !offline.is_empty() {
+                tracing::info!(
+                    users = offline.len(),
+                    "users of a dead server did not come back; offline"
+                );
+                for user in &offline {
+                    server
+                        .bus(
+                            "release seat",
+                            server.cluster.lease_release(license::SEAT, user.as_str()),
+                        )
+                        .await;
+                }
+                mark_offline(server, &offline).await;
+            }
+        }
+    }
+}
+
+/// Reads every server's beat and the high-availability settings into the view.
+async fn refresh_view(server: &Server) {
+    let Some(seen) = server.bus("list servers", server.cluster.servers()).await else {
+        return;
+    };
+    let settings = server
+        .bus("ha settings", server.cluster.ha_all())
+        .await
+        .unwrap_or_default();
+    server.owners.refresh(&seen, &settings);
+}
+
+/// Everyone this server has something of: users with devices or client tokens here.
+fn local_users(server: &Server) -> Vec<UserId> {
+    let mut users: BTreeSet<UserId> = server.devices.online_users().into_iter().collect();
+    users.extend(server.tokens.client_token_users());
+    users.into_iter().collect()
+}
+
+/// Claims every local user again (the records may be gone: Redis restarted) and hands over
+/// those another live server holds now (this server was paused or cut off meanwhile).
+async fn keep_only_owned(server: &Server) {
+    for user in local_users(server) {
+        let claim = server
+            .bus(
+                "claim owner",
+                server.cluster.claim_owner(
+                    &user,
+                    &server.id,
+                    &server.incarnation,
+                    server.config.dead_after_ms,
+                ),
+            )
+            .await;
+        if let Some(crate::cluster::OwnerClaim::Held { by }) = claim {
+            server
+                .hand_over(
+                    &user,
+                    &by,
+                    "another server took over while this one was away",
+                )
+                .await;
+        }
+    }
+}
+
+/// Hands over every local user whom another live server serves now (their home is back and
+/// the fallback is due, or an admin drains this server), except users in a call: they move
+/// when it ends.
+async fn hand_over_served_elsewhere(server: &Server) {
+    for user in local_users(server) {
+        let Ok(serving) = server.relations.server_of(&user).await else {
+            continue;
+        };
+        if serving == server.id || !server.owners.is_alive(&serving) {
+            continue;
+        }
+        if !server.telephony.calls_of(&user).is_empty() {
+            continue;
+        }
+        server
+            .hand_over(&user, &serving, "their server serves them again")
+            .await;
+    }
+}
+
+/// A server back from a failover takes its users back once the fallback is due: it clears
+/// its `away` mark, so that every server sees it serve its own users again.
+async fn take_back_when_due(server: &Server) {
+    if server.owners.users_away() && server.owners.serves_own_users() {
+        tracing::info!("taking this server's users back from their backups");
+        server
+            .bus(
+                "clear away",
+                server
+                    .cluster
+                    .ha_set(&owners::field(owners::AWAY, &server.id), None),
+            )
+            .await;
+        server
+            .bus(
+                "clear fallback",
+                server
+                    .cluster
+                    .ha_set(&owners::field(owners::FALLBACK, &server.id), None),
+            )
+            .await;
     }
 }
 
@@ -133,6 +304,7 @@ pub async fn resync(server: &Server) {
     server.licenses.forget();
     server.presence.forget_delivered();
     heartbeat(server).await;
+    keep_only_owned(server).await;
     let users = server.devices.online_users();
     for user in &users {
         server
@@ -172,7 +344,8 @@ pub async fn resync(server: &Server) {
 /// Users whose conversation heads are read from SQL at once after the bus came back.
 const HEADS_AT_ONCE: usize = 8;
 
-pub async fn heartbeat(server: &Server) {
+/// Beats; returns whether this server had lapsed (`None`: the store did not answer).
+pub async fn heartbeat(server: &Server) -> Option<bool> {
     let heartbeat = ServerHeartbeat {
         id: server.id.clone(),
         url: server.url.clone(),
@@ -180,55 +353,136 @@ pub async fn heartbeat(server: &Server) {
         sessions: server.metrics.sessions.load(Ordering::Relaxed).max(0) as u64,
         devices: server.metrics.devices.load(Ordering::Relaxed).max(0) as u64,
         at_ms: now_ms(),
+        group: server.config.redundancy_group.clone(),
     };
     server
-        .bus("heartbeat", server.cluster.heartbeat(&heartbeat))
-        .await;
+        .bus(
+            "heartbeat",
+            server
+                .cluster
+                .heartbeat(&heartbeat, server.config.dead_after_ms),
+        )
+        .await
 }
 
-/// Finds dead peers and cleans up after each one that no other survivor is cleaning.
-pub async fn sweep_dead_servers(server: &Server) {
-    let Some(servers) = server.bus("list servers", server.cluster.servers()).await else {
-        return;
-    };
-    let seen: Vec<(ServerId, TimestampMs)> = servers
-        .iter()
-        .map(|s| (s.heartbeat.id.clone(), -s.age_ms))
-        .collect();
-    let dead_servers = crate::core::failure::dead_servers(
-        &seen,
-        &server.id,
-        0,
-        server.config.dead_after_ms as i64,
-    );
-    for dead in dead_servers {
-        let lock = format!("cleanup:{dead}");
-        if server
-            .bus(
-                "cleanup lock",
-                server.cluster.try_lock(&lock, server.id.as_str(), 30_000),
-            )
-            .await
-            != Some(true)
-        {
-            continue;
+impl Peers {
+    /// Finds dead peers and fails over from each one that no other survivor is handling.
+    pub async fn sweep_dead_servers(&mut self, server: &Server) {
+        let Some(servers) = server.bus("list servers", server.cluster.servers()).await else {
+            return;
+        };
+        let seen: Vec<(ServerId, TimestampMs)> = servers
+            .iter()
+            .map(|s| (s.heartbeat.id.clone(), -s.age_ms))
+            .collect();
+        let dead_servers = crate::core::failure::dead_servers(
+            &seen,
+            &server.id,
+            0,
+            server.config.dead_after_ms as i64,
+        );
+        for dead in dead_servers {
+            let lock = format!("cleanup:{dead}");
+            if server
+                .bus(
+                    "cleanup lock",
+                    server.cluster.try_lock(&lock, server.id.as_str(), 30_000),
+                )
+                .await
+                != Some(true)
+            {
+                continue;
+            }
+            tracing::warn!(server = %dead, "peer missed its heartbeats; failing over from it");
+            let unclaimed = fail_over_from(server, &dead).await;
+            if !unclaimed.is_empty() {
+                let grace = Duration::from_millis(server.config.dead_after_ms);
+                self.unclaimed.push((unclaimed, Instant::now() + grace));
+            }
+            server
+                .bus("forget server", server.cluster.forget_server(&dead))
+                .await;
+            server
+                .metrics
+                .dead_servers_cleaned
+                .fetch_add(1, Ordering::Relaxed);
+            server
+                .broadcast(BusBody::ServerDown {
+                    server: dead,
+                    at_ms: now_ms(),
+                })
+                .await;
         }
-        tracing::warn!(server = %dead, "peer missed its heartbeats; cleaning up after it");
-        clean_up_after(server, &dead).await;
-        server
-            .bus("forget server", server.cluster.forget_server(&dead))
-            .await;
-        server
-            .metrics
-            .dead_servers_cleaned
-            .fetch_add(1, Ordering::Relaxed);
-        server
-            .broadcast(BusBody::ServerDown {
-                server: dead,
-                at_ms: now_ms(),
-            })
-            .await;
     }
+}
+
+/// A peer died: its users are away (its return is a fallback), each seat it held moves to
+/// the user's backup (so the count stays whole while the devices reconnect there), its other
+/// leases return, and it is no longer online anywhere. Returns the users no live server has
+/// claimed yet: they go offline for their watchers unless one claims them within the grace.
+async fn fail_over_from(server: &Server, dead: &ServerId) -> Vec<UserId> {
+    server
+        .bus(
+            "mark away",
+            server.cluster.ha_set(
+                &owners::field(owners::AWAY, dead),
+                Some(&now_ms().to_string()),
+            ),
+        )
+        .await;
+    // The view must see the peer dead before the backups are chosen.
+    refresh_view(server).await;
+    let seats = server
+        .bus(
+            "seats held",
+            server.cluster.leases_held(license::SEAT, dead),
+        )
+        .await
+        .unwrap_or_default();
+    for user in seats.into_iter().map(UserId::new) {
+        match server.relations.server_of(&user).await {
+            Ok(backup) if &backup != dead && server.owners.is_alive(&backup) => {
+                server
+                    .bus(
+                        "move seat",
+                        server
+                            .cluster
+                            .lease_acquire(license::SEAT, user.as_str(), &backup, None),
+                    )
+                    .await;
+            }
+            _ => {
+                server
+                    .bus(
+                        "release seat",
+                        server.cluster.lease_release(license::SEAT, user.as_str()),
+                    )
+                    .await;
+            }
+        }
+    }
+    let released = server
+        .bus("release leases", server.cluster.lease_release_holder(dead))
+        .await;
+    let users = server
+        .bus("online users", server.cluster.online_users(dead))
+        .await
+        .unwrap_or_default();
+    let owners = server
+        .bus("owners", server.cluster.owners(&users))
+        .await
+        .unwrap_or_else(|| vec![None; users.len()]);
+    let unclaimed: Vec<UserId> = users
+        .into_iter()
+        .zip(owners)
+        .filter(|(_, owner)| owner.as_ref().is_none_or(|o| o == dead))
+        .map(|(user, _)| user)
+        .collect();
+    server
+        .bus("clear online", server.cluster.clear_online(dead))
+        .await;
+    tracing::info!(server = %dead, ?released, unclaimed = unclaimed.len(), "failed over from a dead server");
+    unclaimed
 }
 
 /// Marks the users of `dead` offline for everyone and returns its leases. Used for a
@@ -242,9 +496,18 @@ pub async fn clean_up_after(server: &Server, dead: &ServerId) {
         .bus("online users", server.cluster.online_users(dead))
         .await
         .unwrap_or_default();
+    mark_offline(server, &users).await;
+    server
+        .bus("clear online", server.cluster.clear_online(dead))
+        .await;
+    tracing::info!(server = %dead, ?released, users = users.len(), "returned leases and marked users offline");
+}
+
+/// Publishes `users` offline (a version above the last one) for every watcher.
+async fn mark_offline(server: &Server, users: &[UserId]) {
     if !users.is_empty()
         && let Some(snapshots) = server
-            .bus("get presence", server.cluster.get_presence(&users))
+            .bus("get presence", server.cluster.get_presence(users))
             .await
     {
         for (user, snapshot) in users.iter().zip(snapshots) {
@@ -264,8 +527,4 @@ pub async fn clean_up_after(server: &Server, dead: &ServerId) {
             server.presence.fan_out(offline).await;
         }
     }
-    server
-        .bus("clear online", server.cluster.clear_online(dead))
-        .await;
-    tracing::info!(server = %dead, ?released, users = users.len(), "returned leases and marked users offline");
 }

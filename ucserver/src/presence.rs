@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::relations::Relations;
 use crate::timed;
 use shared::bus::{BusBody, BusMessage};
-use shared::presence::{PresenceSnapshot, PresenceView, Visibility};
+use shared::presence::{Availability, PresenceSnapshot, PresenceView, Visibility};
 use shared::ws::ServerEvent;
 use shared::{ServerId, TimestampMs, UserId, now_ms};
 use std::collections::HashMap;
@@ -74,6 +74,11 @@ impl Presence {
         }
     }
 
+    /// Forgets a user this server no longer serves (handed to another server).
+    pub fn forget_user(&self, user: &UserId) {
+        self.inputs.lock().unwrap().remove(user);
+    }
+
     /// A user's first device came: their version continues from the cluster's snapshot, so
     /// watchers never see it go back (after a restart of this server, say).
     pub async fn continue_from_cluster(&self, user: &UserId) {
@@ -92,7 +97,17 @@ impl Presence {
             && local.version() < previous.version
         {
             let mut fresh = UserPresence::new(user.clone(), previous.version);
-            fresh.manual = local.manual;
+            // A user new here (taken over from a server that died, or handed over) keeps
+            // the availability they chose there.
+            fresh.manual = if local.version() == 0
+                && matches!(
+                    previous.availability,
+                    Availability::Busy | Availability::Dnd
+                ) {
+                previous.availability
+            } else {
+                local.manual
+            };
             fresh.note = local.note.clone().or(previous.note);
             fresh.telephony = local.telephony;
             fresh.devices = std::mem::take(&mut local.devices);
@@ -134,7 +149,7 @@ impl Presence {
                 return;
             }
         };
-        for (home, users) in self.relations.by_home(&watchers).await {
+        for (home, users) in self.relations.by_server(&watchers).await {
             if home == self.id {
                 self.deliver(&snapshot, &users);
                 continue;

@@ -5,6 +5,7 @@
 
 use crate::error::{AppError, AppResult};
 use crate::metrics::Metrics;
+use crate::owners::Owners;
 use crate::store::{Store, StoreError};
 use crate::timed;
 use shared::api::ConversationSummary;
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex};
 pub struct Relations {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    owners: Arc<Owners>,
     cache: Mutex<Cache>,
 }
 
@@ -26,10 +28,11 @@ struct Cache {
 }
 
 impl Relations {
-    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>, owners: Arc<Owners>) -> Self {
         Self {
             store,
             metrics,
+            owners,
             cache: Mutex::new(Cache::default()),
         }
     }
@@ -48,6 +51,18 @@ impl Relations {
             .homes
             .insert(user.clone(), record.home_server.clone());
         Ok(record.home_server)
+    }
+
+    /// The server that serves a user now: the home, or while it is dead or draining, its
+    /// backup (`owners.rs`). `NotFound` if there is no such user.
+    pub async fn server_of(&self, user: &UserId) -> AppResult<ServerId> {
+        let home = self.home_of(user).await?;
+        Ok(self.owners.serving(user, &home).unwrap_or(home))
+    }
+
+    /// Whether this server serves `user` now.
+    pub async fn is_mine(&self, user: &UserId, me: &ServerId) -> bool {
+        matches!(self.server_of(user).await, Ok(server) if &server == me)
     }
 
     /// Users who get live presence events of `user` (contacts holding them and group mates),
@@ -154,11 +169,11 @@ impl Relations {
         self.cache.lock().unwrap().members.remove(conversation);
     }
 
-    /// Splits users by home server (users with no home are left out).
-    pub async fn by_home(&self, users: &[UserId]) -> BTreeMap<ServerId, Vec<UserId>> {
+    /// Splits users by the server serving them now (users with no home are left out).
+    pub async fn by_server(&self, users: &[UserId]) -> BTreeMap<ServerId, Vec<UserId>> {
         let mut groups: BTreeMap<ServerId, Vec<UserId>> = BTreeMap::new();
         for user in users {
-            match self.home_of(user).await {
+            match self.server_of(user).await {
                 Ok(home) => groups.entry(home).or_default().push(user.clone()),
                 Err(error) => tracing::debug!(%user, error = %error.0, "no home for user; skipped"),
             }

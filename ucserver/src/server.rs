@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::core::license;
 use crate::core::mdm::MdmConfig;
 use crate::devices::Devices;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::events::{DeviceEvent, Outgoing};
 use crate::licenses::Licenses;
 use crate::media::MediaPool;
@@ -23,7 +23,7 @@ use crate::relations::Relations;
 use crate::store::{Store, StoreError};
 use crate::telephony::Telephony;
 use crate::tokens::Tokens;
-use shared::api::JournalEntry;
+use shared::api::{ErrorCode, JournalEntry};
 use shared::bus::{BusBody, BusMessage};
 use shared::presence::TelephonyState;
 use shared::presence::{Availability, Capability, DevicePresence};
@@ -32,6 +32,9 @@ use shared::{CallId, DeviceId, ServerId, TimestampMs, UserId, now_ms};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
+
+/// How long a client waits before knocking again while another server still holds its user.
+pub const CLAIM_RETRY_MS: u64 = 500;
 
 pub struct Server {
     pub id: ServerId,
@@ -67,6 +70,8 @@ pub struct Server {
     pub relations: Arc<Relations>,
     /// License capacities and leases.
     pub licenses: Licenses,
+    /// Who serves each user now (high availability), and whether this server may act.
+    pub owners: Arc<crate::owners::Owners>,
 }
 
 impl Server {
@@ -85,7 +90,16 @@ impl Server {
             config.media_fresh_ms,
         );
         let metrics = Arc::new(Metrics::new(&config.server_id()));
-        let relations = Arc::new(Relations::new(store.clone(), metrics.clone()));
+        let owners = Arc::new(crate::owners::Owners::new(
+            config.server_id(),
+            config.ownership(),
+            config.dead_after_ms,
+        ));
+        let relations = Arc::new(Relations::new(
+            store.clone(),
+            metrics.clone(),
+            owners.clone(),
+        ));
         let licenses = Licenses::new(
             config.server_id(),
             store.clone(),
@@ -140,6 +154,7 @@ impl Server {
             telephony: Telephony::default(),
             relations,
             licenses,
+            owners,
         });
         (server, writer)
     }
@@ -178,6 +193,74 @@ impl Server {
         }
     }
 
+    // ------------------------------------------------------------------ high availability
+
+    /// Takes `user`'s live state before serving them: granted unless a live server holds
+    /// them (then `server_unavailable`: the client tries again in a moment, by when that
+    /// server has handed them over or is dead). Returns whether the user came from another
+    /// server, whose deliveries may have missed them meanwhile. With the cluster store away
+    /// nobody can coordinate, so the user is served.
+    pub async fn claim_user(&self, user: &UserId) -> AppResult<bool> {
+        let claim = self
+            .bus(
+                "claim owner",
+                self.cluster.claim_owner(
+                    user,
+                    &self.id,
+                    &self.incarnation,
+                    self.config.dead_after_ms,
+                ),
+            )
+            .await;
+        match claim {
+            Some(crate::cluster::OwnerClaim::Held { by }) => {
+                let mut error = crate::error::AppError::new(
+                    shared::api::ErrorCode::ServerUnavailable,
+                    format!("'{user}' is still served by '{by}'; try again in a moment"),
+                );
+                error.0.retry_after_ms = Some(CLAIM_RETRY_MS);
+                Err(error)
+            }
+            Some(crate::cluster::OwnerClaim::Granted { moved, .. }) => Ok(moved),
+            None => Ok(false),
+        }
+    }
+
+    /// Hands `user` to `to`: every device is told where to reconnect and cut off (without
+    /// going offline for watchers: `to` publishes their presence next), their tokens here are
+    /// forgotten (they stay valid in SQL, so `to` takes them up), their seat moves to `to`,
+    /// and last the ownership record is released, so that `to` can claim the user only once
+    /// this server has stopped serving them.
+    pub async fn hand_over(&self, user: &UserId, to: &ServerId, reason: &str) {
+        let url = self.owners.url(to).unwrap_or_default();
+        tracing::info!(%user, server = %to, reason, "handing a user over");
+        let reconnect = ServerEvent::Reconnect {
+            server: to.clone(),
+            url,
+            reason: reason.to_string(),
+        };
+        self.devices.drop_user(user, &reconnect);
+        self.presence.forget_user(user);
+        let had_seat = self.tokens.client_token_held(user);
+        self.tokens.remove_user(user);
+        self.bus(
+            "set offline",
+            self.cluster.set_online(&self.id, user, false),
+        )
+        .await;
+        if had_seat {
+            self.bus(
+                "hand over seat",
+                self.cluster
+                    .lease_acquire(license::SEAT, user.as_str(), to, None),
+            )
+            .await;
+        }
+        self.bus("release owner", self.cluster.release_owner(user, &self.id))
+            .await;
+        self.metrics.handovers.fetch_add(1, Ordering::Relaxed);
+    }
+
     // ------------------------------------------------------------------ tokens
 
     /// A new session token; kept in SQL (hashed) too, so that it outlives a restart.
@@ -196,41 +279,65 @@ impl Server {
         Ok(token)
     }
 
-    /// What a token stands for; using it keeps it alive. A token this server issued before
-    /// it restarted is found in SQL and taken up again (with the user's seat).
+    /// What a token stands for; using it keeps it alive. A token held elsewhere (the user
+    /// was served by another server that died or handed them over, or this server restarted)
+    /// is found in SQL and taken up here if this server serves the user now (claiming them
+    /// and their seat); otherwise the answer is `wrong_server` naming the server that does.
     /// A token older than the session lifetime is refused and ended, on this path and on the
     /// SQL path alike.
-    pub async fn token(&self, token: &str) -> Option<TokenInfo> {
+    pub async fn token(&self, token: &str) -> AppResult<TokenInfo> {
+        let unknown = || {
+            AppError::new(
+                ErrorCode::Unauthorized,
+                "the session token is unknown or has ended; sign in again",
+            )
+        };
+        if !self.owners.may_act() {
+            // Paused past the failure detector's window: its users may be served elsewhere
+            // now; the next heartbeat tells.
+            let mut error = AppError::new(
+                ErrorCode::ServerUnavailable,
+                "this server is checking which users it still serves; try again in a moment",
+            );
+            error.0.retry_after_ms = Some(CLAIM_RETRY_MS);
+            return Err(error);
+        }
         let now = now_ms();
         if let Some(info) = self.tokens.use_token(token, now) {
             if self.tokens.is_fresh(info.issued_ms, now) {
-                return Some(info);
+                return Ok(info);
             }
             tracing::info!(user = %info.user, device = %info.device, "session ended: too old");
             self.end_token(token).await;
-            return None;
+            return Err(unknown());
         }
         if token.len() > 128 {
-            return None;
+            return Err(unknown());
         }
         let hash = crate::auth::token_hash(token);
-        let record = self.sql(self.store.get_session(&hash)).await.ok()??;
-        let fresh = self.tokens.is_fresh(record.issued_ms, now);
-        let home = self.relations.home_of(&record.user).await.ok()?;
-        if !fresh || home != self.id {
-            // Expired, or the user moved to another server: the session is over.
+        let record = self
+            .sql(self.store.get_session(&hash))
+            .await?
+            .ok_or_else(unknown)?;
+        if !self.tokens.is_fresh(record.issued_ms, now) {
             let _ = self.sql(self.store.delete_session(&hash)).await;
-            return None;
+            return Err(unknown());
         }
+        let user = record.user.clone();
         if !record.console_only {
-            // The seat went back when this server restarted; without one the session is over.
-            if let Err(error) = self
-                .licenses
-                .acquire(license::SEAT, record.user.as_str())
-                .await
-            {
-                tracing::warn!(user = %record.user, %error, "restored session refused: no seat");
-                return None;
+            let serving = self.relations.server_of(&user).await?;
+            if serving != self.id {
+                return Err(self.served_elsewhere(&user, &serving));
+            }
+            if self.claim_user(&user).await? {
+                self.metrics.takeovers.fetch_add(1, Ordering::Relaxed);
+                self.settle_after_takeover(&user);
+            }
+            // The seat went back when this server restarted, or it is the server that held
+            // the user before: it moves here. Without one the session is over.
+            if let Err(error) = self.licenses.acquire(license::SEAT, user.as_str()).await {
+                tracing::warn!(%user, %error, "restored session refused: no seat");
+                return Err(error);
             }
         }
         let info = TokenInfo {
@@ -240,9 +347,27 @@ impl Server {
             console_only: record.console_only,
             issued_ms: record.issued_ms,
         };
-        tracing::info!(user = %info.user, device = %info.device, "session restored from SQL");
+        tracing::info!(user = %info.user, device = %info.device, "session taken up from SQL");
         self.tokens.hold(token.to_string(), info.clone(), now_ms());
-        Some(info)
+        Ok(info)
+    }
+
+    /// `wrong_server` for a user that `serving` serves: where the client should go.
+    pub fn served_elsewhere(&self, user: &UserId, serving: &ServerId) -> AppError {
+        let mut error = AppError::new(
+            ErrorCode::WrongServer,
+            format!("'{user}' is served by server '{serving}' now; connect there"),
+        );
+        error.0.home_server = Some(serving.clone());
+        error.0.home_url = self.owners.url(serving);
+        error
+    }
+
+    /// After taking a user over from another server, their devices are told a little later
+    /// (by the heartbeat) where their conversations stand: deliveries that went to the other
+    /// server while the user moved are fetched from SQL then.
+    fn settle_after_takeover(&self, user: &UserId) {
+        self.owners.settle_later(user.clone());
     }
 
     /// Forgets sessions older than their lifetime (at start; restored ones are checked too).

@@ -311,6 +311,16 @@ async fn handle_frame(
     };
     session.touch();
     let reference = envelope.reference;
+    if !server.owners.may_act() && !matches!(envelope.command, ClientCommand::Ping) {
+        // Paused past the failure detector's window: this user may be served elsewhere
+        // now. The next heartbeat tells; until then nothing is done for them here.
+        return Some(Reply::Now(Box::new(ServerEvent::Error {
+            reference,
+            error: ErrorCode::ServerUnavailable,
+            message: "this server is checking which users it still serves; try again".into(),
+            retry_after_ms: Some(crate::server::CLAIM_RETRY_MS),
+        })));
+    }
     let result = run_command(session, envelope.command, reference, catch_up, catch_ups).await;
     let answer = move |result: Result<Option<ServerEvent>, AppError>| match result {
         Ok(Some(ServerEvent::Ack { message, call, .. })) => ServerEvent::Ack {

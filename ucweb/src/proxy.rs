@@ -9,6 +9,15 @@
 //! naming any other server is refused, so a browser cannot point ucweb at an address of its
 //! choosing.
 //!
+//! High availability: when the server named in a token cannot be reached (it died), or
+//! answers `wrong_server` (its user is served elsewhere now: a failover, a fallback, a move),
+//! the request goes on to the server serving the user: a `wrong_server` answer names it, and
+//! an unreachable server is left out for a few seconds while the other known servers are
+//! asked (each answers `wrong_server` or serves the request). `server_unavailable` with a
+//! short `retry_after_ms` (a server taking the user over) is waited out. Where each token's
+//! user was last served is remembered (bounded), so later requests go there at once and a
+//! dead server is not tried again.
+//!
 //! Every request sent on carries `X-Forwarded-For` with the browser's address (the TCP peer
 //! of ucweb; a header the browser sent is replaced, not extended), so the UCServers throttle
 //! logins per browser. They believe it only from addresses listed in their
@@ -71,10 +80,116 @@ struct Proxy {
     upstreams: Vec<Url>,
     /// Server id -> base URL, learned from `/healthz` and from `wrong_server` answers.
     servers: std::sync::RwLock<std::collections::HashMap<String, Url>>,
+    /// Servers that could not be reached, and when: left out of the choice for a while.
+    down: std::sync::Mutex<std::collections::HashMap<Url, std::time::Instant>>,
+    /// Where each token's user was last served (plain token -> base URL), at most
+    /// `MAX_ROUTES` entries (forgotten all at once when full: each is learned again with one
+    /// `wrong_server`).
+    routes: std::sync::Mutex<std::collections::HashMap<String, Url>>,
     http: reqwest::Client,
 }
 
+/// How long a server that could not be reached is left out.
+const DOWN_FOR: Duration = Duration::from_secs(5);
+/// Most remembered token routes.
+const MAX_ROUTES: usize = 100_000;
+/// How long one request may look for the server serving its user.
+const FOLLOW_FOR: Duration = Duration::from_secs(15);
+/// Longest `retry_after_ms` waited out here rather than passed to the browser.
+const MAX_WAIT: Duration = Duration::from_secs(2);
+
+/// What an upstream's answer means for routing.
+#[derive(Debug, PartialEq)]
+enum Hop {
+    /// The answer is the answer.
+    Done,
+    /// The user is served at this server (id, base URL).
+    Follow(String, Url),
+    /// Ask the same server again after this pause.
+    Wait(Duration),
+}
+
+/// Reads an answer's status and body for `wrong_server` and a short `server_unavailable`.
+fn hop(status: u16, body: &[u8]) -> Hop {
+    if status != 409 && status != 503 {
+        return Hop::Done;
+    }
+    let Ok(error) = serde_json::from_slice::<shared::api::ApiError>(body) else {
+        return Hop::Done;
+    };
+    match error.error {
+        shared::api::ErrorCode::WrongServer => match (error.home_server, error.home_url) {
+            (Some(id), Some(url)) => match url.parse::<Url>() {
+                Ok(url) if url.scheme() == "http" || url.scheme() == "https" => {
+                    Hop::Follow(id.to_string(), url)
+                }
+                _ => Hop::Done,
+            },
+            _ => Hop::Done,
+        },
+        shared::api::ErrorCode::ServerUnavailable => match error.retry_after_ms {
+            Some(ms) if Duration::from_millis(ms) <= MAX_WAIT => {
+                Hop::Wait(Duration::from_millis(ms))
+            }
+            _ => Hop::Done,
+        },
+        _ => Hop::Done,
+    }
+}
+
 impl Proxy {
+    fn mark_down(&self, base: &Url) {
+        self.down
+            .lock()
+            .unwrap()
+            .insert(base.clone(), std::time::Instant::now());
+    }
+
+    fn is_down(&self, base: &Url) -> bool {
+        let mut down = self.down.lock().unwrap();
+        down.retain(|_, at| at.elapsed() < DOWN_FOR);
+        down.contains_key(base)
+    }
+
+    /// A known server other than `failed` that is not down, to ask where a user is served.
+    fn another(&self, failed: &Url) -> Option<Url> {
+        let mut known: Vec<Url> = self.servers.read().unwrap().values().cloned().collect();
+        known.extend(self.upstreams.iter().cloned());
+        known.sort();
+        known.dedup();
+        known
+            .into_iter()
+            .find(|base| base != failed && !self.is_down(base))
+    }
+
+    fn remember(&self, token: &str, base: &Url) {
+        let mut routes = self.routes.lock().unwrap();
+        if routes.len() >= MAX_ROUTES {
+            routes.clear();
+        }
+        routes.insert(token.to_string(), base.clone());
+    }
+
+    fn remembered(&self, token: &str) -> Option<Url> {
+        self.routes.lock().unwrap().get(token).cloned()
+    }
+
+    /// Where to go next after `hop` or an unreachable `base`; `None`: stop here.
+    async fn next(&self, route: &mut Route, hop: Hop) -> bool {
+        match hop {
+            Hop::Done => false,
+            Hop::Follow(id, url) => {
+                self.learn(&id, url.clone());
+                route.base = url;
+                true
+            }
+            Hop::Wait(pause) => {
+                tokio::time::sleep(pause).await;
+                true
+            }
+        }
+    }
+
     fn server_url(&self, id: &str) -> Option<Url> {
         self.servers.read().unwrap().get(id).cloned()
     }
@@ -175,6 +290,8 @@ pub async fn proxy_router(upstreams: Vec<Url>) -> anyhow::Result<Router> {
     let state = Arc::new(Proxy {
         upstreams,
         servers: Default::default(),
+        down: Default::default(),
+        routes: Default::default(),
         http,
     });
     state.discover().await;
@@ -210,7 +327,7 @@ async fn proxy(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
             Ok(upgrade) => upgrade,
             Err(rejection) => return rejection.into_response(),
         };
-        return websocket(route, path_and_query, upgrade, client).await;
+        return websocket(&proxy, route, path_and_query, upgrade, client).await;
     }
     let is_login = request.method() == axum::http::Method::POST
         && (path_and_query == "/api/v1/login" || path_and_query == "/api/v1/admin/login");
@@ -245,6 +362,12 @@ async fn route(
             "the session token is not one this web front issued; sign in again",
         ));
     };
+    if let Some(base) = proxy.remembered(plain) {
+        return Ok(Route {
+            base,
+            token: Some(plain.to_string()),
+        });
+    }
     if proxy.server_url(server).is_none() {
         proxy.discover().await;
     }
@@ -403,10 +526,6 @@ async fn rest(
     request: Request,
     client: Option<HeaderValue>,
 ) -> Result<Response, Response> {
-    let url = route
-        .base
-        .join(path_and_query)
-        .map_err(|_| api_error(StatusCode::BAD_REQUEST, "bad_request", "bad request path"))?;
     let (parts, body) = request.into_parts();
     let body = to_bytes(body, MAX_REQUEST_BYTES).await.map_err(|_| {
         api_error(
@@ -415,55 +534,144 @@ async fn rest(
             "the request body is larger than allowed",
         )
     })?;
-    let mut upstream = proxy.http.request(parts.method.clone(), url);
-    for name in FORWARD_REQUEST {
-        if *name == header::AUTHORIZATION {
+    let mut route = Route {
+        base: route.base.clone(),
+        token: route.token.clone(),
+    };
+    let deadline = std::time::Instant::now() + FOLLOW_FOR;
+    loop {
+        let url = route
+            .base
+            .join(path_and_query)
+            .map_err(|_| api_error(StatusCode::BAD_REQUEST, "bad_request", "bad request path"))?;
+        let mut upstream = proxy.http.request(parts.method.clone(), url);
+        for name in FORWARD_REQUEST {
+            if *name == header::AUTHORIZATION {
+                continue;
+            }
+            for value in parts.headers.get_all(name) {
+                upstream = upstream.header(name, value);
+            }
+        }
+        if let Some(token) = &route.token {
+            upstream = upstream.bearer_auth(token);
+        }
+        if let Some(client) = &client {
+            upstream = upstream.header(FORWARDED_FOR, client.clone());
+        }
+        let answer = match upstream.body(body.clone()).send().await {
+            Ok(answer) => answer,
+            // Not reached at all: nothing happened there; ask another server.
+            Err(error) if error.is_connect() && std::time::Instant::now() < deadline => {
+                proxy.mark_down(&route.base);
+                match proxy.another(&route.base) {
+                    Some(base) => {
+                        route.base = base;
+                        continue;
+                    }
+                    None => return Err(unreachable_upstream(&error)),
+                }
+            }
+            Err(error) => return Err(unreachable_upstream(&error)),
+        };
+        let status = answer.status();
+        let mut headers = Vec::new();
+        for name in FORWARD_RESPONSE {
+            if let Some(value) = answer.headers().get(name) {
+                headers.push((name.clone(), value.clone()));
+            }
+        }
+        let data = read_limited(answer).await?;
+        if route.token.is_some()
+            && std::time::Instant::now() < deadline
+            && proxy.next(&mut route, hop(status.as_u16(), &data)).await
+        {
             continue;
         }
-        for value in parts.headers.get_all(name) {
-            upstream = upstream.header(name, value);
+        if let Some(token) = &route.token
+            && status.is_success()
+        {
+            proxy.remember(token, &route.base);
         }
-    }
-    if let Some(token) = &route.token {
-        upstream = upstream.bearer_auth(token);
-    }
-    if let Some(client) = client {
-        upstream = upstream.header(FORWARDED_FOR, client);
-    }
-    let answer = upstream
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| unreachable_upstream(&e))?;
-    let status = answer.status();
-    let mut headers = Vec::new();
-    for name in FORWARD_RESPONSE {
-        if let Some(value) = answer.headers().get(name) {
-            headers.push((name.clone(), value.clone()));
+        let mut response = Response::new(Body::from(data));
+        *response.status_mut() = status;
+        for (name, value) in headers {
+            response.headers_mut().insert(name, value);
         }
+        return Ok(response);
     }
-    let data = read_limited(answer).await?;
-    let mut response = Response::new(Body::from(data));
-    *response.status_mut() = status;
-    for (name, value) in headers {
-        response.headers_mut().insert(name, value);
-    }
-    Ok(response)
 }
 
 async fn websocket(
-    route: Route,
+    proxy: &Proxy,
+    mut route: Route,
     path_and_query: String,
     upgrade: WebSocketUpgrade,
     client: Option<HeaderValue>,
 ) -> Response {
-    let Ok(mut url) = route.base.join(&path_and_query) else {
-        return api_error(StatusCode::BAD_REQUEST, "bad_request", "bad request path");
+    let deadline = std::time::Instant::now() + FOLLOW_FOR;
+    loop {
+        let upstream = match connect_upstream(&route, &path_and_query, client.clone()).await {
+            Ok(upstream) => upstream,
+            Err(Attempt::Unreachable(response)) => {
+                proxy.mark_down(&route.base);
+                match proxy.another(&route.base) {
+                    Some(base) if std::time::Instant::now() < deadline => {
+                        route.base = base;
+                        continue;
+                    }
+                    _ => return response,
+                }
+            }
+            Err(Attempt::Answered(status, body, response)) => {
+                if route.token.is_some()
+                    && std::time::Instant::now() < deadline
+                    && proxy.next(&mut route, hop(status, &body)).await
+                {
+                    continue;
+                }
+                return response;
+            }
+        };
+        if let Some(token) = &route.token {
+            proxy.remember(token, &route.base);
+        }
+        return upgrade
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
+            .max_message_size(shared::limits::MAX_FRAME_BYTES)
+            .max_frame_size(shared::limits::MAX_FRAME_BYTES)
+            .on_upgrade(move |socket| pump(socket, upstream));
+    }
+}
+
+/// Why opening the upstream WebSocket failed.
+enum Attempt {
+    /// Nothing answered (refused, reset, timed out).
+    Unreachable(Response),
+    /// The server answered with an HTTP status: (status, body, the answer for the browser).
+    Answered(u16, Vec<u8>, Response),
+}
+
+async fn connect_upstream(
+    route: &Route,
+    path_and_query: &str,
+    client: Option<HeaderValue>,
+) -> Result<Upstream, Attempt> {
+    let bad_path = || {
+        Attempt::Answered(
+            400,
+            Vec::new(),
+            api_error(StatusCode::BAD_REQUEST, "bad_request", "bad request path"),
+        )
+    };
+    let Ok(mut url) = route.base.join(path_and_query) else {
+        return Err(bad_path());
     };
     let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
     let _ = url.set_scheme(scheme);
     let Ok(mut request) = url.as_str().into_client_request() else {
-        return api_error(StatusCode::BAD_REQUEST, "bad_request", "bad request path");
+        return Err(bad_path());
     };
     if let Some(token) = &route.token
         && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
@@ -478,43 +686,39 @@ async fn websocket(
         .max_frame_size(Some(shared::limits::MAX_EVENT_BYTES));
     // Connect upstream first, so a refusal (401, 400) reaches the browser as an HTTP status.
     let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-    let upstream = match tokio::time::timeout(Duration::from_secs(10), connect).await {
-        Ok(Ok((stream, _))) => stream,
+    match tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, connect).await {
+        Ok(Ok((stream, _))) => Ok(stream),
         Ok(Err(tungstenite::Error::Http(answer))) => {
             let status =
                 StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             let body = answer.body().clone().unwrap_or_default();
-            let mut response = Response::new(Body::from(body));
+            let mut response = Response::new(Body::from(body.clone()));
             *response.status_mut() = status;
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
-            return response;
+            Err(Attempt::Answered(status.as_u16(), body, response))
         }
         Ok(Err(error)) => {
             tracing::warn!(%error, "upstream WebSocket failed");
-            return api_error(
+            Err(Attempt::Unreachable(api_error(
                 StatusCode::BAD_GATEWAY,
                 "server_unavailable",
                 "the server cannot be reached",
-            );
+            )))
         }
-        Err(_) => {
-            return api_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "server_unavailable",
-                "the server did not answer in time",
-            );
-        }
-    };
-    upgrade
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-        .max_message_size(shared::limits::MAX_FRAME_BYTES)
-        .max_frame_size(shared::limits::MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| pump(socket, upstream))
+        Err(_) => Err(Attempt::Unreachable(api_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "server_unavailable",
+            "the server did not answer in time",
+        ))),
+    }
 }
+
+/// How long opening an upstream WebSocket may take (a paused server accepts the connection
+/// and then says nothing).
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 
 type Upstream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

@@ -2,8 +2,10 @@
 //!
 //! Scripts and tests read this output line by line while servers are killed and restarted, so
 //! the loop never gives up on a dropped connection: it reports `{"type":"reconnecting",…}` on
-//! stderr, waits (exponential backoff with jitter, capped), logs in again and reconnects with
-//! the same device id. Messages print once each, in sequence order, without holes: an
+//! stderr, waits (exponential backoff with jitter, capped; none after a `reconnect` event)
+//! and reconnects with the same token and device id to whichever server serves the user now
+//! (the client follows the cluster: `ucclient::failover`); it signs in again only when the
+//! token is refused. Messages print once each, in sequence order, without holes: an
 //! [`Inbox`] asks (`sync`) for what a reconnect, a lost delivery or `conversation_heads` shows
 //! is missing and drops what was printed already. Only a refused login (wrong password, forbidden) ends it, or
 //! SIGINT/SIGTERM, which closes the socket and logs out.
@@ -29,9 +31,10 @@ use tokio::time::Instant;
 use ucclient::{Client, ClientError, Connection, HttpClient, Inbox};
 
 /// How often the loop pings the server when nothing else arrives.
-pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
-/// Silence after which the connection is taken as dead (a half-open TCP connection).
-const SILENCE_LIMIT: Duration = Duration::from_secs(45);
+pub const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
+/// Silence after which the connection is taken as dead (a half-open TCP connection, a
+/// paused server): then the user's server is looked for again.
+const SILENCE_LIMIT: Duration = Duration::from_secs(12);
 /// First reconnect delay; doubles per failed attempt.
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 /// Largest reconnect delay.
@@ -57,6 +60,10 @@ enum SessionEnd {
     /// The consumer of stdout went away: nothing left to do.
     OutputClosed,
     Dropped(String),
+    /// The server handed the user to another server (`reconnect`): go there at once.
+    Moved(String),
+    /// The server said nothing for too long (paused, cut off): try the others first.
+    Silent(String),
 }
 
 /// Runs until `shutdown` completes or a login is refused for good.
@@ -66,13 +73,10 @@ pub async fn listen(options: ListenOptions, mut shutdown: Shutdown) -> Result<()
     let mut inbox = Inbox::new();
     let mut first_attempt = true;
     let mut failures: u32 = 0;
-    let mut previous: Option<Client> = None;
+    let mut session: Option<Client> = None;
     loop {
-        if let Some(old) = previous.take() {
-            let _ = tokio::time::timeout(FAREWELL_TIMEOUT, old.logout()).await;
-        }
         let connected = tokio::select! {
-            connected = login_and_connect(&http, &options, device.as_ref()) => connected,
+            connected = connect(&http, &options, device.as_ref(), &mut session) => connected,
             () = &mut shutdown => return Ok(()),
         };
         let (reason, retry_after) = match connected {
@@ -96,8 +100,25 @@ pub async fn listen(options: ListenOptions, mut shutdown: Shutdown) -> Result<()
                     }
                     SessionEnd::Dropped(reason) => {
                         let _ = tokio::time::timeout(FAREWELL_TIMEOUT, connection.close()).await;
-                        previous = Some(client);
+                        session = Some(client);
                         (reason, None)
+                    }
+                    SessionEnd::Silent(reason) => {
+                        let _ = tokio::time::timeout(FAREWELL_TIMEOUT, connection.close()).await;
+                        client.server_silent();
+                        session = Some(client);
+                        (reason, None)
+                    }
+                    SessionEnd::Moved(url) => {
+                        let _ = tokio::time::timeout(FAREWELL_TIMEOUT, connection.close()).await;
+                        client.follow(&url);
+                        session = Some(client);
+                        failures = 0;
+                        eprintln!(
+                            "{}",
+                            serde_json::json!({"type": "reconnecting", "reason": "moved", "url": url, "delay_ms": 0})
+                        );
+                        continue;
                     }
                 }
             }
@@ -125,6 +146,27 @@ pub async fn listen(options: ListenOptions, mut shutdown: Shutdown) -> Result<()
             () = &mut shutdown => return Ok(()),
         }
     }
+}
+
+/// Connects the session kept from before (its token is valid on every server), or signs in
+/// when there is none or its token was refused.
+async fn connect(
+    http: &HttpClient,
+    options: &ListenOptions,
+    device: Option<&DeviceId>,
+    session: &mut Option<Client>,
+) -> Result<(Client, Connection), ClientError> {
+    if let Some(client) = session.take() {
+        match client.connect(None, &options.capabilities).await {
+            Ok(connection) => return Ok((client, connection)),
+            Err(error) if error.is(ErrorCode::Unauthorized) => {}
+            Err(error) => {
+                *session = Some(client);
+                return Err(error);
+            }
+        }
+    }
+    login_and_connect(http, options, device).await
 }
 
 async fn login_and_connect(
@@ -232,6 +274,9 @@ async fn follow_session(
                     if let ServerEvent::Goodbye { reason } = event {
                         return SessionEnd::Dropped(format!("goodbye: {reason}"));
                     }
+                    if let ServerEvent::Reconnect { url, .. } = event {
+                        return SessionEnd::Moved(url);
+                    }
                 }
             },
             wake = next_wake(answerer) => {
@@ -247,7 +292,7 @@ async fn follow_session(
             }
             _ = keepalive.tick() => {
                 if last_heard.elapsed() > SILENCE_LIMIT {
-                    return SessionEnd::Dropped(format!("nothing heard for {}s", SILENCE_LIMIT.as_secs()));
+                    return SessionEnd::Silent(format!("nothing heard for {}s", SILENCE_LIMIT.as_secs()));
                 }
                 if let Err(error) = connection.send(ClientCommand::Ping).await {
                     return SessionEnd::Dropped(error.to_string());
@@ -331,6 +376,7 @@ mod tests {
                 })
                 .collect(),
             presence: Vec::new(),
+            servers: Vec::new(),
         }
     }
 

@@ -93,7 +93,7 @@ pub struct Topology {
 
 impl Topology {
     /// Whether `server` may serve its own users at `now`.
-    fn serves_its_own(
+    pub fn serves_its_own(
         &self,
         server: &ServerId,
         now: TimestampMs,

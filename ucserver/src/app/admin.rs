@@ -108,15 +108,12 @@ impl AdminSession {
         };
         let user = server.sql(server.store.update_user(id, &update)).await?;
         self.audit("user.update", id.to_string()).await;
+        // Every server forgets the old home; the server serving the user hands them to the
+        // new home on its next heartbeat (their devices reconnect there with the same token;
+        // a user in a call moves when it ends).
         server.relations_changed(vec![id.clone()]).await;
         if before.home_server != user.home_server {
-            // Sessions at the old home end; the user signs in at the new one.
-            server
-                .broadcast(BusBody::KickUser {
-                    user: id.clone(),
-                    reason: format!("moved to server '{}'", user.home_server),
-                })
-                .await;
+            tracing::info!(user = %id, from = %before.home_server, to = %user.home_server, "user moved");
         }
         super::user_infos(server, vec![user])
             .await

@@ -12,26 +12,28 @@ use shared::api::{ErrorCode, LoginRequest, LoginResponse};
 use shared::{DeviceId, ServerId, now_ms, validate_name};
 use std::net::IpAddr;
 
-/// A client session for `request`'s device at the user's home server (elsewhere:
-/// `wrong_server` with the home's URL). Takes the user's seat.
+/// A client session for `request`'s device at the server serving the user now: the home,
+/// or its backup while the home is dead or draining (elsewhere: `wrong_server` with that
+/// server's URL). Claims the user and takes their seat.
 pub async fn sign_in(
     server: &Server,
     request: LoginRequest,
     client: IpAddr,
 ) -> AppResult<LoginResponse> {
     let user = check_password(server, &request, client).await?;
-    if user.home_server != server.id {
-        let url = server_url(server, &user.home_server).await;
-        let mut error = AppError::new(
-            ErrorCode::WrongServer,
-            format!(
-                "'{}' is served by server '{}'; sign in there",
-                user.id, user.home_server
-            ),
-        );
-        error.0.home_server = Some(user.home_server.clone());
-        error.0.home_url = url;
+    let serving = server
+        .owners
+        .serving(&user.id, &user.home_server)
+        .unwrap_or_else(|| user.home_server.clone());
+    if serving != server.id {
+        let mut error = server.served_elsewhere(&user.id, &serving);
+        if error.0.home_url.is_none() {
+            error.0.home_url = server_url(server, &serving).await;
+        }
         return Err(error);
+    }
+    if server.claim_user(&user.id).await? {
+        server.owners.settle_later(user.id.clone());
     }
     let device = match request.device {
         Some(device) => {
@@ -73,6 +75,7 @@ pub async fn sign_in(
         display_name: user.display_name,
         server: server.id.clone(),
         admin: user.admin,
+        servers: server.owners.links(),
     })
 }
 
@@ -111,6 +114,7 @@ pub async fn sign_in_console(
         display_name: user.display_name,
         server: server.id.clone(),
         admin: true,
+        servers: server.owners.links(),
     })
 }
 

@@ -20,7 +20,7 @@ pub async fn readiness(server: &Server, bearer: Option<&str>) -> Health {
     let sql = server.store.ping().await;
     let bus = server.cluster.ping().await;
     let detailed = match bearer {
-        Some(token) => server.token(token).await.is_some_and(|info| info.admin),
+        Some(token) => server.token(token).await.is_ok_and(|info| info.admin),
         None => false,
     };
     let checks = vec![

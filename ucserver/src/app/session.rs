@@ -129,6 +129,7 @@ impl Session {
             server: server.id.clone(),
             conversations,
             presence,
+            servers: server.owners.links(),
         }
     }
 
@@ -179,7 +180,7 @@ impl Session {
         }
         let target = request.user.clone().unwrap_or_else(|| self.user().clone());
         authz::may_act_for(server, &self.actor, &target).await?;
-        let home = server.relations.home_of(&target).await?;
+        let home = server.relations.server_of(&target).await?;
         if home == server.id {
             server
                 .set_presence(&target, request.availability, request.note)

@@ -94,7 +94,7 @@ pub async fn run_command(
             if user == by.user {
                 return Err(refusal(Refusal::OwnCall).into());
             }
-            let home = server.relations.home_of(&user).await?;
+            let home = server.relations.server_of(&user).await?;
             let (token, rx) = server.calls.wait_token();
             let body = CallBusBody::CallPickupRoute {
                 user,
@@ -367,7 +367,7 @@ async fn send_event(
     devices: Vec<DeviceId>,
     event: CallEvent,
 ) {
-    match server.relations.home_of(user).await {
+    match server.relations.server_of(user).await {
         Ok(home) if home == server.id => {
             server.deliver_to_devices(user, &devices, &ServerEvent::Call(event));
         }
@@ -434,7 +434,7 @@ pub async fn handle_bus(server: &std::sync::Arc<Server>, body: CallBusBody) {
         CallBusBody::CallCheck { call, user } => {
             if server.calls.sender(&call).is_none() {
                 tracing::info!(%call, %user, "a call asked about is over here; telling the user's home");
-                match server.relations.home_of(&user).await {
+                match server.relations.server_of(&user).await {
                     Ok(home) => {
                         let body = CallBusBody::CallTelephony {
                             call,
@@ -493,7 +493,7 @@ pub async fn handle_bus(server: &std::sync::Arc<Server>, body: CallBusBody) {
             route(server, &owner, relay).await;
         }
         CallBusBody::ForwardingChanged { user, rules } => {
-            if matches!(server.relations.home_of(&user).await, Ok(home) if home == server.id) {
+            if matches!(server.relations.server_of(&user).await, Ok(home) if home == server.id) {
                 server.set_forwarded(&user, rules.always.is_some()).await;
             }
             let event = ServerEvent::Call(CallEvent::ForwardingChanged {
@@ -1163,7 +1163,7 @@ impl CallTask {
 
     /// Tells a user's home server their telephony state in this call (and who placed it).
     async fn telephony(&self, user: &UserId, state: TelephonyState, caller: UserId) {
-        match self.server.relations.home_of(user).await {
+        match self.server.relations.server_of(user).await {
             Ok(home) if home == self.server.id => {
                 self.server
                     .set_call_telephony(user, &self.id, state, Some(caller))

@@ -1,7 +1,7 @@
 //! The in-process cluster: plain maps behind one mutex, and mpsc channels as the bus.
 //! Several servers in one process share a [`LocalHub`]; a single-node server has its own.
 
-use super::{BusInput, Cluster, ClusterResult, LoginFailures, SeenServer};
+use super::{BusInput, Cluster, ClusterResult, LoginFailures, OwnerClaim, SeenServer};
 use crate::core::license::{LeaseOutcome, LeaseTable};
 use async_trait::async_trait;
 use shared::bus::{BusMessage, ServerHeartbeat};
@@ -36,6 +36,10 @@ struct HubState {
     online: HashMap<ServerId, BTreeSet<UserId>>,
     leases: LeaseTable,
     media: HashMap<MediaServerId, (MediaServerStatus, TimestampMs)>,
+    /// Owner (server and incarnation) and epoch of each user's live state (no owner once
+    /// released).
+    owners: HashMap<UserId, (Option<(ServerId, String)>, u64)>,
+    ha: std::collections::BTreeMap<String, String>,
     login_failures: HashMap<String, Failures>,
     /// Bound of `login_failures` (`LOGIN_KEYS_CAP` unless a test sets a smaller one).
     login_keys_cap: Option<usize>,
@@ -168,20 +172,27 @@ impl Cluster for LocalCluster {
         Ok(())
     }
 
-    async fn heartbeat(&self, heartbeat: &ServerHeartbeat) -> ClusterResult<()> {
+    async fn heartbeat(
+        &self,
+        heartbeat: &ServerHeartbeat,
+        dead_after_ms: u64,
+    ) -> ClusterResult<bool> {
         let now = shared::now_ms();
+        let mut state = self.hub.state.lock().unwrap();
+        let previous = state.servers.get(&heartbeat.id);
+        let lapsed = previous.is_none_or(|seen| now - seen.last_seen_ms > dead_after_ms as i64);
+        let alive_since_ms = match previous {
+            Some(seen) if !lapsed => seen.alive_since_ms,
+            _ => now,
+        };
         let seen = SeenServer {
             heartbeat: heartbeat.clone(),
             last_seen_ms: now,
             age_ms: 0,
+            alive_since_ms,
         };
-        self.hub
-            .state
-            .lock()
-            .unwrap()
-            .servers
-            .insert(heartbeat.id.clone(), seen);
-        Ok(())
+        state.servers.insert(heartbeat.id.clone(), seen);
+        Ok(lapsed)
     }
 
     async fn servers(&self) -> ClusterResult<Vec<SeenServer>> {
@@ -207,6 +218,83 @@ impl Cluster for LocalCluster {
         state.servers.remove(server);
         state.subscribers.remove(server);
         Ok(())
+    }
+
+    async fn claim_owner(
+        &self,
+        user: &UserId,
+        me: &ServerId,
+        incarnation: &str,
+        dead_after_ms: u64,
+    ) -> ClusterResult<OwnerClaim> {
+        let now = shared::now_ms();
+        let mut state = self.hub.state.lock().unwrap();
+        let record = state.owners.get(user).cloned();
+        let moved = record.is_some();
+        let (holder, epoch) = record.unwrap_or((None, 0));
+        if let Some((server, run)) = holder {
+            if &server == me && run == incarnation {
+                return Ok(OwnerClaim::Granted {
+                    epoch,
+                    moved: false,
+                });
+            }
+            let alive = state.servers.get(&server).is_some_and(|seen| {
+                seen.heartbeat.incarnation == run && now - seen.last_seen_ms <= dead_after_ms as i64
+            });
+            if alive {
+                return Ok(OwnerClaim::Held { by: server });
+            }
+        }
+        state.owners.insert(
+            user.clone(),
+            (Some((me.clone(), incarnation.to_string())), epoch + 1),
+        );
+        Ok(OwnerClaim::Granted {
+            epoch: epoch + 1,
+            moved,
+        })
+    }
+
+    async fn release_owner(&self, user: &UserId, me: &ServerId) -> ClusterResult<()> {
+        let mut state = self.hub.state.lock().unwrap();
+        if let Some((holder, _)) = state.owners.get_mut(user)
+            && holder.as_ref().is_some_and(|(server, _)| server == me)
+        {
+            *holder = None;
+        }
+        Ok(())
+    }
+
+    async fn owners(&self, users: &[UserId]) -> ClusterResult<Vec<Option<ServerId>>> {
+        let state = self.hub.state.lock().unwrap();
+        Ok(users
+            .iter()
+            .map(|user| {
+                state
+                    .owners
+                    .get(user)
+                    .and_then(|(holder, _)| holder.as_ref().map(|(server, _)| server.clone()))
+            })
+            .collect())
+    }
+
+    async fn ha_set(&self, field: &str, value: Option<&str>) -> ClusterResult<()> {
+        let mut state = self.hub.state.lock().unwrap();
+        match value {
+            Some(value) => state.ha.insert(field.to_string(), value.to_string()),
+            None => state.ha.remove(field),
+        };
+        Ok(())
+    }
+
+    async fn ha_all(&self) -> ClusterResult<Vec<(String, String)>> {
+        let state = self.hub.state.lock().unwrap();
+        Ok(state
+            .ha
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     async fn try_lock(&self, name: &str, holder: &str, ttl_ms: u64) -> ClusterResult<bool> {

@@ -49,6 +49,18 @@ pub struct SeenServer {
     pub last_seen_ms: TimestampMs,
     /// How long ago that was, by the same clock (so server clocks may differ).
     pub age_ms: i64,
+    /// Since when it has beaten without lapsing, by the same clock.
+    pub alive_since_ms: TimestampMs,
+}
+
+/// The answer to [`Cluster::claim_owner`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnerClaim {
+    /// The caller owns the user now, under this epoch; `moved`: another server held the
+    /// user before (or had handed it over), so messages may have gone there meanwhile.
+    Granted { epoch: u64, moved: bool },
+    /// A live server owns the user.
+    Held { by: ServerId },
 }
 
 /// Failed logins remembered for one throttle key.
@@ -79,12 +91,40 @@ pub trait Cluster: Send + Sync + 'static {
     async fn broadcast(&self, message: &BusMessage) -> ClusterResult<()>;
 
     // ---- heartbeats ----
-    async fn heartbeat(&self, heartbeat: &ServerHeartbeat) -> ClusterResult<()>;
+    /// Records a beat. Returns true when the server had lapsed: the store had no beat of it
+    /// younger than `dead_after_ms` (its first beat, or it was silent — paused, cut off — or
+    /// forgotten as dead meanwhile); its `alive_since_ms` starts again then.
+    async fn heartbeat(
+        &self,
+        heartbeat: &ServerHeartbeat,
+        dead_after_ms: u64,
+    ) -> ClusterResult<bool>;
     async fn servers(&self) -> ClusterResult<Vec<SeenServer>>;
     /// Forgets a server's heartbeat (after it was cleaned up as dead).
     async fn forget_server(&self, server: &ServerId) -> ClusterResult<()>;
     /// Takes a named lock for `ttl_ms` unless someone else holds it.
     async fn try_lock(&self, name: &str, holder: &str, ttl_ms: u64) -> ClusterResult<bool>;
+
+    // ---- high availability ----
+    /// Makes `me` (its run `incarnation`) the owner of `user`'s live state unless a live
+    /// server owns it: one that beat within `dead_after_ms` and still runs the incarnation
+    /// that claimed it. Every change of owner raises the record's epoch.
+    async fn claim_owner(
+        &self,
+        user: &UserId,
+        me: &ServerId,
+        incarnation: &str,
+        dead_after_ms: u64,
+    ) -> ClusterResult<OwnerClaim>;
+    /// Gives up `user` if `me` owns it (the epoch stays, for the next claim to raise).
+    async fn release_owner(&self, user: &UserId, me: &ServerId) -> ClusterResult<()>;
+    /// The owner of each user, in order (`None`: nobody).
+    async fn owners(&self, users: &[UserId]) -> ClusterResult<Vec<Option<ServerId>>>;
+    /// Sets (or with `None` clears) a cluster-wide high-availability setting, such as
+    /// `away:<server>` (its users were taken over while it was dead).
+    async fn ha_set(&self, field: &str, value: Option<&str>) -> ClusterResult<()>;
+    /// Every high-availability setting.
+    async fn ha_all(&self) -> ClusterResult<Vec<(String, String)>>;
 
     // ---- presence and who is online where ----
     /// Stores a snapshot unless a newer version is stored already.

@@ -8,7 +8,9 @@
 //! is reported as [`BusInput::Resync`] so the server re-publishes its state; the broadcast
 //! buffer is raised from 32; an unresponsive connection is cut after a timeout.
 
-use super::{BusInput, Cluster, ClusterError, ClusterResult, LoginFailures, SeenServer};
+use super::{
+    BusInput, Cluster, ClusterError, ClusterResult, LoginFailures, OwnerClaim, SeenServer,
+};
 use crate::core::license::LeaseOutcome;
 use async_trait::async_trait;
 use fred::clients::{SubscriberClient, WithOptions};
@@ -56,15 +58,67 @@ end
 return n
 "#;
 
+/// Returns 1 when the server had lapsed (no beat of it younger than ARGV[3] ms); its
+/// alive-since time starts again then.
 const HEARTBEAT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local previous = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local lapsed = 0
+if not previous or now - tonumber(previous) > tonumber(ARGV[3])
+    or redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[4] then
+  lapsed = 1
+  redis.call('HSET', KEYS[3], ARGV[1], now)
+end
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-return now
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
+return lapsed
 "#;
 
-/// Returns {now, id1, score1, json1, id2, ...}.
+/// KEYS: owner record (`<server> <incarnation> <epoch>`), servers seen, incarnations.
+/// ARGV: me, my incarnation, dead after (ms). Returns {1, epoch, moved} when granted (moved:
+/// 1 when another server or an earlier run of this one held the user, or it had been handed
+/// over), {0, holder} when a live server holds the user: one that beat within the window and
+/// still runs the incarnation that claimed it.
+const CLAIM_OWNER: &str = r#"
+local record = redis.call('GET', KEYS[1])
+local holder, incarnation, epoch = '', '', 0
+if record then
+  local a = string.find(record, ' ', 1, true)
+  local b = string.find(record, ' ', a + 1, true)
+  holder = string.sub(record, 1, a - 1)
+  incarnation = string.sub(record, a + 1, b - 1)
+  epoch = tonumber(string.sub(record, b + 1))
+end
+if holder == ARGV[1] and incarnation == ARGV[2] then return {1, epoch, 0} end
+if holder ~= '' and redis.call('HGET', KEYS[3], holder) == incarnation then
+  local seen = redis.call('ZSCORE', KEYS[2], holder)
+  if seen then
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    if now - tonumber(seen) <= tonumber(ARGV[3]) then return {0, holder} end
+  end
+end
+local moved = 0
+if record then moved = 1 end
+epoch = epoch + 1
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. epoch)
+return {1, epoch, moved}
+"#;
+
+/// Keeps the epoch, empties server and incarnation: `  <epoch>`.
+const RELEASE_OWNER: &str = r#"
+local record = redis.call('GET', KEYS[1])
+if not record then return 0 end
+local a = string.find(record, ' ', 1, true)
+if string.sub(record, 1, a - 1) ~= ARGV[1] then return 0 end
+local b = string.find(record, ' ', a + 1, true)
+redis.call('SET', KEYS[1], '  ' .. string.sub(record, b + 1))
+return 1
+"#;
+
+/// Returns {now, id1, score1, json1, since1, id2, ...}.
 const SEEN: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -76,6 +130,7 @@ for i = 1, #all, 2 do
     table.insert(out, all[i])
     table.insert(out, all[i + 1])
     table.insert(out, json)
+    table.insert(out, redis.call('HGET', KEYS[3], all[i]) or all[i + 1])
   end
 end
 return out
@@ -412,31 +467,50 @@ impl Cluster for RedisCluster {
         Ok(())
     }
 
-    async fn heartbeat(&self, heartbeat: &ServerHeartbeat) -> ClusterResult<()> {
+    async fn heartbeat(
+        &self,
+        heartbeat: &ServerHeartbeat,
+        dead_after_ms: u64,
+    ) -> ClusterResult<bool> {
         let json =
             serde_json::to_string(heartbeat).map_err(|e| ClusterError::Backend(e.to_string()))?;
-        self.eval(
-            HEARTBEAT,
-            vec![keys::SERVERS_SEEN.into(), keys::SERVERS_INFO.into()],
-            vec![heartbeat.id.to_string(), json],
-        )
-        .await?;
-        Ok(())
+        let lapsed = self
+            .eval(
+                HEARTBEAT,
+                vec![
+                    keys::SERVERS_SEEN.into(),
+                    keys::SERVERS_INFO.into(),
+                    keys::SERVERS_SINCE.into(),
+                    keys::SERVERS_INCARNATION.into(),
+                ],
+                vec![
+                    heartbeat.id.to_string(),
+                    json,
+                    dead_after_ms.to_string(),
+                    heartbeat.incarnation.clone(),
+                ],
+            )
+            .await?;
+        Ok(as_i64(&lapsed) == 1)
     }
 
     async fn servers(&self) -> ClusterResult<Vec<SeenServer>> {
         let value = self
             .eval(
                 SEEN,
-                vec![keys::SERVERS_SEEN.into(), keys::SERVERS_INFO.into()],
+                vec![
+                    keys::SERVERS_SEEN.into(),
+                    keys::SERVERS_INFO.into(),
+                    keys::SERVERS_SINCE.into(),
+                ],
                 vec![],
             )
             .await?;
         let items: Vec<Value> = value.into_array();
         let now = items.first().map(as_i64).unwrap_or(0);
         let mut servers = Vec::new();
-        for chunk in items[1..].chunks(3) {
-            if chunk.len() < 3 {
+        for chunk in items[1..].chunks(4) {
+            if chunk.len() < 4 {
                 break;
             }
             let last_seen_ms = as_i64(&chunk[1]);
@@ -448,6 +522,7 @@ impl Cluster for RedisCluster {
                     heartbeat,
                     last_seen_ms,
                     age_ms: now - last_seen_ms,
+                    alive_since_ms: as_i64(&chunk[3]),
                 }),
                 Err(error) => tracing::warn!(%error, "skipped a malformed heartbeat record"),
             }
@@ -466,7 +541,100 @@ impl Cluster for RedisCluster {
             .hdel(keys::SERVERS_INFO, server.to_string())
             .await
             .map_err(backend)?;
+        let _: Value = self
+            .fast()
+            .hdel(keys::SERVERS_SINCE, server.to_string())
+            .await
+            .map_err(backend)?;
+        let _: Value = self
+            .fast()
+            .hdel(keys::SERVERS_INCARNATION, server.to_string())
+            .await
+            .map_err(backend)?;
         Ok(())
+    }
+
+    async fn claim_owner(
+        &self,
+        user: &UserId,
+        me: &ServerId,
+        incarnation: &str,
+        dead_after_ms: u64,
+    ) -> ClusterResult<OwnerClaim> {
+        let value = self
+            .eval(
+                CLAIM_OWNER,
+                vec![
+                    keys::owner(user),
+                    keys::SERVERS_SEEN.into(),
+                    keys::SERVERS_INCARNATION.into(),
+                ],
+                vec![
+                    me.to_string(),
+                    incarnation.to_string(),
+                    dead_after_ms.to_string(),
+                ],
+            )
+            .await?;
+        let items = value.into_array();
+        let granted = items.first().map(as_i64) == Some(1);
+        let second = items.get(1).cloned().unwrap_or(Value::Null);
+        Ok(if granted {
+            OwnerClaim::Granted {
+                epoch: as_i64(&second).max(0) as u64,
+                moved: items.get(2).map(as_i64) == Some(1),
+            }
+        } else {
+            OwnerClaim::Held {
+                by: ServerId::new(second.as_string().unwrap_or_default()),
+            }
+        })
+    }
+
+    async fn release_owner(&self, user: &UserId, me: &ServerId) -> ClusterResult<()> {
+        self.eval(RELEASE_OWNER, vec![keys::owner(user)], vec![me.to_string()])
+            .await?;
+        Ok(())
+    }
+
+    async fn owners(&self, users: &[UserId]) -> ClusterResult<Vec<Option<ServerId>>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = users.iter().map(keys::owner).collect();
+        let records: Vec<Option<String>> = self.fast().mget(keys).await.map_err(backend)?;
+        Ok(records
+            .into_iter()
+            .map(|record| {
+                let record = record?;
+                let holder = record.split(' ').next().unwrap_or_default();
+                (!holder.is_empty()).then(|| ServerId::new(holder.to_string()))
+            })
+            .collect())
+    }
+
+    async fn ha_set(&self, field: &str, value: Option<&str>) -> ClusterResult<()> {
+        let _: Value = match value {
+            Some(value) => self
+                .fast()
+                .hset(keys::HA, (field.to_string(), value.to_string()))
+                .await
+                .map_err(backend)?,
+            None => self
+                .fast()
+                .hdel(keys::HA, field.to_string())
+                .await
+                .map_err(backend)?,
+        };
+        Ok(())
+    }
+
+    async fn ha_all(&self) -> ClusterResult<Vec<(String, String)>> {
+        let all: std::collections::HashMap<String, String> =
+            self.fast().hgetall(keys::HA).await.map_err(backend)?;
+        let mut all: Vec<(String, String)> = all.into_iter().collect();
+        all.sort();
+        Ok(all)
     }
 
     async fn try_lock(&self, name: &str, holder: &str, ttl_ms: u64) -> ClusterResult<bool> {
@@ -679,14 +847,19 @@ impl Cluster for RedisCluster {
         let value = self
             .eval(
                 SEEN,
-                vec![keys::MEDIA_SEEN.into(), keys::MEDIA_INFO.into()],
+                // MediaServers keep no since-times: the third key names no hash.
+                vec![
+                    keys::MEDIA_SEEN.into(),
+                    keys::MEDIA_INFO.into(),
+                    keys::MEDIA_SINCE.into(),
+                ],
                 vec![],
             )
             .await?;
         let items: Vec<Value> = value.into_array();
         let mut media = Vec::new();
-        for chunk in items.get(1..).unwrap_or_default().chunks(3) {
-            if chunk.len() < 3 {
+        for chunk in items.get(1..).unwrap_or_default().chunks(4) {
+            if chunk.len() < 4 {
                 break;
             }
             let Some(json) = chunk[2].as_bytes() else {

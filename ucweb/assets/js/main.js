@@ -12,7 +12,7 @@ import { $, messageOf } from './util.js';
 import { t, loadLanguages, applyI18n, toggleLanguage } from './i18n.js';
 import { isIconName, svgIcon } from './icons.js';
 import * as api from './api.js';
-import { startSocket, stopSocket, dropSocket, scheduleReconnect, sendDeviceState, send, setSocketHooks } from './socket.js';
+import { startSocket, stopSocket, dropSocket, reconnectNow, scheduleReconnect, sendDeviceState, send, setSocketHooks } from './socket.js';
 import { state, canCall, deviceId, maxSeq, upsertConv } from './state.js';
 import { bindActions } from './actions.js';
 import {
@@ -143,6 +143,7 @@ function handleEvent(ev) {
       break;
     case 'conversation_heads': onHeads(ev.conversations); break;
     case 'goodbye': dropSocket(); break;
+    case 'reconnect': reconnectNow(); break;
     case 'ack': case 'pong': break;
     case 'error': console.warn('server error', ev.error, ev.message); break;
     case 'forwarding_changed': calls.onForwardingChanged(ev); break;

@@ -1,6 +1,7 @@
 // @ts-check
 // The WebSocket (`GET /api/v1/ws`, one per tab: each tab is its own device): frames in and
-// out, a ping every 25 s, reconnecting with backoff, and commands with a `ref` that their
+// out, a ping every 5 s (12 s of silence: the server is taken as gone), reconnecting with
+// backoff (at once on `reconnect`), and commands with a `ref` that their
 // `ack` or `error` settles. What the events mean is for the hooks main.js sets.
 
 import { state, me, canCall } from './state.js';
@@ -8,8 +9,8 @@ import { API, ApiError, getMe } from './api.js';
 
 /** @import { Ack, ClientCommand, ErrorCode, ErrorFrame, ServerEvent } from './wire.js' */
 
-const PING_EVERY_MS = 25000;
-const SILENT_LIMIT_MS = 60000;
+const PING_EVERY_MS = 5000;
+const SILENT_LIMIT_MS = 12000;
 const REQUEST_LIMIT_MS = 20000;
 
 /**
@@ -104,6 +105,24 @@ export function stopSocket() {
 /** Closes the socket as if the network dropped it: it reconnects (for tests). */
 export function dropSocket() {
   state.ws?.close();
+}
+
+/**
+ * The server handed this user to another server (`reconnect`): connect again at once, with
+ * the same token (the web front sends the socket to the server that serves the user now).
+ */
+export function reconnectNow() {
+  state.backoff = 0;
+  const ws = state.ws;
+  if (!ws) return;
+  state.ws = null;
+  state.wsOpen = false;
+  clearInterval(pinger);
+  lost();
+  try { ws.close(1000); } catch { /* closed */ }
+  clearTimeout(state.reconnectTimer);
+  state.reconnectTimer = undefined;
+  if (state.token) startSocket();
 }
 
 /** Tries again after a growing pause (0.5 s doubling up to 15 s, ±25 %). */

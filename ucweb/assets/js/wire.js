@@ -265,6 +265,7 @@
  * @property {ServerId} server
  * @property {ConversationSummary[]} conversations
  * @property {PresenceView[]} presence of everyone the user watches
+ * @property {{ id: ServerId, url: string }[]} [servers] every live server of the cluster
  */
 /**
  * A command succeeded.
@@ -299,9 +300,13 @@
  */
 /** @typedef {{ type: 'goodbye', reason: string }} Goodbye */
 /**
+ * Another server serves this user from now on: connect again at once with the same token.
+ * @typedef {{ type: 'reconnect', server: string, url: string, reason: string }} Reconnect
+ */
+/**
  * An event pushed to this device.
  * @typedef {Hello | Ack | ErrorFrame | Pong | PresenceEvent | MessageArrived | ReadEvent
- *   | TypingEvent | ConversationEvent | ConversationHeads | Goodbye | CallEvent
+ *   | TypingEvent | ConversationEvent | ConversationHeads | Goodbye | Reconnect | CallEvent
  *   | ForwardingChanged} ServerEvent
  */
 

@@ -1,0 +1,394 @@
+//! High availability on real processes: three UCServers on a Redis and a PostgreSQL started by
+//! the harness, listening devices that count every message they show, senders that keep
+//! sending while a server dies (kill -9) or freezes (SIGSTOP/SIGCONT) and comes back.
+
+use shared::api::{CreateConversation, SendMessage};
+use shared::presence::Availability;
+use shared::{ConversationId, ServerId, UserId};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switchboard_tests::chat::{create_users, login};
+use switchboard_tests::device::{Device, eventually};
+use switchboard_tests::ucserver::{ADMIN_PASSWORD, UcServer};
+use switchboard_tests::{Postgres, Redis};
+use ucclient::{AdminClient, Client, new_client_id};
+
+const PASSWORD: &str = "password-1";
+/// Generous bound for a wait on a loaded machine; the time it took is printed.
+const WAIT: Duration = Duration::from_secs(30);
+/// Short failure detection and fallback, so that a test sees both.
+const SETTINGS: &[(&str, &str)] = &[
+    ("UC_HEARTBEAT_MS", "500"),
+    ("UC_DEAD_AFTER_MS", "2000"),
+    ("UC_FALLBACK_DELAY_MS", "3000"),
+];
+
+/// What one sender's messages were: the bodies acknowledged, in the order sent.
+type Sent = Arc<Mutex<Vec<String>>>;
+
+/// Sends `count` messages, one every `every`, each retried with the same client id until it
+/// is acknowledged (a send in flight when its server dies may have been stored or not: the
+/// client id makes the retry find the first copy).
+fn sender(
+    client: Client,
+    to: Option<UserId>,
+    conversation: Option<ConversationId>,
+    label: &'static str,
+    count: usize,
+    every: Duration,
+) -> (Sent, tokio::task::JoinHandle<()>) {
+    let sent: Sent = Arc::default();
+    let record = sent.clone();
+    let task = tokio::spawn(async move {
+        for n in 0..count {
+            let body = format!("{label} {n}");
+            let request = SendMessage {
+                to: to.clone(),
+                conversation: conversation.clone(),
+                body: body.clone(),
+                client_id: Some(new_client_id()),
+            };
+            let started = Instant::now();
+            loop {
+                match client.send_message(request.clone()).await {
+                    Ok(_) => break,
+                    Err(error) => {
+                        assert!(
+                            started.elapsed() < WAIT,
+                            "{body} not accepted within {WAIT:?}: {error}"
+                        );
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+            record.lock().unwrap().push(body);
+            tokio::time::sleep(every).await;
+        }
+    });
+    (sent, task)
+}
+
+/// Asserts that `device` showed every sent body of `conversation` once, stored, in the
+/// order sent, and nothing else there.
+fn assert_shown_once(device: &Device, conversation: &ConversationId, sent: &[String]) {
+    let shown: Vec<String> = device
+        .messages()
+        .into_iter()
+        .filter(|m| &m.conversation == conversation && m.seq > 0)
+        .map(|m| m.body)
+        .collect();
+    assert_eq!(
+        shown,
+        sent,
+        "device {} in {conversation}: shown {} of {} sent",
+        device.name(),
+        shown.len(),
+        sent.len()
+    );
+    let seqs: Vec<u64> = device
+        .seqs(conversation)
+        .into_iter()
+        .filter(|s| *s > 0)
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "device {} shows {conversation} in order: {seqs:?}",
+        device.name()
+    );
+}
+
+async fn presence_of(watcher: &Client, user: &UserId) -> Availability {
+    watcher
+        .get_presence(user)
+        .await
+        .map(|p| p.availability)
+        .unwrap_or(Availability::Offline)
+}
+
+async fn seats_in_use(admin: &AdminClient) -> u32 {
+    admin
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|l| l.kind == "uc-seat")
+        .map_or(0, |l| l.in_use)
+}
+
+struct Lab {
+    _redis: Redis,
+    servers: Vec<UcServer>,
+    admin: AdminClient,
+    alice: Client,
+    carol: Client,
+    bob_desk: Client,
+    bob_phone: Client,
+    group: ConversationId,
+}
+
+/// alice on s1, bob (two devices) on s2, carol on s3, all in one group.
+async fn lab(name: &str) -> Lab {
+    let redis = Redis::start();
+    let database_url = Postgres::shared().create_database(name);
+    let servers: Vec<UcServer> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|id| UcServer::start(id, &database_url, Some(&redis.url()), SETTINGS))
+        .collect();
+    let admin = AdminClient::login(&servers[0].url(), &UserId::from("admin"), ADMIN_PASSWORD)
+        .await
+        .expect("admin login");
+    create_users(&admin, &["alice"], PASSWORD, Some("s1")).await;
+    create_users(&admin, &["bob"], PASSWORD, Some("s2")).await;
+    create_users(&admin, &["carol"], PASSWORD, Some("s3")).await;
+    // Every server must know its peers before anything fails.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let alice = login(&servers[0], "alice", PASSWORD, "desk").await;
+    let carol = login(&servers[2], "carol", PASSWORD, "desk").await;
+    // bob signs in at s1, which sends him on to his home s2.
+    let bob_desk = login(&servers[0], "bob", PASSWORD, "desk").await;
+    let bob_phone = login(&servers[1], "bob", PASSWORD, "phone").await;
+    assert_eq!(bob_desk.server().as_str(), "s2");
+    assert!(
+        bob_desk.known_servers().len() >= 3,
+        "the login names the cluster's servers: {:?}",
+        bob_desk.known_servers()
+    );
+    let group = alice
+        .create_conversation(CreateConversation {
+            name: "team".into(),
+            members: vec![UserId::from("bob"), UserId::from("carol")],
+        })
+        .await
+        .expect("group")
+        .id;
+    Lab {
+        _redis: redis,
+        servers,
+        admin,
+        alice,
+        carol,
+        bob_desk,
+        bob_phone,
+        group,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_servers_users_fail_over_and_fall_back_without_signing_in_or_losing_anything() {
+    let mut lab = lab("failover").await;
+    let (alice, bob) = (UserId::from("alice"), UserId::from("bob"));
+    let direct = ConversationId::direct(&alice, &bob);
+    let alice_device = Device::start(&lab.alice, "desk").await;
+    let carol_device = Device::start(&lab.carol, "desk").await;
+    let bob_desk = Device::start(&lab.bob_desk, "desk").await;
+    let bob_phone = Device::start(&lab.bob_phone, "phone").await;
+    assert_eq!(bob_desk.server(), Some(ServerId::from("s2")));
+    assert_eq!(seats_in_use(&lab.admin).await, 3);
+
+    // Messages both ways and in the group, before, during and after the failover.
+    let every = Duration::from_millis(100);
+    let (to_bob, to_bob_task) = sender(
+        lab.alice.clone(),
+        Some(bob.clone()),
+        None,
+        "alice",
+        60,
+        every,
+    );
+    let (from_bob, from_bob_task) = sender(
+        lab.bob_desk.clone(),
+        Some(alice.clone()),
+        None,
+        "bob",
+        60,
+        every,
+    );
+    let (in_group, in_group_task) = sender(
+        lab.carol.clone(),
+        None,
+        Some(lab.group.clone()),
+        "carol",
+        60,
+        every,
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let killed = Instant::now();
+    lab.servers[1].kill9();
+    let mut offline_seen = Duration::ZERO;
+    let served_again = loop {
+        let on_backup = [&bob_desk, &bob_phone]
+            .iter()
+            .all(|d| d.is_connected() && d.server().is_some_and(|s| s.as_str() != "s2"));
+        if presence_of(&lab.alice, &bob).await == Availability::Offline {
+            offline_seen += Duration::from_millis(100);
+        }
+        if on_backup {
+            break killed.elapsed();
+        }
+        assert!(killed.elapsed() < WAIT, "bob's devices fail over");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "bob's devices served by {:?} {served_again:?} after the kill; alice saw him offline for about {offline_seen:?}",
+        bob_desk.server()
+    );
+    assert!(
+        eventually(WAIT, || bob_desk.server() == bob_phone.server()).await,
+        "both devices of bob are on one backup"
+    );
+    let online_again = Instant::now();
+    while presence_of(&lab.alice, &bob).await == Availability::Offline {
+        assert!(
+            online_again.elapsed() < WAIT,
+            "bob is online again for alice"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        seats_in_use(&lab.admin).await,
+        3,
+        "bob's seat moved with him, counted once"
+    );
+
+    // s2 comes back; after the fallback delay bob moves home without signing in.
+    lab.servers[1].restart();
+    let back = Instant::now();
+    assert!(
+        eventually(WAIT, || {
+            [&bob_desk, &bob_phone]
+                .iter()
+                .all(|d| d.is_connected() && d.server().is_some_and(|s| s.as_str() == "s2"))
+        })
+        .await,
+        "bob falls back to s2"
+    );
+    println!("bob back on s2 {:?} after it restarted", back.elapsed());
+
+    for task in [to_bob_task, from_bob_task, in_group_task] {
+        task.await.expect("sender");
+    }
+    let to_bob = to_bob.lock().unwrap().clone();
+    let from_bob = from_bob.lock().unwrap().clone();
+    let in_group = in_group.lock().unwrap().clone();
+    let direct_total = to_bob.len() + from_bob.len();
+    for device in [&alice_device, &bob_desk, &bob_phone] {
+        assert!(
+            device
+                .wait_for_stored(&direct, direct_total, WAIT)
+                .await
+                .is_some(),
+            "{} shows all {direct_total} direct messages",
+            device.name()
+        );
+    }
+    for device in [&alice_device, &carol_device, &bob_desk, &bob_phone] {
+        assert!(
+            device
+                .wait_for_stored(&lab.group, in_group.len(), WAIT)
+                .await
+                .is_some(),
+            "{} shows all group messages",
+            device.name()
+        );
+    }
+    // Each sender's messages once, in its order, on every device; nothing else.
+    for device in [&alice_device, &bob_desk, &bob_phone] {
+        let shown: Vec<String> = device
+            .messages()
+            .into_iter()
+            .filter(|m| m.conversation == direct && m.seq > 0)
+            .map(|m| m.body)
+            .collect();
+        let of = |label: &str| -> Vec<String> {
+            shown
+                .iter()
+                .filter(|b| b.starts_with(label))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(of("alice "), to_bob, "{}: alice's messages", device.name());
+        assert_eq!(of("bob "), from_bob, "{}: bob's messages", device.name());
+        assert_eq!(shown.len(), direct_total, "{}: nothing else", device.name());
+        device.assert_exactly(&direct, 1, direct_total as u64);
+    }
+    for device in [&alice_device, &carol_device, &bob_desk, &bob_phone] {
+        assert_shown_once(device, &lab.group, &in_group);
+    }
+    assert_eq!(seats_in_use(&lab.admin).await, 3, "seats = signed-in users");
+    println!(
+        "sent {} + {} direct, {} in the group; every device showed each once",
+        to_bob.len(),
+        from_bob.len(),
+        in_group.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_server_does_not_keep_or_retake_its_users_when_it_wakes() {
+    let lab = lab("frozen").await;
+    let (alice, bob) = (UserId::from("alice"), UserId::from("bob"));
+    let direct = ConversationId::direct(&alice, &bob);
+    let alice_device = Device::start(&lab.alice, "desk").await;
+    let bob_desk = Device::start(&lab.bob_desk, "desk").await;
+    let bob_phone = Device::start(&lab.bob_phone, "phone").await;
+    let (to_bob, to_bob_task) = sender(
+        lab.alice.clone(),
+        Some(bob.clone()),
+        None,
+        "alice",
+        80,
+        Duration::from_millis(150),
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    lab.servers[1].pause();
+    let paused = Instant::now();
+    assert!(
+        eventually(WAIT, || {
+            [&bob_desk, &bob_phone]
+                .iter()
+                .all(|d| d.is_connected() && d.server().is_some_and(|s| s.as_str() != "s2"))
+        })
+        .await,
+        "bob's devices leave the frozen server"
+    );
+    println!("bob served elsewhere {:?} after s2 froze", paused.elapsed());
+    // Frozen well past the failure detector's window, then woken.
+    let frozen_for = Duration::from_secs(8);
+    tokio::time::sleep(frozen_for.saturating_sub(paused.elapsed())).await;
+    lab.servers[1].resume();
+    let woke = Instant::now();
+    // It must not take bob back before the fallback delay, and then only by handing over.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        [&bob_desk, &bob_phone]
+            .iter()
+            .all(|d| d.server().is_some_and(|s| s.as_str() != "s2")),
+        "the woken server did not retake bob at once"
+    );
+    assert!(
+        eventually(WAIT, || {
+            [&bob_desk, &bob_phone]
+                .iter()
+                .all(|d| d.is_connected() && d.server().is_some_and(|s| s.as_str() == "s2"))
+        })
+        .await,
+        "bob falls back to s2 after the delay"
+    );
+    println!("bob back on s2 {:?} after it woke", woke.elapsed());
+    to_bob_task.await.expect("sender");
+    let to_bob = to_bob.lock().unwrap().clone();
+    for device in [&alice_device, &bob_desk, &bob_phone] {
+        assert!(
+            device
+                .wait_for_stored(&direct, to_bob.len(), WAIT)
+                .await
+                .is_some(),
+            "{} shows every message",
+            device.name()
+        );
+        assert_shown_once(device, &direct, &to_bob);
+    }
+    assert_eq!(seats_in_use(&lab.admin).await, 3, "seats = signed-in users");
+}
