@@ -33,6 +33,10 @@ pub struct Peers {
     /// beat apart, so that a sign-in between taking its seat and holding its token is
     /// not mistaken for a stale seat).
     stale_seats: Vec<UserId>,
+    /// Softphone leases the store says this server holds, found after a resync, for no call
+    /// of this server (a release lost or never replicated); returned on the next beat unless
+    /// a call took them meanwhile.
+    stale_softphones: Vec<String>,
 }
 
 impl Peers {
@@ -72,10 +76,18 @@ impl Peers {
             tracing::info!("the cluster store is back (or restarted empty); re-publishing state");
             resync(server).await;
             self.stale_seats = seats_without_token(server).await;
+            self.stale_softphones = softphones_without_call(server).await;
         } else {
             heartbeat(server).await;
             server.chat.republish().await;
             return_stale_seats(server, std::mem::take(&mut self.stale_seats)).await;
+            let in_calls = server.calls.softphone_leases();
+            for key in std::mem::take(&mut self.stale_softphones) {
+                if !in_calls.contains(&key) {
+                    tracing::info!(lease = %key, "returning a softphone lease held for no call");
+                    server.licenses.release(license::SOFTPHONE, &key).await;
+                }
+            }
         }
     }
 }
@@ -92,6 +104,21 @@ async fn seats_without_token(server: &Server) -> Vec<UserId> {
     held.into_iter()
         .map(UserId::new)
         .filter(|user| !server.tokens.client_token_held(user))
+        .collect()
+}
+
+/// Softphone leases the store has for this server that none of its calls holds.
+async fn softphones_without_call(server: &Server) -> Vec<String> {
+    let held = server
+        .bus(
+            "softphone leases held",
+            server.cluster.leases_held(license::SOFTPHONE, &server.id),
+        )
+        .await
+        .unwrap_or_default();
+    let in_calls = server.calls.softphone_leases();
+    held.into_iter()
+        .filter(|key| !in_calls.contains(key))
         .collect()
 }
 
@@ -154,6 +181,13 @@ pub async fn resync(server: &Server) {
         let _ = server
             .cluster
             .lease_acquire(license::SEAT, user.as_str(), &server.id, None)
+            .await;
+    }
+    // So are the softphone leases of this server's calls.
+    for key in server.calls.softphone_leases() {
+        let _ = server
+            .cluster
+            .lease_acquire(license::SOFTPHONE, &key, &server.id, None)
             .await;
     }
     // Deliveries to other servers that the bus refused go out now.
