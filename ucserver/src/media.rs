@@ -347,7 +347,7 @@ impl MediaPool {
     }
 
     /// Heartbeats of the standalone MediaServers (empty while the cluster store is away).
-    pub async fn statuses(&self, cluster: &dyn Cluster) -> Vec<(MediaServerStatus, TimestampMs)> {
+    async fn statuses(&self, cluster: &dyn Cluster) -> Vec<(MediaServerStatus, TimestampMs)> {
         cluster.media_servers().await.unwrap_or_else(|error| {
             tracing::warn!(%error, "MediaServer heartbeats cannot be read now");
             Vec::new()

@@ -697,8 +697,19 @@ pub async fn check_media(server: &Server) {
         return;
     }
     let embedded = server.media.embedded().map(|h| h.id().clone());
-    let statuses = server.media.statuses(&*server.cluster).await;
     let now = now_ms();
+    // MediaServers beat into the cluster store: while it cannot be read their calls are not
+    // judged (unknown is not gone), and once it can again, each gets the full window to beat
+    // there before its calls count as lost.
+    let statuses = match server.cluster.media_servers().await {
+        Ok(statuses) => statuses,
+        Err(error) => {
+            tracing::warn!(%error, "MediaServer heartbeats cannot be read; calls not checked");
+            server.calls.media_unseen();
+            return;
+        }
+    };
+    let seen_again_ms = server.calls.media_seen(now);
     let mut failing = Vec::new();
     {
         let mut active = server.calls.active.lock().unwrap();
@@ -708,12 +719,20 @@ pub async fn check_media(server: &Server) {
             }
             let status = statuses.iter().find(|(s, _)| s.id == call.media);
             let reason = match status {
+                None if server.media.calls_lost(now, seen_again_ms).is_none() => None,
                 None => Some(format!("MediaServer {} is gone", call.media)),
-                Some((_, seen)) if server.media.calls_lost(now, *seen).is_some() => Some(format!(
-                    "MediaServer {} stopped answering {} ms ago",
-                    call.media,
-                    now - seen
-                )),
+                Some((_, seen))
+                    if server
+                        .media
+                        .calls_lost(now, (*seen).max(seen_again_ms))
+                        .is_some() =>
+                {
+                    Some(format!(
+                        "MediaServer {} stopped answering {} ms ago",
+                        call.media,
+                        now - seen
+                    ))
+                }
                 Some((s, _))
                     if !call.incarnation.is_empty() && s.incarnation != call.incarnation =>
                 {

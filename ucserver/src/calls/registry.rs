@@ -9,7 +9,7 @@ use shared::call::{CallCommand, ReplyTo};
 use shared::{CallId, MediaServerId, UserId};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// The outcome of a call command: the call it concerned (place, pickup), or why not.
@@ -66,6 +66,9 @@ pub struct Calls {
     pub(super) active: Mutex<HashMap<CallId, ActiveCall>>,
     pub(super) replies: Mutex<HashMap<u64, oneshot::Sender<CommandResult>>>,
     next_token: AtomicU64,
+    /// When the MediaServers' heartbeats could be read again after they could not (0: never
+    /// unreadable; -1: unreadable now). Their calls are judged from then on, not before.
+    media_seen_again_ms: AtomicI64,
 }
 
 impl Calls {
@@ -78,12 +81,30 @@ impl Calls {
             active: Mutex::new(HashMap::new()),
             replies: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
+            media_seen_again_ms: AtomicI64::new(0),
         }
     }
 
     /// Calls this server owns now.
     pub fn active_count(&self) -> usize {
         self.active.lock().unwrap().len()
+    }
+
+    /// The MediaServers' heartbeats cannot be read (the cluster store is away).
+    pub fn media_unseen(&self) {
+        self.media_seen_again_ms.store(-1, Ordering::Relaxed);
+    }
+
+    /// The heartbeats were read at `now`; returns since when they have been readable without
+    /// a break (0 if they always were).
+    pub fn media_seen(&self, now: shared::TimestampMs) -> shared::TimestampMs {
+        let _ = self.media_seen_again_ms.compare_exchange(
+            -1,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        self.media_seen_again_ms.load(Ordering::Relaxed)
     }
 
     /// The keys of the softphone leases this server's calls hold.
