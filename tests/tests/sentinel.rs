@@ -175,28 +175,57 @@ async fn media_beats_after(admin: &AdminClient, since_ms: i64) {
     }
 }
 
+/// The primary, replica and Sentinels; UCServers `s1` and `s2` and MediaServer `m1` on them
+/// (known and beating); an admin signed in; users homed on `s1` and on `s2`.
+struct Lab {
+    redis: SentinelCluster,
+    s1: UcServer,
+    s2: UcServer,
+    m1: MediaServer,
+    admin: AdminClient,
+}
+
+impl Lab {
+    async fn start(database: &str, on_s1: &[&str], on_s2: &[&str]) -> Lab {
+        let redis = SentinelCluster::start();
+        let database_url = Postgres::shared().create_database(database);
+        let extra = [("UC_MEDIA_SECRET", MEDIA_SECRET)];
+        let s1 = UcServer::start("s1", &database_url, Some(&redis.url()), &extra);
+        let s2 = UcServer::start("s2", &database_url, Some(&redis.url()), &extra);
+        let m1 = MediaServer::start("m1", &redis.url());
+        let admin = AdminClient::login(&s1.url(), &UserId::from("admin"), ADMIN_PASSWORD)
+            .await
+            .expect("admin login");
+        admin
+            .add_media(&MediaServerId::from("m1"), &m1.control_url())
+            .await
+            .expect("media add");
+        media_beats_after(&admin, 0).await;
+        create_users(&admin, on_s1, PASSWORD, Some("s1")).await;
+        create_users(&admin, on_s2, PASSWORD, Some("s2")).await;
+        Lab {
+            redis,
+            s1,
+            s2,
+            m1,
+            admin,
+        }
+    }
+}
+
 fn is_visible(view: &PresenceView) -> bool {
     view.availability != Availability::Offline
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_is_whole_again_after_sentinel_promotes_the_replica() {
-    let mut redis = SentinelCluster::start();
-    let database_url = Postgres::shared().create_database("sentinel_failover");
-    let extra = [("UC_MEDIA_SECRET", MEDIA_SECRET)];
-    let s1 = UcServer::start("s1", &database_url, Some(&redis.url()), &extra);
-    let s2 = UcServer::start("s2", &database_url, Some(&redis.url()), &extra);
-    let m1 = MediaServer::start("m1", &redis.url());
-    let admin = AdminClient::login(&s1.url(), &UserId::from("admin"), ADMIN_PASSWORD)
-        .await
-        .expect("admin login");
-    admin
-        .add_media(&MediaServerId::from("m1"), &m1.control_url())
-        .await
-        .expect("media add");
-    media_beats_after(&admin, 0).await;
-    create_users(&admin, &["alice"], PASSWORD, Some("s1")).await;
-    create_users(&admin, &["bob", "dave"], PASSWORD, Some("s2")).await;
+    let Lab {
+        mut redis,
+        s1,
+        s2,
+        m1,
+        admin,
+    } = Lab::start("sentinel_failover", &["alice"], &["bob", "dave"]).await;
     let (alice, bob) = (UserId::from("alice"), UserId::from("bob"));
 
     // alice (s1) and bob (s2) with two devices each, watching each other; dave (s2) is
@@ -334,22 +363,13 @@ async fn the_cluster_is_whole_again_after_sentinel_promotes_the_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn softphone_leases_are_those_of_the_calls_after_sentinel_promotes_the_replica() {
-    let mut redis = SentinelCluster::start();
-    let database_url = Postgres::shared().create_database("sentinel_softphones");
-    let extra = [("UC_MEDIA_SECRET", MEDIA_SECRET)];
-    let s1 = UcServer::start("s1", &database_url, Some(&redis.url()), &extra);
-    let s2 = UcServer::start("s2", &database_url, Some(&redis.url()), &extra);
-    let m1 = MediaServer::start("m1", &redis.url());
-    let admin = AdminClient::login(&s1.url(), &UserId::from("admin"), ADMIN_PASSWORD)
-        .await
-        .expect("admin login");
-    admin
-        .add_media(&MediaServerId::from("m1"), &m1.control_url())
-        .await
-        .expect("media add");
-    media_beats_after(&admin, 0).await;
-    create_users(&admin, &["alice"], PASSWORD, Some("s1")).await;
-    create_users(&admin, &["bob"], PASSWORD, Some("s2")).await;
+    let Lab {
+        mut redis,
+        s1,
+        s2,
+        m1,
+        admin,
+    } = Lab::start("sentinel_softphones", &["alice"], &["bob"]).await;
     let bob = UserId::from("bob");
     let mut alice = connect(&login(&s1, "alice", PASSWORD, "desk").await).await;
     let mut bob_desk = connect(&login(&s1, "bob", PASSWORD, "desk").await).await;
