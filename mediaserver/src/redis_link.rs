@@ -62,7 +62,9 @@ pub(crate) fn build_client(url: &str) -> Result<Client, Error> {
         .with_performance_config(|p| {
             p.default_command_timeout = Duration::from_secs(2);
         })
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        // At most 1 s between attempts: after Redis returns (empty, if it restarted) no
+        // UCServer places a call here until this heartbeat is back in it.
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 1_000, 2))
         .build()
 }
 

@@ -2,7 +2,9 @@
 //! processes, two `mediaserver` processes, and webrtc-rs peers (`ucclient::peer`) whose RTP
 //! really crosses a MediaServer, encrypted, in both directions.
 
-use shared::api::{CallResult, CreateGroup, CreateUser, Direction, ErrorCode, JournalKind};
+use shared::api::{
+    CallResult, CreateGroup, CreateUser, Direction, ErrorCode, JournalKind, SetPresence,
+};
 use shared::call::{CallCommand, CallEvent, EXTRA_RECV_AUDIO, EndReason, ForwardMode, StopReason};
 use shared::presence::{Capability, TelephonyState};
 use shared::ws::{ClientCommand, ServerEvent};
@@ -32,16 +34,20 @@ struct Lab {
 
 impl Lab {
     async fn start(name: &str) -> Lab {
+        Self::start_on(&Postgres::shared().create_database(name)).await
+    }
+
+    /// The lab on a database of the caller's (a PostgreSQL the test stops and starts).
+    async fn start_on(database_url: &str) -> Lab {
         let redis = Redis::start();
-        let database_url = Postgres::shared().create_database(name);
         let extra = [
             ("UC_MEDIA_SECRET", MEDIA_SECRET),
             ("UC_RING_TIMEOUT_MS", RING_TIMEOUT_MS),
             ("UC_HEARTBEAT_MS", "1000"),
             ("UC_DEAD_AFTER_MS", "5000"),
         ];
-        let s1 = UcServer::start("s1", &database_url, Some(&redis.url()), &extra);
-        let s2 = UcServer::start("s2", &database_url, Some(&redis.url()), &extra);
+        let s1 = UcServer::start("s1", database_url, Some(&redis.url()), &extra);
+        let s2 = UcServer::start("s2", database_url, Some(&redis.url()), &extra);
         let m1 = MediaServer::start("m1", &redis.url());
         let m2 = MediaServer::start("m2", &redis.url());
         let admin = AdminClient::login(&s1.url(), &UserId::from("admin"), ADMIN_PASSWORD)
@@ -1449,4 +1455,180 @@ async fn a_single_node_carries_calls_on_its_embedded_media_server() {
         bob.ended(&call).await,
         (EndReason::HungUp, CallResult::Answered)
     );
+}
+
+/// The journal entries of `phone`'s user about `call`, once the database answers and has
+/// at least one.
+async fn journal_entries_of(phone: &Phone, call: &CallId) -> Vec<shared::api::JournalEntry> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(entries) = phone.client.journal(Some(100)).await {
+            let about: Vec<_> = entries
+                .into_iter()
+                .filter(|e| {
+                    e.kind == JournalKind::Call && e.summary.as_deref() == Some(call.as_str())
+                })
+                .collect();
+            if !about.is_empty() {
+                return about;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no journal entry of {call} for {}",
+            phone.user
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_go_on_while_the_database_is_away_and_are_journalled_once_when_it_returns() {
+    // A PostgreSQL of its own, to stop and start again.
+    let postgres = Postgres::start();
+    let lab = Lab::start_on(&postgres.create_database("calls_sql_away")).await;
+    let alice = lab.user("alice", "s1").await;
+    let bob = lab.user("bob", "s2").await;
+    let carol = lab.user("carol", "s1").await;
+    let dave = lab.user("dave", "s2").await;
+    let mut alice_desk = lab.phone(&alice, "desk").await;
+    let mut bob_desk = lab.phone(&bob, "desk").await;
+    // carol (s1) watches bob (s2), dave (s2) watches alice (s1): telephony across servers.
+    // Nothing on s1 has looked bob up: his home is found where he is online.
+    let mut carol_desk = lab.phone(&carol, "desk").await;
+    let mut dave_desk = lab.phone(&dave, "desk").await;
+    carol_desk
+        .client
+        .put_contact(&bob, "")
+        .await
+        .expect("contact");
+    dave_desk
+        .client
+        .put_contact(&alice, "")
+        .await
+        .expect("contact");
+    // The servers read the new watchers from SQL while it answers (a change of presence).
+    for (setter, watcher, user) in [
+        (&bob_desk, &mut carol_desk, &bob),
+        (&alice_desk, &mut dave_desk, &alice),
+    ] {
+        let note = format!("{user} before the outage");
+        setter
+            .client
+            .set_presence(SetPresence {
+                availability: None,
+                note: Some(note.clone()),
+                user: None,
+            })
+            .await
+            .expect("presence");
+        watcher
+            .event("the note", |e| {
+                matches!(e, ServerEvent::Presence { presence }
+                    if &presence.user == user && presence.note.as_deref() == Some(note.as_str()))
+            })
+            .await;
+    }
+
+    postgres.stop();
+    // --- Placed, answered, media both ways, hung up: all without the database.
+    let (mut alice_peer, offer) = softphone().await;
+    let placing = Instant::now();
+    let call = alice_desk
+        .command(place(&bob, &offer))
+        .await
+        .unwrap_or_else(|e| panic!("no call without the database: {e:?}\n{}", lab.logs()))
+        .expect("the ack names the call");
+    let placed_in = placing.elapsed();
+    bob_desk.incoming_of(&call).await;
+    carol_desk.telephony_of(&bob, TelephonyState::Ringing).await;
+    let (mut bob_peer, bob_offer) = softphone().await;
+    let answered = bob_desk
+        .command(CallCommand::CallAnswer {
+            call: call.clone(),
+            sdp: bob_offer,
+        })
+        .await;
+    assert_eq!(answered, Ok(Some(call.clone())));
+    alice_desk.connect_media(&call, &mut alice_peer).await;
+    bob_desk.connect_media(&call, &mut bob_peer).await;
+    carol_desk.telephony_of(&bob, TelephonyState::InCall).await;
+    dave_desk.telephony_of(&alice, TelephonyState::InCall).await;
+    let (alice_got, bob_got) = talk(&alice_peer, &bob_peer, 2).await;
+    assert!(
+        alice_got > 20 && bob_got > 20,
+        "media while the database is away: alice got {alice_got}, bob {bob_got} packets"
+    );
+    // Older telephony events are not the ones waited for next.
+    carol_desk.queue.clear();
+    dave_desk.queue.clear();
+    bob_desk
+        .command(CallCommand::CallHangup { call: call.clone() })
+        .await
+        .expect("hung up");
+    assert_eq!(alice_desk.ended(&call).await.1, CallResult::Answered);
+    carol_desk.telephony_of(&bob, TelephonyState::Idle).await;
+    dave_desk.telephony_of(&alice, TelephonyState::Idle).await;
+
+    // --- A call bob misses (alice gives up while it rings).
+    let missing = Instant::now();
+    let missed = alice_desk
+        .command(place(&bob, &offer))
+        .await
+        .expect("placed")
+        .expect("the ack names the call");
+    let missed_placed_in = missing.elapsed();
+    bob_desk.incoming_of(&missed).await;
+    alice_desk
+        .command(CallCommand::CallHangup {
+            call: missed.clone(),
+        })
+        .await
+        .expect("cancelled");
+    alice_desk.ended(&missed).await;
+    bob_desk
+        .call_event(
+            "ringing stopped",
+            |e| matches!(e, CallEvent::CallRingingStopped { call: c, .. } if *c == missed),
+        )
+        .await;
+    // The journal is a read that needs the database.
+    let refused = alice_desk.client.journal(Some(10)).await;
+    assert!(
+        matches!(&refused, Err(e) if e.api().map(|a| a.error) == Some(ErrorCode::ServerUnavailable)),
+        "{refused:?}"
+    );
+    println!(
+        "{{\"first_call_placed_ms\":{},\"second_call_placed_ms\":{},\"packets\":[{alice_got},{bob_got}]}}",
+        placed_in.as_millis(),
+        missed_placed_in.as_millis()
+    );
+
+    // --- The database returns: each party's entries are stored, once each.
+    postgres.restart();
+    for (phone, id, result) in [
+        (&alice_desk, &call, CallResult::Answered),
+        (&bob_desk, &call, CallResult::Answered),
+        (&alice_desk, &missed, CallResult::Missed),
+        (&bob_desk, &missed, CallResult::Missed),
+    ] {
+        let entries = journal_entries_of(phone, id).await;
+        assert_eq!(entries.len(), 1, "{}: {entries:?}", phone.user);
+        assert_eq!(
+            entries[0].result,
+            Some(result),
+            "{}: {entries:?}",
+            phone.user
+        );
+    }
+    // A while later still once each (the outbox is drained once).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (phone, id) in [
+        (&alice_desk, &call),
+        (&bob_desk, &call),
+        (&alice_desk, &missed),
+    ] {
+        assert_eq!(journal_entries_of(phone, id).await.len(), 1);
+    }
+    wait_leases(&lab.admin, 0).await;
 }

@@ -149,12 +149,14 @@ async fn chat_keeps_flowing_while_the_database_is_away_and_nothing_shows_twice()
         .await
         .expect("admin login");
     create_users(&admin, &["alice"], PASSWORD, Some("s1")).await;
-    create_users(&admin, &["bob", "carol"], PASSWORD, Some("s2")).await;
+    create_users(&admin, &["bob", "carol", "dave"], PASSWORD, Some("s2")).await;
     let (alice, bob) = (UserId::from("alice"), UserId::from("bob"));
     let alice_client = login(&s1, "alice", PASSWORD, "desk").await;
     let bob_desk = login(&s2, "bob", PASSWORD, "desk").await;
     let bob_phone = login(&s2, "bob", PASSWORD, "phone").await;
     let carol_client = login(&s2, "carol", PASSWORD, "desk").await;
+    // dave is signed in with no device online.
+    let dave_client = login(&s2, "dave", PASSWORD, "desk").await;
     let group = alice_client
         .create_conversation(CreateConversation {
             name: "team".into(),
@@ -175,6 +177,16 @@ async fn chat_keeps_flowing_while_the_database_is_away_and_nothing_shows_twice()
         .create_conversation(CreateConversation {
             name: "ops".into(),
             members: vec![bob.clone()],
+        })
+        .await
+        .expect("group")
+        .id;
+    // A group whose only member on its server has no device online to list it: its members
+    // are learned there from the announcement all the same.
+    let night = alice_client
+        .create_conversation(CreateConversation {
+            name: "night".into(),
+            members: vec![UserId::from("dave")],
         })
         .await
         .expect("group")
@@ -212,6 +224,11 @@ async fn chat_keeps_flowing_while_the_database_is_away_and_nothing_shows_twice()
         .await
         .expect("accepted without the database");
     assert_eq!(in_ops.seq, 0);
+    let in_night = dave_client
+        .send_to_conversation(&night, "posted by a member with no device online")
+        .await
+        .expect("accepted without the database");
+    assert_eq!(in_night.seq, 0);
     let provisional = |device: &Device, conversation: &ConversationId| {
         device
             .messages()
@@ -288,5 +305,11 @@ async fn chat_keeps_flowing_while_the_database_is_away_and_nothing_shows_twice()
         .expect("history of ops");
     assert_eq!(ops_history.len(), 1);
     assert_eq!(ops_history[0].id, in_ops.id);
+    let night_history = dave_client
+        .history(&night, None, None, Some(100))
+        .await
+        .expect("history of night");
+    assert_eq!(night_history.len(), 1);
+    assert_eq!(night_history[0].id, in_night.id);
     drop(s2);
 }

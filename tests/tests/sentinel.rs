@@ -7,6 +7,7 @@
 //! into the new primary.
 
 use shared::api::SetPresence;
+use shared::call::CallEvent;
 use shared::presence::{Availability, Capability, PresenceView};
 use shared::ws::ServerEvent;
 use shared::{ConversationId, MediaServerId, UserId, now_ms};
@@ -17,6 +18,7 @@ use switchboard_tests::chat::{create_users, login, send_all};
 use switchboard_tests::mediaserver::{MEDIA_SECRET, MediaServer};
 use switchboard_tests::sentinel::{SentinelCluster, redis_cli};
 use switchboard_tests::ucserver::{ADMIN_PASSWORD, UcServer};
+use ucclient::peer::{ClientPeer, PeerOptions};
 use ucclient::{AdminClient, Client, Connection};
 
 const PASSWORD: &str = "password-1";
@@ -35,14 +37,38 @@ async fn connect(client: &Client) -> Connection {
 }
 
 async fn seats_in_use(admin: &AdminClient) -> u32 {
+    leases_in_use(admin, "uc-seat").await
+}
+
+async fn leases_in_use(admin: &AdminClient, kind: &str) -> u32 {
     admin
         .licenses()
         .await
         .expect("licenses")
         .into_iter()
-        .find(|l| l.kind == "uc-seat")
+        .find(|l| l.kind == kind)
         .map(|l| l.in_use)
         .unwrap_or(0)
+}
+
+/// The lease keys of a kind in the Redis on `port`, as a set.
+fn lease_keys(port: u16, kind: &str) -> BTreeSet<String> {
+    redis_cli(port, &["HKEYS", &shared::keys::leases(kind)])
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .filter(|key| !key.is_empty())
+        .collect()
+}
+
+/// A softphone's SDP offer (its peer is kept alive by the caller).
+async fn softphone_offer() -> (ClientPeer, String) {
+    let mut peer = ClientPeer::new(PeerOptions::default()).await.expect("peer");
+    let offer = peer
+        .create_offer(Duration::from_secs(10))
+        .await
+        .expect("offer");
+    (peer, offer)
 }
 
 /// Sets `note` on `setter` again and again until `watcher` sees it over the bus (the bus
@@ -149,28 +175,57 @@ async fn media_beats_after(admin: &AdminClient, since_ms: i64) {
     }
 }
 
+/// The primary, replica and Sentinels; UCServers `s1` and `s2` and MediaServer `m1` on them
+/// (known and beating); an admin signed in; users homed on `s1` and on `s2`.
+struct Lab {
+    redis: SentinelCluster,
+    s1: UcServer,
+    s2: UcServer,
+    m1: MediaServer,
+    admin: AdminClient,
+}
+
+impl Lab {
+    async fn start(database: &str, on_s1: &[&str], on_s2: &[&str]) -> Lab {
+        let redis = SentinelCluster::start();
+        let database_url = Postgres::shared().create_database(database);
+        let extra = [("UC_MEDIA_SECRET", MEDIA_SECRET)];
+        let s1 = UcServer::start("s1", &database_url, Some(&redis.url()), &extra);
+        let s2 = UcServer::start("s2", &database_url, Some(&redis.url()), &extra);
+        let m1 = MediaServer::start("m1", &redis.url());
+        let admin = AdminClient::login(&s1.url(), &UserId::from("admin"), ADMIN_PASSWORD)
+            .await
+            .expect("admin login");
+        admin
+            .add_media(&MediaServerId::from("m1"), &m1.control_url())
+            .await
+            .expect("media add");
+        media_beats_after(&admin, 0).await;
+        create_users(&admin, on_s1, PASSWORD, Some("s1")).await;
+        create_users(&admin, on_s2, PASSWORD, Some("s2")).await;
+        Lab {
+            redis,
+            s1,
+            s2,
+            m1,
+            admin,
+        }
+    }
+}
+
 fn is_visible(view: &PresenceView) -> bool {
     view.availability != Availability::Offline
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_is_whole_again_after_sentinel_promotes_the_replica() {
-    let mut redis = SentinelCluster::start();
-    let database_url = Postgres::shared().create_database("sentinel_failover");
-    let extra = [("UC_MEDIA_SECRET", MEDIA_SECRET)];
-    let s1 = UcServer::start("s1", &database_url, Some(&redis.url()), &extra);
-    let s2 = UcServer::start("s2", &database_url, Some(&redis.url()), &extra);
-    let m1 = MediaServer::start("m1", &redis.url());
-    let admin = AdminClient::login(&s1.url(), &UserId::from("admin"), ADMIN_PASSWORD)
-        .await
-        .expect("admin login");
-    admin
-        .add_media(&MediaServerId::from("m1"), &m1.control_url())
-        .await
-        .expect("media add");
-    media_beats_after(&admin, 0).await;
-    create_users(&admin, &["alice"], PASSWORD, Some("s1")).await;
-    create_users(&admin, &["bob", "dave"], PASSWORD, Some("s2")).await;
+    let Lab {
+        mut redis,
+        s1,
+        s2,
+        m1,
+        admin,
+    } = Lab::start("sentinel_failover", &["alice"], &["bob", "dave"]).await;
     let (alice, bob) = (UserId::from("alice"), UserId::from("bob"));
 
     // alice (s1) and bob (s2) with two devices each, watching each other; dave (s2) is
@@ -303,5 +358,93 @@ async fn the_cluster_is_whole_again_after_sentinel_promotes_the_replica() {
         "after the failover: {AFTER} messages each way, delivered {AFTER} times to each of three devices"
     );
     assert_eq!(seats_in_use(&admin).await, 3);
+    drop((s1, s2, m1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn softphone_leases_are_those_of_the_calls_after_sentinel_promotes_the_replica() {
+    let Lab {
+        mut redis,
+        s1,
+        s2,
+        m1,
+        admin,
+    } = Lab::start("sentinel_softphones", &["alice"], &["bob"]).await;
+    let bob = UserId::from("bob");
+    let mut alice = connect(&login(&s1, "alice", PASSWORD, "desk").await).await;
+    let mut bob_desk = connect(&login(&s1, "bob", PASSWORD, "desk").await).await;
+
+    // alice (s1) calls bob (s2), who answers: s1 owns the call and both its leases.
+    let (_alice_peer, offer) = softphone_offer().await;
+    let call = alice.call_place(&bob, offer, false).await.expect("placed");
+    bob_desk
+        .next_matching(WAIT, |e| {
+            matches!(e, ServerEvent::Call(CallEvent::CallIncoming { call: c, .. }) if *c == call)
+        })
+        .await
+        .expect("bob's phone rings");
+    let (_bob_peer, offer) = softphone_offer().await;
+    bob_desk.call_answer(&call, offer).await.expect("answered");
+    let in_call: BTreeSet<String> = [format!("{call}/alice"), format!("{call}/bob")].into();
+    let primary = redis.primary_port().expect("a primary");
+    assert_eq!(lease_keys(primary, "softphone"), in_call);
+
+    // The store as the primary dies with writes the replica never got: the release of an
+    // ended call's lease (still held on the replica) and the acquire of bob's lease (missing
+    // there). Played on the primary, replicated, then the primary dies.
+    let key = shared::keys::leases("softphone");
+    let ghost = "s1~ended/alice".to_string();
+    redis_cli(primary, &["HSET", &key, &ghost, "s1"]).expect("HSET");
+    redis_cli(primary, &["HDEL", &key, &format!("{call}/bob")]).expect("HDEL");
+    let replica = *redis
+        .data_ports()
+        .iter()
+        .find(|port| **port != primary)
+        .expect("a replica");
+    let as_replicated: BTreeSet<String> = [format!("{call}/alice"), ghost.clone()].into();
+    let deadline = Instant::now() + WAIT;
+    while lease_keys(replica, "softphone") != as_replicated {
+        assert!(
+            Instant::now() < deadline,
+            "the replica never got the leases"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    redis.await_failover_ready();
+    let old_primary = redis.kill_primary();
+    let killed = Instant::now();
+    let new_primary = redis.await_promotion(old_primary);
+    let promoted = killed.elapsed();
+
+    // Each server re-asserts its own truth: the call's two leases, nothing else.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let held = lease_keys(new_primary, "softphone");
+        if held == in_call {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "softphone leases after the failover: {held:?}, the call holds {in_call:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "promoted {promoted:?} after the kill; softphone leases equal the call's {:?} after the kill",
+        killed.elapsed()
+    );
+    assert_eq!(leases_in_use(&admin, "softphone").await, 2);
+
+    // The call ends; its leases return.
+    alice.call_hangup(&call).await.expect("hung up");
+    let deadline = Instant::now() + WAIT;
+    while leases_in_use(&admin, "softphone").await != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "softphone leases stay after the call: {:?}",
+            lease_keys(new_primary, "softphone")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop((s1, s2, m1));
 }

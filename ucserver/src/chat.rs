@@ -432,7 +432,15 @@ impl Chat {
         }
     }
 
+    /// Tells the online ones of `users` (members living here) about a new or changed
+    /// conversation. Its members are learned either way, while SQL answers, so that members
+    /// whose devices are offline now can post to it through a later outage.
     pub async fn deliver_conversation(&self, conversation: &ConversationId, users: &[UserId]) {
+        if !users.iter().any(|user| self.devices.is_online(user))
+            && let Err(error) = self.relations.members_of(conversation).await
+        {
+            tracing::debug!(%conversation, error = %error.0, "members of an announced conversation not read");
+        }
         for user in users {
             if !self.devices.is_online(user) {
                 continue;

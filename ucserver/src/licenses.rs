@@ -1,11 +1,12 @@
 //! The license pool as this server uses it: capacities from SQL (cached until an admin
-//! changes them), leases taken and counted in the cluster store, tied to this server.
+//! changes them; the last ones read serve while SQL is away), leases taken and counted in
+//! the cluster store, tied to this server.
 
 use crate::cluster::Cluster;
 use crate::core::license::{self, LeaseOutcome};
 use crate::error::{AppError, AppResult};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::timed;
 use shared::ServerId;
 use shared::api::ErrorCode;
@@ -21,6 +22,8 @@ pub struct Licenses {
     metrics: Arc<Metrics>,
     /// Capacity per kind, read from SQL once and kept until `forget`.
     capacities: Mutex<Option<HashMap<String, u32>>>,
+    /// The capacities read last, kept through `forget`: they serve while SQL is away.
+    last_read: Mutex<Option<HashMap<String, u32>>>,
 }
 
 impl Licenses {
@@ -36,6 +39,7 @@ impl Licenses {
             cluster,
             metrics,
             capacities: Mutex::new(None),
+            last_read: Mutex::new(None),
         }
     }
 
@@ -43,9 +47,21 @@ impl Licenses {
         if let Some(cached) = self.capacities.lock().unwrap().clone() {
             return Ok(cached);
         }
-        let records = timed::sql(&self.metrics, self.store.licenses()).await?;
+        let records = match timed::sql_cached_read(&self.metrics, self.store.licenses()).await {
+            Ok(records) => records,
+            Err(error @ StoreError::Unavailable(_)) => {
+                return self
+                    .last_read
+                    .lock()
+                    .unwrap()
+                    .clone()
+                    .ok_or_else(|| error.into());
+            }
+            Err(error) => return Err(error.into()),
+        };
         let map: HashMap<String, u32> = records.into_iter().map(|r| (r.kind, r.capacity)).collect();
         *self.capacities.lock().unwrap() = Some(map.clone());
+        *self.last_read.lock().unwrap() = Some(map.clone());
         Ok(map)
     }
 

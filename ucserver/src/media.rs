@@ -10,7 +10,8 @@
 use crate::cluster::Cluster;
 use crate::core::media_choice::{MediaCandidate, MediaChoiceConfig, MediaChooser};
 use crate::error::{AppError, AppResult};
-use crate::store::Store;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
 use mediaserver::MediaHandle;
 use shared::api::{ApiError, ErrorCode, MediaServerInfo};
 use shared::media::{LegAnswer, LegOffer, MediaServerStatus};
@@ -203,6 +204,10 @@ pub struct MediaPool {
     config: MediaChoiceConfig,
     /// MediaServers known from the configuration (`UC_MEDIA_SERVERS`).
     configured: Vec<(MediaServerId, String)>,
+    /// The MediaServers SQL listed last (id, control URL): the list while SQL is away, so
+    /// that calls go on. `None` until SQL answered once.
+    registered: Mutex<Option<Vec<(MediaServerId, String)>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl MediaPool {
@@ -211,6 +216,7 @@ impl MediaPool {
         secret: Option<String>,
         configured: Vec<(MediaServerId, String)>,
         fresh_ms: u64,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let config = MediaChoiceConfig {
             fresh_ms: fresh_ms as i64,
@@ -226,6 +232,8 @@ impl MediaPool {
             chooser: Mutex::new(MediaChooser::new(config)),
             config,
             configured,
+            registered: Mutex::new(None),
+            metrics,
         }
     }
 
@@ -288,12 +296,7 @@ impl MediaPool {
                 calls: status.calls,
             });
         }
-        let mut records: Vec<(MediaServerId, String)> = store
-            .list_media_servers()
-            .await?
-            .into_iter()
-            .map(|r| (r.id, r.control_url))
-            .collect();
+        let mut records = self.registered(store).await?;
         for (id, url) in &self.configured {
             if !records.iter().any(|(known, _)| known == id) {
                 records.push((id.clone(), url.clone()));
@@ -324,8 +327,27 @@ impl MediaPool {
         Ok(known)
     }
 
+    /// The MediaServers registered in SQL; the last list read while SQL cannot be reached.
+    async fn registered(&self, store: &dyn Store) -> AppResult<Vec<(MediaServerId, String)>> {
+        match crate::timed::sql_cached_read(&self.metrics, store.list_media_servers()).await {
+            Ok(records) => {
+                let records: Vec<(MediaServerId, String)> =
+                    records.into_iter().map(|r| (r.id, r.control_url)).collect();
+                *self.registered.lock().unwrap() = Some(records.clone());
+                Ok(records)
+            }
+            Err(error @ StoreError::Unavailable(_)) => {
+                match self.registered.lock().unwrap().clone() {
+                    Some(records) => Ok(records),
+                    None => Err(error.into()),
+                }
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Heartbeats of the standalone MediaServers (empty while the cluster store is away).
-    pub async fn statuses(&self, cluster: &dyn Cluster) -> Vec<(MediaServerStatus, TimestampMs)> {
+    async fn statuses(&self, cluster: &dyn Cluster) -> Vec<(MediaServerStatus, TimestampMs)> {
         cluster.media_servers().await.unwrap_or_else(|error| {
             tracing::warn!(%error, "MediaServer heartbeats cannot be read now");
             Vec::new()

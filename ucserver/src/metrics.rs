@@ -183,6 +183,9 @@ pub struct Metrics {
     pub takeovers: Arc<AtomicU64>,
     pub calls_placed: Arc<AtomicU64>,
     pub calls_active: Arc<AtomicI64>,
+    /// 1 while the last SQL operation found the database unreachable (`timed::sql_store`);
+    /// cached reads then give SQL only a short time before answering from their caches.
+    pub sql_unreachable: Arc<AtomicI64>,
     /// Round trips to the cluster store and bus (Redis, or the in-process hub).
     pub redis_latency: Latency,
     /// Round trips to SQL (a chat write batch is one).
@@ -227,6 +230,7 @@ impl Metrics {
             takeovers: Arc::default(),
             calls_placed: Arc::default(),
             calls_active: Arc::default(),
+            sql_unreachable: Arc::default(),
             redis_latency: Latency::default(),
             sql_latency: Latency::default(),
             chat_delivery: Latency::default(),
@@ -397,6 +401,11 @@ impl Metrics {
                 "uc_calls_active",
                 "Calls this server owns now.",
                 Gauge(self.calls_active.clone()),
+            ),
+            (
+                "uc_sql_unreachable",
+                "1 while the database cannot be reached (last SQL operation).",
+                Gauge(self.sql_unreachable.clone()),
             ),
         ];
         Readings {

@@ -48,6 +48,10 @@ pub struct Peers {
     /// Users of dead peers that no backup had claimed at the failover, with when they go
     /// offline for their watchers unless one claims them by then.
     unclaimed: Vec<(Vec<UserId>, Instant)>,
+    /// Softphone leases the store says this server holds, found after a resync, for no call
+    /// of this server (a release lost or never replicated); returned on the next beat unless
+    /// a call took them meanwhile.
+    stale_softphones: Vec<String>,
 }
 
 impl Peers {
@@ -118,9 +122,17 @@ impl Peers {
             tracing::info!("the cluster store is back (or restarted empty); re-publishing state");
             resync(server).await;
             self.stale_seats = seats_without_token(server).await;
+            self.stale_softphones = softphones_without_call(server).await;
         } else {
             server.chat.republish().await;
             return_stale_seats(server, std::mem::take(&mut self.stale_seats)).await;
+            let in_calls = server.calls.softphone_leases();
+            for key in std::mem::take(&mut self.stale_softphones) {
+                if !in_calls.contains(&key) {
+                    tracing::info!(lease = %key, "returning a softphone lease held for no call");
+                    server.licenses.release(license::SOFTPHONE, &key).await;
+                }
+            }
         }
     }
 
@@ -266,6 +278,21 @@ async fn seats_without_token(server: &Server) -> Vec<UserId> {
         .collect()
 }
 
+/// Softphone leases the store has for this server that none of its calls holds.
+async fn softphones_without_call(server: &Server) -> Vec<String> {
+    let held = server
+        .bus(
+            "softphone leases held",
+            server.cluster.leases_held(license::SOFTPHONE, &server.id),
+        )
+        .await
+        .unwrap_or_default();
+    let in_calls = server.calls.softphone_leases();
+    held.into_iter()
+        .filter(|key| !in_calls.contains(key))
+        .collect()
+}
+
 /// Returns the seats found stale a beat ago whose users have still not signed in here. A
 /// sign-in that took the seat again just now gets it back.
 async fn return_stale_seats(server: &Server, stale: Vec<UserId>) {
@@ -326,6 +353,13 @@ pub async fn resync(server: &Server) {
         let _ = server
             .cluster
             .lease_acquire(license::SEAT, user.as_str(), &server.id, None)
+            .await;
+    }
+    // So are the softphone leases of this server's calls.
+    for key in server.calls.softphone_leases() {
+        let _ = server
+            .cluster
+            .lease_acquire(license::SOFTPHONE, &key, &server.id, None)
             .await;
     }
     // Deliveries to other servers that the bus refused go out now.

@@ -84,12 +84,13 @@ impl Server {
         outbox: Arc<crate::outbox::Outbox>,
     ) -> (Arc<Self>, ChatWriter) {
         let calls = Calls::new(config.ring_timeout_ms);
+        let metrics = Arc::new(Metrics::new(&config.server_id()));
         let media = MediaPool::new(
             config.media_secret.clone(),
             config.configured_media().unwrap_or_default(),
             config.media_fresh_ms,
+            metrics.clone(),
         );
-        let metrics = Arc::new(Metrics::new(&config.server_id()));
         let owners = Arc::new(crate::owners::Owners::new(
             config.server_id(),
             config.ownership(),
@@ -502,7 +503,7 @@ impl Server {
             self.presence.continue_from_cluster(user).await;
             self.bus("set online", self.cluster.set_online(&self.id, user, true))
                 .await;
-            match self.sql(self.store.forwarding(user)).await {
+            match self.relations.forwarding_of(user).await {
                 Ok(rules) => self.set_forwarded(user, rules.always.is_some()).await,
                 Err(error) => tracing::warn!(%user, %error, "forwarding not read at connect"),
             }

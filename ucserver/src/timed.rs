@@ -10,7 +10,7 @@ use shared::ServerId;
 use shared::bus::{BusBody, BusMessage};
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub async fn sql<T>(
     metrics: &Metrics,
@@ -27,7 +27,35 @@ pub async fn sql_store<T>(
     let started = Instant::now();
     let result = operation.await;
     metrics.sql_latency.observe(started.elapsed());
+    let unreachable = matches!(result, Err(StoreError::Unavailable(_)));
+    metrics
+        .sql_unreachable
+        .store(i64::from(unreachable), Ordering::Relaxed);
     result
+}
+
+/// How long a cached read waits for SQL while the database was unreachable at the last try
+/// (instead of the pool's 3 s): long enough for a database that came back, short enough for
+/// a call or a post answered from the cache.
+pub const UNREACHABLE_READ_LIMIT: Duration = Duration::from_millis(250);
+
+/// A read whose caller has a cached answer for when SQL is away ([`sql_store`] otherwise):
+/// while the last SQL operation found the database unreachable, it gets
+/// [`UNREACHABLE_READ_LIMIT`], and no answer by then is `Unavailable`.
+pub async fn sql_cached_read<T>(
+    metrics: &Metrics,
+    operation: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    if metrics.sql_unreachable.load(Ordering::Relaxed) == 0 {
+        return sql_store(metrics, operation).await;
+    }
+    match tokio::time::timeout(UNREACHABLE_READ_LIMIT, sql_store(metrics, operation)).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer within {} ms, and the database was unreachable before",
+            UNREACHABLE_READ_LIMIT.as_millis()
+        ))),
+    }
 }
 
 pub async fn bus<T>(

@@ -520,10 +520,8 @@ impl Session {
             .map_err(|_| {
                 AppError::forbidden(format!("you may not read the forwarding of '{user}'"))
             })?;
-        if server.sql(server.store.get_user(user)).await?.is_none() {
-            return Err(AppError::not_found(format!("no user '{user}'")));
-        }
-        server.sql(server.store.forwarding(user)).await
+        server.relations.home_of(user).await?;
+        server.relations.forwarding_of(user).await
     }
 
     /// A call command from this device; the future answers once the call (maybe owned by

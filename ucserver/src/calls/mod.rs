@@ -20,7 +20,7 @@ use crate::core::license::{LeaseOutcome, SOFTPHONE};
 use crate::error::{AppError, AppResult};
 use crate::media::{ChosenMedia, ControlError};
 use crate::server::Server;
-use registry::{ActiveCall, CallMsg, CommandResult, Replier};
+use registry::{ActiveCall, CallMsg, CommandResult, Replier, lease_key};
 
 pub mod registry;
 pub use registry::Calls;
@@ -195,6 +195,7 @@ async fn set_forwarding(
     let rules = server
         .sql(server.store.set_forwarding(owner, mode, target.as_ref()))
         .await?;
+    server.relations.learn_forwarding(owner, &rules);
     tracing::info!(user = %owner, by = %actor, mode = mode.as_str(), target = ?target, "forwarding changed");
     server
         .broadcast(BusBody::Call(CallBusBody::ForwardingChanged {
@@ -230,12 +231,7 @@ async fn place(
             format!("you have {placed} calls going already; end one first"),
         ));
     }
-    if server.sql(server.store.get_user(&to)).await?.is_none() {
-        return Err(AppError::new(
-            ErrorCode::NotFound,
-            format!("no user '{to}'"),
-        ));
-    }
+    home_for_call(server, &to).await?;
     let chosen = server
         .media
         .choose(&*server.store, &*server.cluster, &[])
@@ -272,6 +268,7 @@ async fn place(
             media: chosen.id.clone(),
             incarnation: chosen.incarnation.clone(),
             media_failed: false,
+            leases: BTreeSet::from([by.user.clone()]),
         },
     );
     send_event(
@@ -292,14 +289,9 @@ async fn place(
         media: chosen,
         video,
         tx,
-        leases: BTreeSet::from([by.user]),
     };
     tokio::spawn(task.run(call, rx));
     Ok(id)
-}
-
-fn lease_key(call: &CallId, user: &UserId) -> String {
-    format!("{call}/{user}")
 }
 
 async fn release_lease(server: &Server, call: &CallId, user: &UserId) {
@@ -313,17 +305,67 @@ async fn release_lease(server: &Server, call: &CallId, user: &UserId) {
         .await;
 }
 
-/// What a call needs to know of a user it is offered to.
-async fn lookup_callee(server: &Server, user: &UserId) -> AppResult<Callee> {
-    if server.sql(server.store.get_user(user)).await?.is_none() {
-        return Ok(Callee {
-            user: user.clone(),
-            reach: Reach::Unknown,
-            forwarding: Default::default(),
-        });
+/// The home server of a user a call is for, from the relations cache. While SQL is away, a
+/// user this server has never looked up is found where they are online (the cluster's
+/// online sets) and remembered; one online nowhere is `server_unavailable`.
+async fn home_for_call(server: &Server, user: &UserId) -> AppResult<ServerId> {
+    let error = match server.relations.home_of(user).await {
+        Err(error) if error.code() == ErrorCode::ServerUnavailable => error,
+        known => return known,
+    };
+    let servers = server
+        .bus("list servers", server.cluster.servers())
+        .await
+        .unwrap_or_default();
+    for seen in servers {
+        let id = seen.heartbeat.id;
+        let online = server
+            .bus("online users", server.cluster.online_users(&id))
+            .await
+            .unwrap_or_default();
+        if online.contains(user) {
+            tracing::info!(%user, home = %id, "home unknown while the database is away; found where the user is online");
+            server.relations.learn_home(user, &id);
+            return Ok(id);
+        }
     }
-    let forwarding = server.sql(server.store.forwarding(user)).await?;
+    Err(error)
+}
+
+/// What a call needs to know of a user it is offered to. Read through the relations cache,
+/// so that it works while SQL is away for every user this server has dealt with; a user's
+/// forwarding never read here is then taken from their presence: one who forwards every call
+/// (`forwarded`) cannot be called (`server_unavailable`, the target is unknown), anyone else
+/// rings their own devices (forwarding on busy or no answer unknown, so not applied).
+async fn lookup_callee(server: &Server, user: &UserId) -> AppResult<Callee> {
+    match home_for_call(server, user).await {
+        Ok(_) => {}
+        Err(error) if error.code() == ErrorCode::NotFound => {
+            return Ok(Callee {
+                user: user.clone(),
+                reach: Reach::Unknown,
+                forwarding: Default::default(),
+            });
+        }
+        Err(error) => return Err(error),
+    }
     let snapshot = server.presence.snapshot_of(user).await;
+    let forwarding = match server.relations.forwarding_of(user).await {
+        Ok(rules) => rules,
+        Err(error) if error.code() == ErrorCode::ServerUnavailable => {
+            if snapshot.telephony == TelephonyState::Forwarded {
+                return Err(AppError::new(
+                    ErrorCode::ServerUnavailable,
+                    format!(
+                        "'{user}' forwards their calls, and where to cannot be read while the database is away; try again shortly"
+                    ),
+                ));
+            }
+            tracing::warn!(%user, "forwarding unknown while the database is away; ringing the user's own devices");
+            Default::default()
+        }
+        Err(error) => return Err(error),
+    };
     let takes_calls: BTreeSet<DeviceId> = snapshot
         .devices
         .iter()
@@ -493,6 +535,7 @@ pub async fn handle_bus(server: &std::sync::Arc<Server>, body: CallBusBody) {
             route(server, &owner, relay).await;
         }
         CallBusBody::ForwardingChanged { user, rules } => {
+            server.relations.learn_forwarding(&user, &rules);
             if matches!(server.relations.server_of(&user).await, Ok(home) if home == server.id) {
                 server.set_forwarded(&user, rules.always.is_some()).await;
             }
@@ -654,8 +697,19 @@ pub async fn check_media(server: &Server) {
         return;
     }
     let embedded = server.media.embedded().map(|h| h.id().clone());
-    let statuses = server.media.statuses(&*server.cluster).await;
     let now = now_ms();
+    // MediaServers beat into the cluster store: while it cannot be read their calls are not
+    // judged (unknown is not gone), and once it can again, each gets the full window to beat
+    // there before its calls count as lost.
+    let statuses = match server.cluster.media_servers().await {
+        Ok(statuses) => statuses,
+        Err(error) => {
+            tracing::warn!(%error, "MediaServer heartbeats cannot be read; calls not checked");
+            server.calls.media_unseen();
+            return;
+        }
+    };
+    let seen_again_ms = server.calls.media_seen(now);
     let mut failing = Vec::new();
     {
         let mut active = server.calls.active.lock().unwrap();
@@ -665,12 +719,20 @@ pub async fn check_media(server: &Server) {
             }
             let status = statuses.iter().find(|(s, _)| s.id == call.media);
             let reason = match status {
+                None if server.media.calls_lost(now, seen_again_ms).is_none() => None,
                 None => Some(format!("MediaServer {} is gone", call.media)),
-                Some((_, seen)) if server.media.calls_lost(now, *seen).is_some() => Some(format!(
-                    "MediaServer {} stopped answering {} ms ago",
-                    call.media,
-                    now - seen
-                )),
+                Some((_, seen))
+                    if server
+                        .media
+                        .calls_lost(now, (*seen).max(seen_again_ms))
+                        .is_some() =>
+                {
+                    Some(format!(
+                        "MediaServer {} stopped answering {} ms ago",
+                        call.media,
+                        now - seen
+                    ))
+                }
                 Some((s, _))
                     if !call.incarnation.is_empty() && s.incarnation != call.incarnation =>
                 {
@@ -735,8 +797,6 @@ struct CallTask {
     video: bool,
     /// The task's own input, for the results of work it spawns (media, lookups).
     tx: mpsc::Sender<CallMsg>,
-    /// Users holding a softphone lease for this call.
-    leases: BTreeSet<UserId>,
 }
 
 impl CallTask {
@@ -762,7 +822,7 @@ impl CallTask {
                 }
             }
         }
-        self.server.calls.active.lock().unwrap().remove(&self.id);
+        let ended = self.server.calls.active.lock().unwrap().remove(&self.id);
         self.server
             .metrics
             .calls_active
@@ -777,7 +837,7 @@ impl CallTask {
                 _ => {}
             }
         }
-        for user in std::mem::take(&mut self.leases) {
+        for user in ended.map(|call| call.leases).unwrap_or_default() {
             release_lease(&self.server, &self.id, &user).await;
         }
         tracing::info!(call = %self.id, "call over");
@@ -880,8 +940,7 @@ impl CallTask {
         match self.drain(call, Some(&by)).await {
             Some(reason) => {
                 if new_lease {
-                    self.leases.remove(&by.user);
-                    release_lease(&self.server, &self.id, &by.user).await;
+                    self.drop_lease(&by.user).await;
                 }
                 Err(refusal(reason))
             }
@@ -891,7 +950,7 @@ impl CallTask {
 
     /// Takes a softphone lease for a user joining; true when it is new.
     async fn take_lease(&mut self, user: &UserId) -> Result<bool, ApiError> {
-        if self.leases.contains(user) {
+        if self.server.calls.holds_lease(&self.id, user) {
             return Ok(false);
         }
         let capacity = self
@@ -913,7 +972,7 @@ impl CallTask {
             .map_err(|e| AppError::from(e).0)?;
         match outcome {
             LeaseOutcome::Granted | LeaseOutcome::AlreadyHeld => {
-                self.leases.insert(user.clone());
+                self.server.calls.lease_taken(&self.id, user);
                 Ok(true)
             }
             LeaseOutcome::Exhausted { capacity } => Err(ApiError::new(
@@ -926,7 +985,7 @@ impl CallTask {
     }
 
     async fn drop_lease(&mut self, user: &UserId) {
-        if self.leases.remove(user) {
+        if self.server.calls.lease_returned(&self.id, user) {
             release_lease(&self.server, &self.id, user).await;
         }
     }

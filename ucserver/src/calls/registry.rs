@@ -7,9 +7,9 @@ use crate::media::ChosenMedia;
 use shared::api::ApiError;
 use shared::call::{CallCommand, ReplyTo};
 use shared::{CallId, MediaServerId, UserId};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// The outcome of a call command: the call it concerned (place, pickup), or why not.
@@ -50,6 +50,14 @@ pub(super) struct ActiveCall {
     pub(super) incarnation: String,
     /// The MediaServer was found dead and the call told so (tell it once).
     pub(super) media_failed: bool,
+    /// Users holding a softphone lease for this call (the call task's; read by the
+    /// heartbeat to tell leases in use from stale ones).
+    pub(super) leases: BTreeSet<UserId>,
+}
+
+/// The key of `user`'s softphone lease for `call`.
+pub fn lease_key(call: &CallId, user: &UserId) -> String {
+    format!("{call}/{user}")
 }
 
 /// The calls of this server and the commands waiting for another server's answer.
@@ -58,6 +66,9 @@ pub struct Calls {
     pub(super) active: Mutex<HashMap<CallId, ActiveCall>>,
     pub(super) replies: Mutex<HashMap<u64, oneshot::Sender<CommandResult>>>,
     next_token: AtomicU64,
+    /// When the MediaServers' heartbeats could be read again after they could not (0: never
+    /// unreadable; -1: unreadable now). Their calls are judged from then on, not before.
+    media_seen_again_ms: AtomicI64,
 }
 
 impl Calls {
@@ -70,12 +81,62 @@ impl Calls {
             active: Mutex::new(HashMap::new()),
             replies: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
+            media_seen_again_ms: AtomicI64::new(0),
         }
     }
 
     /// Calls this server owns now.
     pub fn active_count(&self) -> usize {
         self.active.lock().unwrap().len()
+    }
+
+    /// The MediaServers' heartbeats cannot be read (the cluster store is away).
+    pub fn media_unseen(&self) {
+        self.media_seen_again_ms.store(-1, Ordering::Relaxed);
+    }
+
+    /// The heartbeats were read at `now`; returns since when they have been readable without
+    /// a break (0 if they always were).
+    pub fn media_seen(&self, now: shared::TimestampMs) -> shared::TimestampMs {
+        let _ = self.media_seen_again_ms.compare_exchange(
+            -1,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        self.media_seen_again_ms.load(Ordering::Relaxed)
+    }
+
+    /// The keys of the softphone leases this server's calls hold.
+    pub fn softphone_leases(&self) -> BTreeSet<String> {
+        let active = self.active.lock().unwrap();
+        active
+            .iter()
+            .flat_map(|(id, call)| call.leases.iter().map(|user| lease_key(id, user)))
+            .collect()
+    }
+
+    pub(super) fn holds_lease(&self, call: &CallId, user: &UserId) -> bool {
+        self.active
+            .lock()
+            .unwrap()
+            .get(call)
+            .is_some_and(|c| c.leases.contains(user))
+    }
+
+    pub(super) fn lease_taken(&self, call: &CallId, user: &UserId) {
+        if let Some(active) = self.active.lock().unwrap().get_mut(call) {
+            active.leases.insert(user.clone());
+        }
+    }
+
+    /// Forgets a user's lease for a call; true if it was held (the caller returns it).
+    pub(super) fn lease_returned(&self, call: &CallId, user: &UserId) -> bool {
+        self.active
+            .lock()
+            .unwrap()
+            .get_mut(call)
+            .is_some_and(|c| c.leases.remove(user))
     }
 
     pub(super) fn sender(&self, call: &CallId) -> Option<mpsc::Sender<CallMsg>> {
