@@ -95,4 +95,10 @@ pub struct ServerHeartbeat {
     pub sessions: u64,
     pub devices: u64,
     pub at_ms: TimestampMs,
+    /// The server's software version (admin overview).
+    #[serde(default)]
+    pub version: String,
+    /// Calls this server owns now (admin overview).
+    #[serde(default)]
+    pub calls: u64,
 }

@@ -59,6 +59,8 @@ pub(crate) struct Endpoint {
     /// Normalised by [`normalize_base_url`]: no trailing slash.
     base_url: String,
     token: Option<String>,
+    /// `If-Match` for an edit made from a known version (admin API).
+    if_match: Option<u64>,
 }
 
 impl Endpoint {
@@ -67,12 +69,21 @@ impl Endpoint {
             http,
             base_url: normalize_base_url(base_url)?,
             token: None,
+            if_match: None,
         })
     }
 
     pub(crate) fn with_token(mut self, token: String) -> Self {
         self.token = Some(token);
         self
+    }
+
+    /// This endpoint, sending `If-Match: "<version>"` with its requests when `version` is set.
+    pub(crate) fn if_match(&self, version: Option<u64>) -> Self {
+        Self {
+            if_match: version,
+            ..self.clone()
+        }
     }
 
     pub(crate) fn base_url(&self) -> &str {
@@ -160,6 +171,9 @@ impl Endpoint {
         }
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
+        }
+        if let Some(version) = self.if_match {
+            request = request.header(reqwest::header::IF_MATCH, format!("\"{version}\""));
         }
         if let Some(body) = body {
             request = request

@@ -180,6 +180,8 @@ pub async fn heartbeat(server: &Server) {
         sessions: server.metrics.sessions.load(Ordering::Relaxed).max(0) as u64,
         devices: server.metrics.devices.load(Ordering::Relaxed).max(0) as u64,
         at_ms: now_ms(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        calls: server.metrics.calls_active.load(Ordering::Relaxed).max(0) as u64,
     };
     server
         .bus("heartbeat", server.cluster.heartbeat(&heartbeat))
