@@ -257,7 +257,7 @@ export async function renderGroups() {
           canWrite() ? el('button', { type: 'button', 'aria-label': `Remove ${m} from ${g.id}`, text: '×', onclick: () => remove(m) }) : null)))
         : el('p', { class: 'muted small', text: 'No members yet.' }),
       canWrite() ? el('form', { class: 'member-form', onsubmit: add }, input,
-        el('button', { type: 'submit', class: 'secondary small-btn', text: 'Add member' })) : null);
+        el('button', { type: 'submit', class: 'secondary small-btn', text: 'Add member', 'aria-label': `Add member to ${g.id}` })) : null);
   });
   $('group-list').replaceChildren(...(cards.length ? cards : [el('p', { class: 'muted', text: 'No groups yet.' })]));
 }
