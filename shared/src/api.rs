@@ -114,7 +114,7 @@ pub struct ApiError {
     /// With `conflict` for an edit made from an old version (`If-Match`): the version the
     /// thing has now, and who made it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current: Option<VersionInfo>,
+    pub current: Option<Box<VersionInfo>>,
 }
 
 impl ApiError {

@@ -337,11 +337,11 @@ impl AdminSession {
                 if_version.unwrap_or_default()
             ),
         );
-        error.0.current = Some(VersionInfo {
+        error.0.current = Some(Box::new(VersionInfo {
             version: current.version,
             changed_by: current.changed_by,
             changed_ms: current.changed_ms,
-        });
+        }));
         error
     }
 
