@@ -111,6 +111,10 @@ pub struct ApiError {
     /// With `too_many_attempts` and `rate_limited`: how long to wait.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// With `conflict` for an edit made from an old version (`If-Match`): the version the
+    /// thing has now, and who made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<Box<VersionInfo>>,
 }
 
 impl ApiError {
@@ -121,6 +125,7 @@ impl ApiError {
             home_server: None,
             home_url: None,
             retry_after_ms: None,
+            current: None,
         }
     }
 }
@@ -173,6 +178,81 @@ pub struct UserInfo {
     pub online: bool,
 }
 
+/// What an administrator may do. Stored with the user; checked on every admin request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
+pub enum AdminRole {
+    /// Everything: users, groups, administrators, licenses, servers, MediaServers.
+    Full,
+    /// Users who are not administrators, and groups; reads everything else.
+    Users,
+    /// Reads everything, changes nothing (helpdesk).
+    ReadOnly,
+}
+
+impl AdminRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Users => "users",
+            Self::ReadOnly => "read_only",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "full" => Some(Self::Full),
+            "users" => Some(Self::Users),
+            "read_only" | "read-only" | "readonly" => Some(Self::ReadOnly),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AdminRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A version of an edited thing: the number an edit must name in `If-Match` (as the ETag
+/// `"<version>"`), who made it and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
+pub struct VersionInfo {
+    pub version: u64,
+    /// The administrator whose change made this version (`None`: made before versions were
+    /// recorded, or by the server itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<UserId>,
+    pub changed_ms: TimestampMs,
+}
+
+/// A user as the admin API shows them: [`UserInfo`] plus role, state and version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
+pub struct AdminUser {
+    pub id: UserId,
+    pub display_name: String,
+    pub home_server: ServerId,
+    pub admin: bool,
+    /// The administrator's role; `None` for users who are not administrators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<AdminRole>,
+    /// A disabled user cannot sign in; their sessions ended when they were disabled.
+    #[serde(default)]
+    pub disabled: bool,
+    /// True when at least one device of the user is connected, on any server.
+    pub online: bool,
+    pub created_ms: TimestampMs,
+    /// The version `PATCH`/`DELETE` name in `If-Match` (also the `ETag` of `GET`).
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<UserId>,
+    pub changed_ms: TimestampMs,
+}
+
 /// `POST /api/v1/admin/users`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
@@ -184,11 +264,14 @@ pub struct CreateUser {
     /// Defaults to the server that receives the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home_server: Option<ServerId>,
+    /// A full administrator (`PATCH` gives another role afterwards).
     #[serde(default)]
     pub admin: bool,
 }
 
-/// `PATCH /api/v1/admin/users/{id}`: every field optional.
+/// `PATCH /api/v1/admin/users/{id}`: every field optional. With `If-Match: "<version>"` the
+/// change is made only if the user is still at that version (else `409 conflict`, with the
+/// current version and who made it).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct UpdateUser {
@@ -198,6 +281,69 @@ pub struct UpdateUser {
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home_server: Option<ServerId>,
+    /// `false` takes the administrator's role away; `true` gives `role` (default `full`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<bool>,
+    /// An administrator's role (implies `admin: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<AdminRole>,
+    /// `true` ends the user's sessions and refuses their sign-ins until set `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+}
+
+/// `POST /api/v1/admin/users/{id}/password`: a new password for the user, given or made up.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
+pub struct ResetPassword {
+    /// The new password; when absent the server makes one up and answers it once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// The answer to [`ResetPassword`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
+pub struct PasswordReset {
+    pub user: AdminUser,
+    /// The password made up by the server (shown once); `None` when the request named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// One entry of the admin audit log (`GET /api/v1/admin/audit`), newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
+pub struct AuditEntry {
+    pub at_ms: TimestampMs,
+    /// The administrator who acted.
+    pub actor: UserId,
+    /// What was done: `user.create`, `user.update`, `group.member.add`, ...
+    pub action: String,
+    pub detail: String,
+    /// The client address the request came from (behind trusted proxies: the browser's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+}
+
+/// `GET /api/v1/admin/overview`: what the console's overview page shows, in one answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
+pub struct Overview {
+    /// The server that answered.
+    pub server: ServerId,
+    pub at_ms: TimestampMs,
+    pub servers: Vec<ServerInfo>,
+    pub media: Vec<MediaServerInfo>,
+    /// SQL and the bus (Redis or in-process), as the answering server sees them, with the
+    /// error text.
+    pub checks: Vec<HealthCheck>,
+    pub licenses: Vec<LicenseInfo>,
+    /// Users in SQL (`None` when SQL could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<u64>,
+    /// The role of the administrator asking, so a console can hide what it may not do.
+    pub role: AdminRole,
 }
 
 /// `POST /api/v1/admin/groups`.
@@ -236,6 +382,12 @@ pub struct ServerInfo {
     /// Connected devices.
     pub devices: u64,
     pub last_seen_ms: TimestampMs,
+    /// The server's software version, from its heartbeat ("" when not alive or older).
+    #[serde(default)]
+    pub version: String,
+    /// Calls the server owns now, from its heartbeat.
+    #[serde(default)]
+    pub calls: u64,
 }
 
 /// One MediaServer as `server list` and `media list` show it.
@@ -464,7 +616,7 @@ pub struct Health {
     pub checks: Vec<HealthCheck>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
 pub struct HealthCheck {
     pub name: String,

@@ -98,4 +98,10 @@ pub struct ServerHeartbeat {
     /// Its redundancy group (`UC_REDUNDANCY_GROUP`): the servers that stand in for each other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// The server's software version (admin overview).
+    #[serde(default)]
+    pub version: String,
+    /// Calls this server owns now (admin overview).
+    #[serde(default)]
+    pub calls: u64,
 }

@@ -283,3 +283,225 @@ fn softphone_calls_from_the_command_line() {
         "{nobody:?}"
     );
 }
+
+fn fails(output: Output, expected: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success(),
+        "should fail: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    for word in expected {
+        assert!(stderr.contains(word), "{word:?} not in {stderr}");
+    }
+    stderr
+}
+
+fn json(output: Output) -> serde_json::Value {
+    let text = ok(output);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Every action of the admin console from `ucadmin`, with `--json`: roles, versions guarding
+/// edits, disabling, password resets, search, the audit log and the overview.
+#[test]
+fn several_admins_from_the_command_line() {
+    let dir = fresh_dir("cli-admins");
+    let database = format!("sqlite:{}", dir.join("switchboard.db").display());
+    let server = UcServer::start("uc1", &database, None, &[]);
+    let url = server.url();
+    let admin = |args: &[&str]| run("ucadmin", &url, "admin", ADMIN_PASSWORD, args);
+    let helen = |args: &[&str]| run("ucadmin", &url, "helen", "helen-pass-1", args);
+    let uma = |args: &[&str]| run("ucadmin", &url, "uma", "uma-pass-12", args);
+
+    let made = json(admin(&[
+        "user",
+        "add",
+        "helen",
+        "--password",
+        "helen-pass-1",
+        "--role",
+        "read_only",
+        "--json",
+    ]));
+    assert_eq!(
+        (made["admin"].as_bool(), made["role"].as_str()),
+        (Some(true), Some("read_only"))
+    );
+    ok(admin(&[
+        "user",
+        "add",
+        "uma",
+        "--password",
+        "uma-pass-12",
+        "--role",
+        "users",
+    ]));
+    let dave = json(admin(&[
+        "user",
+        "add",
+        "dave",
+        "--password",
+        "dave-pass-1",
+        "--json",
+    ]));
+    assert_eq!(dave["version"], 1);
+    assert_eq!(
+        json(admin(&["user", "show", "dave", "--json"]))["version"],
+        1
+    );
+
+    // A user admin changes dave from version 1; an edit from version 1 afterwards is refused
+    // and names who changed him.
+    let changed = json(uma(&[
+        "user",
+        "set",
+        "dave",
+        "--display",
+        "Dave D",
+        "--if-version",
+        "1",
+        "--json",
+    ]));
+    assert_eq!(
+        (changed["version"].as_u64(), changed["changed_by"].as_str()),
+        (Some(2), Some("uma"))
+    );
+    fails(
+        admin(&[
+            "user",
+            "set",
+            "dave",
+            "--display",
+            "Dave X",
+            "--if-version",
+            "1",
+        ]),
+        &["conflict", "uma", "version 2"],
+    );
+    assert_eq!(
+        json(admin(&["user", "show", "dave", "--json"]))["display_name"],
+        "Dave D"
+    );
+
+    // The helpdesk reads everything and changes nothing; the user admin leaves admins alone.
+    let before = ok(admin(&["user", "list", "--json"]));
+    fails(
+        helen(&["user", "add", "x1", "--password", "x1-pass-12"]),
+        &["forbidden", "read_only"],
+    );
+    fails(helen(&["user", "disable", "dave"]), &["forbidden"]);
+    fails(helen(&["group", "add", "ops"]), &["forbidden"]);
+    fails(helen(&["user", "reset-password", "dave"]), &["forbidden"]);
+    fails(
+        uma(&["user", "set", "helen", "--display", "H"]),
+        &["forbidden", "administrators"],
+    );
+    fails(uma(&["license", "set", "uc-seat", "3"]), &["forbidden"]);
+    assert_eq!(
+        ok(admin(&["user", "list", "--json"])),
+        before,
+        "nothing changed"
+    );
+    assert_eq!(
+        json(helen(&["user", "list", "--search", "dav", "--json"]))[0]["id"],
+        "dave"
+    );
+    let groups = json(helen(&["group", "list", "--json"]));
+    assert_eq!(groups.as_array().map(Vec::len), Some(0));
+
+    // Disabled: no sign-in; enabled again with a new password made up by the server.
+    let disabled = json(admin(&["user", "disable", "dave", "--json"]));
+    assert_eq!(
+        (disabled["disabled"].as_bool(), disabled["version"].as_u64()),
+        (Some(true), Some(3))
+    );
+    let client = |password: &str| {
+        run(
+            "ucclient",
+            &url,
+            "dave",
+            password,
+            &["presence", "set", "available"],
+        )
+    };
+    fails(client("dave-pass-1"), &["forbidden", "disabled"]);
+    ok(admin(&["user", "enable", "dave", "--if-version", "3"]));
+    let reset = json(admin(&["user", "reset-password", "dave", "--json"]));
+    let password = reset["password"]
+        .as_str()
+        .expect("a password made up")
+        .to_string();
+    fails(client("dave-pass-1"), &["invalid_credentials"]);
+    ok(client(&password));
+
+    ok(admin(&["group", "add", "ops"]));
+    let group = json(uma(&["group", "member", "add", "ops", "dave", "--json"]));
+    assert_eq!(group["members"], serde_json::json!(["dave"]));
+
+    let overview = json(helen(&["overview", "--json"]));
+    assert_eq!(overview["servers"][0]["id"], "uc1");
+    assert_eq!(overview["servers"][0]["alive"], true);
+    assert_eq!(overview["role"], "read_only");
+    assert_eq!(overview["users"], 4);
+    assert!(
+        overview["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true),
+        "{overview}"
+    );
+
+    // Deleting from an old version is refused; from the current one it works.
+    let version = json(admin(&["user", "show", "dave", "--json"]))["version"]
+        .as_u64()
+        .unwrap();
+    fails(
+        admin(&["user", "remove", "dave", "--if-version", "1"]),
+        &["conflict"],
+    );
+    let removed = json(admin(&[
+        "user",
+        "remove",
+        "dave",
+        "--if-version",
+        &version.to_string(),
+        "--json",
+    ]));
+    assert_eq!(removed["removed"], "dave");
+
+    // Everything above, who did it and from where; the refused attempts left no entry.
+    let audit = json(helen(&["audit", "list", "--limit", "100", "--json"]));
+    let entries: Vec<(String, String)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap().to_string(),
+                e["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries.first().map(|e| e.1.as_str()),
+        Some("user.delete"),
+        "{entries:?}"
+    );
+    assert!(
+        entries.contains(&("uma".to_string(), "user.update".to_string())),
+        "{entries:?}"
+    );
+    assert!(
+        entries.contains(&("uma".to_string(), "group.member.add".to_string())),
+        "{entries:?}"
+    );
+    assert!(
+        entries.iter().all(|(actor, _)| actor != "helen"),
+        "{entries:?}"
+    );
+    assert_eq!(audit[0]["client"], "127.0.0.1");
+    let text = ok(helen(&["audit", "list"]));
+    assert!(text.lines().next().unwrap().contains("ACTION"), "{text}");
+}

@@ -198,6 +198,8 @@ async fn heartbeats_and_locks((a, b): Pair) {
         devices: 4,
         at_ms: 0,
         group: Some("site-a".into()),
+        version: "9.8.7".into(),
+        calls: 2,
     };
     assert!(
         a.heartbeat(&beat, 10_000).await.unwrap(),
@@ -210,6 +212,10 @@ async fn heartbeats_and_locks((a, b): Pair) {
     assert!(since > 0);
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].heartbeat.sessions, 3);
+    assert_eq!(
+        (seen[0].heartbeat.version.as_str(), seen[0].heartbeat.calls),
+        ("9.8.7", 2)
+    );
     assert!(seen[0].age_ms < 5_000, "age {}", seen[0].age_ms);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(b.servers().await.unwrap()[0].age_ms >= 250);

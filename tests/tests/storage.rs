@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use shared::api::{CallResult, ConversationKind, Direction, JournalEntry, JournalKind};
+use shared::api::{AdminRole, CallResult, ConversationKind, Direction, JournalEntry, JournalKind};
 use shared::{ConversationId, GroupId, MediaServerId, ServerId, UserId};
 use switchboard_tests::{Postgres, process};
 use ucserver::store::{
@@ -54,6 +54,7 @@ conformance!(
     chat_journal,
     call_journal,
     licenses_servers_media_audit,
+    user_versions_roles_and_disabling,
     concurrent_creates_and_upserts,
     append_throughput,
     one_batch_spans_many_conversations,
@@ -104,6 +105,11 @@ fn user(name: &str, display_name: &str) -> UserRecord {
         home_server: ServerId::from("uc1"),
         admin: false,
         created_ms: 1_000,
+        role: None,
+        disabled: false,
+        version: 1,
+        changed_by: None,
+        changed_ms: 0,
     }
 }
 
@@ -183,6 +189,8 @@ async fn users(store: Arc<dyn Store>) {
     let mut alice = user("alice", "Alice Liddell");
     alice.admin = true;
     store.create_user(&alice).await.unwrap();
+    // An administrator stored without a role is a full one.
+    alice.role = Some(AdminRole::Full);
     store
         .create_user(&user("bob", "Robert 100% Real"))
         .await
@@ -1380,6 +1388,7 @@ async fn licenses_servers_media_audit(store: Arc<dyn Store>) {
         actor: uid("admin"),
         action: action.into(),
         detail: format!("detail of {action}"),
+        client: (action != "b").then(|| "10.0.0.9".to_string()),
     };
     for (at, action) in [(10, "a"), (30, "c"), (20, "b"), (30, "d")] {
         store.audit(&record(at, action)).await.unwrap();
@@ -1391,6 +1400,77 @@ async fn licenses_servers_media_audit(store: Arc<dyn Store>) {
     );
     assert_eq!(log[3], record(10, "a"));
     assert_eq!(store.audit_log(2).await.unwrap().len(), 2);
+}
+
+/// Every change makes a new version with who made it; a change or delete that names an old
+/// version is refused (`Stale`) and changes nothing; roles and the disabled flag round-trip.
+async fn user_versions_roles_and_disabling(store: Arc<dyn Store>) {
+    create_users(&*store, &["vera", "walt"]).await;
+    assert_eq!(store.count_users().await.unwrap(), 2);
+    let vera = store.get_user(&uid("vera")).await.unwrap().unwrap();
+    assert_eq!((vera.version, vera.role, vera.disabled), (1, None, false));
+
+    let change = |role: Option<Option<AdminRole>>, expected: Option<u64>| UserUpdate {
+        role,
+        disabled: Some(true),
+        expected_version: expected,
+        changed_by: Some(uid("walt")),
+        changed_ms: 77,
+        ..Default::default()
+    };
+    let changed = store
+        .update_user(
+            &uid("vera"),
+            &change(Some(Some(AdminRole::ReadOnly)), Some(1)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            changed.version,
+            changed.admin,
+            changed.role,
+            changed.disabled,
+            changed.changed_by.clone(),
+            changed.changed_ms
+        ),
+        (
+            2,
+            true,
+            Some(AdminRole::ReadOnly),
+            true,
+            Some(uid("walt")),
+            77
+        )
+    );
+    assert_eq!(
+        store.get_user(&uid("vera")).await.unwrap(),
+        Some(changed.clone())
+    );
+
+    // An edit from version 1 again: refused, nothing changed.
+    let stale = store
+        .update_user(&uid("vera"), &change(Some(None), Some(1)))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Stale(_))), "{stale:?}");
+    assert_eq!(store.get_user(&uid("vera")).await.unwrap(), Some(changed));
+    let stale = store.delete_user_at(&uid("vera"), 1).await;
+    assert!(matches!(stale, Err(StoreError::Stale(_))), "{stale:?}");
+    assert!(store.get_user(&uid("vera")).await.unwrap().is_some());
+    assert!(matches!(
+        store.delete_user_at(&uid("nobody"), 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Without a version the change goes through; taking the role away clears `admin`.
+    let plain = store
+        .update_user(&uid("vera"), &change(Some(None), None))
+        .await
+        .unwrap();
+    assert_eq!((plain.version, plain.admin, plain.role), (3, false, None));
+    store.delete_user_at(&uid("vera"), 3).await.unwrap();
+    assert_eq!(store.get_user(&uid("vera")).await.unwrap(), None);
+    assert_eq!(store.count_users().await.unwrap(), 1);
 }
 
 /// Callers racing to create or upsert the same thing all succeed, and it exists once.

@@ -3,7 +3,7 @@
 # UCServers on a real Redis and PostgreSQL with ucweb in front and two MediaServers for calls
 # (the web-lab harness binary), users on both servers made through the admin API, then
 # `node --test` drives headless Chromium through ucweb's one origin (calls with Chromium's
-# fake microphone and camera, media over loopback).
+# fake microphone and camera, media over loopback; the admin console at /admin).
 #
 # Binaries come from target/debug (built by `cargo build --workspace --bins`); override with
 # UC_BIN_DIR. Chromium: $CHROMIUM or /usr/bin/chromium.

@@ -1,5 +1,6 @@
 //! `ucadmin`: administers a Switchboard cluster over the admin API (users, groups, servers,
-//! licenses, MediaServers). Every command logs in, acts and logs out. Failures print
+//! licenses, MediaServers, the audit log): everything the web console at `/admin` does.
+//! Every command logs in, acts and logs out. Failures print
 //! `error: <code>: <message>` on stderr and exit with 1. The syntax is a contract other tools
 //! script against (issue 2, "Interfaces"): change it only by adding.
 
@@ -8,8 +9,8 @@ use clap::{Parser, Subcommand};
 use comfy_table::{Table, presets};
 use serde::Serialize;
 use shared::api::{
-    CreateGroup, CreateUser, GroupInfo, LicenseInfo, MediaServerInfo, ServerList, UpdateUser,
-    UserInfo,
+    AdminRole, AdminUser, AuditEntry, CreateGroup, CreateUser, GroupInfo, LicenseInfo,
+    MediaServerInfo, Overview, ServerList, UpdateUser,
 };
 use shared::{GroupId, MediaServerId, ServerId, UserId};
 use std::process::ExitCode;
@@ -48,6 +49,38 @@ enum Command {
     /// MediaServers made known to the cluster.
     #[command(subcommand)]
     Media(MediaCommand),
+    /// The log of administrators' actions.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// The cluster at a glance: servers, MediaServers, SQL and bus health, licenses.
+    Overview {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// The newest entries, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `--role`: an administrator's role, or `none` for a plain user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RoleArg(Option<AdminRole>);
+
+fn parse_role(text: &str) -> Result<RoleArg, String> {
+    if text == "none" {
+        return Ok(RoleArg(None));
+    }
+    AdminRole::parse(text)
+        .map(|role| RoleArg(Some(role)))
+        .ok_or_else(|| format!("'{text}' is not a role: full, users, read_only or none"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,27 +95,74 @@ enum UserCommand {
         /// Display name.
         #[arg(long)]
         display: Option<String>,
-        /// Make the user an administrator.
+        /// Make the user an administrator (a full one unless `--role` says otherwise).
         #[arg(long)]
         admin: bool,
+        /// An administrator's role: full, users (user admin) or read_only (helpdesk).
+        #[arg(long, value_parser = parse_role)]
+        role: Option<RoleArg>,
         #[arg(long)]
         json: bool,
     },
     List {
+        /// Only users whose id or display name contains this.
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One user, with the version that `--if-version` names.
+    Show {
+        name: String,
         #[arg(long)]
         json: bool,
     },
     Remove {
         name: String,
+        /// Only if the user is still at this version (see `user show`).
+        #[arg(long)]
+        if_version: Option<u64>,
+        #[arg(long)]
+        json: bool,
     },
-    /// Change a user's home server, display name or password.
-    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true).args(["home", "display", "password"])))]
+    /// Change a user's home server, display name, password or administrator role.
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true).args(["home", "display", "password", "role"])))]
     Set {
         name: String,
         #[arg(long)]
         home: Option<String>,
         #[arg(long)]
         display: Option<String>,
+        #[arg(long)]
+        password: Option<String>,
+        /// full, users, read_only, or none (no administrator).
+        #[arg(long, value_parser = parse_role)]
+        role: Option<RoleArg>,
+        /// Only if the user is still at this version (see `user show`).
+        #[arg(long)]
+        if_version: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse the user's sign-ins and end their sessions.
+    Disable {
+        name: String,
+        #[arg(long)]
+        if_version: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let a disabled user sign in again.
+    Enable {
+        name: String,
+        #[arg(long)]
+        if_version: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A new password: the one given, or one the server makes up and prints once.
+    ResetPassword {
+        name: String,
         #[arg(long)]
         password: Option<String>,
         #[arg(long)]
@@ -109,8 +189,18 @@ enum GroupCommand {
 
 #[derive(Debug, Subcommand)]
 enum MemberCommand {
-    Add { group: String, user: String },
-    Remove { group: String, user: String },
+    Add {
+        group: String,
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
+    Remove {
+        group: String,
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,47 +284,103 @@ async fn act(admin: &AdminClient, command: Command) -> anyhow::Result<()> {
             home,
             display,
             admin: is_admin,
+            role,
             json,
         }) => {
+            let role = role.and_then(|RoleArg(role)| role);
             let request = CreateUser {
                 id: UserId::new(name),
                 password,
                 display_name: display,
                 home_server: home.map(ServerId::new),
-                admin: is_admin,
+                admin: is_admin || role.is_some(),
             };
-            let user = admin.create_user(request).await?;
+            let mut user = admin.create_user(request).await?;
+            if let Some(role) = role.filter(|role| *role != AdminRole::Full) {
+                // Made a full administrator first, then given the role asked for.
+                let request = UpdateUser {
+                    role: Some(role),
+                    ..UpdateUser::default()
+                };
+                user = admin
+                    .update_user_at(&user.id, request, Some(user.version))
+                    .await?;
+            }
             print(json, &user, || {
                 format!("added user {} (home {})", user.id, user.home_server)
             })
         }
-        Command::User(UserCommand::List { json }) => {
-            let users = admin.users().await?;
+        Command::User(UserCommand::List { search, json }) => {
+            let users = match search {
+                Some(text) => admin.search_users(&text).await?,
+                None => admin.users().await?,
+            };
             print(json, &users, || users_table(&users))
         }
-        Command::User(UserCommand::Remove { name }) => {
-            admin.delete_user(&UserId::new(name.clone())).await?;
-            emit(&format!("removed user {name}"))?;
-            Ok(())
+        Command::User(UserCommand::Show { name, json }) => {
+            let user = admin.user(&UserId::new(name)).await?;
+            print(json, &user, || user_text(&user, now_ms))
+        }
+        Command::User(UserCommand::Remove {
+            name,
+            if_version,
+            json,
+        }) => {
+            admin
+                .delete_user_at(&UserId::new(name.clone()), if_version)
+                .await?;
+            print(json, &serde_json::json!({ "removed": name }), || {
+                format!("removed user {name}")
+            })
         }
         Command::User(UserCommand::Set {
             name,
             home,
             display,
             password,
+            role,
+            if_version,
             json,
         }) => {
             let request = UpdateUser {
                 password,
                 display_name: display,
                 home_server: home.map(ServerId::new),
+                admin: role.map(|RoleArg(role)| role.is_some()),
+                role: role.and_then(|RoleArg(role)| role),
+                disabled: None,
             };
-            let user = admin.update_user(&UserId::new(name), request).await?;
+            let user = admin
+                .update_user_at(&UserId::new(name), request, if_version)
+                .await?;
             print(json, &user, || {
                 format!(
-                    "updated user {} ({}, home {})",
-                    user.id, user.display_name, user.home_server
+                    "updated user {} ({}, home {}, version {})",
+                    user.id, user.display_name, user.home_server, user.version
                 )
+            })
+        }
+        Command::User(UserCommand::Disable {
+            name,
+            if_version,
+            json,
+        }) => set_disabled(admin, name, if_version, json, true).await,
+        Command::User(UserCommand::Enable {
+            name,
+            if_version,
+            json,
+        }) => set_disabled(admin, name, if_version, json, false).await,
+        Command::User(UserCommand::ResetPassword {
+            name,
+            password,
+            json,
+        }) => {
+            let reset = admin.reset_password(&UserId::new(name), password).await?;
+            print(json, &reset, || match &reset.password {
+                Some(password) => {
+                    format!("new password of {}: {password} (shown once)", reset.user.id)
+                }
+                None => format!("password of {} changed", reset.user.id),
             })
         }
         Command::Group(GroupCommand::Add {
@@ -254,27 +400,29 @@ async fn act(admin: &AdminClient, command: Command) -> anyhow::Result<()> {
             let groups = admin.groups().await?;
             print(json, &groups, || groups_table(&groups))
         }
-        Command::Group(GroupCommand::Member(MemberCommand::Add { group, user })) => {
+        Command::Group(GroupCommand::Member(MemberCommand::Add { group, user, json })) => {
             let info = admin
                 .add_member(&GroupId::new(group), &UserId::new(user.clone()))
                 .await?;
-            emit(&format!(
-                "added {user} to {} ({} members)",
-                info.id,
-                info.members.len()
-            ))?;
-            Ok(())
+            print(json, &info, || {
+                format!(
+                    "added {user} to {} ({} members)",
+                    info.id,
+                    info.members.len()
+                )
+            })
         }
-        Command::Group(GroupCommand::Member(MemberCommand::Remove { group, user })) => {
+        Command::Group(GroupCommand::Member(MemberCommand::Remove { group, user, json })) => {
             let info = admin
                 .remove_member(&GroupId::new(group), &UserId::new(user.clone()))
                 .await?;
-            emit(&format!(
-                "removed {user} from {} ({} members)",
-                info.id,
-                info.members.len()
-            ))?;
-            Ok(())
+            print(json, &info, || {
+                format!(
+                    "removed {user} from {} ({} members)",
+                    info.id,
+                    info.members.len()
+                )
+            })
         }
         Command::Server(ServerCommand::List { json }) => {
             let list = admin.servers().await?;
@@ -310,7 +458,36 @@ async fn act(admin: &AdminClient, command: Command) -> anyhow::Result<()> {
             emit(&format!("removed MediaServer {id}"))?;
             Ok(())
         }
+        Command::Audit(AuditCommand::List { limit, json }) => {
+            let entries = admin.audit(limit).await?;
+            print(json, &entries, || audit_table(&entries, now_ms))
+        }
+        Command::Overview { json } => {
+            let overview = admin.overview().await?;
+            print(json, &overview, || overview_text(&overview, now_ms))
+        }
     }
+}
+
+/// `user disable` and `user enable`.
+async fn set_disabled(
+    admin: &AdminClient,
+    name: String,
+    if_version: Option<u64>,
+    json: bool,
+    disabled: bool,
+) -> anyhow::Result<()> {
+    let request = UpdateUser {
+        disabled: Some(disabled),
+        ..UpdateUser::default()
+    };
+    let user = admin
+        .update_user_at(&UserId::new(name), request, if_version)
+        .await?;
+    print(json, &user, || {
+        let state = if user.disabled { "disabled" } else { "enabled" };
+        format!("{state} user {} (version {})", user.id, user.version)
+    })
 }
 
 /// Prints the API's JSON with `--json`, else the human form.
@@ -340,18 +517,90 @@ fn yes_no(value: bool) -> &'static str {
     if value { "yes" } else { "no" }
 }
 
-fn users_table(users: &[UserInfo]) -> String {
-    let mut table = table(&["ID", "DISPLAY NAME", "HOME SERVER", "ONLINE", "ADMIN"]);
+fn users_table(users: &[AdminUser]) -> String {
+    let mut table = table(&[
+        "ID",
+        "DISPLAY NAME",
+        "HOME SERVER",
+        "ONLINE",
+        "ADMIN",
+        "DISABLED",
+        "VERSION",
+    ]);
     for user in users {
         table.add_row(vec![
             user.id.to_string(),
             user.display_name.clone(),
             user.home_server.to_string(),
             yes_no(user.online).to_string(),
-            yes_no(user.admin).to_string(),
+            user.role.map_or("no", AdminRole::as_str).to_string(),
+            yes_no(user.disabled).to_string(),
+            user.version.to_string(),
         ]);
     }
     table.to_string()
+}
+
+fn user_text(user: &AdminUser, now_ms: i64) -> String {
+    let changed = match &user.changed_by {
+        Some(who) => format!("{} ago by {who}", format_age(now_ms, user.changed_ms)),
+        None => "at creation".to_string(),
+    };
+    [
+        format!("user:         {}", user.id),
+        format!("display name: {}", user.display_name),
+        format!("home server:  {}", user.home_server),
+        format!(
+            "admin role:   {}",
+            user.role.map_or("none", AdminRole::as_str)
+        ),
+        format!("disabled:     {}", yes_no(user.disabled)),
+        format!("online:       {}", yes_no(user.online)),
+        format!("version:      {} (changed {changed})", user.version),
+    ]
+    .join("\n")
+}
+
+fn audit_table(entries: &[AuditEntry], now_ms: i64) -> String {
+    let mut table = table(&["AGE", "ADMIN", "ACTION", "DETAIL", "FROM"]);
+    for entry in entries {
+        table.add_row(vec![
+            format_age(now_ms, entry.at_ms),
+            entry.actor.to_string(),
+            entry.action.clone(),
+            entry.detail.clone(),
+            entry.client.clone().unwrap_or_default(),
+        ]);
+    }
+    table.to_string()
+}
+
+fn overview_text(overview: &Overview, now_ms: i64) -> String {
+    let list = ServerList {
+        servers: overview.servers.clone(),
+        media: overview.media.clone(),
+    };
+    let checks: Vec<String> = overview
+        .checks
+        .iter()
+        .map(|check| {
+            let state = if check.ok { "ok" } else { "DOWN" };
+            match &check.detail {
+                Some(detail) => format!("{}: {state} ({detail})", check.name),
+                None => format!("{}: {state}", check.name),
+            }
+        })
+        .collect();
+    let users = overview
+        .users
+        .map_or("unknown".to_string(), |n| n.to_string());
+    format!(
+        "{}\n\nhealth (seen from {}): {}\nusers: {users}\n\nLicenses\n{}",
+        servers_text(&list, now_ms),
+        overview.server,
+        checks.join(", "),
+        licenses_table(&overview.licenses)
+    )
 }
 
 fn groups_table(groups: &[GroupInfo]) -> String {
@@ -368,14 +617,25 @@ fn groups_table(groups: &[GroupInfo]) -> String {
 }
 
 fn servers_text(list: &ServerList, now_ms: i64) -> String {
-    let mut table = table(&["ID", "URL", "ALIVE", "SESSIONS", "DEVICES", "LAST SEEN"]);
+    let mut table = table(&[
+        "ID",
+        "URL",
+        "ALIVE",
+        "VERSION",
+        "SESSIONS",
+        "DEVICES",
+        "CALLS",
+        "LAST SEEN",
+    ]);
     for server in &list.servers {
         table.add_row(vec![
             server.id.to_string(),
             server.url.clone(),
             yes_no(server.alive).to_string(),
+            server.version.clone(),
             server.sessions.to_string(),
             server.devices.to_string(),
+            server.calls.to_string(),
             format_age(now_ms, server.last_seen_ms),
         ]);
     }
@@ -502,8 +762,10 @@ mod tests {
                 home,
                 display,
                 admin,
+                role,
                 json,
             }) => {
+                assert_eq!(role, None);
                 assert_eq!((name.as_str(), password.as_str()), ("alice", "pw1"));
                 assert_eq!(home.as_deref(), Some("s2"));
                 assert_eq!(display.as_deref(), Some("Alice A"));
@@ -522,15 +784,91 @@ mod tests {
         assert!(refused(&["user", "add", "alice"]), "--password is required");
         assert!(matches!(
             parse(&["user", "list"]),
-            Command::User(UserCommand::List { json: false })
+            Command::User(UserCommand::List {
+                json: false,
+                search: None
+            })
         ));
         assert!(matches!(
-            parse(&["user", "list", "--json"]),
-            Command::User(UserCommand::List { json: true })
+            parse(&["user", "list", "--json", "--search", "ali"]),
+            Command::User(UserCommand::List { json: true, search: Some(text) }) if text == "ali"
         ));
         assert!(matches!(
             parse(&["user", "remove", "alice"]),
-            Command::User(UserCommand::Remove { name }) if name == "alice"
+            Command::User(UserCommand::Remove { name, if_version: None, .. }) if name == "alice"
+        ));
+        assert!(matches!(
+            parse(&["user", "remove", "alice", "--if-version", "4", "--json"]),
+            Command::User(UserCommand::Remove {
+                if_version: Some(4),
+                json: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&[
+                "user",
+                "add",
+                "helen",
+                "--password",
+                "x",
+                "--role",
+                "read_only"
+            ]),
+            Command::User(UserCommand::Add {
+                role: Some(RoleArg(Some(AdminRole::ReadOnly))),
+                ..
+            })
+        ));
+        assert!(
+            refused(&["user", "add", "helen", "--password", "x", "--role", "boss"]),
+            "unknown role"
+        );
+        assert!(matches!(
+            parse(&[
+                "user",
+                "set",
+                "helen",
+                "--role",
+                "none",
+                "--if-version",
+                "2"
+            ]),
+            Command::User(UserCommand::Set {
+                role: Some(RoleArg(None)),
+                if_version: Some(2),
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["user", "disable", "bob", "--json"]),
+            Command::User(UserCommand::Disable { name, json: true, .. }) if name == "bob"
+        ));
+        assert!(matches!(
+            parse(&["user", "enable", "bob", "--if-version", "7"]),
+            Command::User(UserCommand::Enable {
+                if_version: Some(7),
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&["user", "reset-password", "bob"]),
+            Command::User(UserCommand::ResetPassword { password: None, .. })
+        ));
+        assert!(matches!(
+            parse(&["user", "show", "bob", "--json"]),
+            Command::User(UserCommand::Show { json: true, .. })
+        ));
+        assert!(matches!(
+            parse(&["audit", "list", "--json"]),
+            Command::Audit(AuditCommand::List {
+                limit: 50,
+                json: true
+            })
+        ));
+        assert!(matches!(
+            parse(&["overview"]),
+            Command::Overview { json: false }
         ));
         match parse(&["user", "set", "alice", "--home", "s1", "--password", "new"]) {
             Command::User(UserCommand::Set {
@@ -562,11 +900,11 @@ mod tests {
         ));
         assert!(matches!(
             parse(&["group", "member", "add", "ops", "alice"]),
-            Command::Group(GroupCommand::Member(MemberCommand::Add { group, user })) if group == "ops" && user == "alice"
+            Command::Group(GroupCommand::Member(MemberCommand::Add { group, user, .. })) if group == "ops" && user == "alice"
         ));
         assert!(matches!(
             parse(&["group", "member", "remove", "ops", "alice"]),
-            Command::Group(GroupCommand::Member(MemberCommand::Remove { group, user })) if group == "ops" && user == "alice"
+            Command::Group(GroupCommand::Member(MemberCommand::Remove { group, user, .. })) if group == "ops" && user == "alice"
         ));
         assert!(refused(&["group", "member", "add", "ops"]));
     }
@@ -605,12 +943,18 @@ mod tests {
 
     #[test]
     fn tables() {
-        let users = [UserInfo {
+        let users = [AdminUser {
             id: UserId::from("alice"),
             display_name: "Alice A".into(),
             home_server: ServerId::from("s2"),
-            admin: false,
+            admin: true,
+            role: Some(AdminRole::ReadOnly),
+            disabled: false,
             online: true,
+            created_ms: 1,
+            version: 3,
+            changed_by: None,
+            changed_ms: 0,
         }];
         let text = users_table(&users);
         let lines: Vec<&str> = text.lines().collect();
@@ -618,9 +962,14 @@ mod tests {
         for word in ["ID", "DISPLAY NAME", "HOME SERVER", "ONLINE"] {
             assert!(lines[0].contains(word), "{text}");
         }
-        for word in ["alice", "Alice A", "s2", "yes"] {
+        for word in ["alice", "Alice A", "s2", "yes", "read_only"] {
             assert!(lines[1].contains(word), "{text}");
         }
+        let text = user_text(&users[0], 10_000);
+        assert!(
+            text.contains("version:      3") && text.contains("at creation"),
+            "{text}"
+        );
 
         let list = ServerList {
             servers: vec![ServerInfo {
@@ -630,6 +979,8 @@ mod tests {
                 sessions: 3,
                 devices: 4,
                 last_seen_ms: 9_000,
+                version: "0.1.0".into(),
+                calls: 2,
             }],
             media: Vec::new(),
         };

@@ -7,8 +7,9 @@ use crate::error::ClientError;
 use crate::http::{Endpoint, HttpClient};
 use reqwest::Method;
 use shared::api::{
-    AddMediaServer, AddMember, CreateGroup, CreateUser, GroupInfo, LicenseInfo, LoginRequest,
-    LoginResponse, MediaServerInfo, ServerList, SetLicense, UpdateUser, UserInfo,
+    AddMediaServer, AddMember, AdminUser, AuditEntry, CreateGroup, CreateUser, GroupInfo,
+    LicenseInfo, LoginRequest, LoginResponse, MediaServerInfo, Overview, PasswordReset,
+    ResetPassword, ServerList, SetLicense, UpdateUser,
 };
 use shared::{GroupId, MediaServerId, UserId};
 
@@ -73,14 +74,28 @@ impl AdminClient {
     }
 
     /// `GET /admin/users`, with `online` across servers.
-    pub async fn users(&self) -> Result<Vec<UserInfo>, ClientError> {
+    pub async fn users(&self) -> Result<Vec<AdminUser>, ClientError> {
         self.endpoint
             .get(&["api", "v1", "admin", "users"], &[])
             .await
     }
 
+    /// `GET /admin/users?q=`: users whose id or display name contains `text`.
+    pub async fn search_users(&self, text: &str) -> Result<Vec<AdminUser>, ClientError> {
+        self.endpoint
+            .get(&["api", "v1", "admin", "users"], &[("q", text.to_string())])
+            .await
+    }
+
+    /// `GET /admin/users/{id}`, with the version an edit names.
+    pub async fn user(&self, user: &UserId) -> Result<AdminUser, ClientError> {
+        self.endpoint
+            .get(&["api", "v1", "admin", "users", user.as_str()], &[])
+            .await
+    }
+
     /// `POST /admin/users`; `409 conflict` if the user exists.
-    pub async fn create_user(&self, request: CreateUser) -> Result<UserInfo, ClientError> {
+    pub async fn create_user(&self, request: CreateUser) -> Result<AdminUser, ClientError> {
         self.endpoint
             .send(
                 Method::POST,
@@ -90,13 +105,25 @@ impl AdminClient {
             .await
     }
 
-    /// `PATCH /admin/users/{id}`.
+    /// `PATCH /admin/users/{id}`, whatever the user's version.
     pub async fn update_user(
         &self,
         user: &UserId,
         request: UpdateUser,
-    ) -> Result<UserInfo, ClientError> {
+    ) -> Result<AdminUser, ClientError> {
+        self.update_user_at(user, request, None).await
+    }
+
+    /// `PATCH /admin/users/{id}` with `If-Match` when `version` is set: `409 conflict` (with
+    /// `current`) when someone changed the user since.
+    pub async fn update_user_at(
+        &self,
+        user: &UserId,
+        request: UpdateUser,
+        version: Option<u64>,
+    ) -> Result<AdminUser, ClientError> {
         self.endpoint
+            .if_match(version)
             .send(
                 Method::PATCH,
                 &["api", "v1", "admin", "users", user.as_str()],
@@ -105,14 +132,56 @@ impl AdminClient {
             .await
     }
 
+    /// `POST /admin/users/{id}/password`: `password`, or one the server makes up (answered).
+    pub async fn reset_password(
+        &self,
+        user: &UserId,
+        password: Option<String>,
+    ) -> Result<PasswordReset, ClientError> {
+        self.endpoint
+            .send(
+                Method::POST,
+                &["api", "v1", "admin", "users", user.as_str(), "password"],
+                Some(&ResetPassword { password }),
+            )
+            .await
+    }
+
     /// `DELETE /admin/users/{id}`.
     pub async fn delete_user(&self, user: &UserId) -> Result<(), ClientError> {
+        self.delete_user_at(user, None).await
+    }
+
+    /// `DELETE /admin/users/{id}` with `If-Match` when `version` is set.
+    pub async fn delete_user_at(
+        &self,
+        user: &UserId,
+        version: Option<u64>,
+    ) -> Result<(), ClientError> {
         self.endpoint
+            .if_match(version)
             .send_no_answer::<()>(
                 Method::DELETE,
                 &["api", "v1", "admin", "users", user.as_str()],
                 None,
             )
+            .await
+    }
+
+    /// `GET /admin/audit`: the newest `limit` admin actions, newest first.
+    pub async fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>, ClientError> {
+        self.endpoint
+            .get(
+                &["api", "v1", "admin", "audit"],
+                &[("limit", limit.to_string())],
+            )
+            .await
+    }
+
+    /// `GET /admin/overview`: servers, MediaServers, health, licenses, the caller's role.
+    pub async fn overview(&self) -> Result<Overview, ClientError> {
+        self.endpoint
+            .get(&["api", "v1", "admin", "overview"], &[])
             .await
     }
 

@@ -61,6 +61,8 @@ pub(crate) struct Endpoint {
     token: Option<String>,
     /// A client session's routing across the cluster (none for the admin client).
     servers: Option<std::sync::Arc<crate::failover::Servers>>,
+    /// `If-Match` for an edit made from a known version (admin API).
+    if_match: Option<u64>,
 }
 
 impl Endpoint {
@@ -70,6 +72,7 @@ impl Endpoint {
             base_url: normalize_base_url(base_url)?,
             token: None,
             servers: None,
+            if_match: None,
         })
     }
 
@@ -88,6 +91,14 @@ impl Endpoint {
     pub(crate) fn with_token(mut self, token: String) -> Self {
         self.token = Some(token);
         self
+    }
+
+    /// This endpoint, sending `If-Match: "<version>"` with its requests when `version` is set.
+    pub(crate) fn if_match(&self, version: Option<u64>) -> Self {
+        Self {
+            if_match: version,
+            ..self.clone()
+        }
     }
 
     /// The server talked to now.
@@ -197,6 +208,9 @@ impl Endpoint {
         }
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
+        }
+        if let Some(version) = self.if_match {
+            request = request.header(reqwest::header::IF_MATCH, format!("\"{version}\""));
         }
         if let Some(body) = body {
             request = request

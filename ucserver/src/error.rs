@@ -49,6 +49,10 @@ impl From<StoreError> for AppError {
                 Self::new(ErrorCode::Conflict, format!("{what} already exists"))
             }
             StoreError::NotFound(what) => Self::not_found(format!("{what} does not exist")),
+            StoreError::Stale(what) => Self::new(
+                ErrorCode::Conflict,
+                format!("{what} was changed meanwhile; load it again"),
+            ),
             StoreError::Unavailable(detail) => {
                 tracing::warn!(%detail, "database unavailable");
                 Self::new(

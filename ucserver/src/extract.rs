@@ -142,7 +142,40 @@ impl FromRequestParts<AppState> for Admin {
         server: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let Caller(info, _) = Caller::from_request_parts(parts, server).await?;
-        Ok(Admin(AdminSession::new(server.clone(), info)?))
+        let client = ClientAddress::from_request_parts(parts, server)
+            .await
+            .ok()
+            .map(|ClientAddress(address)| address);
+        Ok(Admin(
+            AdminSession::open(server.clone(), info, client).await?,
+        ))
+    }
+}
+
+/// `If-Match: "<version>"` of an edit (`W/"…"` and `*` taken too; `*` and no header mean any
+/// version).
+pub struct IfMatch(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(axum::http::header::IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let text = value.to_str().unwrap_or("").trim();
+        if text == "*" {
+            return Ok(IfMatch(None));
+        }
+        text.trim_start_matches("W/")
+            .trim_matches('"')
+            .parse::<u64>()
+            .map(|version| IfMatch(Some(version)))
+            .map_err(|_| {
+                AppError::bad_request(format!(
+                    "If-Match must be a version as the ETag gave it, such as \"3\", not '{}'",
+                    text.chars().take(40).collect::<String>()
+                ))
+            })
     }
 }
 

@@ -5,7 +5,7 @@
 use crate::app::{login, operations};
 use crate::error::{AppError, AppResult};
 use crate::extract::{
-    Admin, AnySession, AppState, Body, Caller, ClientAddress, ClientSession, MaybeBody,
+    Admin, AnySession, AppState, Body, Caller, ClientAddress, ClientSession, IfMatch, MaybeBody,
 };
 use crate::store::HistoryPage;
 use axum::Json;
@@ -428,14 +428,28 @@ pub(crate) async fn admin_login(
     ))
 }
 
+#[derive(Debug, Deserialize)]
+pub(crate) struct UsersQuery {
+    q: Option<String>,
+    limit: Option<u32>,
+}
+
 #[utoipa::path(
     get,
     path = "/api/v1/admin/users",
     tag = "admin",
-    responses((status = 200, body = Vec<UserInfo>))
+    params(
+        ("q" = Option<String>, Query, description = "only users whose id or display name contains this"),
+        ("limit" = Option<u32>, Query, description = "at most this many (default and most 10000)"),
+    ),
+    responses((status = 200, description = "By id.", body = Vec<AdminUser>))
 )]
-pub(crate) async fn admin_users_list(Admin(admin): Admin) -> AppResult<Json<Vec<UserInfo>>> {
-    Ok(Json(admin.users().await?))
+pub(crate) async fn admin_users_list(
+    Admin(admin): Admin,
+    Query(query): Query<UsersQuery>,
+) -> AppResult<Json<Vec<AdminUser>>> {
+    let limit = query.limit.unwrap_or(crate::app::admin::MAX_USERS_LISTED);
+    Ok(Json(admin.users(query.q.as_deref(), limit).await?))
 }
 
 #[utoipa::path(
@@ -443,13 +457,29 @@ pub(crate) async fn admin_users_list(Admin(admin): Admin) -> AppResult<Json<Vec<
     path = "/api/v1/admin/users",
     tag = "admin",
     request_body = CreateUser,
-    responses((status = 200, body = UserInfo))
+    responses((status = 200, body = AdminUser, headers(("etag" = String, description = "the user's version, `\"<version>\"`"))))
 )]
 pub(crate) async fn admin_users_create(
     Admin(admin): Admin,
     Body(request): Body<CreateUser>,
-) -> AppResult<Json<UserInfo>> {
-    Ok(Json(admin.create_user(request).await?))
+) -> AppResult<Response> {
+    Ok(with_etag(admin.create_user(request).await?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users/{id}",
+    tag = "admin",
+    params(
+        ("id" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 200, body = AdminUser, headers(("etag" = String, description = "the user's version, `\"<version>\"`: send it back in `If-Match` with an edit"))))
+)]
+pub(crate) async fn admin_users_get(
+    Admin(admin): Admin,
+    Path(id): Path<UserId>,
+) -> AppResult<Response> {
+    Ok(with_etag(admin.user(&id).await?))
 }
 
 #[utoipa::path(
@@ -459,15 +489,36 @@ pub(crate) async fn admin_users_create(
     request_body = UpdateUser,
     params(
         ("id" = UserId, Path, description = "a user id"),
+        ("If-Match" = Option<String>, Header, description = "`\"<version>\"`: change the user only if still at that version, else `409 conflict` with `current`"),
     ),
-    responses((status = 200, body = UserInfo))
+    responses((status = 200, body = AdminUser, headers(("etag" = String, description = "the new version"))))
 )]
 pub(crate) async fn admin_users_update(
     Admin(admin): Admin,
     Path(id): Path<UserId>,
+    IfMatch(version): IfMatch,
     Body(request): Body<UpdateUser>,
-) -> AppResult<Json<UserInfo>> {
-    Ok(Json(admin.update_user(&id, request).await?))
+) -> AppResult<Response> {
+    Ok(with_etag(admin.update_user(&id, request, version).await?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users/{id}/password",
+    tag = "admin",
+    request_body = ResetPassword,
+    params(
+        ("id" = UserId, Path, description = "a user id"),
+    ),
+    responses((status = 200, description = "The new password when the server made it up (shown once).", body = PasswordReset))
+)]
+pub(crate) async fn admin_users_password(
+    Admin(admin): Admin,
+    Path(id): Path<UserId>,
+    MaybeBody(request): MaybeBody<ResetPassword>,
+) -> AppResult<Json<PasswordReset>> {
+    let password = request.and_then(|r| r.password);
+    Ok(Json(admin.reset_password(&id, password).await?))
 }
 
 #[utoipa::path(
@@ -476,15 +527,54 @@ pub(crate) async fn admin_users_update(
     tag = "admin",
     params(
         ("id" = UserId, Path, description = "a user id"),
+        ("If-Match" = Option<String>, Header, description = "`\"<version>\"`: delete only if still at that version"),
     ),
     responses((status = 204, description = "Deleted."))
 )]
 pub(crate) async fn admin_users_delete(
     Admin(admin): Admin,
     Path(id): Path<UserId>,
+    IfMatch(version): IfMatch,
 ) -> AppResult<StatusCode> {
-    admin.delete_user(&id).await?;
+    admin.delete_user(&id, version).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A user with its version as the `ETag`.
+fn with_etag(user: AdminUser) -> Response {
+    let etag = format!("\"{}\"", user.version);
+    ([(axum::http::header::ETAG, etag)], Json(user)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AuditQuery {
+    limit: Option<u32>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/audit",
+    tag = "admin",
+    params(
+        ("limit" = Option<u32>, Query, description = "how many entries (default 100, at most 1000)"),
+    ),
+    responses((status = 200, description = "Newest first.", body = Vec<AuditEntry>))
+)]
+pub(crate) async fn admin_audit_list(
+    Admin(admin): Admin,
+    Query(query): Query<AuditQuery>,
+) -> AppResult<Json<Vec<AuditEntry>>> {
+    Ok(Json(admin.audit_log(query.limit.unwrap_or(100)).await?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/overview",
+    tag = "admin",
+    responses((status = 200, description = "Servers, MediaServers, SQL and bus health, license use, and the caller's role.", body = Overview))
+)]
+pub(crate) async fn admin_overview(Admin(admin): Admin) -> AppResult<Json<Overview>> {
+    Ok(Json(admin.overview().await?))
 }
 
 #[utoipa::path(

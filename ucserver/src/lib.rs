@@ -98,6 +98,11 @@ async fn ensure_admin(config: &Config, store: &dyn Store) -> anyhow::Result<Opti
         home_server: config.server_id(),
         admin: true,
         created_ms: shared::now_ms(),
+        role: Some(shared::api::AdminRole::Full),
+        disabled: false,
+        version: 1,
+        changed_by: None,
+        changed_ms: 0,
     };
     match store.create_user(&record).await {
         Ok(()) => Ok(generated.then_some(password)),

@@ -55,11 +55,17 @@ async fn main() -> anyhow::Result<()> {
         "Switchboard UCServer '{}' is up: open {}",
         running.server.id, running.url
     );
+    let console = format!(
+        "{}{}/",
+        running.url.trim_end_matches('/'),
+        ucweb::CONSOLE_PATH
+    );
     if let Some(password) = &running.generated_admin_password {
         println!(
             "Initial administrator: user 'admin', password '{password}' (shown once; change it with ucadmin)"
         );
     }
+    println!("Admin console: {console} (sign in as an administrator)");
     // The HTTP task ends after graceful shutdown; the others follow.
     while let Some(result) = tasks.join_next().await {
         if let Err(error) = result

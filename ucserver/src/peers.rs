@@ -388,6 +388,8 @@ pub async fn heartbeat(server: &Server) -> Option<bool> {
         devices: server.metrics.devices.load(Ordering::Relaxed).max(0) as u64,
         at_ms: now_ms(),
         group: server.config.redundancy_group.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        calls: server.metrics.calls_active.load(Ordering::Relaxed).max(0) as u64,
     };
     server
         .bus(

@@ -6,7 +6,7 @@
 use crate::extract::AppState;
 use crate::{api_docs, http, ws};
 use axum::Router;
-use axum::routing::{delete, get, patch, post, put};
+use axum::routing::{delete, get, post, put};
 
 pub fn router(server: AppState) -> Router {
     let api = Router::new()
@@ -45,8 +45,16 @@ pub fn router(server: AppState) -> Router {
         )
         .route(
             "/admin/users/{id}",
-            patch(http::admin_users_update).delete(http::admin_users_delete),
+            get(http::admin_users_get)
+                .patch(http::admin_users_update)
+                .delete(http::admin_users_delete),
         )
+        .route(
+            "/admin/users/{id}/password",
+            post(http::admin_users_password),
+        )
+        .route("/admin/audit", get(http::admin_audit_list))
+        .route("/admin/overview", get(http::admin_overview))
         .route(
             "/admin/groups",
             get(http::admin_groups_list).post(http::admin_groups_create),
@@ -72,7 +80,9 @@ pub fn router(server: AppState) -> Router {
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .route("/metrics", get(http::metrics))
-        // Everything else is the web client, served from the binary itself.
+        // The admin console at /admin, then everything else is the web client, both served
+        // from the binary itself.
+        .merge(ucweb::console_router())
         .merge(ucweb::client_router())
         .layer(axum::extract::DefaultBodyLimit::max(
             shared::limits::MAX_BODY_BYTES,

@@ -3,6 +3,8 @@
 //! - [`client_router`]: the browser client's static files (`ucweb/assets/`), embedded with
 //!   rust-embed (read from disk in debug builds, embedded in release builds). A state-free
 //!   `Router` that `ucserver` or any other binary can `merge` or use as `fallback_service`.
+//! - [`console_router`]: the UCAdmin console's files (`ucadmin/console/assets/`, crate
+//!   `ucadmin-console`) at `/admin`, served the same way.
 //! - [`proxy::proxy_router`]: forwards `/api/*` (REST and the WebSocket upgrade) to a UCServer.
 use axum::Router;
 use axum::body::Body;
@@ -10,6 +12,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 pub mod proxy;
+
+/// Where [`console_router`] serves the admin console.
+pub const CONSOLE_PATH: &str = ucadmin_console::MOUNT;
 
 /// The client's files. The folder is absolute (from `CARGO_MANIFEST_DIR`), so debug builds
 /// read it from disk whatever the working directory is.
@@ -23,13 +28,42 @@ pub fn client_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new().fallback(serve_asset)
 }
 
+/// A router that serves the admin console at `/admin/` (`/admin` redirects there, so that the
+/// page's relative paths and its `#/view` routes work): every file of the console's assets
+/// under `/admin/`, and `index.html` for any other path without a file extension.
+pub fn console_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    use axum::routing::get;
+    let mount = ucadmin_console::MOUNT;
+    Router::new()
+        .route(
+            mount,
+            get(move || async move { axum::response::Redirect::permanent(&format!("{mount}/")) }),
+        )
+        .route(&format!("{mount}/"), get(serve_console))
+        .route(&format!("{mount}/{{*path}}"), get(serve_console))
+}
+
+async fn serve_console(uri: Uri, headers: HeaderMap) -> Response {
+    let path = uri
+        .path()
+        .strip_prefix(ucadmin_console::MOUNT)
+        .unwrap_or("")
+        .trim_start_matches('/');
+    serve_embedded::<ucadmin_console::ConsoleAssets>(path, &headers)
+}
+
 /// Names of every embedded file (for tests and diagnostics).
 pub fn asset_names() -> Vec<String> {
     Assets::iter().map(|name| name.into_owned()).collect()
 }
 
 async fn serve_asset(uri: Uri, headers: HeaderMap) -> Response {
-    let path = uri.path().trim_start_matches('/');
+    serve_embedded::<Assets>(uri.path().trim_start_matches('/'), &headers)
+}
+
+/// One file of an embedded folder `A` (`path` relative to it): `""` is `index.html`, and so is
+/// any path without a file extension that is not under `api/`. Revalidated with an ETag.
+fn serve_embedded<A: rust_embed::RustEmbed>(path: &str, headers: &HeaderMap) -> Response {
     let path = if path.is_empty() { "index.html" } else { path };
     if path
         .split('/')
@@ -37,12 +71,12 @@ async fn serve_asset(uri: Uri, headers: HeaderMap) -> Response {
     {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let (name, file) = match Assets::get(path) {
+    let (name, file) = match A::get(path) {
         Some(file) => (path, file),
         None if !path.rsplit('/').next().unwrap_or("").contains('.')
             && !path.starts_with("api/") =>
         {
-            match Assets::get("index.html") {
+            match A::get("index.html") {
                 Some(file) => ("index.html", file),
                 None => return StatusCode::NOT_FOUND.into_response(),
             }
@@ -194,5 +228,40 @@ mod tests {
             header_of(&view, header::CONTENT_TYPE),
             "text/html; charset=utf-8"
         );
+    }
+
+    #[tokio::test]
+    async fn the_console_is_served_at_admin() {
+        use tower::ServiceExt;
+        let app: Router = console_router();
+        let get = |path: &str| axum::http::Request::get(path).body(Body::empty()).unwrap();
+        let redirect = app.clone().oneshot(get("/admin")).await.unwrap();
+        assert_eq!(redirect.status(), StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(header_of(&redirect, header::LOCATION), "/admin/");
+        let page = app.clone().oneshot(get("/admin/")).await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        assert!(header_of(&page, header::CONTENT_SECURITY_POLICY).contains("script-src 'self'"));
+        let page = text_of(page).await;
+        let entry = page
+            .split("<script type=\"module\" src=\"/admin/")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("the console loads a module");
+        let names = ucadmin_console::asset_names();
+        assert!(names.iter().any(|name| name == entry), "{entry}");
+        for name in names.iter().filter(|name| name.ends_with(".js")) {
+            let module = app
+                .clone()
+                .oneshot(get(&format!("/admin/{name}")))
+                .await
+                .unwrap();
+            assert_eq!(module.status(), StatusCode::OK, "{name}");
+            assert_eq!(
+                header_of(&module, header::CONTENT_TYPE),
+                "text/javascript; charset=utf-8"
+            );
+        }
+        let missing = app.oneshot(get("/admin/js/nothing.js")).await.unwrap();
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     }
 }

@@ -1,4 +1,5 @@
-//! `ucweb`: serves the browser client and forwards `/api/*` to each user's home UCServer.
+//! `ucweb`: serves the browser client (and the admin console at `/admin`) and forwards
+//! `/api/*` to each user's home UCServer.
 //!
 //! - `UC_UPSTREAM`: the UCServers' base URLs, comma-separated, e.g.
 //!   `http://10.0.0.1:8080,http://10.0.0.2:8080` (required; one is enough to sign in, all of
@@ -29,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let app = ucweb::proxy::proxy_router(upstreams)
         .await?
         .route("/healthz", get(|| async { "ok" }))
+        .merge(ucweb::console_router())
         .merge(ucweb::client_router());
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

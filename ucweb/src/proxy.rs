@@ -51,6 +51,8 @@ const FORWARD_REQUEST: &[HeaderName] = &[
     header::ACCEPT,
     header::ACCEPT_LANGUAGE,
     header::USER_AGENT,
+    // Admin edits are guarded by the version they were made from (ETag / If-Match).
+    header::IF_MATCH,
 ];
 /// Response headers passed back.
 const FORWARD_RESPONSE: &[HeaderName] = &[
@@ -58,6 +60,7 @@ const FORWARD_RESPONSE: &[HeaderName] = &[
     header::CACHE_CONTROL,
     header::RETRY_AFTER,
     header::WWW_AUTHENTICATE,
+    header::ETAG,
 ];
 
 /// The header that tells the UCServer who the browser is.

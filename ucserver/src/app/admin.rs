@@ -1,32 +1,71 @@
 //! [`AdminSession`]: an administrator acting on the cluster. Every admin operation of every
 //! front end (the REST admin API that `ucadmin` and the console use) is a method here; each
-//! change is audited and announced to the other servers.
+//! change is audited (who, what, when, from which address) and announced to the other servers.
+//!
+//! Several administrators work at once: each has a role (`authz::require_role`), read from
+//! SQL on every request so that a changed role counts at once, and edits of a user name the
+//! version they were made from (`If-Match`), so that nobody overwrites a change unseen.
 
-use super::authz;
+use super::authz::{self, AdminAction};
 use crate::auth::TokenInfo;
 use crate::error::{AppError, AppResult};
 use crate::server::Server;
 use crate::store::{AuditRecord, GroupRecord, MediaServerRecord, UserRecord, UserUpdate};
 use shared::api::{
-    AddMediaServer, CreateGroup, CreateUser, ErrorCode, GroupInfo, LicenseInfo, MediaServerInfo,
-    ServerInfo, ServerList, UpdateUser, UserInfo,
+    AddMediaServer, AdminRole, AdminUser, AuditEntry, CreateGroup, CreateUser, ErrorCode,
+    GroupInfo, LicenseInfo, MediaServerInfo, Overview, PasswordReset, ServerInfo, ServerList,
+    UpdateUser, VersionInfo,
 };
 use shared::bus::BusBody;
 use shared::{ConversationId, GroupId, MediaServerId, UserId, now_ms, validate_name};
+use std::net::IpAddr;
 use std::sync::Arc;
+
+/// At most this many users in one answer of [`AdminSession::users`].
+pub const MAX_USERS_LISTED: u32 = 10_000;
+/// At most this many audit entries in one answer.
+pub const MAX_AUDIT_ENTRIES: u32 = 1_000;
 
 /// An administrator's session.
 #[derive(Clone)]
 pub struct AdminSession {
     server: Arc<Server>,
     actor: TokenInfo,
+    /// The role the administrator has now (from SQL, read when the session was opened).
+    role: AdminRole,
+    /// Where the request came from, for the audit log.
+    client: Option<IpAddr>,
 }
 
 impl AdminSession {
-    /// Refused unless the token's holder is an administrator.
-    pub fn new(server: Arc<Server>, actor: TokenInfo) -> AppResult<Self> {
+    /// Refused unless the token's holder is an administrator now: the token says so, and
+    /// the user in SQL is still one and not disabled. While SQL cannot be read, the session
+    /// may only read (the overview shows the outage).
+    pub async fn open(
+        server: Arc<Server>,
+        actor: TokenInfo,
+        client: Option<IpAddr>,
+    ) -> AppResult<Self> {
         authz::require_admin(&actor)?;
-        Ok(Self { server, actor })
+        let role = match server.sql(server.store.get_user(&actor.user)).await {
+            Ok(record) => authz::admin_role_of(record.as_ref())?,
+            Err(error) if error.code() == ErrorCode::ServerUnavailable => AdminRole::ReadOnly,
+            Err(error) => return Err(error),
+        };
+        Ok(Self {
+            server,
+            actor,
+            role,
+            client,
+        })
+    }
+
+    pub fn role(&self) -> AdminRole {
+        self.role
+    }
+
+    fn require(&self, action: AdminAction) -> AppResult<()> {
+        authz::require_role(self.role, action)
     }
 
     async fn audit(&self, action: &str, detail: String) {
@@ -35,6 +74,7 @@ impl AdminSession {
             actor: self.actor.user.clone(),
             action: action.to_string(),
             detail,
+            client: self.client.map(|ip| ip.to_string()),
         };
         if let Err(error) = self.server.store.audit(&record).await {
             tracing::warn!(%error, "could not write the audit log");
@@ -43,12 +83,48 @@ impl AdminSession {
 
     // ------------------------------------------------------------------ users
 
-    pub async fn users(&self) -> AppResult<Vec<UserInfo>> {
-        let users = self.server.sql(self.server.store.list_users()).await?;
-        Ok(super::user_infos(&self.server, users).await)
+    /// Users whose id or display name contains `search` (all without), by id.
+    pub async fn users(&self, search: Option<&str>, limit: u32) -> AppResult<Vec<AdminUser>> {
+        self.require(AdminAction::Read)?;
+        let server = &self.server;
+        let limit = limit.clamp(1, MAX_USERS_LISTED);
+        let users = match search.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(text) => {
+                if text.len() > shared::limits::MAX_DISPLAY_NAME_BYTES {
+                    return Err(AppError::bad_request("the search text is too long"));
+                }
+                server.sql(server.store.search_users(text, limit)).await?
+            }
+            None => {
+                let mut all = server.sql(server.store.list_users()).await?;
+                all.truncate(limit as usize);
+                all
+            }
+        };
+        Ok(admin_users(server, users).await)
     }
 
-    pub async fn create_user(&self, request: CreateUser) -> AppResult<UserInfo> {
+    /// One user, with the version an edit must name.
+    pub async fn user(&self, id: &UserId) -> AppResult<AdminUser> {
+        self.require(AdminAction::Read)?;
+        let record = self.user_record(id).await?;
+        Ok(admin_users(&self.server, vec![record]).await.remove(0))
+    }
+
+    async fn user_record(&self, id: &UserId) -> AppResult<UserRecord> {
+        self.server
+            .sql(self.server.store.get_user(id))
+            .await?
+            .ok_or_else(|| AppError::not_found(format!("there is no user '{id}'")))
+    }
+
+    pub async fn create_user(&self, request: CreateUser) -> AppResult<AdminUser> {
+        let role = request.admin.then_some(AdminRole::Full);
+        self.require(if role.is_some() {
+            AdminAction::ChangeAdmins
+        } else {
+            AdminAction::ChangeUsers
+        })?;
         let server = &self.server;
         validate_name(request.id.as_str()).map_err(|e| AppError::bad_request(e.to_string()))?;
         check_password_rules(&request.password)?;
@@ -60,29 +136,57 @@ impl AdminSession {
         validate_name(home_server.as_str())
             .map_err(|e| AppError::bad_request(format!("home server: {e}")))?;
         let password_hash = server.passwords.hash(request.password).await?;
+        let now = now_ms();
         let record = UserRecord {
             id: request.id.clone(),
             password_hash,
-            display_name: display_name.clone(),
+            display_name,
             home_server: home_server.clone(),
-            admin: request.admin,
-            created_ms: now_ms(),
+            admin: role.is_some(),
+            created_ms: now,
+            role,
+            disabled: false,
+            version: 1,
+            changed_by: Some(self.actor.user.clone()),
+            changed_ms: now,
         };
         server.sql(server.store.create_user(&record)).await?;
-        self.audit("user.create", format!("{} home={home_server}", request.id))
-            .await;
+        let role_text = role.map(|r| format!(" role={r}")).unwrap_or_default();
+        self.audit(
+            "user.create",
+            format!("{} home={home_server}{role_text}", request.id),
+        )
+        .await;
         server.relations_changed(vec![request.id.clone()]).await;
-        Ok(UserInfo {
-            id: request.id,
-            display_name,
-            home_server,
-            admin: request.admin,
-            online: false,
-        })
+        Ok(admin_users(server, vec![record]).await.remove(0))
     }
 
-    pub async fn update_user(&self, id: &UserId, request: UpdateUser) -> AppResult<UserInfo> {
+    /// Changes a user; with `if_version`, only if nobody changed them since that version.
+    pub async fn update_user(
+        &self,
+        id: &UserId,
+        request: UpdateUser,
+        if_version: Option<u64>,
+    ) -> AppResult<AdminUser> {
         let server = &self.server;
+        let before = self.user_record(id).await?;
+        let role_change = match (request.admin, request.role) {
+            (Some(false), _) => Some(None),
+            (_, Some(role)) => Some(Some(role)),
+            (Some(true), None) => Some(Some(before.role.unwrap_or(AdminRole::Full))),
+            (None, None) => None,
+        };
+        let touches_admin = before.admin || role_change.is_some_and(|r| r.is_some());
+        self.require(if touches_admin || role_change.is_some() {
+            AdminAction::ChangeAdmins
+        } else {
+            AdminAction::ChangeUsers
+        })?;
+        if id == &self.actor.user && (role_change.is_some() || request.disabled == Some(true)) {
+            return Err(AppError::bad_request(
+                "you cannot change your own role or disable yourself; ask another administrator",
+            ));
+        }
         let password_hash = match request.password {
             Some(password) => {
                 check_password_rules(&password)?;
@@ -97,17 +201,44 @@ impl AdminSession {
             validate_name(home.as_str())
                 .map_err(|e| AppError::bad_request(format!("home server: {e}")))?;
         }
-        let before = server
-            .sql(server.store.get_user(id))
-            .await?
-            .ok_or_else(|| AppError::not_found(format!("there is no user '{id}'")))?;
+        let mut changed = Vec::new();
+        if password_hash.is_some() {
+            changed.push("password".to_string());
+        }
+        if let Some(name) = &request.display_name {
+            changed.push(format!("display_name={name}"));
+        }
+        if let Some(home) = &request.home_server {
+            changed.push(format!("home={home}"));
+        }
+        if let Some(role) = role_change {
+            changed.push(format!(
+                "role={}",
+                role.map_or("none", |role| role.as_str())
+            ));
+        }
+        if let Some(disabled) = request.disabled {
+            changed.push(format!("disabled={disabled}"));
+        }
         let update = UserUpdate {
             password_hash,
             display_name: request.display_name,
             home_server: request.home_server,
+            role: role_change,
+            disabled: request.disabled,
+            expected_version: if_version,
+            changed_by: Some(self.actor.user.clone()),
+            changed_ms: now_ms(),
         };
-        let user = server.sql(server.store.update_user(id, &update)).await?;
-        self.audit("user.update", id.to_string()).await;
+        let user = match server.sql(server.store.update_user(id, &update)).await {
+            Ok(user) => user,
+            Err(error) if error.code() == ErrorCode::Conflict => {
+                return Err(self.stale(id, if_version).await);
+            }
+            Err(error) => return Err(error),
+        };
+        self.audit("user.update", format!("{id} {}", changed.join(" ")))
+            .await;
         // Every server forgets the old home; the server serving the user hands them to the
         // new home on its next heartbeat (their devices reconnect there with the same token;
         // a user in a call moves when it ends).
@@ -115,23 +246,63 @@ impl AdminSession {
         if before.home_server != user.home_server {
             tracing::info!(user = %id, from = %before.home_server, to = %user.home_server, "user moved");
         }
-        super::user_infos(server, vec![user])
-            .await
-            .pop()
-            .ok_or_else(|| {
-                AppError::new(
-                    ErrorCode::Internal,
-                    "the user was updated but cannot be read back",
-                )
-            })
+        if user.disabled && !before.disabled {
+            server
+                .broadcast(BusBody::KickUser {
+                    user: id.clone(),
+                    reason: "account disabled".into(),
+                })
+                .await;
+        }
+        Ok(admin_users(server, vec![user]).await.remove(0))
     }
 
-    pub async fn delete_user(&self, id: &UserId) -> AppResult<()> {
+    /// A new password for `id`: `password`, or one made up here and answered once.
+    pub async fn reset_password(
+        &self,
+        id: &UserId,
+        password: Option<String>,
+    ) -> AppResult<PasswordReset> {
+        let generated = password.is_none();
+        let password = password.unwrap_or_else(|| crate::auth::random_hex(8));
+        let user = self
+            .update_user(
+                id,
+                UpdateUser {
+                    password: Some(password.clone()),
+                    ..UpdateUser::default()
+                },
+                None,
+            )
+            .await?;
+        Ok(PasswordReset {
+            user,
+            password: generated.then_some(password),
+        })
+    }
+
+    /// Deletes a user; with `if_version`, only if nobody changed them since that version.
+    pub async fn delete_user(&self, id: &UserId, if_version: Option<u64>) -> AppResult<()> {
         let server = &self.server;
         if id == &self.actor.user {
             return Err(AppError::bad_request("you cannot delete yourself"));
         }
-        server.sql(server.store.delete_user(id)).await?;
+        let before = self.user_record(id).await?;
+        self.require(if before.admin {
+            AdminAction::ChangeAdmins
+        } else {
+            AdminAction::ChangeUsers
+        })?;
+        let deleted = match if_version {
+            Some(version) => server.sql(server.store.delete_user_at(id, version)).await,
+            None => server.sql(server.store.delete_user(id)).await,
+        };
+        match deleted {
+            Err(error) if error.code() == ErrorCode::Conflict => {
+                return Err(self.stale(id, if_version).await);
+            }
+            other => other?,
+        }
         self.audit("user.delete", id.to_string()).await;
         server.relations_changed(vec![id.clone()]).await;
         server
@@ -143,9 +314,83 @@ impl AdminSession {
         Ok(())
     }
 
+    /// The `conflict` answer to an edit of `id` made from an old version: what the user is
+    /// at now, and who changed them.
+    async fn stale(&self, id: &UserId, if_version: Option<u64>) -> AppError {
+        let current = match self.user_record(id).await {
+            Ok(user) => user,
+            Err(error) => return error,
+        };
+        let by = current
+            .changed_by
+            .as_ref()
+            .map(|who| format!(" by '{who}'"))
+            .unwrap_or_default();
+        let mut error = AppError::new(
+            ErrorCode::Conflict,
+            format!(
+                "user '{id}' was changed meanwhile{by} (now version {}, your edit was made from version {}); load it again",
+                current.version,
+                if_version.unwrap_or_default()
+            ),
+        );
+        error.0.current = Some(Box::new(VersionInfo {
+            version: current.version,
+            changed_by: current.changed_by,
+            changed_ms: current.changed_ms,
+        }));
+        error
+    }
+
+    // ------------------------------------------------------------------ audit, overview
+
+    /// The newest `limit` entries of the audit log, newest first.
+    pub async fn audit_log(&self, limit: u32) -> AppResult<Vec<AuditEntry>> {
+        self.require(AdminAction::Read)?;
+        let limit = limit.clamp(1, MAX_AUDIT_ENTRIES);
+        let records = self.server.sql(self.server.store.audit_log(limit)).await?;
+        Ok(records
+            .into_iter()
+            .map(|record| AuditEntry {
+                at_ms: record.at_ms,
+                actor: record.actor,
+                action: record.action,
+                detail: record.detail,
+                client: record.client,
+            })
+            .collect())
+    }
+
+    /// The cluster at a glance: servers, MediaServers, SQL and bus health as this server
+    /// sees them, license use. Parts whose source is away are left empty rather than failing
+    /// the whole answer, so the console can show an outage.
+    pub async fn overview(&self) -> AppResult<Overview> {
+        self.require(AdminAction::Read)?;
+        let server = &self.server;
+        let health = super::operations::readiness_details(server).await;
+        let servers = match self.servers().await {
+            Ok(list) => list,
+            Err(_) => ServerList {
+                servers: self.live_servers().await,
+                media: Vec::new(),
+            },
+        };
+        Ok(Overview {
+            server: server.id.clone(),
+            at_ms: now_ms(),
+            servers: servers.servers,
+            media: servers.media,
+            checks: health.checks,
+            licenses: self.licenses().await.unwrap_or_default(),
+            users: server.sql(server.store.count_users()).await.ok(),
+            role: self.role,
+        })
+    }
+
     // ------------------------------------------------------------------ groups
 
     pub async fn groups(&self) -> AppResult<Vec<GroupInfo>> {
+        self.require(AdminAction::Read)?;
         Ok(self
             .server
             .sql(self.server.store.list_groups())
@@ -156,6 +401,7 @@ impl AdminSession {
     }
 
     pub async fn create_group(&self, request: CreateGroup) -> AppResult<GroupInfo> {
+        self.require(AdminAction::ChangeUsers)?;
         validate_name(request.id.as_str()).map_err(|e| AppError::bad_request(e.to_string()))?;
         let display_name = request
             .display_name
@@ -185,6 +431,7 @@ impl AdminSession {
     }
 
     pub async fn add_member(&self, id: &GroupId, user: &UserId) -> AppResult<GroupInfo> {
+        self.require(AdminAction::ChangeUsers)?;
         let server = &self.server;
         self.group(id).await?;
         server.relations.home_of(user).await?;
@@ -200,6 +447,7 @@ impl AdminSession {
     }
 
     pub async fn remove_member(&self, id: &GroupId, user: &UserId) -> AppResult<GroupInfo> {
+        self.require(AdminAction::ChangeUsers)?;
         let server = &self.server;
         let before = self.group(id).await?;
         server
@@ -218,36 +466,21 @@ impl AdminSession {
 
     /// Every UCServer known (registered in SQL or beating now) and every MediaServer.
     pub async fn servers(&self) -> AppResult<ServerList> {
+        self.require(AdminAction::Read)?;
         let server = &self.server;
         let registered = server.sql(server.store.list_servers()).await?;
-        let seen = server
-            .bus("list servers", server.cluster.servers())
-            .await
-            .unwrap_or_default();
-        let dead_after = server.config.dead_after_ms as i64;
-        let mut servers: Vec<ServerInfo> = registered
-            .into_iter()
-            .map(|record| {
-                let live = seen.iter().find(|s| s.heartbeat.id == record.id);
-                ServerInfo {
-                    id: record.id.clone(),
-                    url: live.map(|s| s.heartbeat.url.clone()).unwrap_or(record.url),
-                    alive: live.is_some_and(|s| s.age_ms <= dead_after),
-                    sessions: live.map_or(0, |s| s.heartbeat.sessions),
-                    devices: live.map_or(0, |s| s.heartbeat.devices),
-                    last_seen_ms: live.map_or(0, |s| s.last_seen_ms),
-                }
-            })
-            .collect();
-        for live in &seen {
-            if !servers.iter().any(|s| s.id == live.heartbeat.id) {
+        let mut servers = self.live_servers().await;
+        for record in registered {
+            if !servers.iter().any(|s| s.id == record.id) {
                 servers.push(ServerInfo {
-                    id: live.heartbeat.id.clone(),
-                    url: live.heartbeat.url.clone(),
-                    alive: live.age_ms <= dead_after,
-                    sessions: live.heartbeat.sessions,
-                    devices: live.heartbeat.devices,
-                    last_seen_ms: live.last_seen_ms,
+                    id: record.id,
+                    url: record.url,
+                    alive: false,
+                    sessions: 0,
+                    devices: 0,
+                    last_seen_ms: 0,
+                    version: String::new(),
+                    calls: 0,
                 });
             }
         }
@@ -258,7 +491,33 @@ impl AdminSession {
         })
     }
 
+    /// The UCServers whose heartbeats the cluster holds now (no SQL needed).
+    async fn live_servers(&self) -> Vec<ServerInfo> {
+        let server = &self.server;
+        let seen = server
+            .bus("list servers", server.cluster.servers())
+            .await
+            .unwrap_or_default();
+        let dead_after = server.config.dead_after_ms as i64;
+        let mut servers: Vec<ServerInfo> = seen
+            .into_iter()
+            .map(|live| ServerInfo {
+                id: live.heartbeat.id,
+                url: live.heartbeat.url,
+                alive: live.age_ms <= dead_after,
+                sessions: live.heartbeat.sessions,
+                devices: live.heartbeat.devices,
+                last_seen_ms: live.last_seen_ms,
+                version: live.heartbeat.version,
+                calls: live.heartbeat.calls,
+            })
+            .collect();
+        servers.sort_by(|a, b| a.id.cmp(&b.id));
+        servers
+    }
+
     pub async fn licenses(&self) -> AppResult<Vec<LicenseInfo>> {
+        self.require(AdminAction::Read)?;
         Ok(self
             .server
             .licenses
@@ -274,6 +533,7 @@ impl AdminSession {
     }
 
     pub async fn set_license(&self, kind: String, capacity: u32) -> AppResult<LicenseInfo> {
+        self.require(AdminAction::ChangeCluster)?;
         let server = &self.server;
         validate_name(&kind).map_err(|e| AppError::bad_request(format!("license kind: {e}")))?;
         server
@@ -292,6 +552,7 @@ impl AdminSession {
     }
 
     pub async fn media(&self) -> AppResult<Vec<MediaServerInfo>> {
+        self.require(AdminAction::Read)?;
         self.server
             .media
             .infos(&*self.server.store, &*self.server.cluster)
@@ -299,6 +560,7 @@ impl AdminSession {
     }
 
     pub async fn add_media(&self, request: AddMediaServer) -> AppResult<MediaServerInfo> {
+        self.require(AdminAction::ChangeCluster)?;
         let server = &self.server;
         validate_name(request.id.as_str()).map_err(|e| AppError::bad_request(e.to_string()))?;
         if !(request.control_url.starts_with("http://")
@@ -333,12 +595,35 @@ impl AdminSession {
     }
 
     pub async fn remove_media(&self, id: &MediaServerId) -> AppResult<()> {
+        self.require(AdminAction::ChangeCluster)?;
         self.server
             .sql(self.server.store.remove_media_server(id))
             .await?;
         self.audit("media.remove", id.to_string()).await;
         Ok(())
     }
+}
+
+/// Users as the admin API shows them, with whether each is online now.
+async fn admin_users(server: &Server, users: Vec<UserRecord>) -> Vec<AdminUser> {
+    let online = super::online_flags(server, &users).await;
+    users
+        .into_iter()
+        .zip(online)
+        .map(|(user, online)| AdminUser {
+            id: user.id,
+            display_name: user.display_name,
+            home_server: user.home_server,
+            admin: user.admin,
+            role: user.role,
+            disabled: user.disabled,
+            online,
+            created_ms: user.created_ms,
+            version: user.version,
+            changed_by: user.changed_by,
+            changed_ms: user.changed_ms,
+        })
+        .collect()
 }
 
 fn group_info(record: GroupRecord) -> GroupInfo {

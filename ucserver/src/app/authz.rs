@@ -8,7 +8,8 @@ use crate::auth::TokenInfo;
 use crate::core::visibility::{self, Relation};
 use crate::error::{AppError, AppResult};
 use crate::server::Server;
-use shared::api::ErrorCode;
+use crate::store::UserRecord;
+use shared::api::{AdminRole, ErrorCode};
 use shared::presence::Visibility;
 use shared::{ConversationId, UserId};
 use std::sync::Arc;
@@ -19,6 +20,68 @@ pub fn require_admin(actor: &TokenInfo) -> AppResult<()> {
         Ok(())
     } else {
         Err(AppError::forbidden("this needs an administrator"))
+    }
+}
+
+/// What an administrator's request does, for [`require_role`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminAction {
+    /// Reads anything of the admin API.
+    Read,
+    /// Changes users who are not administrators, groups and their members.
+    ChangeUsers,
+    /// Changes administrators (creates one, changes or removes one, grants or takes a role).
+    ChangeAdmins,
+    /// Changes the cluster: licenses, MediaServers.
+    ChangeCluster,
+}
+
+/// Whether an administrator with `role` may do `action`: a full admin everything, a user
+/// admin reads everything and changes users and groups, a read-only admin (helpdesk) reads.
+pub fn require_role(role: AdminRole, action: AdminAction) -> AppResult<()> {
+    let allowed = match action {
+        AdminAction::Read => true,
+        AdminAction::ChangeUsers => matches!(role, AdminRole::Full | AdminRole::Users),
+        AdminAction::ChangeAdmins | AdminAction::ChangeCluster => role == AdminRole::Full,
+    };
+    if allowed {
+        return Ok(());
+    }
+    let what = match action {
+        AdminAction::Read => "read",
+        AdminAction::ChangeUsers => "change users or groups",
+        AdminAction::ChangeAdmins => "change administrators",
+        AdminAction::ChangeCluster => "change licenses or servers",
+    };
+    Err(AppError::forbidden(format!(
+        "your administrator role '{role}' may not {what}"
+    )))
+}
+
+/// The administrator as stored now, for an admin request: still there, still an
+/// administrator, not disabled. Returns the role to act with.
+pub fn admin_role_of(record: Option<&UserRecord>) -> AppResult<AdminRole> {
+    match record {
+        Some(user) if user.disabled => Err(AppError::forbidden(format!(
+            "the account '{}' is disabled",
+            user.id
+        ))),
+        Some(user) => user
+            .role
+            .ok_or_else(|| AppError::forbidden("this needs an administrator")),
+        None => Err(AppError::forbidden("the administrator no longer exists")),
+    }
+}
+
+/// A disabled user cannot sign in, whatever the password.
+pub fn require_enabled(user: &UserRecord) -> AppResult<()> {
+    if user.disabled {
+        Err(AppError::forbidden(format!(
+            "the account '{}' is disabled; ask an administrator",
+            user.id
+        )))
+    } else {
+        Ok(())
     }
 }
 

@@ -165,6 +165,7 @@ async fn check_password(
     match (ok, user) {
         (true, Some(user)) => {
             guard.succeeded(user_name).await;
+            super::authz::require_enabled(&user)?;
             Ok(user)
         }
         _ => {

@@ -3,7 +3,7 @@
 //! - [`Session`]: one signed-in device acting for one user (presence, contacts, delegates,
 //!   directory, chat, catch-up, journal, calls and forwarding).
 //! - [`AdminSession`]: an administrator acting on the cluster (users, groups, licenses,
-//!   servers, MediaServers).
+//!   servers, MediaServers, the audit log, the overview), within the administrator's role.
 //! - [`login`]: signing in and out; [`operations`]: health, readiness and metrics.
 //! - [`authz`]: every access rule, called by the layer and by nothing else.
 //!
@@ -28,26 +28,34 @@ use shared::presence::Availability;
 
 /// Users as clients see them, with whether each is online now.
 async fn user_infos(server: &Server, users: Vec<UserRecord>) -> Vec<UserInfo> {
+    let online = online_flags(server, &users).await;
+    users
+        .into_iter()
+        .zip(online)
+        .map(|(user, online)| UserInfo {
+            id: user.id,
+            display_name: user.display_name,
+            home_server: user.home_server,
+            admin: user.admin,
+            online,
+        })
+        .collect()
+}
+
+/// Whether each of `users` has a device connected now, on any server (all `false` while
+/// the cluster store cannot be read).
+async fn online_flags(server: &Server, users: &[UserRecord]) -> Vec<bool> {
     let ids: Vec<UserId> = users.iter().map(|u| u.id.clone()).collect();
     let snapshots = server
         .bus("get presence", server.cluster.get_presence(&ids))
         .await
         .unwrap_or_default();
-    users
-        .into_iter()
-        .enumerate()
-        .map(|(index, user)| {
-            let online = snapshots
+    (0..users.len())
+        .map(|index| {
+            snapshots
                 .get(index)
                 .and_then(|s| s.as_ref())
-                .is_some_and(|s| s.availability != Availability::Offline);
-            UserInfo {
-                id: user.id,
-                display_name: user.display_name,
-                home_server: user.home_server,
-                admin: user.admin,
-                online,
-            }
+                .is_some_and(|s| s.availability != Availability::Offline)
         })
         .collect()
 }

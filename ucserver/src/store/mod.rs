@@ -10,7 +10,7 @@ mod sql;
 pub use sql::SqlStore;
 
 use async_trait::async_trait;
-use shared::api::{ChatMessage, ConversationKind, ConversationSummary, JournalEntry};
+use shared::api::{AdminRole, ChatMessage, ConversationKind, ConversationSummary, JournalEntry};
 use shared::call::{ForwardMode, ForwardingRules};
 use shared::{ConversationId, DeviceId, GroupId, MediaServerId, ServerId, TimestampMs, UserId};
 
@@ -25,6 +25,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("database error: {0}")]
     Backend(String),
+    /// An edit named a version the thing is no longer at (someone changed it meanwhile).
+    #[error("{0} was changed meanwhile")]
+    Stale(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -39,14 +42,32 @@ pub struct UserRecord {
     pub home_server: ServerId,
     pub admin: bool,
     pub created_ms: TimestampMs,
+    /// The administrator's role: `Some` exactly when `admin` is set.
+    pub role: Option<AdminRole>,
+    /// Cannot sign in.
+    pub disabled: bool,
+    /// 1 at creation, one more with every [`Store::update_user`].
+    pub version: u64,
+    /// Who made the current version (`None`: the server, at creation or before versions).
+    pub changed_by: Option<UserId>,
+    pub changed_ms: TimestampMs,
 }
 
-/// Changes to a user; `None` leaves a field as it is.
+/// Changes to a user; `None` leaves a field as it is. Every update makes a new version.
 #[derive(Clone, Debug, Default)]
 pub struct UserUpdate {
     pub password_hash: Option<String>,
     pub display_name: Option<String>,
     pub home_server: Option<ServerId>,
+    /// `Some(Some(role))` makes the user an administrator with that role, `Some(None)` takes
+    /// the role away.
+    pub role: Option<Option<AdminRole>>,
+    pub disabled: Option<bool>,
+    /// Change only a user at this version, else [`StoreError::Stale`].
+    pub expected_version: Option<u64>,
+    /// Who makes the change, and when (recorded with the new version).
+    pub changed_by: Option<UserId>,
+    pub changed_ms: TimestampMs,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,6 +151,8 @@ pub struct AuditRecord {
     pub actor: UserId,
     pub action: String,
     pub detail: String,
+    /// The client address the action came from, when known.
+    pub client: Option<String>,
 }
 
 /// Where a page of history starts.
@@ -162,6 +185,10 @@ pub trait Store: Send + Sync + 'static {
     async fn update_user(&self, id: &UserId, update: &UserUpdate) -> StoreResult<UserRecord>;
     /// Removes the user with their contacts, delegations and memberships (messages stay).
     async fn delete_user(&self, id: &UserId) -> StoreResult<()>;
+    /// [`Store::delete_user`], only while the user is at `version`, else [`StoreError::Stale`].
+    async fn delete_user_at(&self, id: &UserId, version: u64) -> StoreResult<()>;
+    /// How many users there are.
+    async fn count_users(&self) -> StoreResult<u64>;
 
     // ---- groups ----
     /// Creates the group and its (empty) group conversation `g:<id>`. `Conflict` if it exists.

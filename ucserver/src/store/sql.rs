@@ -31,8 +31,8 @@ use super::{
     UserRecord, UserUpdate,
 };
 use shared::api::{
-    CallResult, ChatMessage, ConversationKind, ConversationSummary, Direction, JournalEntry,
-    JournalKind,
+    AdminRole, CallResult, ChatMessage, ConversationKind, ConversationSummary, Direction,
+    JournalEntry, JournalKind,
 };
 use shared::call::{ForwardMode, ForwardingRules};
 use shared::{ConversationId, DeviceId, GroupId, MediaServerId, ServerId, TimestampMs, UserId};
@@ -205,6 +205,61 @@ impl SqlStore {
                 .map_err(map_error),
             Backend::Postgres => self.write.begin().await.map_err(map_error),
         }
+    }
+
+    /// Deletes a user and everything that names them, in one transaction; with `version`,
+    /// only while the user is at that version.
+    async fn delete_user_checked(&self, id: &UserId, version: Option<u64>) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        if let Some(version) = version {
+            // Locks the row, so that no update slips in between the check and the delete.
+            let at_version =
+                sqlx::query("UPDATE users SET version = version WHERE id = $1 AND version = $2")
+                    .bind(id.as_str())
+                    .bind(version as i64)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_error)?
+                    .rows_affected();
+            if at_version == 0 {
+                let exists = sqlx::query("SELECT id FROM users WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_error)?
+                    .is_some();
+                return Err(if exists {
+                    StoreError::Stale(format!("user {id}"))
+                } else {
+                    StoreError::NotFound(format!("user {id}"))
+                });
+            }
+        }
+        for sql in [
+            "DELETE FROM contacts WHERE owner_id = $1 OR contact_id = $1",
+            "DELETE FROM delegates WHERE owner_id = $1 OR delegate_id = $1",
+            "DELETE FROM forwarding WHERE user_id = $1 OR target_id = $1",
+            "DELETE FROM sessions WHERE user_id = $1",
+            "DELETE FROM group_members WHERE user_id = $1",
+            "DELETE FROM conversation_members WHERE user_id = $1",
+            "DELETE FROM journal WHERE user_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_error)?;
+        }
+        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::NotFound(format!("user {id}")));
+        }
+        tx.commit().await.map_err(map_error)
     }
 
     /// `UPDATE` then, when no row matched, `INSERT`, in one transaction. On PostgreSQL two
@@ -444,17 +499,36 @@ fn chat_journal_id(user: &str, conversation: &str) -> String {
     format!("chat:{user}:{conversation}")
 }
 
-const USER_COLUMNS: &str = "id, password_hash, display_name, home_server, admin, created_ms";
+const USER_COLUMNS: &str = "id, password_hash, display_name, home_server, admin, created_ms, \
+     admin_role, disabled, version, changed_by, changed_ms";
 
 fn user_from_row(row: &AnyRow) -> StoreResult<UserRecord> {
+    let admin = decode::<i64>(row, "admin")? != 0;
+    let role = match decode::<Option<String>>(row, "admin_role")? {
+        Some(text) => Some(AdminRole::parse(&text).ok_or_else(|| {
+            StoreError::Backend(format!("unknown admin role '{text}' in the users table"))
+        })?),
+        None => None,
+    };
     Ok(UserRecord {
         id: UserId(decode(row, "id")?),
         password_hash: decode(row, "password_hash")?,
         display_name: decode(row, "display_name")?,
         home_server: ServerId(decode(row, "home_server")?),
-        admin: decode::<i64>(row, "admin")? != 0,
+        admin,
         created_ms: decode(row, "created_ms")?,
+        // An administrator without a recorded role is a full one (as before roles existed).
+        role: admin.then(|| role.unwrap_or(AdminRole::Full)),
+        disabled: decode::<i64>(row, "disabled")? != 0,
+        version: decode::<i64>(row, "version")?.max(0) as u64,
+        changed_by: decode::<Option<String>>(row, "changed_by")?.map(UserId),
+        changed_ms: decode(row, "changed_ms")?,
     })
+}
+
+/// The `admin_role` column for a user.
+fn role_to_db(admin: bool, role: Option<AdminRole>) -> Option<&'static str> {
+    admin.then(|| role.unwrap_or(AdminRole::Full).as_str())
 }
 
 const MESSAGE_COLUMNS: &str = "seq, id, sender, body, sent_ms, client_id";
@@ -962,8 +1036,9 @@ impl Store for SqlStore {
 
     async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO users (id, password_hash, display_name, home_server, admin, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO users (id, password_hash, display_name, home_server, admin, created_ms, \
+             admin_role, disabled, version, changed_by, changed_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(user.id.as_str())
         .bind(user.password_hash.as_str())
@@ -971,6 +1046,11 @@ impl Store for SqlStore {
         .bind(user.home_server.as_str())
         .bind(i64::from(user.admin))
         .bind(user.created_ms)
+        .bind(role_to_db(user.admin, user.role))
+        .bind(i64::from(user.disabled))
+        .bind(user.version.max(1) as i64)
+        .bind(user.changed_by.as_ref().map(UserId::as_str))
+        .bind(user.changed_ms)
         .execute(&self.write)
         .await
         .map_err(|e| map_conflict(e, || format!("user {}", user.id)))?;
@@ -1021,6 +1101,13 @@ impl Store for SqlStore {
 
     async fn update_user(&self, id: &UserId, update: &UserUpdate) -> StoreResult<UserRecord> {
         let mut tx = self.begin_write().await?;
+        // Locks the row first (both databases), so that the version read below is the one
+        // this change replaces.
+        sqlx::query("UPDATE users SET version = version WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id.as_str())
@@ -1031,6 +1118,11 @@ impl Store for SqlStore {
             return Err(StoreError::NotFound(format!("user {id}")));
         };
         let mut user = user_from_row(&row)?;
+        if let Some(expected) = update.expected_version
+            && expected != user.version
+        {
+            return Err(StoreError::Stale(format!("user {id}")));
+        }
         if let Some(hash) = &update.password_hash {
             user.password_hash = hash.clone();
         }
@@ -1040,45 +1132,52 @@ impl Store for SqlStore {
         if let Some(home) = &update.home_server {
             user.home_server = home.clone();
         }
-        sqlx::query("UPDATE users SET password_hash = $2, display_name = $3, home_server = $4 WHERE id = $1")
-            .bind(id.as_str())
-            .bind(user.password_hash.as_str())
-            .bind(user.display_name.as_str())
-            .bind(user.home_server.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_error)?;
+        if let Some(role) = update.role {
+            user.admin = role.is_some();
+            user.role = role;
+        }
+        if let Some(disabled) = update.disabled {
+            user.disabled = disabled;
+        }
+        user.version += 1;
+        user.changed_by = update.changed_by.clone();
+        user.changed_ms = update.changed_ms;
+        sqlx::query(
+            "UPDATE users SET password_hash = $2, display_name = $3, home_server = $4, \
+             admin = $5, admin_role = $6, disabled = $7, version = $8, changed_by = $9, \
+             changed_ms = $10 WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(user.password_hash.as_str())
+        .bind(user.display_name.as_str())
+        .bind(user.home_server.as_str())
+        .bind(i64::from(user.admin))
+        .bind(role_to_db(user.admin, user.role))
+        .bind(i64::from(user.disabled))
+        .bind(user.version as i64)
+        .bind(user.changed_by.as_ref().map(UserId::as_str))
+        .bind(user.changed_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
         tx.commit().await.map_err(map_error)?;
         Ok(user)
     }
 
     async fn delete_user(&self, id: &UserId) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        for sql in [
-            "DELETE FROM contacts WHERE owner_id = $1 OR contact_id = $1",
-            "DELETE FROM delegates WHERE owner_id = $1 OR delegate_id = $1",
-            "DELETE FROM forwarding WHERE user_id = $1 OR target_id = $1",
-            "DELETE FROM sessions WHERE user_id = $1",
-            "DELETE FROM group_members WHERE user_id = $1",
-            "DELETE FROM conversation_members WHERE user_id = $1",
-            "DELETE FROM journal WHERE user_id = $1",
-        ] {
-            sqlx::query(sql)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(map_error)?;
-        }
-        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(id.as_str())
-            .execute(&mut *tx)
+        self.delete_user_checked(id, None).await
+    }
+
+    async fn delete_user_at(&self, id: &UserId, version: u64) -> StoreResult<()> {
+        self.delete_user_checked(id, Some(version)).await
+    }
+
+    async fn count_users(&self) -> StoreResult<u64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users")
+            .fetch_one(&self.read)
             .await
-            .map_err(map_error)?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(StoreError::NotFound(format!("user {id}")));
-        }
-        tx.commit().await.map_err(map_error)
+            .map_err(map_error)?;
+        Ok(decode::<i64>(&row, "n")?.max(0) as u64)
     }
 
     // ---- groups ----
@@ -1910,20 +2009,23 @@ impl Store for SqlStore {
     }
 
     async fn audit(&self, record: &AuditRecord) -> StoreResult<()> {
-        sqlx::query("INSERT INTO audit (at_ms, actor, action, detail) VALUES ($1, $2, $3, $4)")
-            .bind(record.at_ms)
-            .bind(record.actor.as_str())
-            .bind(record.action.as_str())
-            .bind(record.detail.as_str())
-            .execute(&self.write)
-            .await
-            .map_err(map_error)?;
+        sqlx::query(
+            "INSERT INTO audit (at_ms, actor, action, detail, client) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(record.at_ms)
+        .bind(record.actor.as_str())
+        .bind(record.action.as_str())
+        .bind(record.detail.as_str())
+        .bind(record.client.as_deref())
+        .execute(&self.write)
+        .await
+        .map_err(map_error)?;
         Ok(())
     }
 
     async fn audit_log(&self, limit: u32) -> StoreResult<Vec<AuditRecord>> {
         let rows = sqlx::query(
-            "SELECT at_ms, actor, action, detail FROM audit ORDER BY at_ms DESC, id DESC LIMIT $1",
+            "SELECT at_ms, actor, action, detail, client FROM audit ORDER BY at_ms DESC, id DESC LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.read)
@@ -1936,6 +2038,7 @@ impl Store for SqlStore {
                     actor: UserId(decode(row, "actor")?),
                     action: decode(row, "action")?,
                     detail: decode(row, "detail")?,
+                    client: decode(row, "client")?,
                 })
             })
             .collect()

@@ -46,7 +46,7 @@ async function signIn(event) {
   try {
     const res = await api.login({ user, password, device: deviceId() });
     state.token = res.token;
-    state.me = { user: res.user, display_name: res.display_name, device: deviceId() };
+    state.me = { user: res.user, display_name: res.display_name, device: deviceId(), admin: res.admin };
     sessionStorage.setItem('sb.session', JSON.stringify({ token: res.token, me: state.me }));
     $('login-password', HTMLInputElement).value = '';
     await startApp();

@@ -15,6 +15,7 @@
  * @property {UserId} user
  * @property {string} display_name
  * @property {DeviceId} device
+ * @property {boolean} [admin] an administrator: the side bar links to the admin console
  */
 
 /**

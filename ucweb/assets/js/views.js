@@ -76,6 +76,8 @@ export function renderMe() {
   const view = state.presence.get(state.me.user);
   $('me-name').textContent = state.me.display_name || state.me.user;
   $('me-id').textContent = '@' + state.me.user;
+  // Administrators manage the cluster in the console (it signs in on its own).
+  $('admin-link').hidden = !state.me.admin;
   $('me-avatar').replaceWith(Object.assign(avatar(state.me.user), { id: 'me-avatar' }));
   const av = view?.availability || 'available';
   $('me-dot').className = `dot ${av}`;

@@ -1,0 +1,183 @@
+// Drives the UCAdmin console through ucweb (two UCServers behind it) in headless Chromium:
+// the overview shows both servers, a user is created, two administrators edit the same user
+// and the slower one is told who changed it meanwhile, and a read-only administrator is offered
+// nothing to change. Started by run.sh, which provides the lab and UC_TEST_ADMIN_PASSWORD.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+const URL = process.env.UC_WEB_URL ?? 'http://localhost:8090';
+const ADMIN_PASSWORD = process.env.UC_TEST_ADMIN_PASSWORD;
+const SHOTS = process.env.UC_TEST_SCREENSHOTS ?? new globalThis.URL('./screenshots', import.meta.url).pathname;
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+const ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+
+let browser;
+const errors = [];
+
+async function open(name, viewport, path = '/admin/') {
+  const context = await browser.newContext({ viewport, locale: 'en-US' });
+  const page = await context.newPage();
+  page.setDefaultTimeout(10_000);
+  page.on('pageerror', (e) => errors.push(`${name}: ${e.message}`));
+  page.on('console', (m) => {
+    // A refused edit is an answer the console shows, not a failure of the page.
+    if (m.type() === 'error' && !/status of 409/.test(m.text())) errors.push(`${name} console: ${m.text()}`);
+  });
+  await page.goto(URL + path);
+  return page;
+}
+
+async function signIn(page, user, password) {
+  const form = page.locator('#login-form');
+  await form.getByLabel('User name').fill(user);
+  await form.getByLabel('Password').fill(password);
+  await form.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('#app-view').waitFor();
+}
+
+const shot = (page, name) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+const dialog = (page) => page.getByRole('dialog');
+
+async function createUser(page, { id, display, home, role }) {
+  await page.getByRole('link', { name: 'Users' }).click();
+  await page.getByRole('button', { name: 'New user' }).click();
+  const form = dialog(page);
+  await form.getByLabel('User id').fill(id);
+  await form.getByLabel('Password').fill(`${id}-password-1`);
+  await form.getByLabel('Display name').fill(display);
+  await form.getByLabel('Home server').selectOption(home);
+  await form.getByLabel('Administrator role').selectOption(role);
+  await form.getByRole('button', { name: 'Save' }).click();
+  await form.waitFor({ state: 'hidden' });
+  await page.locator(`#users-table tr[data-user="${id}"]`).waitFor();
+}
+
+describe('admin console through ucweb', () => {
+  const pages = {};
+
+  before(async () => {
+    assert.ok(ADMIN_PASSWORD, 'UC_TEST_ADMIN_PASSWORD must be set (run.sh sets it)');
+    mkdirSync(SHOTS, { recursive: true });
+    browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: ARGS, timeout: 30_000 });
+  });
+
+  after(async () => {
+    await browser?.close();
+    assert.deepEqual(errors, [], 'no page errors');
+  });
+
+  it('an admin in the web client finds the console', async () => {
+    const page = await open('admin-client', DESKTOP, '/');
+    await page.getByLabel('User name').fill('admin');
+    await page.getByLabel('Password').fill(ADMIN_PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    const link = page.getByRole('link', { name: 'Admin console' });
+    await link.click();
+    await page.waitForURL(/\/admin\/$/);
+    await page.locator('#login-form').waitFor();
+    await page.context().close();
+  });
+
+  it('the overview shows both UCServers, the MediaServers and health', async () => {
+    const page = pages.admin = await open('admin', DESKTOP);
+    await shot(page, 'console-desktop-login');
+    await signIn(page, 'admin', ADMIN_PASSWORD);
+    for (const id of ['s1', 's2']) {
+      await page.locator(`#servers-table tr[data-server="${id}"]`).filter({ hasText: 'alive' }).waitFor();
+    }
+    await page.locator('#media-table tr[data-media="m1"]').waitFor();
+    await page.getByRole('list', { name: 'Health' }).getByText('SQL database').waitFor();
+    assert.equal(await page.locator('#who-role').textContent(), 'Full admin');
+    // The overview polls: its time stamp moves on by itself.
+    const first = await page.locator('#overview-updated').textContent();
+    await page.waitForFunction((text) => document.getElementById('overview-updated').textContent !== text, first, { timeout: 12_000 });
+    await shot(page, 'console-desktop-overview');
+  });
+
+  it('creates users with roles', async () => {
+    const page = pages.admin;
+    await createUser(page, { id: 'dave', display: 'Dave Dunn', home: 's2', role: '' });
+    await createUser(page, { id: 'fiona', display: 'Fiona Full', home: 's1', role: 'full' });
+    await createUser(page, { id: 'hazel', display: 'Hazel Help', home: 's1', role: 'read_only' });
+    const dave = page.locator('#users-table tr[data-user="dave"]');
+    assert.match(await dave.textContent(), /Dave Dunn.*s2/);
+    assert.match(await page.locator('#users-table tr[data-user="hazel"]').textContent(), /Read-only/);
+    await page.getByLabel('Search users').fill('haz');
+    await page.locator('#users-table tr[data-user="dave"]').waitFor({ state: 'detached' });
+    await page.getByLabel('Search users').fill('');
+    await dave.waitFor();
+    await shot(page, 'console-desktop-users');
+  });
+
+  it('a stale edit is refused and says who changed the user meanwhile', async () => {
+    const admin = pages.admin;
+    await admin.getByRole('button', { name: 'Edit dave' }).click();
+    await dialog(admin).getByText(/^Version 1,/).waitFor();
+
+    const fiona = pages.fiona = await open('fiona', DESKTOP);
+    await signIn(fiona, 'fiona', 'fiona-password-1');
+    await fiona.getByRole('link', { name: 'Users' }).click();
+    await fiona.getByRole('button', { name: 'Edit dave' }).click();
+    await dialog(fiona).getByLabel('Display name').fill('Dave by Fiona');
+    await dialog(fiona).getByRole('button', { name: 'Save' }).click();
+    await dialog(fiona).waitFor({ state: 'hidden' });
+
+    await dialog(admin).getByLabel('Display name').fill('Dave by Admin');
+    await dialog(admin).getByRole('button', { name: 'Save' }).click();
+    const conflict = dialog(admin).getByRole('alert').filter({ hasText: 'someone else changed this user' });
+    await conflict.waitFor();
+    assert.match(await conflict.textContent(), /by fiona .*now version 2; you edited version 1/);
+    await shot(admin, 'console-desktop-conflict');
+    await conflict.getByRole('button', { name: 'Load the current version' }).click();
+    await dialog(admin).getByText(/^Version 2,/).waitFor();
+    assert.equal(await dialog(admin).getByLabel('Display name').inputValue(), 'Dave by Fiona');
+    await dialog(admin).getByRole('button', { name: 'Close' }).click();
+  });
+
+  it('groups and the audit log', async () => {
+    const page = pages.admin;
+    await page.getByRole('link', { name: 'Groups' }).click();
+    await page.getByLabel('New group id').fill('night-shift');
+    await page.getByLabel('Display name', { exact: true }).first().fill('Night shift');
+    await page.getByRole('button', { name: 'Create group' }).click();
+    await page.getByLabel('User to add to night-shift').fill('dave');
+    await page.getByRole('button', { name: 'Add member to night-shift' }).click();
+    await page.getByRole('list', { name: 'Members of night-shift' }).getByText('dave').waitFor();
+    await page.getByRole('link', { name: 'Audit log' }).click();
+    const rows = page.locator('#audit-table tbody tr');
+    await rows.filter({ hasText: 'group.member.add' }).filter({ hasText: 'night-shift dave' }).waitFor();
+    await rows.filter({ hasText: 'fiona' }).filter({ hasText: 'display_name=Dave by Fiona' }).waitFor();
+    await shot(page, 'console-desktop-audit');
+  });
+
+  it('a read-only admin is offered nothing to change, also on a phone', async () => {
+    const page = await open('hazel', PHONE);
+    await shot(page, 'console-phone-login');
+    await signIn(page, 'hazel', 'hazel-password-1');
+    await page.getByRole('note').filter({ hasText: 'read-only' }).waitFor();
+    await page.locator('#servers-table tr[data-server="s2"]').waitFor();
+    await shot(page, 'console-phone-overview');
+    await page.getByRole('link', { name: 'Users' }).click();
+    await page.locator('#users-table tr[data-user="dave"]').waitFor();
+    assert.equal(await page.getByRole('button', { name: 'New user' }).count(), 0);
+    await shot(page, 'console-phone-users');
+    await page.getByRole('button', { name: 'Edit dave' }).click();
+    const form = dialog(page);
+    await form.getByText(/^Version 2,/).waitFor();
+    assert.equal(await form.getByRole('button', { name: 'Save' }).count(), 0);
+    assert.equal(await form.getByRole('button', { name: 'Delete user' }).count(), 0);
+    assert.ok(await form.getByLabel('Display name').isDisabled());
+    await shot(page, 'console-phone-user');
+    await form.getByRole('button', { name: 'Close' }).click();
+    await page.getByRole('link', { name: 'Groups' }).click();
+    await page.getByRole('list', { name: 'Members of night-shift' }).waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Create group' }).count(), 0);
+    assert.equal(await page.getByRole('button', { name: /^Remove dave/ }).count(), 0);
+  });
+});

@@ -1,0 +1,87 @@
+// The admin REST API (`/api/v1/admin`, docs/api.md) as the console uses it. The session token
+// of `POST /api/v1/admin/login` (an admin-console token: it takes no seat) is kept in
+// sessionStorage, so a reload stays signed in and a closed tab is signed out. Behind ucweb the
+// token names the server that issued it (`<server id>~<token>`); the console never looks
+// inside it.
+
+const API = '/api/v1';
+const KEY = 'switchboard.admin.session';
+const LIMIT_MS = 20000;
+
+/** A failed request: `status` 0 when the server could not be reached. */
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = body?.error || `http_${status}`;
+    this.body = body;
+  }
+}
+
+export const session = {
+  /** @type {{token: string, user: string, display_name: string, server: string} | null} */
+  current: JSON.parse(sessionStorage.getItem(KEY) || 'null'),
+  save(value) {
+    this.current = value;
+    if (value) sessionStorage.setItem(KEY, JSON.stringify(value));
+    else sessionStorage.removeItem(KEY);
+  },
+};
+
+let onUnauthorized = () => {};
+export function whenUnauthorized(handler) { onUnauthorized = handler; }
+
+/**
+ * One request; resolves to `{ data, etag }`.
+ * @param {string} method
+ * @param {string} path under /api/v1
+ * @param {unknown} [body]
+ * @param {{ ifMatch?: number }} [options]
+ */
+async function call(method, path, body, options = {}) {
+  const headers = { Accept: 'application/json' };
+  if (session.current) headers.Authorization = `Bearer ${session.current.token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (options.ifMatch !== undefined) headers['If-Match'] = `"${options.ifMatch}"`;
+  const ctrl = new AbortController();
+  const timer = setTimeout(() => ctrl.abort(), LIMIT_MS);
+  let res;
+  try {
+    res = await fetch(API + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: ctrl.signal });
+  } catch {
+    throw new ApiError(0, { error: 'server_unavailable', message: 'The server cannot be reached.' });
+  } finally {
+    clearTimeout(timer);
+  }
+  let data = null;
+  if (res.status !== 204) {
+    try { data = await res.json(); } catch { /* no body */ }
+  }
+  if (!res.ok) {
+    if (res.status === 401 && session.current && path !== '/admin/login') onUnauthorized();
+    throw new ApiError(res.status, data);
+  }
+  return { data, etag: res.headers.get('ETag') };
+}
+
+const get = async (path) => (await call('GET', path)).data;
+const enc = encodeURIComponent;
+
+export const login = async (user, password) => (await call('POST', '/admin/login', { user, password })).data;
+export const logout = () => call('POST', '/logout');
+export const overview = () => get('/admin/overview');
+export const users = (query) => get(`/admin/users${query ? `?q=${enc(query)}` : ''}`);
+export const user = (id) => get(`/admin/users/${enc(id)}`);
+export const createUser = async (body) => (await call('POST', '/admin/users', body)).data;
+/** A change made from `version`: `409 conflict` (with `body.current`) if someone was faster. */
+export const updateUser = async (id, body, version) =>
+  (await call('PATCH', `/admin/users/${enc(id)}`, body, { ifMatch: version })).data;
+export const deleteUser = (id, version) => call('DELETE', `/admin/users/${enc(id)}`, undefined, { ifMatch: version });
+export const resetPassword = async (id) => (await call('POST', `/admin/users/${enc(id)}/password`, {})).data;
+export const groups = () => get('/admin/groups');
+export const createGroup = async (body) => (await call('POST', '/admin/groups', body)).data;
+export const addMember = async (group, userId) =>
+  (await call('POST', `/admin/groups/${enc(group)}/members`, { user: userId })).data;
+export const removeMember = async (group, userId) =>
+  (await call('DELETE', `/admin/groups/${enc(group)}/members/${enc(userId)}`)).data;
+export const audit = (limit) => get(`/admin/audit?limit=${limit}`);

@@ -1,0 +1,82 @@
+// The UCAdmin console: sign-in, the view named in the URL's hash (#/overview, #/users,
+// #/groups, #/audit), and the overview's refresh. Updates are polled: the overview every
+// 5 s while it is shown (live push is a later step).
+import * as api from './api.js';
+import { $, toast } from './dom.js';
+import { ui, applyRole, wireViews, renderOverview, renderUsers, renderGroups, renderAudit } from './views.js';
+
+const VIEWS = { overview: renderOverview, users: renderUsers, groups: renderGroups, audit: renderAudit };
+const REFRESH_MS = 5000;
+let refreshTimer = 0;
+
+function currentView() {
+  const name = location.hash.replace(/^#\/?/, '');
+  return name in VIEWS ? name : 'overview';
+}
+
+async function show() {
+  const name = currentView();
+  for (const view of Object.keys(VIEWS)) $(`view-${view}`).hidden = view !== name;
+  for (const link of document.querySelectorAll('.nav a')) {
+    if (link.getAttribute('data-view') === name) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  document.title = `${name[0].toUpperCase()}${name.slice(1)} · Switchboard Admin`;
+  clearTimeout(refreshTimer);
+  try {
+    await VIEWS[name]();
+  } catch (error) {
+    toast(error.message);
+  }
+  if (name === 'overview' && api.session.current) {
+    refreshTimer = setTimeout(show, REFRESH_MS);
+  }
+}
+
+function signedOut() {
+  clearTimeout(refreshTimer);
+  api.session.save(null);
+  $('app-view').hidden = true;
+  $('login-view').hidden = false;
+  $('login-user').focus();
+}
+
+async function signedIn() {
+  $('login-view').hidden = true;
+  $('app-view').hidden = false;
+  $('who-name').textContent = api.session.current.display_name || api.session.current.user;
+  try {
+    await renderOverview(); // learns the role
+  } catch (error) {
+    toast(error.message);
+  }
+  applyRole();
+  await show();
+}
+
+async function submitLogin(event) {
+  event.preventDefault();
+  $('login-error').textContent = '';
+  try {
+    const answer = await api.login($('login-user').value.trim(), $('login-password').value);
+    api.session.save(answer);
+    $('login-password').value = '';
+    await signedIn();
+  } catch (error) {
+    $('login-error').textContent = error.message;
+  }
+}
+
+async function logout() {
+  try { await api.logout(); } catch { /* the token ends anyway */ }
+  signedOut();
+}
+
+wireViews();
+api.whenUnauthorized(() => { signedOut(); $('login-error').textContent = 'Your session has ended; sign in again.'; });
+$('login-form').addEventListener('submit', submitLogin);
+$('logout-btn').addEventListener('click', logout);
+window.addEventListener('hashchange', () => { if (api.session.current) show(); });
+if (api.session.current) signedIn();
+else signedOut();
+export { ui };
