@@ -250,6 +250,8 @@ async fn ownership_is_claimed_fenced_and_released((a, b): Pair) {
         devices: 0,
         at_ms: 0,
         group: None,
+        version: String::new(),
+        calls: 0,
     };
     let (s1, s2) = (ServerId::from("s1"), ServerId::from("s2"));
     let bob = UserId::from("bob");

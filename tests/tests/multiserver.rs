@@ -665,7 +665,9 @@ async fn license_pool_limits_logins_across_servers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_is_cleaned_up_by_a_survivor_and_rejoins() {
-    let mut lab = Lab::start("failover").await;
+    // Its users move home as soon as it is back (no fallback delay); bob's own client does
+    // not reconnect here, so he is offline until it connects again.
+    let mut lab = Lab::start_with("failover", &[("UC_FALLBACK_DELAY_MS", "0")]).await;
     let alice = lab.user("alice", "s1").await;
     let bob = lab.user("bob", "s2").await;
     lab.admin.set_license("uc-seat", 10).await.unwrap();
@@ -711,6 +713,11 @@ async fn a_killed_server_is_cleaned_up_by_a_survivor_and_rejoins() {
     // client reconnects with the same token and takes his seat again.
     lab.s2.restart();
     let _bob_conn = connect(&bob_client).await;
+    assert_eq!(
+        _bob_conn.hello().server,
+        ServerId::from("s2"),
+        "bob is home again"
+    );
     presence_of(&mut alice_conn, &bob, |p| {
         p.availability == Availability::Available
     })

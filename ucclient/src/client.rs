@@ -52,6 +52,7 @@ impl Client {
             device,
         };
         let mut route = LoginRoute::new(base_url)?;
+        let mut waits = 0;
         loop {
             let endpoint = Endpoint::new(http.clone(), route.current())?;
             let answer: Result<LoginResponse, ClientError> = endpoint
@@ -64,6 +65,18 @@ impl Client {
                         servers.learn(&session.servers);
                     }
                     return Ok(Client { endpoint, session });
+                }
+                // A server taking the user over from another asks for a moment.
+                Err(ClientError::Api(error))
+                    if error.error == shared::api::ErrorCode::ServerUnavailable
+                        && error.retry_after_ms.is_some()
+                        && waits < MAX_LOGIN_WAITS =>
+                {
+                    waits += 1;
+                    let pause = std::time::Duration::from_millis(
+                        error.retry_after_ms.unwrap_or_default().min(2_000),
+                    );
+                    tokio::time::sleep(pause).await;
                 }
                 Err(ClientError::Api(error)) => {
                     route.redirect(error)?;
@@ -356,6 +369,9 @@ impl Client {
         Ok(connection)
     }
 }
+
+/// Most times a login waits out `server_unavailable` with `retry_after_ms`.
+const MAX_LOGIN_WAITS: u32 = 20;
 
 /// How long opening the socket and receiving `hello` may take before the next server is
 /// tried: a paused server accepts the TCP connection and then says nothing.

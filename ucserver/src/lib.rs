@@ -178,6 +178,10 @@ pub async fn start(
         .await?;
     // A previous incarnation of this server may have left users online and leases taken.
     peers::clean_up_after(&server, &server.id.clone()).await;
+    // Beat once and read who serves whom before taking any user: a server back from a
+    // failover must see that its users are away on their backups.
+    peers::heartbeat(&server).await;
+    peers::refresh_view(&server).await;
     server.expire_stored_sessions().await;
     let mut bus = cluster
         .subscribe(&server.id)

@@ -174,7 +174,7 @@ impl Peers {
 }
 
 /// Reads every server's beat and the high-availability settings into the view.
-async fn refresh_view(server: &Server) {
+pub async fn refresh_view(server: &Server) {
     let Some(seen) = server.bus("list servers", server.cluster.servers()).await else {
         return;
     };
