@@ -712,9 +712,9 @@ async fn a_killed_server_is_cleaned_up_by_a_survivor_and_rejoins() {
     // It comes back and rejoins; bob's session outlived the crash (kept in SQL, hashed): his
     // client reconnects with the same token and takes his seat again.
     lab.s2.restart();
-    let _bob_conn = connect(&bob_client).await;
+    let bob_conn = connect(&bob_client).await;
     assert_eq!(
-        _bob_conn.hello().server,
+        bob_conn.hello().server,
         ServerId::from("s2"),
         "bob is home again"
     );
