@@ -310,6 +310,12 @@ impl Server {
             }
             tracing::info!(user = %info.user, device = %info.device, "session ended: too old");
             self.end_token(token).await;
+            // Its open socket ends too, whichever notices first (this request or the sweep).
+            self.drop_device(
+                &info.user,
+                &info.device,
+                "your session has ended; sign in again",
+            );
             return Err(unknown());
         }
         if token.len() > 128 {
