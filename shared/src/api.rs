@@ -388,6 +388,71 @@ pub struct ServerInfo {
     /// Calls the server owns now, from its heartbeat.
     #[serde(default)]
     pub calls: u64,
+    /// High-availability state, named as Cisco IM and Presence names node states where it
+    /// fits: `normal`, `running_in_backup_mode`, `failed_over`, `failed`, `taking_back`,
+    /// `draining`, `unknown`.
+    #[serde(default)]
+    pub state: String,
+    /// Why it is in that state (whose users it serves, who serves its users).
+    #[serde(default)]
+    pub reason: String,
+    /// Its redundancy group (`UC_REDUNDANCY_GROUP`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Since when it has been up without lapsing (the cluster store's clock); 0 if unknown.
+    #[serde(default)]
+    pub since_ms: TimestampMs,
+}
+
+/// What an admin asks of a UCServer's users (`POST /api/v1/admin/servers/{id}/{action}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
+pub enum ServerAction {
+    /// Move every user off it to their backups (maintenance); they stay there until undrain.
+    Drain,
+    /// Let it serve its users again (they move back at once, without signing in).
+    Undrain,
+    /// Cisco's "failover": the same as drain.
+    Failover,
+    /// Bring its users back from their backups now, without waiting for the fallback delay.
+    Fallback,
+    /// Keep its users on their backups although it is back (no automatic fallback).
+    Hold,
+    /// Clear every admin setting of it (drain, hold, fallback): the automatic rules apply.
+    Recover,
+}
+
+impl ServerAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Drain => "drain",
+            Self::Undrain => "undrain",
+            Self::Failover => "failover",
+            Self::Fallback => "fallback",
+            Self::Hold => "hold",
+            Self::Recover => "recover",
+        }
+    }
+}
+
+impl std::str::FromStr for ServerAction {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [
+            Self::Drain,
+            Self::Undrain,
+            Self::Failover,
+            Self::Fallback,
+            Self::Hold,
+            Self::Recover,
+        ]
+        .into_iter()
+        .find(|action| action.as_str() == text)
+        .ok_or_else(|| {
+            format!("'{text}' is not a server action: drain, undrain, failover, fallback, hold or recover")
+        })
+    }
 }
 
 /// One MediaServer as `server list` and `media list` show it.

@@ -2,7 +2,7 @@
 //! the harness, listening devices that count every message they show, senders that keep
 //! sending while a server dies (kill -9) or freezes (SIGSTOP/SIGCONT) and comes back.
 
-use shared::api::{CreateConversation, SendMessage};
+use shared::api::{CreateConversation, SendMessage, ServerAction, UpdateUser};
 use shared::presence::Availability;
 use shared::{ConversationId, ServerId, UserId};
 use std::sync::{Arc, Mutex};
@@ -391,4 +391,122 @@ async fn a_frozen_server_does_not_keep_or_retake_its_users_when_it_wakes() {
         assert_shown_once(device, &direct, &to_bob);
     }
     assert_eq!(seats_in_use(&lab.admin).await, 3, "seats = signed-in users");
+}
+
+/// Waits until both of bob's devices are connected to `server`.
+async fn bob_on(devices: [&Device; 2], server: &str) -> bool {
+    eventually(WAIT, || {
+        devices
+            .iter()
+            .all(|d| d.is_connected() && d.server().is_some_and(|s| s.as_str() == server))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_undrain_and_a_move_carry_a_user_along_without_signing_in_or_losing_anything() {
+    let lab = lab("drain").await;
+    let (alice, bob) = (UserId::from("alice"), UserId::from("bob"));
+    let direct = ConversationId::direct(&alice, &bob);
+    let alice_device = Device::start(&lab.alice, "desk").await;
+    let bob_desk = Device::start(&lab.bob_desk, "desk").await;
+    let bob_phone = Device::start(&lab.bob_phone, "phone").await;
+    let (to_bob, to_bob_task) = sender(
+        lab.alice.clone(),
+        Some(bob.clone()),
+        None,
+        "alice",
+        80,
+        Duration::from_millis(100),
+    );
+    let (from_bob, from_bob_task) = sender(
+        lab.bob_desk.clone(),
+        Some(alice.clone()),
+        None,
+        "bob",
+        80,
+        Duration::from_millis(100),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Drain s2: bob moves to a backup at once, told where by a `reconnect` event.
+    let s2 = ServerId::from("s2");
+    let drained = Instant::now();
+    let list = lab
+        .admin
+        .server_action(&s2, ServerAction::Drain)
+        .await
+        .expect("drain");
+    assert!(list.servers.iter().any(|s| s.id == s2));
+    assert!(
+        eventually(WAIT, || {
+            [&bob_desk, &bob_phone]
+                .iter()
+                .all(|d| d.is_connected() && d.server().is_some_and(|s| s != s2))
+        })
+        .await,
+        "bob leaves the drained server"
+    );
+    println!("drain: bob on {:?} after {:?}", bob_desk.server(), drained.elapsed());
+    let states = lab.admin.servers().await.expect("servers").servers;
+    let s2_state = states.iter().find(|s| s.id == s2).expect("s2 listed");
+    assert_eq!(s2_state.state, "draining", "{s2_state:?}");
+    assert!(
+        states
+            .iter()
+            .any(|s| s.state == "running_in_backup_mode" && s.reason.contains("s2")),
+        "the backup says whose users it serves: {states:?}"
+    );
+
+    // Undrain: bob comes home.
+    lab.admin
+        .server_action(&s2, ServerAction::Undrain)
+        .await
+        .expect("undrain");
+    assert!(bob_on([&bob_desk, &bob_phone], "s2").await, "bob back on s2");
+
+    // Move bob's home to s3 while he is online: his devices follow.
+    lab.admin
+        .update_user(
+            &bob,
+            UpdateUser {
+                home_server: Some(ServerId::from("s3")),
+                ..UpdateUser::default()
+            },
+        )
+        .await
+        .expect("move bob");
+    assert!(bob_on([&bob_desk, &bob_phone], "s3").await, "bob moved to s3");
+    assert_eq!(seats_in_use(&lab.admin).await, 3, "seats = signed-in users");
+
+    for task in [to_bob_task, from_bob_task] {
+        task.await.expect("sender");
+    }
+    let to_bob = to_bob.lock().unwrap().clone();
+    let from_bob = from_bob.lock().unwrap().clone();
+    let total = to_bob.len() + from_bob.len();
+    for device in [&alice_device, &bob_desk, &bob_phone] {
+        assert!(
+            device.wait_for_stored(&direct, total, WAIT).await.is_some(),
+            "{} shows all {total} messages",
+            device.name()
+        );
+        device.assert_exactly(&direct, 1, total as u64);
+        let shown: Vec<String> = device
+            .messages()
+            .into_iter()
+            .filter(|m| m.conversation == direct && m.seq > 0)
+            .map(|m| m.body)
+            .collect();
+        let of = |label: &str| -> Vec<String> {
+            shown.iter().filter(|b| b.starts_with(label)).cloned().collect()
+        };
+        assert_eq!(of("alice "), to_bob, "{}", device.name());
+        assert_eq!(of("bob "), from_bob, "{}", device.name());
+    }
+    assert!(
+        bob_desk.reconnects() >= 3,
+        "drain, undrain and the move each moved the device: {}",
+        bob_desk.reconnects()
+    );
 }

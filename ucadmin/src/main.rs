@@ -10,7 +10,7 @@ use comfy_table::{Table, presets};
 use serde::Serialize;
 use shared::api::{
     AdminRole, AdminUser, AuditEntry, CreateGroup, CreateUser, GroupInfo, LicenseInfo,
-    MediaServerInfo, Overview, ServerList, UpdateUser,
+    MediaServerInfo, Overview, ServerAction, ServerList, UpdateUser,
 };
 use shared::{GroupId, MediaServerId, ServerId, UserId};
 use std::process::ExitCode;
@@ -144,6 +144,14 @@ enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Give a user another home server while they are online: their devices follow them
+    /// there without signing in (a user in a call moves when it ends).
+    Move {
+        name: String,
+        server: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Refuse the user's sign-ins and end their sessions.
     Disable {
         name: String,
@@ -205,7 +213,45 @@ enum MemberCommand {
 
 #[derive(Debug, Subcommand)]
 enum ServerCommand {
+    /// Every UCServer and MediaServer, with each UCServer's high-availability state and why.
     List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move every user off a server to their backups (maintenance), without signing anyone
+    /// out; they stay there until `undrain`.
+    Drain {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let a drained server serve its users again (they move back at once).
+    Undrain {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cisco's failover: the same as drain.
+    Failover {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring a returned server's users back from their backups now.
+    Fallback {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep a returned server's users on their backups (no automatic fallback).
+    Hold {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Clear drain, hold and fallback of a server: the automatic rules apply again.
+    Recover {
+        id: String,
         #[arg(long)]
         json: bool,
     },
@@ -333,6 +379,19 @@ async fn act(admin: &AdminClient, command: Command) -> anyhow::Result<()> {
                 format!("removed user {name}")
             })
         }
+        Command::User(UserCommand::Move { name, server, json }) => {
+            let request = UpdateUser {
+                home_server: Some(ServerId::new(server)),
+                ..UpdateUser::default()
+            };
+            let user = admin.update_user(&UserId::new(name), request).await?;
+            print(json, &user, || {
+                format!(
+                    "moved user {} to {}: their devices follow within a heartbeat",
+                    user.id, user.home_server
+                )
+            })
+        }
         Command::User(UserCommand::Set {
             name,
             home,
@@ -426,6 +485,19 @@ async fn act(admin: &AdminClient, command: Command) -> anyhow::Result<()> {
         }
         Command::Server(ServerCommand::List { json }) => {
             let list = admin.servers().await?;
+            print(json, &list, || servers_text(&list, now_ms))
+        }
+        Command::Server(command) => {
+            let (id, action, json) = match command {
+                ServerCommand::Drain { id, json } => (id, ServerAction::Drain, json),
+                ServerCommand::Undrain { id, json } => (id, ServerAction::Undrain, json),
+                ServerCommand::Failover { id, json } => (id, ServerAction::Failover, json),
+                ServerCommand::Fallback { id, json } => (id, ServerAction::Fallback, json),
+                ServerCommand::Hold { id, json } => (id, ServerAction::Hold, json),
+                ServerCommand::Recover { id, json } => (id, ServerAction::Recover, json),
+                ServerCommand::List { .. } => unreachable!("listed above"),
+            };
+            let list = admin.server_action(&ServerId::new(id), action).await?;
             print(json, &list, || servers_text(&list, now_ms))
         }
         Command::License(LicenseCommand::Set {
@@ -621,6 +693,7 @@ fn servers_text(list: &ServerList, now_ms: i64) -> String {
         "ID",
         "URL",
         "ALIVE",
+        "STATE",
         "VERSION",
         "SESSIONS",
         "DEVICES",
@@ -632,6 +705,7 @@ fn servers_text(list: &ServerList, now_ms: i64) -> String {
             server.id.to_string(),
             server.url.clone(),
             yes_no(server.alive).to_string(),
+            server.state.clone(),
             server.version.clone(),
             server.sessions.to_string(),
             server.devices.to_string(),
@@ -640,6 +714,16 @@ fn servers_text(list: &ServerList, now_ms: i64) -> String {
         ]);
     }
     let mut text = table.to_string();
+    let reasons: Vec<String> = list
+        .servers
+        .iter()
+        .filter(|s| !s.reason.is_empty())
+        .map(|s| format!("{}: {} ({})", s.id, s.state, s.reason))
+        .collect();
+    if !reasons.is_empty() {
+        text.push_str("\n\n");
+        text.push_str(&reasons.join("\n"));
+    }
     if !list.media.is_empty() {
         text.push_str("\n\nMediaServers\n");
         text.push_str(&media_table(&list.media, now_ms));
@@ -918,6 +1002,19 @@ mod tests {
         assert!(matches!(
             parse(&["server", "list", "--json"]),
             Command::Server(ServerCommand::List { json: true })
+        ));
+        assert!(matches!(
+            parse(&["server", "drain", "uc2"]),
+            Command::Server(ServerCommand::Drain { id, json: false }) if id == "uc2"
+        ));
+        assert!(matches!(
+            parse(&["server", "fallback", "uc2", "--json"]),
+            Command::Server(ServerCommand::Fallback { id, json: true }) if id == "uc2"
+        ));
+        assert!(refused(&["server", "drain"]));
+        assert!(matches!(
+            parse(&["user", "move", "bob", "uc3"]),
+            Command::User(UserCommand::Move { name, server, .. }) if name == "bob" && server == "uc3"
         ));
         assert!(matches!(
             parse(&["license", "set", "uc-seat", "100"]),

@@ -9,9 +9,9 @@ use reqwest::Method;
 use shared::api::{
     AddMediaServer, AddMember, AdminUser, AuditEntry, CreateGroup, CreateUser, GroupInfo,
     LicenseInfo, LoginRequest, LoginResponse, MediaServerInfo, Overview, PasswordReset,
-    ResetPassword, ServerList, SetLicense, UpdateUser,
+    ResetPassword, ServerAction, ServerList, SetLicense, UpdateUser,
 };
-use shared::{GroupId, MediaServerId, UserId};
+use shared::{GroupId, MediaServerId, ServerId, UserId};
 
 /// An admin session. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -246,6 +246,21 @@ impl AdminClient {
     pub async fn servers(&self) -> Result<ServerList, ClientError> {
         self.endpoint
             .get(&["api", "v1", "admin", "servers"], &[])
+            .await
+    }
+
+    /// `POST /admin/servers/{id}/{action}`: drain, undrain, failover, fallback, hold, recover.
+    pub async fn server_action(
+        &self,
+        id: &ServerId,
+        action: ServerAction,
+    ) -> Result<ServerList, ClientError> {
+        self.endpoint
+            .send::<(), ServerList>(
+                Method::POST,
+                &["api", "v1", "admin", "servers", id.as_str(), action.as_str()],
+                None,
+            )
             .await
     }
 

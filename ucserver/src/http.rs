@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use shared::api::*;
 use shared::presence::PresenceView;
-use shared::{ConversationId, GroupId, MediaServerId, UserId};
+use shared::{ConversationId, GroupId, MediaServerId, ServerId, UserId};
 
 pub async fn api_not_found() -> AppError {
     AppError::not_found("no such API route; see docs/api.md")
@@ -644,6 +644,24 @@ pub(crate) async fn admin_members_remove(
 )]
 pub(crate) async fn admin_servers_list(Admin(admin): Admin) -> AppResult<Json<ServerList>> {
     Ok(Json(admin.servers().await?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/servers/{id}/{action}",
+    tag = "admin",
+    params(
+        ("id" = String, Path, description = "the UCServer"),
+        ("action" = ServerAction, Path, description = "drain, undrain, failover, fallback, hold or recover"),
+    ),
+    responses((status = 200, body = ServerList, description = "the servers with their states after the change"))
+)]
+pub(crate) async fn admin_server_action(
+    Admin(admin): Admin,
+    Path((id, action)): Path<(ServerId, String)>,
+) -> AppResult<Json<ServerList>> {
+    let action: ServerAction = action.parse().map_err(AppError::bad_request)?;
+    Ok(Json(admin.server_action(&id, action).await?))
 }
 
 #[utoipa::path(

@@ -65,6 +65,10 @@ pub fn router(server: AppState) -> Router {
             delete(http::admin_members_remove),
         )
         .route("/admin/servers", get(http::admin_servers_list))
+        .route(
+            "/admin/servers/{id}/{action}",
+            post(http::admin_server_action),
+        )
         .route("/admin/licenses", get(http::admin_licenses_list))
         .route("/admin/licenses/{kind}", put(http::admin_licenses_set))
         .route(

@@ -13,11 +13,11 @@ use crate::server::Server;
 use crate::store::{AuditRecord, GroupRecord, MediaServerRecord, UserRecord, UserUpdate};
 use shared::api::{
     AddMediaServer, AdminRole, AdminUser, AuditEntry, CreateGroup, CreateUser, ErrorCode,
-    GroupInfo, LicenseInfo, MediaServerInfo, Overview, PasswordReset, ServerInfo, ServerList,
-    UpdateUser, VersionInfo,
+    GroupInfo, LicenseInfo, MediaServerInfo, Overview, PasswordReset, ServerAction, ServerInfo,
+    ServerList, UpdateUser, VersionInfo,
 };
 use shared::bus::BusBody;
-use shared::{ConversationId, GroupId, MediaServerId, UserId, now_ms, validate_name};
+use shared::{ConversationId, GroupId, MediaServerId, ServerId, UserId, now_ms, validate_name};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -481,14 +481,83 @@ impl AdminSession {
                     last_seen_ms: 0,
                     version: String::new(),
                     calls: 0,
+                    state: String::new(),
+                    reason: String::new(),
+                    group: None,
+                    since_ms: 0,
                 });
             }
         }
         servers.sort_by(|a, b| a.id.cmp(&b.id));
+        self.add_states(&mut servers).await;
         Ok(ServerList {
             servers,
             media: self.media().await?,
         })
+    }
+
+    /// Each server's high-availability state and its reason, from who serves the users of
+    /// each home now (`core::ownership::node_states`).
+    async fn add_states(&self, servers: &mut [ServerInfo]) {
+        let server = &self.server;
+        let users = server.sql(server.store.list_users()).await.unwrap_or_default();
+        let mut homes: std::collections::BTreeMap<ServerId, Vec<UserId>> = Default::default();
+        for user in users {
+            homes.entry(user.home_server).or_default().push(user.id);
+        }
+        let states = server.owners.node_states(&homes);
+        for info in servers {
+            match states.get(&info.id) {
+                Some(status) => {
+                    info.state = status.state.as_str().to_string();
+                    info.reason = status.reason.clone();
+                }
+                None => {
+                    info.state = "unknown".to_string();
+                    info.reason = "never heard from".to_string();
+                }
+            }
+        }
+    }
+
+    /// Carries out an admin's high-availability command for server `id`: the settings go
+    /// to the cluster store, every server sees them on its next heartbeat and moves users
+    /// without disconnecting them (each device is told where to reconnect).
+    pub async fn server_action(&self, id: &ServerId, action: ServerAction) -> AppResult<ServerList> {
+        use crate::owners::{DRAIN, FALLBACK, HOLD, field};
+        self.require(AdminAction::ChangeCluster)?;
+        let server = &self.server;
+        let known = server
+            .sql(server.store.list_servers())
+            .await?
+            .iter()
+            .any(|record| &record.id == id);
+        if !known {
+            return Err(AppError::not_found(format!("there is no server '{id}'")));
+        }
+        let now = now_ms().to_string();
+        let set: &[(&str, Option<&str>)] = match action {
+            ServerAction::Drain | ServerAction::Failover => &[(DRAIN, Some(&now))],
+            ServerAction::Undrain => &[(DRAIN, None)],
+            ServerAction::Fallback => &[(DRAIN, None), (HOLD, None), (FALLBACK, Some(&now))],
+            ServerAction::Hold => &[(HOLD, Some(&now))],
+            ServerAction::Recover => &[(DRAIN, None), (HOLD, None), (FALLBACK, None)],
+        };
+        for (setting, value) in set {
+            server
+                .cluster
+                .ha_set(&field(setting, id), *value)
+                .await
+                .map_err(|error| {
+                    AppError::new(
+                        ErrorCode::ServerUnavailable,
+                        format!("the cluster store cannot be reached: {error}"),
+                    )
+                })?;
+        }
+        self.audit(&format!("server.{}", action.as_str()), id.to_string())
+            .await;
+        self.servers().await
     }
 
     /// The UCServers whose heartbeats the cluster holds now (no SQL needed).
@@ -510,6 +579,10 @@ impl AdminSession {
                 last_seen_ms: live.last_seen_ms,
                 version: live.heartbeat.version,
                 calls: live.heartbeat.calls,
+                state: String::new(),
+                reason: String::new(),
+                group: live.heartbeat.group,
+                since_ms: live.alive_since_ms,
             })
             .collect();
         servers.sort_by(|a, b| a.id.cmp(&b.id));
