@@ -447,7 +447,11 @@ async fn drain_undrain_and_a_move_carry_a_user_along_without_signing_in_or_losin
         .await,
         "bob leaves the drained server"
     );
-    println!("drain: bob on {:?} after {:?}", bob_desk.server(), drained.elapsed());
+    println!(
+        "drain: bob on {:?} after {:?}",
+        bob_desk.server(),
+        drained.elapsed()
+    );
     let states = lab.admin.servers().await.expect("servers").servers;
     let s2_state = states.iter().find(|s| s.id == s2).expect("s2 listed");
     assert_eq!(s2_state.state, "draining", "{s2_state:?}");
@@ -463,7 +467,10 @@ async fn drain_undrain_and_a_move_carry_a_user_along_without_signing_in_or_losin
         .server_action(&s2, ServerAction::Undrain)
         .await
         .expect("undrain");
-    assert!(bob_on([&bob_desk, &bob_phone], "s2").await, "bob back on s2");
+    assert!(
+        bob_on([&bob_desk, &bob_phone], "s2").await,
+        "bob back on s2"
+    );
 
     // Move bob's home to s3 while he is online: his devices follow.
     lab.admin
@@ -476,7 +483,10 @@ async fn drain_undrain_and_a_move_carry_a_user_along_without_signing_in_or_losin
         )
         .await
         .expect("move bob");
-    assert!(bob_on([&bob_desk, &bob_phone], "s3").await, "bob moved to s3");
+    assert!(
+        bob_on([&bob_desk, &bob_phone], "s3").await,
+        "bob moved to s3"
+    );
     assert_eq!(seats_in_use(&lab.admin).await, 3, "seats = signed-in users");
 
     for task in [to_bob_task, from_bob_task] {
@@ -499,7 +509,11 @@ async fn drain_undrain_and_a_move_carry_a_user_along_without_signing_in_or_losin
             .map(|m| m.body)
             .collect();
         let of = |label: &str| -> Vec<String> {
-            shown.iter().filter(|b| b.starts_with(label)).cloned().collect()
+            shown
+                .iter()
+                .filter(|b| b.starts_with(label))
+                .cloned()
+                .collect()
         };
         assert_eq!(of("alice "), to_bob, "{}", device.name());
         assert_eq!(of("bob "), from_bob, "{}", device.name());

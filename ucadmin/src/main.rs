@@ -1078,6 +1078,10 @@ mod tests {
                 last_seen_ms: 9_000,
                 version: "0.1.0".into(),
                 calls: 2,
+                state: "running_in_backup_mode".into(),
+                reason: "serving the users of s2".into(),
+                group: None,
+                since_ms: 1_000,
             }],
             media: Vec::new(),
         };
@@ -1090,6 +1094,10 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("MediaServers"), "{text}");
+        assert!(
+            text.contains("s1: running_in_backup_mode (serving the users of s2)"),
+            "the state's reason is shown: {text}"
+        );
         let with_media = ServerList {
             media: vec![MediaServerInfo {
                 id: MediaServerId::from("m1"),

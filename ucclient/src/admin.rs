@@ -258,7 +258,14 @@ impl AdminClient {
         self.endpoint
             .send::<(), ServerList>(
                 Method::POST,
-                &["api", "v1", "admin", "servers", id.as_str(), action.as_str()],
+                &[
+                    "api",
+                    "v1",
+                    "admin",
+                    "servers",
+                    id.as_str(),
+                    action.as_str(),
+                ],
                 None,
             )
             .await

@@ -500,7 +500,10 @@ impl AdminSession {
     /// each home now (`core::ownership::node_states`).
     async fn add_states(&self, servers: &mut [ServerInfo]) {
         let server = &self.server;
-        let users = server.sql(server.store.list_users()).await.unwrap_or_default();
+        let users = server
+            .sql(server.store.list_users())
+            .await
+            .unwrap_or_default();
         let mut homes: std::collections::BTreeMap<ServerId, Vec<UserId>> = Default::default();
         for user in users {
             homes.entry(user.home_server).or_default().push(user.id);
@@ -523,7 +526,11 @@ impl AdminSession {
     /// Carries out an admin's high-availability command for server `id`: the settings go
     /// to the cluster store, every server sees them on its next heartbeat and moves users
     /// without disconnecting them (each device is told where to reconnect).
-    pub async fn server_action(&self, id: &ServerId, action: ServerAction) -> AppResult<ServerList> {
+    pub async fn server_action(
+        &self,
+        id: &ServerId,
+        action: ServerAction,
+    ) -> AppResult<ServerList> {
         use crate::owners::{DRAIN, FALLBACK, HOLD, field};
         self.require(AdminAction::ChangeCluster)?;
         let server = &self.server;
