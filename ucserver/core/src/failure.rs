@@ -26,13 +26,14 @@ mod tests {
 
     #[test]
     fn only_silent_peers_are_dead() {
+        let now = 100_000;
         let seen = vec![
             (ServerId::from("me"), 0),
-            (ServerId::from("fresh"), 95_000),
-            (ServerId::from("edge"), 90_000),
-            (ServerId::from("gone"), 80_000),
+            (ServerId::from("fresh"), now - DEAD_AFTER_MS / 2),
+            (ServerId::from("edge"), now - DEAD_AFTER_MS),
+            (ServerId::from("gone"), now - 2 * DEAD_AFTER_MS),
         ];
-        let dead = dead_servers(&seen, &ServerId::from("me"), 100_000, DEAD_AFTER_MS);
+        let dead = dead_servers(&seen, &ServerId::from("me"), now, DEAD_AFTER_MS);
         assert_eq!(dead, vec![ServerId::from("gone")]);
     }
 }
