@@ -4,6 +4,7 @@
 use crate::presence::{Availability, Capability, PresenceView};
 use crate::{ConversationId, DeviceId, GroupId, MediaServerId, ServerId, TimestampMs, UserId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Every error answer of every Switchboard HTTP surface and WebSocket: a stable code for
 /// programs and a sentence for people.
@@ -402,6 +403,28 @@ pub struct ServerInfo {
     /// Since when it has been up without lapsing (the cluster store's clock); 0 if unknown.
     #[serde(default)]
     pub since_ms: TimestampMs,
+}
+
+/// `POST /api/v1/admin/servers/rebalance`: users whose home changes to spread them over the
+/// live servers (each to its rendezvous choice among them, so an added server takes about its
+/// share and nobody else moves). Online users follow to their new home without signing in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
+pub struct Rebalance {
+    /// Whether the moves were made (`false`: `dry_run`, a preview).
+    pub applied: bool,
+    pub moves: Vec<UserMove>,
+    /// Users per server after the moves.
+    pub homes: BTreeMap<ServerId, u32>,
+}
+
+/// One user's change of home server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
+pub struct UserMove {
+    pub user: UserId,
+    pub from: ServerId,
+    pub to: ServerId,
 }
 
 /// What an admin asks of a UCServer's users (`POST /api/v1/admin/servers/{id}/{action}`).

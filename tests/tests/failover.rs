@@ -524,3 +524,159 @@ async fn drain_undrain_and_a_move_carry_a_user_along_without_signing_in_or_losin
         bob_desk.reconnects()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_spreads_users_and_online_ones_follow_without_loss() {
+    let lab = lab("rebalance").await;
+    let extra: Vec<String> = (0..12).map(|i| format!("x{i:02}")).collect();
+    let names: Vec<&str> = extra.iter().map(String::as_str).collect();
+    create_users(&lab.admin, &names, PASSWORD, Some("s1")).await;
+    let (alice, bob) = (UserId::from("alice"), UserId::from("bob"));
+    let direct = ConversationId::direct(&alice, &bob);
+    let alice_device = Device::start(&lab.alice, "desk").await;
+    let bob_desk = Device::start(&lab.bob_desk, "desk").await;
+    let (to_bob, to_bob_task) = sender(
+        lab.alice.clone(),
+        Some(bob.clone()),
+        None,
+        "alice",
+        40,
+        Duration::from_millis(100),
+    );
+
+    let preview = lab.admin.rebalance(true).await.expect("dry run");
+    assert!(!preview.applied);
+    assert!(!preview.moves.is_empty(), "twelve users on s1 spread out");
+    let unchanged = lab.admin.users().await.expect("users");
+    assert_eq!(
+        unchanged
+            .iter()
+            .filter(|u| u.id.as_str().starts_with('x') && u.home_server.as_str() == "s1")
+            .count(),
+        12,
+        "a dry run changes nothing"
+    );
+    let done = lab.admin.rebalance(false).await.expect("rebalance");
+    assert_eq!(done.moves, preview.moves, "the preview was what happened");
+    assert_eq!(done.homes.len(), 3, "every server has users: {:?}", done.homes);
+    let after = lab.admin.users().await.expect("users");
+    for one in &done.moves {
+        let user = after.iter().find(|u| u.id == one.user).expect("user");
+        assert_eq!(user.home_server, one.to);
+    }
+    // Online users follow their new home (bob, if he moved), without signing in.
+    let bob_home = after
+        .iter()
+        .find(|u| u.id == bob)
+        .expect("bob")
+        .home_server
+        .clone();
+    assert!(
+        eventually(WAIT, || bob_desk.is_connected()
+            && bob_desk.server().as_ref() == Some(&bob_home))
+        .await,
+        "bob's device is on his home {bob_home}"
+    );
+    to_bob_task.await.expect("sender");
+    let to_bob = to_bob.lock().unwrap().clone();
+    for device in [&alice_device, &bob_desk] {
+        assert!(
+            device
+                .wait_for_stored(&direct, to_bob.len(), WAIT)
+                .await
+                .is_some()
+        );
+        assert_shown_once(device, &direct, &to_bob);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_load_loses_nothing_and_signs_no_one_out() {
+    let mut lab = lab("rolling").await;
+    let (alice, bob) = (UserId::from("alice"), UserId::from("bob"));
+    let direct = ConversationId::direct(&alice, &bob);
+    let devices = [
+        Device::start(&lab.alice, "desk").await,
+        Device::start(&lab.carol, "desk").await,
+        Device::start(&lab.bob_desk, "desk").await,
+        Device::start(&lab.bob_phone, "phone").await,
+    ];
+    let every = Duration::from_millis(150);
+    let (to_bob, to_bob_task) = sender(
+        lab.alice.clone(),
+        Some(bob.clone()),
+        None,
+        "alice",
+        150,
+        every,
+    );
+    let (from_bob, from_bob_task) = sender(
+        lab.bob_phone.clone(),
+        Some(alice.clone()),
+        None,
+        "bob",
+        150,
+        every,
+    );
+    let (in_group, in_group_task) = sender(
+        lab.carol.clone(),
+        None,
+        Some(lab.group.clone()),
+        "carol",
+        150,
+        every,
+    );
+    // Each server in turn: drained (its users move to backups), stopped, started, undrained.
+    for index in 0..3 {
+        let id = ServerId::new(format!("s{}", index + 1));
+        let started = Instant::now();
+        lab.admin
+            .server_action(&id, ServerAction::Drain)
+            .await
+            .expect("drain");
+        assert!(
+            eventually(WAIT, || devices
+                .iter()
+                .all(|d| d.is_connected() && d.server().as_ref() != Some(&id)))
+            .await,
+            "every device left {id}"
+        );
+        lab.servers[index].terminate();
+        lab.servers[index].restart();
+        lab.admin
+            .server_action(&id, ServerAction::Undrain)
+            .await
+            .expect("undrain");
+        println!("{id} drained, restarted and undrained in {:?}", started.elapsed());
+    }
+    for task in [to_bob_task, from_bob_task, in_group_task] {
+        task.await.expect("sender");
+    }
+    let to_bob = to_bob.lock().unwrap().clone();
+    let from_bob = from_bob.lock().unwrap().clone();
+    let in_group = in_group.lock().unwrap().clone();
+    let [alice_device, carol_device, bob_desk, bob_phone] = &devices;
+    let total = to_bob.len() + from_bob.len();
+    for device in [alice_device, bob_desk, bob_phone] {
+        assert!(
+            device.wait_for_stored(&direct, total, WAIT).await.is_some(),
+            "{} shows all {total} direct messages",
+            device.name()
+        );
+        device.assert_exactly(&direct, 1, total as u64);
+    }
+    for device in [alice_device, carol_device, bob_desk, bob_phone] {
+        assert!(
+            device
+                .wait_for_stored(&lab.group, in_group.len(), WAIT)
+                .await
+                .is_some()
+        );
+        assert_shown_once(device, &lab.group, &in_group);
+    }
+    // The same sessions all along: their tokens still work, nobody signed in again.
+    for client in [&lab.alice, &lab.carol, &lab.bob_desk, &lab.bob_phone] {
+        client.me().await.expect("the session survived the rolling restart");
+    }
+    assert_eq!(seats_in_use(&lab.admin).await, 3, "seats = signed-in users");
+}

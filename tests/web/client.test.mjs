@@ -619,6 +619,46 @@ describe('web client through ucweb', () => {
     await shot(bob, 'desktop-journal-bob');
   });
 
+  it("goes on without signing in when bob's UCServer is killed, and loses no message", async () => {
+    const { alice, bob } = pages;
+    const lab = async (command, answer) => {
+      appendFileSync(process.env.UC_LAB_CONTROL, `${command}\n`);
+      const deadline = Date.now() + 60_000;
+      while (!readFileSync(process.env.UC_LAB_OUTPUT, 'utf8').includes(answer)) {
+        assert.ok(Date.now() < deadline, `the lab did not answer ${command}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    await alice.locator('#conv-list li[data-conv="d:alice:bob"]').getByRole('button').click();
+    await bob.locator('#conv-list li[data-conv="d:alice:bob"]').getByRole('button').click();
+    // Until a backup serves bob, ucweb may answer his page's requests with 502/504.
+    const down = [/status of 50[234] .*\/api\/v1\//, /WebSocket connection to .*\/api\/v1\/ws\?.* failed/];
+    const serverDown = expectFailures('bob', ...down);
+    // bob's home s2 dies (SIGKILL): his page reconnects through ucweb to the backup (s1).
+    await lab('kill s2', 'KILLED s2');
+    await bob.locator('#banner', { hasText: 'reconnecting' }).waitFor({ timeout: 20_000 });
+    await alice.getByLabel('Message', { exact: true }).fill('Written while your server was dead');
+    await alice.getByLabel('Message', { exact: true }).press('Enter');
+    await bob.locator('#banner').waitFor({ state: 'hidden', timeout: 30_000 });
+    serverDown();
+    await messageIn(bob, 'Written while your server was dead').waitFor({ timeout: 15_000 });
+    assert.equal(await messageIn(bob, 'Written while your server was dead').count(), 1);
+    assert.equal(await bob.locator('#app-view').isVisible(), true, 'still signed in');
+    await shot(bob, 'failover-bob');
+    await bob.getByLabel('Message', { exact: true }).fill('Served by the backup');
+    await bob.getByLabel('Message', { exact: true }).press('Enter');
+    await messageIn(alice, 'Served by the backup').waitFor({ timeout: 15_000 });
+    // s2 returns; 3 s later bob's page is told to reconnect there, and carries on.
+    await lab('start s2', 'STARTED s2');
+    await new Promise((r) => setTimeout(r, 5_000));
+    await bob.locator('#banner').waitFor({ state: 'hidden', timeout: 30_000 });
+    await alice.getByLabel('Message', { exact: true }).fill('Welcome home');
+    await alice.getByLabel('Message', { exact: true }).press('Enter');
+    await messageIn(bob, 'Welcome home').waitFor({ timeout: 15_000 });
+    assert.equal(await messageIn(bob, 'Welcome home').count(), 1);
+    assert.equal(await messageIn(bob, 'Written while your server was dead').count(), 1);
+  });
+
   it('works at phone width with a back button', async () => {
     const phone = pages.phone = await newDevice('bob-phone', PHONE);
     await shot(phone, 'phone-login');

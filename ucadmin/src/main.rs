@@ -255,6 +255,14 @@ enum ServerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Spread the users over the live servers (after one was added); online users follow
+    /// without signing in. `--dry-run` shows what would move.
+    Rebalance {
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -487,6 +495,23 @@ async fn act(admin: &AdminClient, command: Command) -> anyhow::Result<()> {
             let list = admin.servers().await?;
             print(json, &list, || servers_text(&list, now_ms))
         }
+        Command::Server(ServerCommand::Rebalance { dry_run, json }) => {
+            let plan = admin.rebalance(dry_run).await?;
+            print(json, &plan, || {
+                let verb = if plan.applied { "moved" } else { "would move" };
+                let mut text = format!("{verb} {} users", plan.moves.len());
+                for one in &plan.moves {
+                    text.push_str(&format!("\n  {}: {} -> {}", one.user, one.from, one.to));
+                }
+                let homes: Vec<String> = plan
+                    .homes
+                    .iter()
+                    .map(|(server, count)| format!("{server} {count}"))
+                    .collect();
+                text.push_str(&format!("\nusers per server: {}", homes.join(", ")));
+                text
+            })
+        }
         Command::Server(command) => {
             let (id, action, json) = match command {
                 ServerCommand::Drain { id, json } => (id, ServerAction::Drain, json),
@@ -495,7 +520,9 @@ async fn act(admin: &AdminClient, command: Command) -> anyhow::Result<()> {
                 ServerCommand::Fallback { id, json } => (id, ServerAction::Fallback, json),
                 ServerCommand::Hold { id, json } => (id, ServerAction::Hold, json),
                 ServerCommand::Recover { id, json } => (id, ServerAction::Recover, json),
-                ServerCommand::List { .. } => unreachable!("listed above"),
+                ServerCommand::List { .. } | ServerCommand::Rebalance { .. } => {
+                    unreachable!("handled above")
+                }
             };
             let list = admin.server_action(&ServerId::new(id), action).await?;
             print(json, &list, || servers_text(&list, now_ms))
@@ -1012,6 +1039,10 @@ mod tests {
             Command::Server(ServerCommand::Fallback { id, json: true }) if id == "uc2"
         ));
         assert!(refused(&["server", "drain"]));
+        assert!(matches!(
+            parse(&["server", "rebalance", "--dry-run"]),
+            Command::Server(ServerCommand::Rebalance { dry_run: true, json: false })
+        ));
         assert!(matches!(
             parse(&["user", "move", "bob", "uc3"]),
             Command::User(UserCommand::Move { name, server, .. }) if name == "bob" && server == "uc3"

@@ -9,7 +9,7 @@ use reqwest::Method;
 use shared::api::{
     AddMediaServer, AddMember, AdminUser, AuditEntry, CreateGroup, CreateUser, GroupInfo,
     LicenseInfo, LoginRequest, LoginResponse, MediaServerInfo, Overview, PasswordReset,
-    ResetPassword, ServerAction, ServerList, SetLicense, UpdateUser,
+    Rebalance, ResetPassword, ServerAction, ServerList, SetLicense, UpdateUser,
 };
 use shared::{GroupId, MediaServerId, ServerId, UserId};
 
@@ -266,6 +266,19 @@ impl AdminClient {
                     id.as_str(),
                     action.as_str(),
                 ],
+                None,
+            )
+            .await
+    }
+
+    /// `POST /admin/servers/rebalance`: spread the users over the live servers (with
+    /// `dry_run`, only what would move).
+    pub async fn rebalance(&self, dry_run: bool) -> Result<Rebalance, ClientError> {
+        self.endpoint
+            .send_query::<(), Rebalance>(
+                Method::POST,
+                &["api", "v1", "admin", "servers", "rebalance"],
+                &[("dry_run", dry_run.to_string())],
                 None,
             )
             .await

@@ -134,6 +134,19 @@ impl Endpoint {
         decode(&method, segments, &answer)
     }
 
+    /// A request with a query and a JSON body (or none) whose answer is JSON.
+    pub(crate) async fn send_query<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let bytes = body.map(encode).transpose()?;
+        let answer = self.call(method.clone(), segments, query, bytes).await?;
+        decode(&method, segments, &answer)
+    }
+
     /// A request whose answer carries nothing we need (`204`, or a body we ignore).
     pub(crate) async fn send_no_answer<B: Serialize>(
         &self,

@@ -68,6 +68,7 @@ use utoipa::{Modify, OpenApi};
         crate::http::admin_members_remove,
         crate::http::admin_servers_list,
         crate::http::admin_server_action,
+        crate::http::admin_servers_rebalance,
         crate::http::admin_licenses_list,
         crate::http::admin_licenses_set,
         crate::http::admin_media_list,

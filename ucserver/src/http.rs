@@ -646,6 +646,27 @@ pub(crate) async fn admin_servers_list(Admin(admin): Admin) -> AppResult<Json<Se
     Ok(Json(admin.servers().await?))
 }
 
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+pub(crate) struct RebalanceQuery {
+    /// Only show what would move.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/servers/rebalance",
+    tag = "admin",
+    params(RebalanceQuery),
+    responses((status = 200, body = Rebalance, description = "the users whose home changes (or would)"))
+)]
+pub(crate) async fn admin_servers_rebalance(
+    Admin(admin): Admin,
+    Query(query): Query<RebalanceQuery>,
+) -> AppResult<Json<Rebalance>> {
+    Ok(Json(admin.rebalance(query.dry_run).await?))
+}
+
 #[utoipa::path(
     post,
     path = "/api/v1/admin/servers/{id}/{action}",

@@ -187,6 +187,15 @@ impl Owners {
             .is_some_and(|server| server.alive)
     }
 
+    /// Whether an admin drains `server` (its users go to their backups).
+    pub fn is_draining(&self, server: &ServerId) -> bool {
+        let view = self.view.lock().unwrap();
+        view.topology
+            .servers
+            .get(server)
+            .is_some_and(|server| server.draining)
+    }
+
     /// The base URL of a server, as its heartbeat said.
     pub fn url(&self, server: &ServerId) -> Option<String> {
         self.view.lock().unwrap().urls.get(server).cloned()

@@ -66,6 +66,10 @@ pub fn router(server: AppState) -> Router {
         )
         .route("/admin/servers", get(http::admin_servers_list))
         .route(
+            "/admin/servers/rebalance",
+            post(http::admin_servers_rebalance),
+        )
+        .route(
             "/admin/servers/{id}/{action}",
             post(http::admin_server_action),
         )

@@ -94,6 +94,8 @@ struct Proxy {
 
 /// How long a server that could not be reached is left out.
 const DOWN_FOR: Duration = Duration::from_secs(5);
+/// Pause before asking again when the server named is one that could not be reached.
+const DOWN_RETRY: Duration = Duration::from_millis(500);
 /// Most remembered token routes.
 const MAX_ROUTES: usize = 100_000;
 /// How long one request may look for the server serving its user.
@@ -183,7 +185,13 @@ impl Proxy {
             Hop::Done => false,
             Hop::Follow(id, url) => {
                 self.learn(&id, url.clone());
-                route.base = url;
+                if self.is_down(&url) {
+                    // The server named is the one that just failed (its peers do not know it
+                    // is dead yet): ask again in a moment.
+                    tokio::time::sleep(DOWN_RETRY).await;
+                } else {
+                    route.base = url;
+                }
                 true
             }
             Hop::Wait(pause) => {

@@ -3,7 +3,9 @@
 //! and ucweb in front of both UCServers. Prints `WEB_URL=...`, `ADMIN_PASSWORD=...` and
 //! `READY`, then runs until its standard input closes, and stops everything (its watchdogs
 //! also do when it is killed). While it runs, a line `restart s1` (or `s2`) on its standard
-//! input stops that UCServer (SIGTERM), starts it again and then prints `RESTARTED s1`.
+//! input stops that UCServer (SIGTERM), starts it again and then prints `RESTARTED s1`;
+//! `kill s2` kills it with SIGKILL (`KILLED s2`) and `start s2` starts it again (`STARTED s2`).
+//! The UCServers fail over after 4 s and fall back 3 s after a server returns.
 //!
 //! When it stops it writes the tails of its servers' logs to standard error (run.sh shows them
 //! when a test failed).
@@ -28,6 +30,7 @@ fn main() {
     let extra = [
         ("UC_MEDIA_SECRET", MEDIA_SECRET),
         ("UC_TRUSTED_PROXIES", "127.0.0.1,::1"),
+        ("UC_FALLBACK_DELAY_MS", "3000"),
     ];
     let mut s1 = UcServer::start("s1", &database, Some(&redis.url()), &extra);
     let mut s2 = UcServer::start("s2", &database, Some(&redis.url()), &extra);
@@ -48,6 +51,17 @@ fn main() {
             "stop redis" => {
                 redis.stop();
                 let _ = writeln!(out, "STOPPED redis");
+                let _ = out.flush();
+                continue;
+            }
+            "kill s2" | "start s2" => {
+                if line.trim() == "kill s2" {
+                    s2.kill9();
+                    let _ = writeln!(out, "KILLED s2");
+                } else {
+                    s2.restart();
+                    let _ = writeln!(out, "STARTED s2");
+                }
                 let _ = out.flush();
                 continue;
             }

@@ -164,6 +164,15 @@ pub fn serving(
     })
 }
 
+/// The home `user` should have among `servers` to spread users evenly (a rebalance after a
+/// server was added): the highest rendezvous score, so adding or removing a server moves only
+/// the users whose best choice it is or was. `None` with no servers.
+pub fn preferred_home<'a>(user: &UserId, servers: &'a [ServerId]) -> Option<&'a ServerId> {
+    servers
+        .iter()
+        .max_by_key(|server| (rendezvous(user, server), (*server).clone()))
+}
+
 /// The rendezvous score of (user, server): FNV-1a over both, then a 64-bit finalizer so that
 /// near-equal ids still score far apart.
 fn rendezvous(user: &UserId, server: &ServerId) -> u64 {
@@ -343,6 +352,29 @@ pub fn node_states(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rebalance_spreads_users_and_an_added_server_takes_only_its_share() {
+        let three: Vec<ServerId> = ["s1", "s2", "s3"].map(ServerId::from).into();
+        let four: Vec<ServerId> = ["s1", "s2", "s3", "s4"].map(ServerId::from).into();
+        let users: Vec<UserId> = (0..3000).map(|i| UserId::new(format!("u{i}"))).collect();
+        let mut counts = BTreeMap::new();
+        let mut moved = 0;
+        for user in &users {
+            let before = preferred_home(user, &three).unwrap();
+            let after = preferred_home(user, &four).unwrap();
+            *counts.entry(after.clone()).or_insert(0) += 1;
+            if before != after {
+                assert_eq!(after.as_str(), "s4", "a user moves only to the new server");
+                moved += 1;
+            }
+        }
+        for (server, count) in &counts {
+            assert!((600..=900).contains(count), "{server} gets {count} of 3000");
+        }
+        assert!((600..=900).contains(&moved), "{moved} users moved");
+        assert!(preferred_home(&users[0], &[]).is_none());
+    }
 
     const NOW: TimestampMs = 1_000_000;
 

@@ -13,8 +13,8 @@ use crate::server::Server;
 use crate::store::{AuditRecord, GroupRecord, MediaServerRecord, UserRecord, UserUpdate};
 use shared::api::{
     AddMediaServer, AdminRole, AdminUser, AuditEntry, CreateGroup, CreateUser, ErrorCode,
-    GroupInfo, LicenseInfo, MediaServerInfo, Overview, PasswordReset, ServerAction, ServerInfo,
-    ServerList, UpdateUser, VersionInfo,
+    GroupInfo, LicenseInfo, MediaServerInfo, Overview, PasswordReset, Rebalance, ServerAction,
+    ServerInfo, ServerList, UpdateUser, UserMove, VersionInfo,
 };
 use shared::bus::BusBody;
 use shared::{ConversationId, GroupId, MediaServerId, ServerId, UserId, now_ms, validate_name};
@@ -521,6 +521,66 @@ impl AdminSession {
                 }
             }
         }
+    }
+
+    /// Spreads the users over the live servers that are not draining: each user's home
+    /// becomes their rendezvous choice among them (`core::ownership::preferred_home`), so an
+    /// added server takes about its share and nobody else moves. Online users follow on the
+    /// next heartbeat (handed over: no new sign-in). With `dry_run` only the preview.
+    pub async fn rebalance(&self, dry_run: bool) -> AppResult<Rebalance> {
+        self.require(AdminAction::ChangeCluster)?;
+        let server = &self.server;
+        let targets: Vec<ServerId> = server
+            .owners
+            .links()
+            .into_iter()
+            .map(|link| link.id)
+            .filter(|id| !server.owners.is_draining(id))
+            .collect();
+        if targets.is_empty() {
+            return Err(AppError::new(
+                ErrorCode::ServerUnavailable,
+                "no live server to spread users over",
+            ));
+        }
+        let users = server.sql(server.store.list_users()).await?;
+        let mut moves = Vec::new();
+        let mut homes: std::collections::BTreeMap<ServerId, u32> = Default::default();
+        for user in users {
+            let Some(to) = crate::core::ownership::preferred_home(&user.id, &targets) else {
+                continue;
+            };
+            *homes.entry(to.clone()).or_default() += 1;
+            if *to != user.home_server {
+                moves.push(UserMove {
+                    user: user.id,
+                    from: user.home_server,
+                    to: to.clone(),
+                });
+            }
+        }
+        if !dry_run {
+            for one in &moves {
+                let update = UserUpdate {
+                    home_server: Some(one.to.clone()),
+                    changed_by: Some(self.actor.user.clone()),
+                    changed_ms: now_ms(),
+                    ..UserUpdate::default()
+                };
+                server.sql(server.store.update_user(&one.user, &update)).await?;
+            }
+            self.audit("server.rebalance", format!("{} users moved", moves.len()))
+                .await;
+            let moved: Vec<UserId> = moves.iter().map(|m| m.user.clone()).collect();
+            if !moved.is_empty() {
+                server.relations_changed(moved).await;
+            }
+        }
+        Ok(Rebalance {
+            applied: !dry_run,
+            moves,
+            homes,
+        })
     }
 
     /// Carries out an admin's high-availability command for server `id`: the settings go
