@@ -558,7 +558,12 @@ async fn a_rebalance_spreads_users_and_online_ones_follow_without_loss() {
     );
     let done = lab.admin.rebalance(false).await.expect("rebalance");
     assert_eq!(done.moves, preview.moves, "the preview was what happened");
-    assert_eq!(done.homes.len(), 3, "every server has users: {:?}", done.homes);
+    assert_eq!(
+        done.homes.len(),
+        3,
+        "every server has users: {:?}",
+        done.homes
+    );
     let after = lab.admin.users().await.expect("users");
     for one in &done.moves {
         let user = after.iter().find(|u| u.id == one.user).expect("user");
@@ -647,7 +652,10 @@ async fn a_rolling_restart_under_load_loses_nothing_and_signs_no_one_out() {
             .server_action(&id, ServerAction::Undrain)
             .await
             .expect("undrain");
-        println!("{id} drained, restarted and undrained in {:?}", started.elapsed());
+        println!(
+            "{id} drained, restarted and undrained in {:?}",
+            started.elapsed()
+        );
     }
     for task in [to_bob_task, from_bob_task, in_group_task] {
         task.await.expect("sender");
@@ -676,7 +684,10 @@ async fn a_rolling_restart_under_load_loses_nothing_and_signs_no_one_out() {
     }
     // The same sessions all along: their tokens still work, nobody signed in again.
     for client in [&lab.alice, &lab.carol, &lab.bob_desk, &lab.bob_phone] {
-        client.me().await.expect("the session survived the rolling restart");
+        client
+            .me()
+            .await
+            .expect("the session survived the rolling restart");
     }
     assert_eq!(seats_in_use(&lab.admin).await, 3, "seats = signed-in users");
 }

@@ -629,8 +629,10 @@ describe('web client through ucweb', () => {
         await new Promise((r) => setTimeout(r, 200));
       }
     };
-    await alice.locator('#conv-list li[data-conv="d:alice:bob"]').getByRole('button').click();
-    await bob.locator('#conv-list li[data-conv="d:alice:bob"]').getByRole('button').click();
+    for (const page of [alice, bob]) {
+      await page.getByRole('tab', { name: /Chats/ }).click();
+      await page.locator('#conv-list li[data-conv="d:alice:bob"]').getByRole('button').click();
+    }
     // Until a backup serves bob, ucweb may answer his page's requests with 502/504.
     const down = [/status of 50[234] .*\/api\/v1\//, /WebSocket connection to .*\/api\/v1\/ws\?.* failed/];
     const serverDown = expectFailures('bob', ...down);

@@ -1041,7 +1041,10 @@ mod tests {
         assert!(refused(&["server", "drain"]));
         assert!(matches!(
             parse(&["server", "rebalance", "--dry-run"]),
-            Command::Server(ServerCommand::Rebalance { dry_run: true, json: false })
+            Command::Server(ServerCommand::Rebalance {
+                dry_run: true,
+                json: false
+            })
         ));
         assert!(matches!(
             parse(&["user", "move", "bob", "uc3"]),

@@ -8,8 +8,8 @@ use crate::http::{Endpoint, HttpClient};
 use reqwest::Method;
 use shared::api::{
     AddMediaServer, AddMember, AdminUser, AuditEntry, CreateGroup, CreateUser, GroupInfo,
-    LicenseInfo, LoginRequest, LoginResponse, MediaServerInfo, Overview, PasswordReset,
-    Rebalance, ResetPassword, ServerAction, ServerList, SetLicense, UpdateUser,
+    LicenseInfo, LoginRequest, LoginResponse, MediaServerInfo, Overview, PasswordReset, Rebalance,
+    ResetPassword, ServerAction, ServerList, SetLicense, UpdateUser,
 };
 use shared::{GroupId, MediaServerId, ServerId, UserId};
 

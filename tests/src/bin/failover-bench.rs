@@ -65,7 +65,10 @@ fn options() -> Options {
 }
 
 fn log(start: Instant, text: &str) {
-    eprintln!("failover-bench {:6.1}s: {text}", start.elapsed().as_secs_f64());
+    eprintln!(
+        "failover-bench {:6.1}s: {text}",
+        start.elapsed().as_secs_f64()
+    );
 }
 
 /// p50, p99 and max of durations, in ms.
@@ -103,8 +106,15 @@ async fn main() {
     let users: Vec<UserId> = (0..options.users)
         .map(|i| UserId::new(format!("u{i:04}")))
         .collect();
-    for user in users.iter().chain(std::iter::once(&UserId::from("watcher"))) {
-        let home = if user.as_str() == "watcher" { "s1" } else { "s2" };
+    for user in users
+        .iter()
+        .chain(std::iter::once(&UserId::from("watcher")))
+    {
+        let home = if user.as_str() == "watcher" {
+            "s1"
+        } else {
+            "s2"
+        };
         admin
             .create_user(CreateUser {
                 id: user.clone(),
@@ -155,12 +165,8 @@ async fn main() {
     let sent: Arc<Mutex<Vec<Vec<String>>>> = Arc::new(Mutex::new(vec![Vec::new(); users.len()]));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
-        let (watcher, users, sent, stop) = (
-            watcher.clone(),
-            users.clone(),
-            sent.clone(),
-            stop.clone(),
-        );
+        let (watcher, users, sent, stop) =
+            (watcher.clone(), users.clone(), sent.clone(), stop.clone());
         let every = options.every;
         tokio::spawn(async move {
             let mut round = 0;

@@ -567,7 +567,9 @@ impl AdminSession {
                     changed_ms: now_ms(),
                     ..UserUpdate::default()
                 };
-                server.sql(server.store.update_user(&one.user, &update)).await?;
+                server
+                    .sql(server.store.update_user(&one.user, &update))
+                    .await?;
             }
             self.audit("server.rebalance", format!("{} users moved", moves.len()))
                 .await;
