@@ -48,6 +48,10 @@ pub struct Peers {
     /// Users of dead peers that no backup had claimed at the failover, with when they go
     /// offline for their watchers unless one claims them by then.
     unclaimed: Vec<(Vec<UserId>, Instant)>,
+    /// No peer is declared dead before this: the store was away or changed (a restart, a
+    /// promoted replica whose heartbeats may be seconds old) and every server needs a window
+    /// to beat into it again.
+    quiet_until: Option<Instant>,
     /// Softphone leases the store says this server holds, found after a resync, for no call
     /// of this server (a release lost or never replicated); returned on the next beat unless
     /// a call took them meanwhile.
@@ -120,6 +124,8 @@ impl Peers {
         };
         if resync_needed || resubscribed {
             tracing::info!("the cluster store is back (or restarted empty); re-publishing state");
+            self.quiet_until =
+                Some(Instant::now() + Duration::from_millis(server.config.dead_after_ms));
             resync(server).await;
             self.stale_seats = seats_without_token(server).await;
             self.stale_softphones = softphones_without_call(server).await;
@@ -404,6 +410,9 @@ pub async fn heartbeat(server: &Server) -> Option<bool> {
 impl Peers {
     /// Finds dead peers and fails over from each one that no other survivor is handling.
     pub async fn sweep_dead_servers(&mut self, server: &Server) {
+        if self.quiet_until.is_some_and(|until| Instant::now() < until) {
+            return;
+        }
         let Some(servers) = server.bus("list servers", server.cluster.servers()).await else {
             return;
         };
