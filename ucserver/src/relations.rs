@@ -285,12 +285,22 @@ impl Relations {
         self.members.lock().unwrap().stale(conversation);
     }
 
-    /// Splits users by the server serving them now (users with no home are left out).
+    /// Splits users by the server serving them now, and by their home when that is another
+    /// server (users with no home are left out). A server's view of who serves whom can be
+    /// a heartbeat behind (a peer just died, a promoted Redis replica holds old heartbeats):
+    /// sending to both means the server holding the user's devices gets it either way, and
+    /// the other has no device of theirs to show it twice.
     pub async fn by_server(&self, users: &[UserId]) -> BTreeMap<ServerId, Vec<UserId>> {
         let mut groups: BTreeMap<ServerId, Vec<UserId>> = BTreeMap::new();
         for user in users {
-            match self.server_of(user).await {
-                Ok(home) => groups.entry(home).or_default().push(user.clone()),
+            match self.home_of(user).await {
+                Ok(home) => {
+                    let serving = self.owners.serving(user, &home).unwrap_or(home.clone());
+                    if serving != home {
+                        groups.entry(serving).or_default().push(user.clone());
+                    }
+                    groups.entry(home).or_default().push(user.clone());
+                }
                 Err(error) => tracing::debug!(%user, error = %error.0, "no home for user; skipped"),
             }
         }
