@@ -212,12 +212,24 @@ async fn main() {
         }
         if last_poll.elapsed() >= Duration::from_millis(200) {
             last_poll = Instant::now();
+            // All users at once, so that the devices are checked again soon.
+            let mut polls = tokio::task::JoinSet::new();
             for (index, user) in users.iter().enumerate() {
-                let availability = watcher
-                    .get_presence(user)
-                    .await
-                    .map(|p| p.availability)
-                    .unwrap_or(Availability::Offline);
+                let (watcher, user) = (watcher.clone(), user.clone());
+                polls.spawn(async move {
+                    let availability = watcher
+                        .get_presence(&user)
+                        .await
+                        .map(|p| p.availability)
+                        .unwrap_or(Availability::Offline);
+                    (index, availability)
+                });
+            }
+            let mut availabilities = vec![Availability::Offline; users.len()];
+            while let Some(Ok((index, availability))) = polls.join_next().await {
+                availabilities[index] = availability;
+            }
+            for (index, availability) in availabilities.into_iter().enumerate() {
                 let now = Instant::now();
                 match (availability == Availability::Offline, offline_since[index]) {
                     (true, None) => offline_since[index] = Some(now),
