@@ -97,6 +97,42 @@ fn assert_shown_once(device: &Device, conversation: &ConversationId, sent: &[Str
     );
 }
 
+/// Waits until each device shows every direct message of both senders, then asserts it
+/// showed them once, stored, in sequence order, each sender's in the order sent, and nothing
+/// else in that conversation.
+async fn assert_both_ways(
+    devices: &[&Device],
+    direct: &ConversationId,
+    to_bob: &[String],
+    from_bob: &[String],
+) {
+    let total = to_bob.len() + from_bob.len();
+    for device in devices {
+        assert!(
+            device.wait_for_stored(direct, total, WAIT).await.is_some(),
+            "{} shows all {total} direct messages",
+            device.name()
+        );
+        device.assert_exactly(direct, 1, total as u64);
+        let shown: Vec<String> = device
+            .messages()
+            .into_iter()
+            .filter(|m| &m.conversation == direct && m.seq > 0)
+            .map(|m| m.body)
+            .collect();
+        let of = |label: &str| -> Vec<String> {
+            shown
+                .iter()
+                .filter(|b| b.starts_with(label))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(of("alice "), to_bob, "{}: alice's messages", device.name());
+        assert_eq!(of("bob "), from_bob, "{}: bob's messages", device.name());
+        assert_eq!(shown.len(), total, "{}: nothing else", device.name());
+    }
+}
+
 async fn presence_of(watcher: &Client, user: &UserId) -> Availability {
     watcher
         .get_presence(user)
@@ -271,17 +307,13 @@ async fn a_killed_servers_users_fail_over_and_fall_back_without_signing_in_or_lo
     let to_bob = to_bob.lock().unwrap().clone();
     let from_bob = from_bob.lock().unwrap().clone();
     let in_group = in_group.lock().unwrap().clone();
-    let direct_total = to_bob.len() + from_bob.len();
-    for device in [&alice_device, &bob_desk, &bob_phone] {
-        assert!(
-            device
-                .wait_for_stored(&direct, direct_total, WAIT)
-                .await
-                .is_some(),
-            "{} shows all {direct_total} direct messages",
-            device.name()
-        );
-    }
+    assert_both_ways(
+        &[&alice_device, &bob_desk, &bob_phone],
+        &direct,
+        &to_bob,
+        &from_bob,
+    )
+    .await;
     for device in [&alice_device, &carol_device, &bob_desk, &bob_phone] {
         assert!(
             device
@@ -291,26 +323,6 @@ async fn a_killed_servers_users_fail_over_and_fall_back_without_signing_in_or_lo
             "{} shows all group messages",
             device.name()
         );
-    }
-    // Each sender's messages once, in its order, on every device; nothing else.
-    for device in [&alice_device, &bob_desk, &bob_phone] {
-        let shown: Vec<String> = device
-            .messages()
-            .into_iter()
-            .filter(|m| m.conversation == direct && m.seq > 0)
-            .map(|m| m.body)
-            .collect();
-        let of = |label: &str| -> Vec<String> {
-            shown
-                .iter()
-                .filter(|b| b.starts_with(label))
-                .cloned()
-                .collect()
-        };
-        assert_eq!(of("alice "), to_bob, "{}: alice's messages", device.name());
-        assert_eq!(of("bob "), from_bob, "{}: bob's messages", device.name());
-        assert_eq!(shown.len(), direct_total, "{}: nothing else", device.name());
-        device.assert_exactly(&direct, 1, direct_total as u64);
     }
     for device in [&alice_device, &carol_device, &bob_desk, &bob_phone] {
         assert_shown_once(device, &lab.group, &in_group);
@@ -494,30 +506,13 @@ async fn drain_undrain_and_a_move_carry_a_user_along_without_signing_in_or_losin
     }
     let to_bob = to_bob.lock().unwrap().clone();
     let from_bob = from_bob.lock().unwrap().clone();
-    let total = to_bob.len() + from_bob.len();
-    for device in [&alice_device, &bob_desk, &bob_phone] {
-        assert!(
-            device.wait_for_stored(&direct, total, WAIT).await.is_some(),
-            "{} shows all {total} messages",
-            device.name()
-        );
-        device.assert_exactly(&direct, 1, total as u64);
-        let shown: Vec<String> = device
-            .messages()
-            .into_iter()
-            .filter(|m| m.conversation == direct && m.seq > 0)
-            .map(|m| m.body)
-            .collect();
-        let of = |label: &str| -> Vec<String> {
-            shown
-                .iter()
-                .filter(|b| b.starts_with(label))
-                .cloned()
-                .collect()
-        };
-        assert_eq!(of("alice "), to_bob, "{}", device.name());
-        assert_eq!(of("bob "), from_bob, "{}", device.name());
-    }
+    assert_both_ways(
+        &[&alice_device, &bob_desk, &bob_phone],
+        &direct,
+        &to_bob,
+        &from_bob,
+    )
+    .await;
     assert!(
         bob_desk.reconnects() >= 3,
         "drain, undrain and the move each moved the device: {}",
@@ -664,15 +659,13 @@ async fn a_rolling_restart_under_load_loses_nothing_and_signs_no_one_out() {
     let from_bob = from_bob.lock().unwrap().clone();
     let in_group = in_group.lock().unwrap().clone();
     let [alice_device, carol_device, bob_desk, bob_phone] = &devices;
-    let total = to_bob.len() + from_bob.len();
-    for device in [alice_device, bob_desk, bob_phone] {
-        assert!(
-            device.wait_for_stored(&direct, total, WAIT).await.is_some(),
-            "{} shows all {total} direct messages",
-            device.name()
-        );
-        device.assert_exactly(&direct, 1, total as u64);
-    }
+    assert_both_ways(
+        &[alice_device, bob_desk, bob_phone],
+        &direct,
+        &to_bob,
+        &from_bob,
+    )
+    .await;
     for device in [alice_device, carol_device, bob_desk, bob_phone] {
         assert!(
             device

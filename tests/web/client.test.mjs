@@ -38,6 +38,16 @@ function expectFailures(name, ...patterns) {
   return () => { expected = expected.filter((e) => e !== entry); };
 }
 
+/** Sends the lab (web-lab) a command and waits until it prints `answer`. */
+async function lab(command, answer) {
+  appendFileSync(process.env.UC_LAB_CONTROL, `${command}\n`);
+  const deadline = Date.now() + 60_000;
+  while (!readFileSync(process.env.UC_LAB_OUTPUT, 'utf8').includes(answer)) {
+    assert.ok(Date.now() < deadline, `the lab did not answer ${command}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 async function newDevice(name, viewport) {
   // Each context is a fresh profile: its own sessionStorage, so its own device.
   const context = await browser.newContext({ viewport, locale: 'en-US' });
@@ -324,14 +334,6 @@ describe('web client through ucweb', () => {
 
   it('shows what was written while Redis was away once it is back, without a reload', async () => {
     const { alice, bob } = pages;
-    const lab = async (command, answer) => {
-      appendFileSync(process.env.UC_LAB_CONTROL, `${command}\n`);
-      const deadline = Date.now() + 60_000;
-      while (!readFileSync(process.env.UC_LAB_OUTPUT, 'utf8').includes(answer)) {
-        assert.ok(Date.now() < deadline, `the lab did not answer ${command}`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    };
     await alice.locator('#conv-list li[data-conv="d:alice:bob"]').getByRole('button').click();
     // bob (s2) writes while the bus between the servers is away: stored, but not pushed to s1.
     await lab('stop redis', 'STOPPED redis');
@@ -621,14 +623,6 @@ describe('web client through ucweb', () => {
 
   it("goes on without signing in when bob's UCServer is killed, and loses no message", async () => {
     const { alice, bob } = pages;
-    const lab = async (command, answer) => {
-      appendFileSync(process.env.UC_LAB_CONTROL, `${command}\n`);
-      const deadline = Date.now() + 60_000;
-      while (!readFileSync(process.env.UC_LAB_OUTPUT, 'utf8').includes(answer)) {
-        assert.ok(Date.now() < deadline, `the lab did not answer ${command}`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    };
     for (const page of [alice, bob]) {
       await page.getByRole('tab', { name: /Chats/ }).click();
       await page.locator('#conv-list li[data-conv="d:alice:bob"]').getByRole('button').click();

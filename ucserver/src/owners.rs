@@ -92,10 +92,6 @@ impl Owners {
         }
     }
 
-    pub fn config(&self) -> &OwnershipConfig {
-        &self.config
-    }
-
     /// Takes in what the heartbeat read: every server's beat and the high-availability
     /// settings. A server forgotten as dead stays in the view (dead, with its group), so
     /// its users' backups are still found.
@@ -171,11 +167,6 @@ impl Owners {
             return Some(home.clone());
         }
         serving(&view.topology, user, home, Self::now(&view), &self.config)
-    }
-
-    /// Whether this server should serve `user` (home `home`) now.
-    pub fn is_mine(&self, user: &UserId, home: &ServerId) -> bool {
-        self.serving(user, home).as_ref() == Some(&self.me)
     }
 
     /// Whether `server` beat within the failure detector's window at the last refresh.

@@ -166,12 +166,7 @@ impl Peers {
                     "users of a dead server did not come back; offline"
                 );
                 for user in &offline {
-                    server
-                        .bus(
-                            "release seat",
-                            server.cluster.lease_release(license::SEAT, user.as_str()),
-                        )
-                        .await;
+                    server.return_seat(user).await;
                 }
                 mark_offline(server, &offline).await;
             }
@@ -202,18 +197,7 @@ fn local_users(server: &Server) -> Vec<UserId> {
 /// those another live server holds now (this server was paused or cut off meanwhile).
 async fn keep_only_owned(server: &Server) {
     for user in local_users(server) {
-        let claim = server
-            .bus(
-                "claim owner",
-                server.cluster.claim_owner(
-                    &user,
-                    &server.id,
-                    &server.incarnation,
-                    server.config.dead_after_ms,
-                ),
-            )
-            .await;
-        if let Some(crate::cluster::OwnerClaim::Held { by }) = claim {
+        if let Some(crate::cluster::OwnerClaim::Held { by }) = server.claim(&user).await {
             server
                 .hand_over(
                     &user,
@@ -250,22 +234,12 @@ async fn hand_over_served_elsewhere(server: &Server) {
 async fn take_back_when_due(server: &Server) {
     if server.owners.users_away() && server.owners.serves_own_users() {
         tracing::info!("taking this server's users back from their backups");
-        server
-            .bus(
-                "clear away",
-                server
-                    .cluster
-                    .ha_set(&owners::field(owners::AWAY, &server.id), None),
-            )
-            .await;
-        server
-            .bus(
-                "clear fallback",
-                server
-                    .cluster
-                    .ha_set(&owners::field(owners::FALLBACK, &server.id), None),
-            )
-            .await;
+        for setting in [owners::AWAY, owners::FALLBACK] {
+            let field = owners::field(setting, &server.id);
+            server
+                .bus("clear setting", server.cluster.ha_set(&field, None))
+                .await;
+        }
     }
 }
 
@@ -307,12 +281,7 @@ async fn return_stale_seats(server: &Server, stale: Vec<UserId>) {
             continue;
         }
         tracing::info!(%user, "returning a seat held without a signed-in user");
-        server
-            .bus(
-                "release seat",
-                server.cluster.lease_release(license::SEAT, user.as_str()),
-            )
-            .await;
+        server.return_seat(&user).await;
         if server.tokens.client_token_held(&user) {
             let _ = server
                 .cluster
@@ -487,22 +456,10 @@ async fn fail_over_from(server: &Server, dead: &ServerId) -> Vec<UserId> {
     for user in seats.into_iter().map(UserId::new) {
         match server.relations.server_of(&user).await {
             Ok(backup) if &backup != dead && server.owners.is_alive(&backup) => {
-                server
-                    .bus(
-                        "move seat",
-                        server
-                            .cluster
-                            .lease_acquire(license::SEAT, user.as_str(), &backup, None),
-                    )
-                    .await;
+                server.move_seat(&user, &backup).await;
             }
             _ => {
-                server
-                    .bus(
-                        "release seat",
-                        server.cluster.lease_release(license::SEAT, user.as_str()),
-                    )
-                    .await;
+                server.return_seat(&user).await;
             }
         }
     }

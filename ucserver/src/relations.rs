@@ -167,11 +167,6 @@ impl Relations {
         Ok(self.owners.serving(user, &home).unwrap_or(home))
     }
 
-    /// Whether this server serves `user` now.
-    pub async fn is_mine(&self, user: &UserId, me: &ServerId) -> bool {
-        matches!(self.server_of(user).await, Ok(server) if &server == me)
-    }
-
     /// Users who get live presence events of `user` (contacts holding them and group mates),
     /// plus the user themselves (their other devices).
     pub async fn watchers_of(&self, user: &UserId) -> AppResult<Arc<Vec<UserId>>> {

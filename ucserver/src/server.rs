@@ -202,18 +202,7 @@ impl Server {
     /// server, whose deliveries may have missed them meanwhile. With the cluster store away
     /// nobody can coordinate, so the user is served.
     pub async fn claim_user(&self, user: &UserId) -> AppResult<bool> {
-        let claim = self
-            .bus(
-                "claim owner",
-                self.cluster.claim_owner(
-                    user,
-                    &self.id,
-                    &self.incarnation,
-                    self.config.dead_after_ms,
-                ),
-            )
-            .await;
-        match claim {
+        match self.claim(user).await {
             Some(crate::cluster::OwnerClaim::Held { by }) => {
                 let mut error = crate::error::AppError::new(
                     shared::api::ErrorCode::ServerUnavailable,
@@ -225,6 +214,36 @@ impl Server {
             Some(crate::cluster::OwnerClaim::Granted { moved, .. }) => Ok(moved),
             None => Ok(false),
         }
+    }
+
+    /// Claims `user` for this server's run (`Cluster::claim_owner`); `None` when the cluster
+    /// store did not answer.
+    pub async fn claim(&self, user: &UserId) -> Option<crate::cluster::OwnerClaim> {
+        self.bus(
+            "claim owner",
+            self.cluster
+                .claim_owner(user, &self.id, &self.incarnation, self.config.dead_after_ms),
+        )
+        .await
+    }
+
+    /// Returns `user`'s seat to the pool.
+    pub async fn return_seat(&self, user: &UserId) {
+        self.bus(
+            "release seat",
+            self.cluster.lease_release(license::SEAT, user.as_str()),
+        )
+        .await;
+    }
+
+    /// Gives `user`'s seat to server `to` (it serves them from now on): the count stays whole.
+    pub async fn move_seat(&self, user: &UserId, to: &ServerId) {
+        self.bus(
+            "move seat",
+            self.cluster
+                .lease_acquire(license::SEAT, user.as_str(), to, None),
+        )
+        .await;
     }
 
     /// Hands `user` to `to`: every device is told where to reconnect and cut off (without
@@ -250,12 +269,7 @@ impl Server {
         )
         .await;
         if had_seat {
-            self.bus(
-                "hand over seat",
-                self.cluster
-                    .lease_acquire(license::SEAT, user.as_str(), to, None),
-            )
-            .await;
+            self.move_seat(user, to).await;
         }
         self.bus("release owner", self.cluster.release_owner(user, &self.id))
             .await;
@@ -439,11 +453,7 @@ impl Server {
     /// (after their last token ended, or a login that took the seat failed afterwards).
     pub async fn release_seat_if_unused(&self, user: &UserId) {
         if !self.tokens.client_token_held(user) {
-            self.bus(
-                "release seat",
-                self.cluster.lease_release(license::SEAT, user.as_str()),
-            )
-            .await;
+            self.return_seat(user).await;
         }
     }
 
@@ -469,11 +479,7 @@ impl Server {
             self.presence.publish(user).await;
         }
         if had_client_token {
-            self.bus(
-                "release seat",
-                self.cluster.lease_release(license::SEAT, user.as_str()),
-            )
-            .await;
+            self.return_seat(user).await;
         }
     }
 
