@@ -37,6 +37,8 @@ struct Shared {
     server: Mutex<Option<ServerId>>,
     connected: AtomicBool,
     reconnects: AtomicU64,
+    /// `reconnect` events: the server sent it on to another.
+    moves: AtomicU64,
 }
 
 /// A device whose task reads its socket, reconnecting when it drops, until stopped or
@@ -91,6 +93,11 @@ impl Device {
     /// How often its socket dropped and it connected again.
     pub fn reconnects(&self) -> u64 {
         self.shared.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// How often its server sent it on to another (`reconnect`).
+    pub fn moves(&self) -> u64 {
+        self.shared.moves.load(Ordering::Relaxed)
     }
 
     /// Closes the socket politely and ends the task (the device goes offline).
@@ -256,6 +263,7 @@ async fn run(
                 return;
             }
             End::Moved(url) => {
+                shared.moves.fetch_add(1, Ordering::Relaxed);
                 client.follow(&url);
                 moved = true;
             }

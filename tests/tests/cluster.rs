@@ -334,6 +334,30 @@ async fn ownership_is_claimed_fenced_and_released((a, b): Pair) {
         },
         "a server's earlier run holds nobody"
     );
+    // A server found killed is declared dead before its window ends: its users may be
+    // claimed at once, and should it beat again it learns that it lapsed. Declaring an
+    // earlier run dead changes nothing.
+    assert!(!a.declare_dead(&s1, "x", 10_000).await.unwrap());
+    assert!(a.declare_dead(&s2, "x", 10_000).await.unwrap());
+    let s2_seen = a.servers().await.unwrap();
+    let s2_seen = s2_seen.iter().find(|s| s.heartbeat.id == s2).unwrap();
+    assert!(
+        s2_seen.age_ms > 10_000,
+        "s2 counts as dead: {}",
+        s2_seen.age_ms
+    );
+    assert_eq!(
+        a.claim_owner(&bob, &s1, "y", 10_000).await.unwrap(),
+        OwnerClaim::Granted {
+            epoch: 5,
+            moved: true
+        },
+        "a server declared dead holds nobody"
+    );
+    assert!(
+        b.heartbeat(&beat("s2"), 10_000).await.unwrap(),
+        "a server declared dead lapsed"
+    );
     // The high-availability settings are shared.
     a.ha_set("away:s3", Some("1")).await.unwrap();
     assert_eq!(

@@ -336,6 +336,182 @@ async fn a_killed_servers_users_fail_over_and_fall_back_without_signing_in_or_lo
     );
 }
 
+/// Polls until both of bob's devices are connected to a server other than `left`, counting
+/// how long alice saw bob offline; returns how long it took and that time.
+async fn until_bob_left(
+    lab: &Lab,
+    devices: [&Device; 2],
+    left: &str,
+    since: Instant,
+) -> (Duration, Duration) {
+    let bob = UserId::from("bob");
+    let mut offline_seen = Duration::ZERO;
+    loop {
+        let away = devices
+            .iter()
+            .all(|d| d.is_connected() && d.server().is_some_and(|s| s.as_str() != left));
+        if presence_of(&lab.alice, &bob).await == Availability::Offline {
+            offline_seen += Duration::from_millis(50);
+        }
+        if away {
+            return (since.elapsed(), offline_seen);
+        }
+        assert!(since.elapsed() < WAIT, "bob's devices leave {left}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_server_hands_its_users_over_at_once_and_takes_them_back_when_it_returns() {
+    let mut lab = lab("graceful_stop").await;
+    let (alice, bob) = (UserId::from("alice"), UserId::from("bob"));
+    let direct = ConversationId::direct(&alice, &bob);
+    let alice_device = Device::start(&lab.alice, "desk").await;
+    let bob_desk = Device::start(&lab.bob_desk, "desk").await;
+    let bob_phone = Device::start(&lab.bob_phone, "phone").await;
+    let every = Duration::from_millis(100);
+    let (to_bob, to_bob_task) = sender(
+        lab.alice.clone(),
+        Some(bob.clone()),
+        None,
+        "alice",
+        50,
+        every,
+    );
+    let (from_bob, from_bob_task) = sender(
+        lab.bob_phone.clone(),
+        Some(alice.clone()),
+        None,
+        "bob",
+        50,
+        every,
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    // SIGTERM: s2 tells bob's devices where to go before it exits; nobody waits out the
+    // failure detector's window (2 s here) and alice never sees bob offline.
+    let stopped = Instant::now();
+    lab.servers[1].terminate();
+    let (moved_in, offline_seen) =
+        until_bob_left(&lab, [&bob_desk, &bob_phone], "s2", stopped).await;
+    println!(
+        "bob's devices on {:?} {moved_in:?} after s2 was told to stop (its exit included); alice saw him offline for about {offline_seen:?}",
+        bob_desk.server()
+    );
+    assert!(
+        bob_desk.moves() >= 1 && bob_phone.moves() >= 1,
+        "the stopping server sent each device on (reconnect), it did not just say goodbye"
+    );
+    assert_eq!(offline_seen, Duration::ZERO, "bob stayed online for alice");
+    assert_eq!(
+        seats_in_use(&lab.admin).await,
+        3,
+        "bob's seat moved with him"
+    );
+
+    lab.servers[1].restart();
+    assert!(
+        eventually(WAIT, || {
+            [&bob_desk, &bob_phone]
+                .iter()
+                .all(|d| d.is_connected() && d.server().is_some_and(|s| s.as_str() == "s2"))
+        })
+        .await,
+        "bob returns to s2 after the fallback delay"
+    );
+    for task in [to_bob_task, from_bob_task] {
+        task.await.expect("sender");
+    }
+    let to_bob = to_bob.lock().unwrap().clone();
+    let from_bob = from_bob.lock().unwrap().clone();
+    assert_both_ways(
+        &[&alice_device, &bob_desk, &bob_phone],
+        &direct,
+        &to_bob,
+        &from_bob,
+    )
+    .await;
+    assert_eq!(seats_in_use(&lab.admin).await, 3, "seats = signed-in users");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_killed_at_once_leave_their_users_with_the_survivor_and_lose_nothing() {
+    let mut lab = lab("two_dead").await;
+    let (alice, bob) = (UserId::from("alice"), UserId::from("bob"));
+    let direct = ConversationId::direct(&alice, &bob);
+    let alice_device = Device::start(&lab.alice, "desk").await;
+    let carol_device = Device::start(&lab.carol, "desk").await;
+    let bob_desk = Device::start(&lab.bob_desk, "desk").await;
+    let bob_phone = Device::start(&lab.bob_phone, "phone").await;
+    let every = Duration::from_millis(100);
+    let (to_bob, to_bob_task) = sender(
+        lab.alice.clone(),
+        Some(bob.clone()),
+        None,
+        "alice",
+        60,
+        every,
+    );
+    let (from_bob, from_bob_task) = sender(
+        lab.bob_desk.clone(),
+        Some(alice.clone()),
+        None,
+        "bob",
+        60,
+        every,
+    );
+    let (in_group, in_group_task) = sender(
+        lab.carol.clone(),
+        None,
+        Some(lab.group.clone()),
+        "carol",
+        60,
+        every,
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let killed = Instant::now();
+    lab.servers[1].kill9();
+    lab.servers[2].kill9();
+    assert!(
+        eventually(WAIT, || {
+            [&bob_desk, &bob_phone, &carol_device]
+                .iter()
+                .all(|d| d.is_connected() && d.server().is_some_and(|s| s.as_str() == "s1"))
+        })
+        .await,
+        "bob's and carol's devices are all on the survivor s1"
+    );
+    println!(
+        "two servers killed at once: every device on s1 after {:?}",
+        killed.elapsed()
+    );
+    for task in [to_bob_task, from_bob_task, in_group_task] {
+        task.await.expect("sender");
+    }
+    let to_bob = to_bob.lock().unwrap().clone();
+    let from_bob = from_bob.lock().unwrap().clone();
+    let in_group = in_group.lock().unwrap().clone();
+    assert_both_ways(
+        &[&alice_device, &bob_desk, &bob_phone],
+        &direct,
+        &to_bob,
+        &from_bob,
+    )
+    .await;
+    for device in [&alice_device, &carol_device, &bob_desk, &bob_phone] {
+        assert!(
+            device
+                .wait_for_stored(&lab.group, in_group.len(), WAIT)
+                .await
+                .is_some(),
+            "{} shows all group messages",
+            device.name()
+        );
+        assert_shown_once(device, &lab.group, &in_group);
+    }
+    assert_eq!(seats_in_use(&lab.admin).await, 3, "every seat moved, once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_server_does_not_keep_or_retake_its_users_when_it_wakes() {
     let lab = lab("frozen").await;
@@ -349,7 +525,7 @@ async fn a_frozen_server_does_not_keep_or_retake_its_users_when_it_wakes() {
         Some(bob.clone()),
         None,
         "alice",
-        80,
+        160,
         Duration::from_millis(150),
     );
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -367,7 +543,7 @@ async fn a_frozen_server_does_not_keep_or_retake_its_users_when_it_wakes() {
     );
     println!("bob served elsewhere {:?} after s2 froze", paused.elapsed());
     // Frozen well past the failure detector's window, then woken.
-    let frozen_for = Duration::from_secs(8);
+    let frozen_for = Duration::from_secs(20);
     tokio::time::sleep(frozen_for.saturating_sub(paused.elapsed())).await;
     lab.servers[1].resume();
     let woke = Instant::now();
@@ -683,4 +859,180 @@ async fn a_rolling_restart_under_load_loses_nothing_and_signs_no_one_out() {
             .expect("the session survived the rolling restart");
     }
     assert_eq!(seats_in_use(&lab.admin).await, 3, "seats = signed-in users");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_whose_target_dies_ends_on_a_live_server_without_loss() {
+    let mut lab = lab("drain_target_dies").await;
+    let (alice, bob) = (UserId::from("alice"), UserId::from("bob"));
+    let direct = ConversationId::direct(&alice, &bob);
+    let s2 = ServerId::from("s2");
+    let alice_device = Device::start(&lab.alice, "desk").await;
+    // carol's device too: whichever server dies, every signed-in user has a live device.
+    let _carol_device = Device::start(&lab.carol, "desk").await;
+    let bob_desk = Device::start(&lab.bob_desk, "desk").await;
+    let bob_phone = Device::start(&lab.bob_phone, "phone").await;
+    // Where a drain of s2 sends bob (his backup), learned by one drain and undrain.
+    lab.admin
+        .server_action(&s2, ServerAction::Drain)
+        .await
+        .expect("drain");
+    until_bob_left(&lab, [&bob_desk, &bob_phone], "s2", Instant::now()).await;
+    let target = bob_desk.server().expect("bob's backup");
+    lab.admin
+        .server_action(&s2, ServerAction::Undrain)
+        .await
+        .expect("undrain");
+    assert!(
+        bob_on([&bob_desk, &bob_phone], "s2").await,
+        "bob is back home"
+    );
+    // An admin that talks to the server that survives everything.
+    let third = ["s1", "s3"]
+        .into_iter()
+        .find(|s| *s != target.as_str())
+        .unwrap();
+    let third_index = if third == "s1" { 0 } else { 2 };
+    let admin = AdminClient::login(
+        &lab.servers[third_index].url(),
+        &UserId::from("admin"),
+        ADMIN_PASSWORD,
+    )
+    .await
+    .expect("admin login");
+
+    let every = Duration::from_millis(100);
+    let (to_bob, to_bob_task) = sender(
+        lab.alice.clone(),
+        Some(bob.clone()),
+        None,
+        "alice",
+        50,
+        every,
+    );
+    let (from_bob, from_bob_task) = sender(
+        lab.bob_phone.clone(),
+        Some(alice.clone()),
+        None,
+        "bob",
+        50,
+        every,
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The drain starts and its target dies with it.
+    admin
+        .server_action(&s2, ServerAction::Drain)
+        .await
+        .expect("drain again");
+    let target_index = if target.as_str() == "s1" { 0 } else { 2 };
+    lab.servers[target_index].kill9();
+    let started = Instant::now();
+    assert!(
+        bob_on([&bob_desk, &bob_phone], third).await,
+        "bob ends on {third}, the live server left"
+    );
+    println!(
+        "drain of s2 with its target {target} killed: bob on {third} after {:?}",
+        started.elapsed()
+    );
+    for task in [to_bob_task, from_bob_task] {
+        task.await.expect("sender");
+    }
+    let to_bob = to_bob.lock().unwrap().clone();
+    let from_bob = from_bob.lock().unwrap().clone();
+    assert_both_ways(
+        &[&alice_device, &bob_desk, &bob_phone],
+        &direct,
+        &to_bob,
+        &from_bob,
+    )
+    .await;
+    assert_eq!(seats_in_use(&admin).await, 3, "seats = signed-in users");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_of_a_dead_server_whose_group_has_no_live_member_go_offline_and_return_with_it() {
+    let redis = Redis::start();
+    let database_url = Postgres::shared().create_database("lonely_group");
+    let in_group = |group: &'static str| {
+        let mut settings = SETTINGS.to_vec();
+        settings.push(("UC_REDUNDANCY_GROUP", group));
+        settings
+    };
+    let mut servers: Vec<UcServer> = [("s1", "a"), ("s2", "a"), ("s3", "b")]
+        .iter()
+        .map(|(id, group)| UcServer::start(id, &database_url, Some(&redis.url()), &in_group(group)))
+        .collect();
+    let admin = AdminClient::login(&servers[0].url(), &UserId::from("admin"), ADMIN_PASSWORD)
+        .await
+        .expect("admin login");
+    create_users(&admin, &["alice"], PASSWORD, Some("s1")).await;
+    create_users(&admin, &["carol"], PASSWORD, Some("s3")).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let alice = login(&servers[0], "alice", PASSWORD, "desk").await;
+    let carol = login(&servers[2], "carol", PASSWORD, "desk").await;
+    let carol_device = Device::start(&carol, "desk").await;
+    let carol_id = UserId::from("carol");
+    assert_eq!(seats_in_use(&admin).await, 2);
+
+    // s3, the only server of group b, dies: carol cannot be served anywhere.
+    servers[2].kill9();
+    let killed = Instant::now();
+    while presence_of(&alice, &carol_id).await != Availability::Offline {
+        assert!(killed.elapsed() < WAIT, "carol goes offline for alice");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "carol offline for alice {:?} after s3 died",
+        killed.elapsed()
+    );
+    assert!(
+        eventually(WAIT, || !carol_device.is_connected()).await,
+        "no server of group a serves carol"
+    );
+    let mut seats = 0;
+    for _ in 0..50 {
+        seats = seats_in_use(&admin).await;
+        if seats == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seats, 1, "carol's seat went back to the pool");
+    // Messages to carol while nobody serves her are stored, and reach her when s3 returns.
+    let direct = ConversationId::direct(&UserId::from("alice"), &carol_id);
+    let mut sent = Vec::new();
+    for n in 0..5 {
+        let body = format!("alice {n}");
+        alice
+            .send_message(SendMessage {
+                to: Some(carol_id.clone()),
+                conversation: None,
+                body: body.clone(),
+                client_id: Some(new_client_id()),
+            })
+            .await
+            .expect("a message to an offline user is stored");
+        sent.push(body);
+    }
+    servers[2].restart();
+    assert!(
+        eventually(WAIT, || carol_device.is_connected()
+            && carol_device.server().is_some_and(|s| s.as_str() == "s3"))
+        .await,
+        "carol's device is served by s3 again, same session"
+    );
+    assert!(
+        carol_device
+            .wait_for_stored(&direct, sent.len(), WAIT)
+            .await
+            .is_some(),
+        "carol's device shows what was sent while she was away"
+    );
+    assert_shown_once(&carol_device, &direct, &sent);
+    while presence_of(&alice, &carol_id).await == Availability::Offline {
+        assert!(killed.elapsed() < WAIT * 2, "carol is online again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seats_in_use(&admin).await, 2, "seats = signed-in users");
 }

@@ -45,9 +45,11 @@ pub async fn device_left(server: &Arc<Server>, user: &UserId, device: &DeviceId,
     }
 }
 
-/// A graceful stop: calls end first (parties told, journal written), then the server says
-/// goodbye to every device and gives back what it held in the cluster.
+/// A graceful stop: calls end first (parties told, journal written), then users move to
+/// their backups (in a cluster), then the server says goodbye to every device left and gives
+/// back what it held in the cluster.
 pub async fn shut_down(server: &Arc<Server>) {
     crate::calls::end_all(server, END_CALLS_WITHIN).await;
+    crate::peers::leave(server).await;
     server.shut_down().await;
 }

@@ -23,6 +23,7 @@ pub mod owners;
 pub mod password;
 pub mod peers;
 pub mod presence;
+pub mod probe;
 pub mod rate_limit;
 pub mod relations;
 pub mod routes;

@@ -177,6 +177,8 @@ pub struct Metrics {
     pub mdm_flushed_packets: Arc<AtomicU64>,
     pub mdm_held_ms_total: Arc<AtomicU64>,
     pub dead_servers_cleaned: Arc<AtomicU64>,
+    /// Peers this server declared dead before the window ended: their port refused.
+    pub peers_found_killed: Arc<AtomicU64>,
     /// Users this server handed to another (fallback, drain, a lost lease).
     pub handovers: Arc<AtomicU64>,
     /// Users this server took from another that died or handed them over.
@@ -227,6 +229,7 @@ impl Metrics {
             mdm_held_ms_total: Arc::default(),
             dead_servers_cleaned: Arc::default(),
             handovers: Arc::default(),
+            peers_found_killed: Arc::default(),
             takeovers: Arc::default(),
             calls_placed: Arc::default(),
             calls_active: Arc::default(),
@@ -381,6 +384,11 @@ impl Metrics {
                 "uc_dead_servers_cleaned_total",
                 "Dead peers this server cleaned up.",
                 Counter(self.dead_servers_cleaned.clone()),
+            ),
+            (
+                "uc_peers_found_killed_total",
+                "Peers this server declared dead at once: late beat, port refusing connections.",
+                Counter(self.peers_found_killed.clone()),
             ),
             (
                 "uc_handovers_total",

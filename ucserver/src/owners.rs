@@ -46,7 +46,15 @@ pub struct Owners {
     /// Users taken over from another server, and when their devices learn where their
     /// conversations stand.
     settling: Mutex<Vec<(UserId, Instant)>>,
+    /// When each peer was last probed (`probe.rs`): at most one probe per peer per
+    /// [`PROBE_EVERY`].
+    probed: Mutex<BTreeMap<ServerId, Instant>>,
+    /// Set by a graceful stop that handed its users over: no more beats.
+    leaving: std::sync::atomic::AtomicBool,
 }
+
+/// How often one peer may be probed.
+const PROBE_EVERY: Duration = Duration::from_millis(200);
 
 /// Most users waiting to settle (a takeover of more is settled by the devices' own gap
 /// detection on their next message).
@@ -72,6 +80,8 @@ struct View {
     /// the store (restarted empty, or forgotten as dead) counts as alive for the failure
     /// detector's window after that, so that a store restart moves nobody.
     last_alive: BTreeMap<ServerId, Instant>,
+    /// Each server's beat at the refresh: how old it was and which run of the server beat.
+    beats: BTreeMap<ServerId, (i64, String)>,
     /// The cluster store's clock at the refresh, and this process's clock then.
     store_now_ms: TimestampMs,
     refreshed: Option<Instant>,
@@ -89,6 +99,8 @@ impl Owners {
                 suspended: false,
             }),
             settling: Mutex::new(Vec::new()),
+            probed: Mutex::new(BTreeMap::new()),
+            leaving: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -136,6 +148,10 @@ impl Owners {
                 },
             );
             view.urls.insert(id.clone(), server.heartbeat.url.clone());
+            view.beats.insert(
+                id.clone(),
+                (server.age_ms, server.heartbeat.incarnation.clone()),
+            );
             if server.age_ms <= self.dead_after_ms {
                 view.last_alive.insert(id.clone(), Instant::now());
             }
@@ -176,6 +192,61 @@ impl Owners {
             .servers
             .get(server)
             .is_some_and(|server| server.alive)
+    }
+
+    /// This server is stopping and hands its users over: it beats no more.
+    pub fn set_leaving(&self) {
+        self.leaving
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether this server is stopping (see [`Owners::set_leaving`]).
+    pub fn leaving(&self) -> bool {
+        self.leaving.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the view was read from the cluster store within `within`.
+    pub fn refreshed_within(&self, within: Duration) -> bool {
+        let view = self.view.lock().unwrap();
+        view.refreshed.is_some_and(|at| at.elapsed() <= within)
+    }
+
+    /// A peer the view holds alive whose beat is at least `late_ms` old by now, with its URL
+    /// and the run that beat last: it may have died since (`probe.rs` tells a killed one).
+    pub fn late_peer(&self, server: &ServerId, late_ms: i64) -> Option<(String, String)> {
+        if *server == self.me || !self.is_alive(server) {
+            return None;
+        }
+        let view = self.view.lock().unwrap();
+        let since_refresh = view
+            .refreshed
+            .map_or(0, |at| at.elapsed().as_millis() as i64);
+        let (age_ms, incarnation) = view.beats.get(server)?;
+        (age_ms + since_refresh >= late_ms)
+            .then(|| Some((view.urls.get(server)?.clone(), incarnation.clone())))
+            .flatten()
+    }
+
+    /// Every peer whose beat is at least `late_ms` old by now.
+    pub fn late_peers(&self, late_ms: i64) -> Vec<ServerId> {
+        let peers: Vec<ServerId> = self.view.lock().unwrap().beats.keys().cloned().collect();
+        peers
+            .into_iter()
+            .filter(|peer| self.late_peer(peer, late_ms).is_some())
+            .collect()
+    }
+
+    /// Whether `peer` may be probed now (none in the last [`PROBE_EVERY`]); counts this one.
+    pub fn may_probe(&self, peer: &ServerId) -> bool {
+        let mut probed = self.probed.lock().unwrap();
+        if probed
+            .get(peer)
+            .is_some_and(|at| at.elapsed() < PROBE_EVERY)
+        {
+            return false;
+        }
+        probed.insert(peer.clone(), Instant::now());
+        true
     }
 
     /// Whether an admin drains `server` (its users go to their backups).

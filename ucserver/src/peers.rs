@@ -63,9 +63,18 @@ impl Peers {
     /// comes back empty (a new epoch), everything this server owns is re-published. Then the
     /// high-availability duties (see the module's documentation).
     pub async fn beat(&mut self, server: &Server) {
+        if server.owners.leaving() {
+            return;
+        }
         let paused = server.owners.suspended();
         let lapsed = heartbeat(server).await;
         refresh_view(server).await;
+        // A peer a beat and a half late whose port refuses connections was killed: it is
+        // declared dead now rather than after the failure detector's window.
+        let late_ms = (server.config.heartbeat_ms * 3 / 2) as i64;
+        for peer in server.owners.late_peers(late_ms) {
+            server.declare_dead_if_killed(&peer).await;
+        }
         if paused || (self.beats > 0 && lapsed == Some(true)) {
             tracing::warn!(
                 paused,
@@ -176,14 +185,7 @@ impl Peers {
 
 /// Reads every server's beat and the high-availability settings into the view.
 pub async fn refresh_view(server: &Server) {
-    let Some(seen) = server.bus("list servers", server.cluster.servers()).await else {
-        return;
-    };
-    let settings = server
-        .bus("ha settings", server.cluster.ha_all())
-        .await
-        .unwrap_or_default();
-    server.owners.refresh(&seen, &settings);
+    server.refresh_view().await;
 }
 
 /// Everyone this server has something of: users with devices or client tokens here.
@@ -207,6 +209,61 @@ async fn keep_only_owned(server: &Server) {
                 .await;
         }
     }
+}
+
+/// A graceful stop in a cluster: this server counts as dead for every server at once and
+/// hands each of its users to the server that serves them now (their backup): devices are
+/// told where to reconnect, seats move, nobody signs in again or goes offline. Its users are
+/// marked away, so that it takes them back once it is back for the fallback delay (or on an
+/// admin's command). Users nobody else can serve (no live peer, or none in their redundancy
+/// group) stay for the goodbye that follows, as on a single node.
+pub async fn leave(server: &Server) {
+    let users = local_users(server);
+    let peers_alive = server
+        .owners
+        .links()
+        .iter()
+        .any(|link| link.id != server.id);
+    if users.is_empty() || !peers_alive {
+        return;
+    }
+    server.owners.set_leaving();
+    server
+        .bus(
+            "mark away",
+            server.cluster.ha_set(
+                &owners::field(owners::AWAY, &server.id),
+                Some(&now_ms().to_string()),
+            ),
+        )
+        .await;
+    server
+        .bus(
+            "declare this server dead",
+            server.cluster.declare_dead(
+                &server.id,
+                &server.incarnation,
+                server.config.dead_after_ms,
+            ),
+        )
+        .await;
+    server.refresh_view().await;
+    let mut handed = 0;
+    for user in users {
+        let Ok(serving) = server.relations.server_of(&user).await else {
+            continue;
+        };
+        if serving != server.id && server.owners.is_alive(&serving) {
+            server
+                .hand_over(&user, &serving, "their server is stopping")
+                .await;
+            handed += 1;
+        }
+    }
+    tracing::info!(
+        users = handed,
+        "stopping: users handed over to their backups"
+    );
 }
 
 /// Hands over every local user whom another live server serves now (their home is back and
@@ -379,7 +436,7 @@ pub async fn heartbeat(server: &Server) -> Option<bool> {
 impl Peers {
     /// Finds dead peers and fails over from each one that no other survivor is handling.
     pub async fn sweep_dead_servers(&mut self, server: &Server) {
-        if self.quiet_until.is_some_and(|until| Instant::now() < until) {
+        if server.owners.leaving() || self.quiet_until.is_some_and(|until| Instant::now() < until) {
             return;
         }
         let Some(servers) = server.bus("list servers", server.cluster.servers()).await else {

@@ -36,6 +36,9 @@ use tokio::sync::mpsc;
 /// How long a client waits before knocking again while another server still holds its user.
 pub const CLAIM_RETRY_MS: u64 = 500;
 
+/// A view older than this is read again before a client is sent to another server.
+const FRESH_VIEW: std::time::Duration = std::time::Duration::from_millis(200);
+
 pub struct Server {
     pub id: ServerId,
     pub url: String,
@@ -346,7 +349,8 @@ impl Server {
         }
         let user = record.user.clone();
         if !record.console_only {
-            let serving = self.relations.server_of(&user).await?;
+            let home = self.relations.home_of(&user).await?;
+            let serving = self.serving_for_client(&user, &home).await;
             if serving != self.id {
                 return Err(self.served_elsewhere(&user, &serving));
             }
@@ -373,8 +377,89 @@ impl Server {
         Ok(info)
     }
 
-    /// `wrong_server` for a user that `serving` serves: where the client should go.
+    /// Who serves `user` (home `home`) now, for a client knocking here. When the view names
+    /// another server it is looked at again before the client is sent there: read afresh
+    /// when older than [`FRESH_VIEW`] (a peer may have stopped, or been found dead, since the
+    /// last heartbeat), and a serving server whose beat is late is probed: one whose port
+    /// refuses connections is declared dead at once, and its users are served here or by
+    /// their backup without waiting out the failure detector's window.
+    pub async fn serving_for_client(&self, user: &UserId, home: &ServerId) -> ServerId {
+        let serving = || {
+            self.owners
+                .serving(user, home)
+                .unwrap_or_else(|| home.clone())
+        };
+        let mut now = serving();
+        if now == self.id {
+            return now;
+        }
+        if !self.owners.refreshed_within(FRESH_VIEW) {
+            self.refresh_view().await;
+            now = serving();
+        }
+        if now != self.id && self.declare_dead_if_killed(&now).await {
+            now = serving();
+        }
+        now
+    }
+
+    /// Probes `peer` if its beat is late (by one heartbeat period); a peer whose port refuses
+    /// connections is declared dead in the cluster store and the view read again. Returns
+    /// whether it was.
+    pub async fn declare_dead_if_killed(&self, peer: &ServerId) -> bool {
+        let Some((url, incarnation)) = self.owners.late_peer(peer, self.config.heartbeat_ms as i64)
+        else {
+            return false;
+        };
+        if !self.owners.may_probe(peer) || !crate::probe::refuses_connections(&url).await {
+            return false;
+        }
+        let declared = self
+            .bus(
+                "declare dead",
+                self.cluster
+                    .declare_dead(peer, &incarnation, self.config.dead_after_ms),
+            )
+            .await
+            == Some(true);
+        if declared {
+            tracing::warn!(server = %peer, %url, "peer missed its beat and refuses connections: declared dead");
+            self.metrics
+                .peers_found_killed
+                .fetch_add(1, Ordering::Relaxed);
+            self.refresh_view().await;
+        }
+        declared
+    }
+
+    /// Reads every server's beat and the high-availability settings into the view.
+    pub async fn refresh_view(&self) {
+        let Some(seen) = self.bus("list servers", self.cluster.servers()).await else {
+            return;
+        };
+        let settings = self
+            .bus("ha settings", self.cluster.ha_all())
+            .await
+            .unwrap_or_default();
+        self.owners.refresh(&seen, &settings);
+    }
+
+    /// `wrong_server` for a user that `serving` serves: where the client should go. While
+    /// `serving` has missed beats (paused, cut off, or dead and not yet found so) the client
+    /// is asked to try here again shortly instead: sent there it would wait for an answer
+    /// that may never come, and here it is served once the failure detector decides.
     pub fn served_elsewhere(&self, user: &UserId, serving: &ServerId) -> AppError {
+        let missed_beats = 2 * self.config.heartbeat_ms as i64;
+        if self.owners.late_peer(serving, missed_beats).is_some() {
+            let mut error = AppError::new(
+                ErrorCode::ServerUnavailable,
+                format!(
+                    "'{user}' is served by '{serving}', which has stopped answering; try again in a moment"
+                ),
+            );
+            error.0.retry_after_ms = Some(CLAIM_RETRY_MS);
+            return error;
+        }
         let mut error = AppError::new(
             ErrorCode::WrongServer,
             format!("'{user}' is served by server '{serving}' now; connect there"),

@@ -45,6 +45,7 @@ fn layer(module: &str) -> Option<u8> {
         ("rate_limit", 0),
         ("outbox", 0),
         ("owners", 0),
+        ("probe", 0),
         ("licenses", 1),
         ("telephony", 1),
         ("timed", 0),

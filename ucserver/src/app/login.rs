@@ -21,13 +21,10 @@ pub async fn sign_in(
     client: IpAddr,
 ) -> AppResult<LoginResponse> {
     let user = check_password(server, &request, client).await?;
-    let serving = server
-        .owners
-        .serving(&user.id, &user.home_server)
-        .unwrap_or_else(|| user.home_server.clone());
+    let serving = server.serving_for_client(&user.id, &user.home_server).await;
     if serving != server.id {
         let mut error = server.served_elsewhere(&user.id, &serving);
-        if error.0.home_url.is_none() {
+        if error.0.error == shared::api::ErrorCode::WrongServer && error.0.home_url.is_none() {
             error.0.home_url = server_url(server, &serving).await;
         }
         return Err(error);

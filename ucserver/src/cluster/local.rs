@@ -220,6 +220,23 @@ impl Cluster for LocalCluster {
         Ok(())
     }
 
+    async fn declare_dead(
+        &self,
+        server: &ServerId,
+        incarnation: &str,
+        dead_after_ms: u64,
+    ) -> ClusterResult<bool> {
+        let mut state = self.hub.state.lock().unwrap();
+        let Some(seen) = state.servers.get_mut(server) else {
+            return Ok(false);
+        };
+        if seen.heartbeat.incarnation != incarnation {
+            return Ok(false);
+        }
+        seen.last_seen_ms = shared::now_ms() - dead_after_ms as i64 - 1;
+        Ok(true)
+    }
+
     async fn claim_owner(
         &self,
         user: &UserId,

@@ -102,6 +102,17 @@ pub trait Cluster: Send + Sync + 'static {
     async fn servers(&self) -> ClusterResult<Vec<SeenServer>>;
     /// Forgets a server's heartbeat (after it was cleaned up as dead).
     async fn forget_server(&self, server: &ServerId) -> ClusterResult<()>;
+    /// Makes `server`'s run `incarnation` count as dead at once, as if its last beat were
+    /// older than `dead_after_ms`: it stopped gracefully, or its port refuses connections.
+    /// Nothing happens when another run of it beats now. Should it be alive after all, its
+    /// next beat finds that it lapsed, and it keeps only the users it still owns. Returns
+    /// whether the mark was set.
+    async fn declare_dead(
+        &self,
+        server: &ServerId,
+        incarnation: &str,
+        dead_after_ms: u64,
+    ) -> ClusterResult<bool>;
     /// Takes a named lock for `ttl_ms` unless someone else holds it.
     async fn try_lock(&self, name: &str, holder: &str, ttl_ms: u64) -> ClusterResult<bool>;
 

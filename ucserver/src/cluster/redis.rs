@@ -76,6 +76,17 @@ redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
 return lapsed
 "#;
 
+/// KEYS: servers seen, incarnations. ARGV: server, its incarnation, dead after (ms). Backdates
+/// the server's beat past the window if that run is the one beating; returns 1 then.
+const DECLARE_DEAD: &str = r#"
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now - tonumber(ARGV[3]) - 1, ARGV[1])
+return 1
+"#;
+
 /// KEYS: owner record (`<server> <incarnation> <epoch>`), servers seen, incarnations.
 /// ARGV: me, my incarnation, dead after (ms). Returns {1, epoch, moved} when granted (moved:
 /// 1 when another server or an earlier run of this one held the user, or it had been handed
@@ -552,6 +563,26 @@ impl Cluster for RedisCluster {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+
+    async fn declare_dead(
+        &self,
+        server: &ServerId,
+        incarnation: &str,
+        dead_after_ms: u64,
+    ) -> ClusterResult<bool> {
+        let done = self
+            .eval(
+                DECLARE_DEAD,
+                vec![keys::SERVERS_SEEN.into(), keys::SERVERS_INCARNATION.into()],
+                vec![
+                    server.to_string(),
+                    incarnation.to_string(),
+                    dead_after_ms.to_string(),
+                ],
+            )
+            .await?;
+        Ok(as_i64(&done) == 1)
     }
 
     async fn claim_owner(
