@@ -71,6 +71,12 @@ pub enum BusBody {
         server: ServerId,
         at_ms: TimestampMs,
     },
+    /// The sending server keeps `users` for their calls although they are served elsewhere
+    /// now (a move waits for the call): what is for them goes to it, for `for_ms` unless
+    /// said again or [`BusBody::UsersReleased`] comes first.
+    UsersHeld { users: Vec<UserId>, for_ms: u64 },
+    /// The sending server handed over `users` it had held for their calls.
+    UsersReleased { users: Vec<UserId> },
     /// Sessions of `user` must end (user deleted or moved to another home server).
     KickUser { user: UserId, reason: String },
     /// Call signalling between servers (`call_*`, `forwarding_changed`): see `shared::call`.
@@ -84,6 +90,11 @@ pub struct Delivery {
     pub message: ChatMessage,
     pub recipients: Vec<UserId>,
 }
+
+/// The version of the high-availability rules a UCServer follows (ownership records,
+/// hand-over): a server whose heartbeat carries a lower one (an older binary, during a rolling
+/// upgrade) serves its own users and stands in for no one.
+pub const HA_PROTOCOL: u32 = 1;
 
 /// The heartbeat record of a UCServer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,4 +115,21 @@ pub struct ServerHeartbeat {
     /// Calls this server owns now (admin overview).
     #[serde(default)]
     pub calls: u64,
+    /// [`HA_PROTOCOL`] of its binary; absent (0) from binaries older than ownership records.
+    #[serde(default)]
+    pub ha_protocol: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_of_an_older_binary_is_understood_and_marked_older() {
+        let older = r#"{"id":"s9","url":"http://s9:8080","incarnation":"x","sessions":2,"devices":3,"at_ms":1}"#;
+        let beat: ServerHeartbeat = serde_json::from_str(older).expect("parses");
+        assert_eq!(beat.id, ServerId::from("s9"));
+        assert_eq!((beat.group, beat.calls, beat.ha_protocol), (None, 0, 0));
+        assert!(beat.ha_protocol < HA_PROTOCOL);
+    }
 }

@@ -3,7 +3,7 @@
 //! really crosses a MediaServer, encrypted, in both directions.
 
 use shared::api::{
-    CallResult, CreateGroup, CreateUser, Direction, ErrorCode, JournalKind, SetPresence,
+    CallResult, CreateGroup, CreateUser, Direction, ErrorCode, JournalKind, SetPresence, UpdateUser,
 };
 use shared::call::{CallCommand, CallEvent, EXTRA_RECV_AUDIO, EndReason, ForwardMode, StopReason};
 use shared::presence::{Capability, TelephonyState};
@@ -1631,4 +1631,61 @@ async fn calls_go_on_while_the_database_is_away_and_are_journalled_once_when_it_
         assert_eq!(journal_entries_of(phone, id).await.len(), 1);
     }
     wait_leases(&lab.admin, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_moved_during_a_call_keeps_talking_and_moves_when_the_call_ends() {
+    let lab = Lab::start("calls_move_waits").await;
+    let alice = lab.user("alice", "s1").await;
+    let bob = lab.user("bob", "s2").await;
+    let mut alice_desk = lab.phone(&alice, "desk").await;
+    let mut bob_desk = lab.phone(&bob, "desk").await;
+    let ConnectedCall {
+        call,
+        caller: alice_peer,
+        callee: bob_peer,
+        ..
+    } = connected_call(&mut alice_desk, &mut bob_desk).await;
+
+    // bob's home changes to s1 mid-call: the move waits for the call (several heartbeats).
+    lab.admin
+        .update_user(
+            &bob,
+            UpdateUser {
+                home_server: Some(ServerId::from("s1")),
+                ..UpdateUser::default()
+            },
+        )
+        .await
+        .expect("move bob");
+    let (before_alice, before_bob) = (alice_peer.packets_received(), bob_peer.packets_received());
+    let (alice_got, bob_got) = talk(&alice_peer, &bob_peer, 3).await;
+    assert!(
+        alice_got > before_alice && bob_got > before_bob,
+        "media flows both ways after the move was asked: {before_alice}->{alice_got}, {before_bob}->{bob_got}"
+    );
+    bob_desk.settle(Duration::from_millis(500)).await;
+    assert!(
+        !bob_desk
+            .queue
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Reconnect { .. })),
+        "bob is not moved while in the call: {:?}",
+        bob_desk.queue
+    );
+
+    // The call ends: bob's device is sent on to s1, his new home.
+    alice_desk
+        .command(CallCommand::CallHangup { call: call.clone() })
+        .await
+        .expect("hang up");
+    let moved = bob_desk
+        .event("reconnect", |e| matches!(e, ServerEvent::Reconnect { .. }))
+        .await;
+    let ServerEvent::Reconnect { server, .. } = moved else {
+        unreachable!()
+    };
+    assert_eq!(server, ServerId::from("s1"), "bob moves to his new home");
+    alice_peer.close().await;
+    bob_peer.close().await;
 }

@@ -200,6 +200,7 @@ async fn heartbeats_and_locks((a, b): Pair) {
         group: Some("site-a".into()),
         version: "9.8.7".into(),
         calls: 2,
+        ha_protocol: shared::bus::HA_PROTOCOL,
     };
     assert!(
         a.heartbeat(&beat, 10_000).await.unwrap(),
@@ -252,6 +253,7 @@ async fn ownership_is_claimed_fenced_and_released((a, b): Pair) {
         group: None,
         version: String::new(),
         calls: 0,
+        ha_protocol: shared::bus::HA_PROTOCOL,
     };
     let (s1, s2) = (ServerId::from("s1"), ServerId::from("s2"));
     let bob = UserId::from("bob");

@@ -145,6 +145,7 @@ impl Owners {
                     hold: false,
                     fallback_now: false,
                     users_away: false,
+                    older: server.heartbeat.ha_protocol < shared::bus::HA_PROTOCOL,
                 },
             );
             view.urls.insert(id.clone(), server.heartbeat.url.clone());

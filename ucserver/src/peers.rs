@@ -56,6 +56,8 @@ pub struct Peers {
     /// of this server (a release lost or never replicated); returned on the next beat unless
     /// a call took them meanwhile.
     stale_softphones: Vec<String>,
+    /// Users kept here for their calls although served elsewhere now (announced each beat).
+    held_in_calls: BTreeSet<UserId>,
 }
 
 impl Peers {
@@ -87,7 +89,7 @@ impl Peers {
         }
         self.beats += 1;
         self.resync_if_needed(server).await;
-        hand_over_served_elsewhere(server).await;
+        hand_over_served_elsewhere(server, &mut self.held_in_calls).await;
         take_back_when_due(server).await;
         for user in server.owners.settle_due() {
             if let Err(error) = server.chat.announce_heads(&user).await {
@@ -268,22 +270,46 @@ pub async fn leave(server: &Server) {
 
 /// Hands over every local user whom another live server serves now (their home is back and
 /// the fallback is due, or an admin drains this server), except users in a call: they move
-/// when it ends.
-async fn hand_over_served_elsewhere(server: &Server) {
+/// when it ends. Meanwhile every server is told (each beat) that they are still here, so
+/// that what is for them comes here; once handed over, that they are not.
+async fn hand_over_served_elsewhere(server: &Server, held_in_calls: &mut BTreeSet<UserId>) {
+    let mut still_held = BTreeSet::new();
     for user in local_users(server) {
-        let Ok(serving) = server.relations.server_of(&user).await else {
+        // Who serves them by the view (not `server_of`, which names this server while it
+        // holds them for a call).
+        let Ok(home) = server.relations.home_of(&user).await else {
             continue;
         };
-        if serving == server.id || !server.owners.is_alive(&serving) {
+        let Some(to) = server
+            .owners
+            .serving(&user, &home)
+            .filter(|to| *to != server.id && server.owners.is_alive(to))
+        else {
             continue;
-        }
+        };
         if !server.telephony.calls_of(&user).is_empty() {
+            still_held.insert(user);
             continue;
         }
         server
-            .hand_over(&user, &serving, "their server serves them again")
+            .hand_over(&user, &to, "their server serves them again")
             .await;
     }
+    let released: Vec<UserId> = held_in_calls.difference(&still_held).cloned().collect();
+    if !released.is_empty() {
+        server.relations.released_by(&server.id, &released);
+        server
+            .broadcast(BusBody::UsersReleased { users: released })
+            .await;
+    }
+    if !still_held.is_empty() {
+        let users: Vec<UserId> = still_held.iter().cloned().collect();
+        let for_ms = 3 * server.config.heartbeat_ms;
+        let until = Instant::now() + Duration::from_millis(for_ms);
+        server.relations.held_by(&server.id, &users, until);
+        server.broadcast(BusBody::UsersHeld { users, for_ms }).await;
+    }
+    *held_in_calls = still_held;
 }
 
 /// A server back from a failover takes its users back once the fallback is due: it clears
@@ -422,6 +448,7 @@ pub async fn heartbeat(server: &Server) -> Option<bool> {
         group: server.config.redundancy_group.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         calls: server.metrics.calls_active.load(Ordering::Relaxed).max(0) as u64,
+        ha_protocol: shared::bus::HA_PROTOCOL,
     };
     server
         .bus(

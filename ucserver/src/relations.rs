@@ -21,6 +21,7 @@ use shared::{ConversationId, ServerId, UserId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Entries each cache keeps at most (per kind: homes, watchers, members, forwarding).
 pub const MAX_CACHED: usize = 200_000;
@@ -125,7 +126,13 @@ pub struct Relations {
     members: Mutex<Cached<ConversationId, Arc<Vec<UserId>>>>,
     watchers: Mutex<Cached<UserId, Arc<Vec<UserId>>>>,
     forwarding: Mutex<Cached<UserId, ForwardingRules>>,
+    /// Users a server keeps although the view says another serves them now (they are in a
+    /// call; they move when it ends), as that server announced, until when.
+    held: Mutex<HashMap<UserId, (ServerId, Instant)>>,
 }
+
+/// Most users held in calls that are remembered (a server holds at most its calls' parties).
+const MAX_HELD: usize = 100_000;
 
 impl Relations {
     pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>, owners: Arc<Owners>) -> Self {
@@ -137,7 +144,39 @@ impl Relations {
             members: Mutex::new(Cached::new()),
             watchers: Mutex::new(Cached::new()),
             forwarding: Mutex::new(Cached::new()),
+            held: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// `server` keeps `users` until `until` although they are served elsewhere now: what is
+    /// for them goes to it.
+    pub fn held_by(&self, server: &ServerId, users: &[UserId], until: Instant) {
+        let mut held = self.held.lock().unwrap();
+        held.retain(|_, (_, expires)| *expires > Instant::now());
+        for user in users {
+            if held.len() >= MAX_HELD && !held.contains_key(user) {
+                break;
+            }
+            held.insert(user.clone(), (server.clone(), until));
+        }
+    }
+
+    /// `server` let `users` go (handed them over).
+    pub fn released_by(&self, server: &ServerId, users: &[UserId]) {
+        let mut held = self.held.lock().unwrap();
+        for user in users {
+            if held.get(user).is_some_and(|(by, _)| by == server) {
+                held.remove(user);
+            }
+        }
+    }
+
+    /// The server keeping `user` for a call although another serves them now.
+    fn holder(&self, user: &UserId) -> Option<ServerId> {
+        let held = self.held.lock().unwrap();
+        held.get(user)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(server, _)| server.clone())
     }
 
     /// The home server of a user; `NotFound` if there is no such user.
@@ -164,6 +203,9 @@ impl Relations {
     /// backup (`owners.rs`). `NotFound` if there is no such user.
     pub async fn server_of(&self, user: &UserId) -> AppResult<ServerId> {
         let home = self.home_of(user).await?;
+        if let Some(holder) = self.holder(user) {
+            return Ok(holder);
+        }
         Ok(self.owners.serving(user, &home).unwrap_or(home))
     }
 
@@ -291,10 +333,14 @@ impl Relations {
             match self.home_of(user).await {
                 Ok(home) => {
                     let serving = self.owners.serving(user, &home).unwrap_or(home.clone());
-                    if serving != home {
-                        groups.entry(serving).or_default().push(user.clone());
+                    let holder = self.holder(user);
+                    let mut targets = vec![home, serving];
+                    targets.extend(holder);
+                    targets.sort();
+                    targets.dedup();
+                    for server in targets {
+                        groups.entry(server).or_default().push(user.clone());
                     }
-                    groups.entry(home).or_default().push(user.clone());
                 }
                 Err(error) => tracing::debug!(%user, error = %error.0, "no home for user; skipped"),
             }

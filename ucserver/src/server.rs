@@ -36,6 +36,9 @@ use tokio::sync::mpsc;
 /// How long a client waits before knocking again while another server still holds its user.
 pub const CLAIM_RETRY_MS: u64 = 500;
 
+/// Longest a peer's announcement that it holds users for their calls is believed.
+const MAX_HOLD_MS: u64 = 60_000;
+
 /// A view older than this is read again before a client is sent to another server.
 const FRESH_VIEW: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -790,6 +793,12 @@ impl Server {
                     .await;
             }
             BusBody::LicensesChanged => self.licenses.forget(),
+            BusBody::UsersHeld { users, for_ms } => {
+                let until = std::time::Instant::now()
+                    + std::time::Duration::from_millis(for_ms.min(MAX_HOLD_MS));
+                self.relations.held_by(&message.from, &users, until);
+            }
+            BusBody::UsersReleased { users } => self.relations.released_by(&message.from, &users),
             BusBody::ServerDown { server, .. } => {
                 tracing::info!(%server, cleaned_by = %message.from, "peer declared dead");
             }

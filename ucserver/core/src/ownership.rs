@@ -62,6 +62,10 @@ pub struct ServerView {
     /// Its users are served by backups right now (the cluster store's ownership records say
     /// so): it is returning from a failover, and the fallback rules apply.
     pub users_away: bool,
+    /// It runs a version from before ownership records (a rolling upgrade is under way): it
+    /// serves its own users as it always did, and stands in for no one, since it would
+    /// neither claim nor hand over the users it took.
+    pub older: bool,
 }
 
 impl ServerView {
@@ -75,6 +79,7 @@ impl ServerView {
             hold: false,
             fallback_now: false,
             users_away: false,
+            older: false,
         }
     }
 
@@ -120,7 +125,7 @@ impl Topology {
     fn may_back_up(&self, server: &ServerId) -> bool {
         self.servers
             .get(server)
-            .is_some_and(|view| view.alive && !view.draining)
+            .is_some_and(|view| view.alive && !view.draining && !view.older)
     }
 
     /// The servers that may stand in for `home`: the live members of its group, or with no
@@ -341,7 +346,12 @@ pub fn node_states(
             } else {
                 NodeStatus {
                     state: NodeState::Normal,
-                    reason: "serving its own users".to_string(),
+                    reason: if view.older {
+                        "an older version: serving its own users, standing in for no one"
+                            .to_string()
+                    } else {
+                        "serving its own users".to_string()
+                    },
                 }
             };
             (id.clone(), status)
@@ -525,6 +535,32 @@ mod tests {
                 "a draining server is no backup"
             );
         }
+    }
+
+    #[test]
+    fn a_server_of_an_older_version_serves_its_own_users_and_stands_in_for_no_one() {
+        let mut topology = three();
+        topology.servers.get_mut(&id("s3")).unwrap().older = true;
+        topology.servers.get_mut(&id("s1")).unwrap().alive = false;
+        let config = OwnershipConfig::default();
+        let users = users("u", 200);
+        let by = count_by_server(&topology, &users, &id("s1"), &config);
+        assert_eq!(
+            by.keys().collect::<Vec<_>>(),
+            vec![&Some(id("s2"))],
+            "{by:?}"
+        );
+        assert_eq!(
+            serving(&topology, &users[0], &id("s3"), NOW, &config),
+            Some(id("s3"))
+        );
+        let states = node_states(
+            &topology,
+            &BTreeMap::from([(id("s3"), users.clone())]),
+            NOW,
+            &config,
+        );
+        assert!(states[&id("s3")].reason.contains("older version"));
     }
 
     #[test]
