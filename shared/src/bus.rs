@@ -75,6 +75,9 @@ pub enum BusBody {
     /// now (a move waits for the call): what is for them goes to it, for `for_ms` unless
     /// said again or [`BusBody::UsersReleased`] comes first.
     UsersHeld { users: Vec<UserId>, for_ms: u64 },
+    /// The sending server handed `users` to the receiving one: unless their devices arrive
+    /// there within the failure detector's window, they go offline for their watchers.
+    HandedOver { users: Vec<UserId> },
     /// The sending server handed over `users` it had held for their calls.
     UsersReleased { users: Vec<UserId> },
     /// Sessions of `user` must end (user deleted or moved to another home server).

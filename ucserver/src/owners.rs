@@ -49,6 +49,8 @@ pub struct Owners {
     /// When each peer was last probed (`probe.rs`): at most one probe per peer per
     /// [`PROBE_EVERY`].
     probed: Mutex<BTreeMap<ServerId, Instant>>,
+    /// Users handed to this server whose devices must arrive by then (else they go offline).
+    arrivals: Mutex<Vec<(Vec<UserId>, Instant)>>,
     /// Set by a graceful stop that handed its users over: no more beats.
     leaving: std::sync::atomic::AtomicBool,
 }
@@ -101,6 +103,7 @@ impl Owners {
             settling: Mutex::new(Vec::new()),
             probed: Mutex::new(BTreeMap::new()),
             leaving: std::sync::atomic::AtomicBool::new(false),
+            arrivals: Mutex::new(Vec::new()),
         }
     }
 
@@ -193,6 +196,19 @@ impl Owners {
             .servers
             .get(server)
             .is_some_and(|server| server.alive)
+    }
+
+    /// `users` were handed to this server: their devices should arrive within the window.
+    pub fn expect_arrivals(&self, users: Vec<UserId>) {
+        let mut arrivals = self.arrivals.lock().unwrap();
+        if arrivals.len() < MAX_SETTLING {
+            arrivals.push((users, Instant::now() + self.window()));
+        }
+    }
+
+    /// Every batch of users handed to this server since the last call, with its deadline.
+    pub fn take_arrivals(&self) -> Vec<(Vec<UserId>, Instant)> {
+        std::mem::take(&mut *self.arrivals.lock().unwrap())
     }
 
     /// This server is stopping and hands its users over: it beats no more.

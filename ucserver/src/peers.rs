@@ -45,8 +45,9 @@ pub struct Peers {
     stale_seats: Vec<UserId>,
     /// Beats so far.
     beats: u64,
-    /// Users of dead peers that no backup had claimed at the failover, with when they go
-    /// offline for their watchers unless one claims them by then.
+    /// Users of dead peers that no backup had claimed at the failover, and users handed to
+    /// this server, with when they go offline for their watchers unless a live server claims
+    /// them by then.
     unclaimed: Vec<(Vec<UserId>, Instant)>,
     /// No peer is declared dead before this: the store was away or changed (a restart, a
     /// promoted replica whose heartbeats may be seconds old) and every server needs a window
@@ -156,6 +157,7 @@ impl Peers {
     /// Users of a dead peer that no backup claimed within the grace go offline for their
     /// watchers (their devices did not come back).
     async fn mark_unclaimed_offline(&mut self, server: &Server) {
+        self.unclaimed.extend(server.owners.take_arrivals());
         let now = Instant::now();
         let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unclaimed)
             .into_iter()

@@ -279,6 +279,13 @@ impl Server {
         }
         self.bus("release owner", self.cluster.release_owner(user, &self.id))
             .await;
+        self.publish(
+            to,
+            BusBody::HandedOver {
+                users: vec![user.clone()],
+            },
+        )
+        .await;
         self.metrics.handovers.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -798,6 +805,7 @@ impl Server {
                     + std::time::Duration::from_millis(for_ms.min(MAX_HOLD_MS));
                 self.relations.held_by(&message.from, &users, until);
             }
+            BusBody::HandedOver { users } => self.owners.expect_arrivals(users),
             BusBody::UsersReleased { users } => self.relations.released_by(&message.from, &users),
             BusBody::ServerDown { server, .. } => {
                 tracing::info!(%server, cleaned_by = %message.from, "peer declared dead");
