@@ -27,6 +27,7 @@ pub mod rate_limit;
 pub mod relations;
 pub mod routes;
 pub mod server;
+pub mod settings;
 pub mod store;
 pub mod telephony;
 pub mod timed;
@@ -183,6 +184,7 @@ pub async fn start(
     peers::heartbeat(&server).await;
     peers::refresh_view(&server).await;
     server.expire_stored_sessions().await;
+    settings::apply::load_at_start(&server).await;
     let mut bus = cluster
         .subscribe(&server.id)
         .await
@@ -192,6 +194,7 @@ pub async fn start(
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
 
     tasks.spawn(chat_writer.run(server.chat.clone()));
+    tasks.spawn(settings::apply::run(server.clone(), stop_tx.subscribe()));
 
     let bus_server = server.clone();
     let mut stop = stop_tx.subscribe();

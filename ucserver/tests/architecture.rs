@@ -44,6 +44,8 @@ fn layer(module: &str) -> Option<u8> {
         ("password", 0),
         ("rate_limit", 0),
         ("outbox", 0),
+        ("settings", 0),
+        ("settings::apply", 2),
         ("owners", 0),
         ("licenses", 1),
         ("telephony", 1),
