@@ -4,7 +4,9 @@
 //! conversation on both servers, with no restart; a per-server override and its removal; a
 //! refused value (reason given, nothing changes anywhere); an edit from an old version gets
 //! `409 conflict` naming who changed it. Then the local cache: with PostgreSQL stopped a
-//! server keeps the values it applied (the outbox bound and the send limit still hold).
+//! server keeps the values it applied (the outbox bound and the send limit still hold), and
+//! restarted while PostgreSQL is still down it starts on them; when PostgreSQL returns it
+//! reads SQL again, which wins.
 
 use serde_json::json;
 use shared::UserId;
@@ -65,6 +67,24 @@ async fn sends_until_refused(client: &Client, to: &UserId, most: u32) -> (u32, C
         }
     }
     panic!("{most} sends, none refused");
+}
+
+/// A log without its colours (ANSI escape sequences).
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn code(error: &ClientError) -> Option<ErrorCode> {
@@ -227,7 +247,7 @@ async fn a_server_keeps_its_settings_while_the_database_is_away() {
     // A PostgreSQL of its own, to stop.
     let postgres = Postgres::start();
     let database = postgres.create_database("settings_cache");
-    let s1 = UcServer::start("s1", &database, None, &[]);
+    let mut s1 = UcServer::start("s1", &database, None, &[]);
     let admin = AdminClient::login(&s1.url(), &UserId::from("admin"), ADMIN_PASSWORD)
         .await
         .unwrap();
@@ -279,5 +299,53 @@ async fn a_server_keeps_its_settings_while_the_database_is_away() {
         "{}",
         s1.log()
     );
+
+    // Restarted while the database is still away, it starts on its cache.
+    s1.kill9();
+    let log_before = std::fs::read_to_string(s1.log_path()).unwrap().len();
+    s1.restart_without_database();
+    let restarted = || plain(&std::fs::read_to_string(s1.log_path()).unwrap()[log_before..]);
+    let started = Instant::now();
+    while !restarted().contains("running on the cached settings") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            restarted()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = restarted();
+    assert!(
+        log.contains("starting without it, on the cached settings"),
+        "{log}"
+    );
+    for (key, value) in [("outbox_max_messages", 2), ("rate_send_burst", 5)] {
+        assert!(
+            log.lines().any(|line| line.contains("setting applied")
+                && line.contains(&format!("key={key}"))
+                && line.contains(&format!("value={value}"))),
+            "{key}={value} from the cache: {log}"
+        );
+    }
+
+    // The database returns: SQL wins, and a change made there counts.
     postgres.restart();
+    let started = Instant::now();
+    let admin = loop {
+        match AdminClient::login(&s1.url(), &UserId::from("admin"), ADMIN_PASSWORD).await {
+            Ok(admin) => break admin,
+            Err(error) if started.elapsed() < Duration::from_secs(15) => {
+                eprintln!("sign-in after the database returned: {error}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(error) => panic!("no sign-in after the database returned: {error}"),
+        }
+    };
+    admin
+        .set_setting("rate_send_burst", json!(7), None, None)
+        .await
+        .unwrap();
+    let (view, _) = all_applied(&admin, 1).await;
+    assert_eq!(running(&view, "rate_send_burst", "s1"), json!(7));
+    assert_eq!(running(&view, "outbox_max_messages", "s1"), json!(2));
 }

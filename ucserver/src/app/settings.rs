@@ -231,26 +231,19 @@ impl AdminSession {
                 .find(|row| row.key == key && row.scope == scope),
             Err(error) => return error,
         };
-        let (version, changed_by, changed_ms) = current
-            .map(|row| (row.version, row.changed_by, row.changed_ms))
-            .unwrap_or((0, None, 0));
-        let by = changed_by
-            .as_ref()
-            .map(|who| format!(" by '{who}'"))
-            .unwrap_or_default();
-        let mut error = AppError::new(
-            ErrorCode::Conflict,
-            format!(
-                "{key} ({scope}) was changed meanwhile{by} (now version {version}, your edit was made from version {}); load it again",
-                if_version.unwrap_or_default()
-            ),
+        let current = current.map_or(
+            VersionInfo {
+                version: 0,
+                changed_by: None,
+                changed_ms: 0,
+            },
+            |row| VersionInfo {
+                version: row.version,
+                changed_by: row.changed_by,
+                changed_ms: row.changed_ms,
+            },
         );
-        error.0.current = Some(Box::new(VersionInfo {
-            version,
-            changed_by,
-            changed_ms,
-        }));
-        error
+        super::admin::stale_edit(&format!("{key} ({scope})"), current, if_version)
     }
 }
 

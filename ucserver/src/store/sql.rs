@@ -189,6 +189,24 @@ impl SqlStore {
         })
     }
 
+    /// A PostgreSQL store whose pool connects on first use, without bringing the schema up to
+    /// date: for a server that has run against this database before (it has a settings
+    /// cache) and starts while the database cannot be reached. Every call answers
+    /// `Unavailable` until the database is back; the schema is checked at the next start.
+    pub fn connect_later(url: &str) -> Result<SqlStore, StoreError> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy(url)
+            .map_err(map_error)?;
+        Ok(SqlStore {
+            write: pool.clone(),
+            read: pool,
+            backend: Backend::Postgres,
+        })
+    }
+
     /// Closes every connection; later calls fail with `Unavailable`.
     pub async fn close(&self) {
         self.write.close().await;
