@@ -26,6 +26,7 @@ export async function renderSettings() {
   $('settings-revision').textContent = `Revision ${view.revision}`;
   $('settings-servers').replaceChildren(...view.servers.map((s) => el('li', { 'data-server': s.server },
     el('strong', { class: 'grow', text: s.server }),
+    s.alive ? null : pill('down', 'not beating'),
     s.revision === view.revision ? pill('ok', 'up to date') : pill('down', s.revision == null ? 'not reported' : 'not yet'),
     el('span', { class: 'small', text: s.revision == null ? 'has not reported' : `applied revision ${s.revision} at ${when(s.applied_ms)}` }),
     ...s.refused.map((r) => el('span', { class: 'error small', text: `refused ${r.key}: ${r.reason}` })))));
