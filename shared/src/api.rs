@@ -732,3 +732,131 @@ pub fn parse_capabilities(text: &str) -> Result<Vec<Capability>, String> {
     caps.sort();
     Ok(caps)
 }
+
+/// `GET /api/v1/admin/settings`: every runtime setting with its scopes and, for each server,
+/// the value it should run with and whether it confirmed that it does.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
+pub struct SettingsView {
+    /// Grows by one with every change of any setting; a server that applied this revision
+    /// runs with every change made so far.
+    pub revision: u64,
+    pub settings: Vec<SettingView>,
+    /// Every registered server and the revision it last applied.
+    pub servers: Vec<ServerSettings>,
+}
+
+/// One runtime setting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
+pub struct SettingView {
+    pub key: String,
+    pub description: String,
+    /// Allowed values (integers, inclusive).
+    pub min: u64,
+    pub max: u64,
+    /// True when a change takes effect without a restart.
+    pub applies_live: bool,
+    /// What must be restarted for a change to count, when it does not apply live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<String>,
+    /// The value of this server's file and environment configuration (each server has its
+    /// own: see `ServerSetting::default`).
+    pub default: serde_json::Value,
+    /// The cluster-wide value, when one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global: Option<SettingValue>,
+    /// Per-server overrides (scope = the server's id).
+    #[serde(default)]
+    pub overrides: Vec<SettingValue>,
+    /// Per server: the value it should run with, where it comes from, what it runs with.
+    pub servers: Vec<ServerSetting>,
+}
+
+/// A stored value of a setting in one scope.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
+pub struct SettingValue {
+    /// `global` or a server id.
+    pub scope: String,
+    pub key: String,
+    pub value: serde_json::Value,
+    /// Names this value in `If-Match` (1 at creation, one more with every change).
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<UserId>,
+    pub changed_ms: TimestampMs,
+}
+
+/// A setting on one server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
+pub struct ServerSetting {
+    pub server: ServerId,
+    /// The value the server should run with: its override, else the global value, else its
+    /// own configuration's.
+    pub effective: serde_json::Value,
+    /// `server`, `global` or `default`.
+    pub source: String,
+    /// The value the server said it runs with (`None`: it has not reported yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<serde_json::Value>,
+    /// The server applied the latest revision and runs with `effective`.
+    pub applied: bool,
+}
+
+/// What one server applied last.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
+pub struct ServerSettings {
+    pub server: ServerId,
+    /// True when its heartbeat is fresh.
+    pub alive: bool,
+    /// The revision it applied last (`None`: never reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_ms: Option<TimestampMs>,
+    /// Values it refused (kept its previous one), with the reason.
+    #[serde(default)]
+    pub refused: Vec<SettingRefusal>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
+pub struct SettingRefusal {
+    pub key: String,
+    pub reason: String,
+}
+
+/// `PUT /api/v1/admin/settings/{key}`. With `If-Match: "<version>"` (`"0"`: only if the
+/// scope has no value yet) the change is made only at that version, else `409 conflict` with
+/// the current version and who made it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]
+pub struct PutSetting {
+    /// `global` (the default) or a server id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    pub value: serde_json::Value,
+}
+
+/// What a server reports it applied (stored in SQL with its revision; the admin API reads
+/// it back into [`ServerSettings`] and [`ServerSetting`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SettingsReport {
+    /// Every runtime setting's value the server runs with.
+    pub values: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Its own configuration's value of each (file and environment).
+    pub defaults: std::collections::BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub refused: Vec<SettingRefusal>,
+}
+
+/// The settings a server keeps on its own disk, to run on while SQL cannot be reached.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SettingsCache {
+    pub revision: u64,
+    /// The stored values that concern the server (global and its own scope).
+    pub values: Vec<SettingValue>,
+}

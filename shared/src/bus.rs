@@ -66,6 +66,8 @@ pub enum BusBody {
     },
     /// License capacities changed in SQL.
     LicensesChanged,
+    /// Runtime settings changed in SQL (`revision`): read them again and apply them.
+    SettingsChanged { revision: u64 },
     /// A server was found dead and cleaned up by `from`.
     ServerDown {
         server: ServerId,

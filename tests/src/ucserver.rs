@@ -87,7 +87,7 @@ impl UcServer {
         let mut last_error = String::new();
         for _ in 0..5 {
             server.port = free_port();
-            match server.spawn() {
+            match server.spawn("/readyz") {
                 Ok(()) => return server,
                 Err(error) => last_error = error,
             }
@@ -159,9 +159,19 @@ impl UcServer {
 
     /// Starts the same server again on the same port (after `kill9` or `terminate`).
     pub fn restart(&mut self) {
+        self.restart_until("/readyz");
+    }
+
+    /// [`UcServer::restart`] while its database is away: waits for `/healthz` (it answers)
+    /// instead of `/readyz` (which needs the database).
+    pub fn restart_without_database(&mut self) {
+        self.restart_until("/healthz");
+    }
+
+    fn restart_until(&mut self, ready_path: &'static str) {
         let deadline = Instant::now() + STARTUP_LIMIT;
         loop {
-            match self.spawn() {
+            match self.spawn(ready_path) {
                 Ok(()) => return,
                 Err(error) if Instant::now() >= deadline => {
                     panic!("ucserver {} did not restart: {error}", self.id)
@@ -171,7 +181,7 @@ impl UcServer {
         }
     }
 
-    fn spawn(&mut self) -> Result<(), String> {
+    fn spawn(&mut self, ready_path: &'static str) -> Result<(), String> {
         let log_path = self.dir.join("ucserver.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -198,7 +208,7 @@ impl UcServer {
             &log_path,
             &mut self.watchdog,
             STARTUP_LIMIT,
-            || http_status(port, "/readyz") == Some(200),
+            || http_status(port, ready_path) == Some(200),
         )?;
         self.child = Some(child);
         Ok(())

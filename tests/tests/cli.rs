@@ -505,3 +505,99 @@ fn several_admins_from_the_command_line() {
     let text = ok(helen(&["audit", "list"]));
     assert!(text.lines().next().unwrap().contains("ACTION"), "{text}");
 }
+
+/// `ucadmin config`: list, set (cluster-wide and for one server), a refused value with its
+/// reason and exit code 1, unset; on a single node (SQLite), which applies each change live.
+#[test]
+fn runtime_settings_from_the_command_line() {
+    let dir = fresh_dir("cli-settings");
+    let database = format!("sqlite:{}", dir.join("switchboard.db").display());
+    let server = UcServer::start("uc1", &database, None, &[]);
+    let url = server.url();
+    let admin = |args: &[&str]| run("ucadmin", &url, "admin", ADMIN_PASSWORD, args);
+    let running = |key: &str| {
+        let view = json(admin(&["config", "list", "--json"]));
+        let setting = view["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == key)
+            .unwrap()
+            .clone();
+        let on = setting["servers"][0].clone();
+        (
+            on["running"].clone(),
+            on["source"].clone(),
+            on["applied"].clone(),
+        )
+    };
+    assert_eq!(
+        running("ring_timeout_ms"),
+        (30_000.into(), "default".into(), true.into())
+    );
+
+    let set = json(admin(&[
+        "config",
+        "set",
+        "ring_timeout_ms",
+        "20000",
+        "--json",
+    ]));
+    assert_eq!(
+        (set["scope"].as_str(), set["version"].as_u64()),
+        (Some("global"), Some(1))
+    );
+    let set = json(admin(&[
+        "config",
+        "set",
+        "ring_timeout_ms",
+        "15000",
+        "--server",
+        "uc1",
+        "--json",
+    ]));
+    assert_eq!(set["scope"].as_str(), Some("uc1"));
+    // The server applies it within moments (announced in-process, re-read every 5 s).
+    let applied = |value: u64, source: &str| {
+        let started = std::time::Instant::now();
+        while running("ring_timeout_ms") != (value.into(), source.into(), true.into()) {
+            let now = running("ring_timeout_ms");
+            assert!(started.elapsed() < Duration::from_secs(10), "{now:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    applied(15_000, "server");
+
+    let refused = admin(&["config", "set", "ring_timeout_ms", "soon"]);
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        error.contains("bad_request") && error.contains("whole number"),
+        "{error}"
+    );
+    let stale = admin(&[
+        "config",
+        "set",
+        "ring_timeout_ms",
+        "9000",
+        "--if-version",
+        "7",
+    ]);
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("conflict"));
+
+    let human = ok(admin(&["config", "list"]));
+    assert!(
+        human
+            .lines()
+            .any(|l| l.contains("ring_timeout_ms") && l.contains("15000") && l.contains("server")),
+        "{human}"
+    );
+    ok(admin(&[
+        "config",
+        "unset",
+        "ring_timeout_ms",
+        "--server",
+        "uc1",
+    ]));
+    applied(20_000, "global");
+}

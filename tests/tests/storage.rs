@@ -12,7 +12,7 @@ use shared::{ConversationId, GroupId, MediaServerId, ServerId, UserId};
 use switchboard_tests::{Postgres, process};
 use ucserver::store::{
     AuditRecord, ConversationRecord, HistoryPage, LicenseRecord, MediaServerRecord, NewMessage,
-    ServerRecord, SqlStore, Store, StoreError, UserRecord, UserUpdate,
+    ServerRecord, SettingsAppliedRecord, SqlStore, Store, StoreError, UserRecord, UserUpdate,
 };
 
 /// Runs each named check against every backend, as `sqlite::NAME` and `postgres::NAME`.
@@ -58,6 +58,7 @@ conformance!(
     concurrent_creates_and_upserts,
     append_throughput,
     one_batch_spans_many_conversations,
+    runtime_settings,
 );
 
 /// A directory removed when the test ends (also when it panics).
@@ -1672,6 +1673,79 @@ async fn append_throughput(store: Arc<dyn Store>) {
 }
 
 // ---- backend-specific checks ----
+
+/// Runtime settings: each change is the next revision; a value changes only from the version
+/// named; a removal of what is not there is `NotFound`; each server's applied record is kept.
+async fn runtime_settings(store: Arc<dyn Store>) {
+    let empty = store.settings().await.unwrap();
+    assert_eq!((empty.revision, empty.rows.len()), (0, 0));
+    let admin = UserId::from("admin");
+    let first = store
+        .put_setting("global", "ring_timeout_ms", "5000", Some(0), &admin, 10)
+        .await
+        .unwrap();
+    assert_eq!((first.version, first.revision), (1, 1));
+    let stale = store
+        .put_setting("global", "ring_timeout_ms", "6000", Some(0), &admin, 11)
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, StoreError::Stale(_)), "{stale:?}");
+    let second = store
+        .put_setting("global", "ring_timeout_ms", "6000", Some(1), &admin, 12)
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.version, second.revision),
+        (2, 2),
+        "a refused edit takes no revision"
+    );
+    store
+        .put_setting("s2", "ring_timeout_ms", "7000", None, &admin, 13)
+        .await
+        .unwrap();
+    let snapshot = store.settings().await.unwrap();
+    assert_eq!(snapshot.revision, 3);
+    let rows: Vec<(&str, &str, u64)> = snapshot
+        .rows
+        .iter()
+        .map(|r| (r.scope.as_str(), r.value.as_str(), r.version))
+        .collect();
+    assert_eq!(rows, [("global", "6000", 2), ("s2", "7000", 1)]);
+    assert_eq!(snapshot.rows[0].changed_by.as_ref(), Some(&admin));
+
+    assert!(matches!(
+        store.delete_setting("s2", "ring_timeout_ms", Some(5)).await,
+        Err(StoreError::Stale(_))
+    ));
+    assert_eq!(
+        store
+            .delete_setting("s2", "ring_timeout_ms", Some(1))
+            .await
+            .unwrap(),
+        4
+    );
+    assert!(matches!(
+        store.delete_setting("s2", "ring_timeout_ms", None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.settings().await.unwrap().rows.len(), 1);
+
+    for (revision, at) in [(3, 100), (4, 200)] {
+        store
+            .put_settings_applied(&SettingsAppliedRecord {
+                server: ServerId::from("s1"),
+                revision,
+                applied_ms: at,
+                report: format!("{{\"r\":{revision}}}"),
+            })
+            .await
+            .unwrap();
+    }
+    let applied = store.settings_applied().await.unwrap();
+    assert_eq!(applied.len(), 1);
+    assert_eq!((applied[0].revision, applied[0].applied_ms), (4, 200));
+    assert_eq!(applied[0].report, "{\"r\":4}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_file_survives_reconnect() {

@@ -4,6 +4,8 @@
 //! `error: <code>: <message>` on stderr and exit with 1. The syntax is a contract other tools
 //! script against (issue 2, "Interfaces"): change it only by adding.
 
+mod settings;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use comfy_table::{Table, presets};
@@ -52,6 +54,9 @@ enum Command {
     /// The log of administrators' actions.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Runtime settings: list, set (cluster-wide or per server), unset an override.
+    #[command(subcommand)]
+    Config(settings::ConfigCommand),
     /// The cluster at a glance: servers, MediaServers, SQL and bus health, licenses.
     Overview {
         #[arg(long)]
@@ -537,6 +542,7 @@ async fn act(admin: &AdminClient, command: Command) -> anyhow::Result<()> {
                 format!("license {}: {}", license.kind, license_usage(&license))
             })
         }
+        Command::Config(command) => settings::act(admin, command).await,
         Command::License(LicenseCommand::Show { json }) => {
             let licenses = admin.licenses().await?;
             print(json, &licenses, || licenses_table(&licenses))
@@ -997,6 +1003,21 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(refused(&["user", "set", "alice"]), "nothing to change");
+    }
+
+    #[test]
+    fn config_commands() {
+        use settings::ConfigCommand;
+        assert!(matches!(
+            parse(&["config", "list", "--json"]),
+            Command::Config(ConfigCommand::List { json: true })
+        ));
+        assert!(matches!(
+            parse(&["config", "set", "ring_timeout_ms", "5000", "--server", "s2"]),
+            Command::Config(ConfigCommand::Set { key, value, server: Some(server), .. })
+                if key == "ring_timeout_ms" && value == "5000" && server == "s2"
+        ));
+        assert!(refused(&["config", "unset", "ring_timeout_ms"]));
     }
 
     #[test]

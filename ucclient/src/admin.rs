@@ -8,8 +8,9 @@ use crate::http::{Endpoint, HttpClient};
 use reqwest::Method;
 use shared::api::{
     AddMediaServer, AddMember, AdminUser, AuditEntry, CreateGroup, CreateUser, GroupInfo,
-    LicenseInfo, LoginRequest, LoginResponse, MediaServerInfo, Overview, PasswordReset, Rebalance,
-    ResetPassword, ServerAction, ServerList, SetLicense, UpdateUser,
+    LicenseInfo, LoginRequest, LoginResponse, MediaServerInfo, Overview, PasswordReset, PutSetting,
+    Rebalance, ResetPassword, ServerAction, ServerList, SetLicense, SettingValue, SettingsView,
+    UpdateUser,
 };
 use shared::{GroupId, MediaServerId, ServerId, UserId};
 
@@ -331,6 +332,48 @@ impl AdminClient {
                 Method::DELETE,
                 &["api", "v1", "admin", "media", id.as_str()],
                 None,
+            )
+            .await
+    }
+
+    /// `GET /admin/settings`: every runtime setting, its scopes and where each server stands.
+    pub async fn settings(&self) -> Result<SettingsView, ClientError> {
+        self.endpoint
+            .get(&["api", "v1", "admin", "settings"], &[])
+            .await
+    }
+
+    /// `PUT /admin/settings/{key}` in `scope` (`None`: global), with `If-Match` when
+    /// `version` is set (`Some(0)`: only if not set in that scope yet).
+    pub async fn set_setting(
+        &self,
+        key: &str,
+        value: serde_json::Value,
+        scope: Option<&str>,
+        version: Option<u64>,
+    ) -> Result<SettingValue, ClientError> {
+        let body = PutSetting {
+            scope: scope.map(str::to_string),
+            value,
+        };
+        self.endpoint
+            .if_match(version)
+            .send(
+                Method::PUT,
+                &["api", "v1", "admin", "settings", key],
+                Some(&body),
+            )
+            .await
+    }
+
+    /// `DELETE /admin/settings/{key}?scope=`: removes a server's override (or the global
+    /// value with `global`).
+    pub async fn unset_setting(&self, key: &str, scope: &str) -> Result<(), ClientError> {
+        self.endpoint
+            .send_query_no_answer(
+                Method::DELETE,
+                &["api", "v1", "admin", "settings", key],
+                &[("scope", scope.to_string())],
             )
             .await
     }

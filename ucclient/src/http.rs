@@ -159,6 +159,17 @@ impl Endpoint {
         Ok(())
     }
 
+    /// [`Self::send_no_answer`] with a query.
+    pub(crate) async fn send_query_no_answer(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<(), ClientError> {
+        self.call(method, segments, query, None).await?;
+        Ok(())
+    }
+
     /// The raw text of a `2xx` answer (for `/metrics`).
     pub(crate) async fn get_text(&self, segments: &[&str]) -> Result<String, ClientError> {
         let body = self.call(Method::GET, segments, &[], None).await?;

@@ -94,6 +94,11 @@ impl Chat {
         (chat, ChatWriter { rx })
     }
 
+    /// The outbox that keeps messages while SQL cannot be reached.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
     async fn publish(&self, to: &ServerId, body: BusBody) {
         if let Err(body) = timed::publish(&self.metrics, &*self.cluster, &self.id, to, body).await
             && matches!(body, BusBody::Messages { .. })

@@ -50,7 +50,8 @@ pub struct Connected {
 pub struct Devices {
     users: Mutex<HashMap<UserId, HashMap<DeviceId, DeviceConn>>>,
     next_conn: AtomicU64,
-    mdm: MdmConfig,
+    /// Quiet-mode settings; `buffer_limit` is `mdm_buffer_limit`, a runtime setting.
+    mdm: std::sync::RwLock<MdmConfig>,
     metrics: Arc<Metrics>,
 }
 
@@ -59,9 +60,14 @@ impl Devices {
         Self {
             users: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
-            mdm,
+            mdm: std::sync::RwLock::new(mdm),
             metrics,
         }
+    }
+
+    /// Events held for a quiet device from now on before a flush (`settings/`).
+    pub fn set_mdm_buffer_limit(&self, buffer_limit: usize) {
+        self.mdm.write().unwrap().buffer_limit = buffer_limit;
     }
 
     /// Registers a device (replacing an earlier connection with the same id).
@@ -195,6 +201,7 @@ impl Devices {
         let mut delivered = 0;
         let mut flushes = Vec::new();
         let mut too_slow = 0u64;
+        let mdm_config = *self.mdm.read().unwrap();
         {
             let mut all = self.users.lock().unwrap();
             for user in users {
@@ -207,7 +214,7 @@ impl Devices {
                             .values()
                             .map(|d| (d.mdm.is_quiet(), d.mdm.last_active_ms()))
                             .collect();
-                        mdm::alert_targets(&states, now, &self.mdm)
+                        mdm::alert_targets(&states, now, &mdm_config)
                     }
                     None => Vec::new(),
                 };
@@ -219,7 +226,7 @@ impl Devices {
                         Some(alert) if targets.contains(&index) => alert.clone(),
                         _ => plain.clone(),
                     };
-                    let to_send = match device.mdm.offer(now, event, bufferable, &self.mdm) {
+                    let to_send = match device.mdm.offer(now, event, bufferable, &mdm_config) {
                         Offer::Deliver(event) => vec![event],
                         Offer::Held => Vec::new(),
                         Offer::Flush(flush) => {

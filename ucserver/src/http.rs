@@ -753,3 +753,65 @@ pub(crate) async fn admin_media_remove(
     admin.remove_media(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+// ---------------------------------------------------------------------- runtime settings
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/settings",
+    tag = "admin",
+    responses((status = 200, description = "Every runtime setting: default, global value, per-server overrides, and per server the effective value and whether it applied it.", body = shared::api::SettingsView))
+)]
+pub(crate) async fn admin_settings_list(
+    Admin(admin): Admin,
+) -> AppResult<Json<shared::api::SettingsView>> {
+    Ok(Json(admin.settings().await?))
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/settings/{key}",
+    tag = "admin",
+    request_body = shared::api::PutSetting,
+    params(
+        ("key" = String, Path, description = "a setting, such as `ring_timeout_ms`"),
+        ("If-Match" = Option<String>, Header, description = "`\"<version>\"` of the value in that scope (`\"0\"`: not set yet): change it only if still at that version, else `409 conflict` with `current`"),
+    ),
+    responses((status = 200, description = "Stored and announced; every server applies it live.", body = shared::api::SettingValue))
+)]
+pub(crate) async fn admin_settings_put(
+    Admin(admin): Admin,
+    Path(key): Path<String>,
+    IfMatch(version): IfMatch,
+    Body(request): Body<shared::api::PutSetting>,
+) -> AppResult<Json<shared::api::SettingValue>> {
+    Ok(Json(admin.put_setting(&key, request, version).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SettingScope {
+    scope: Option<String>,
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/settings/{key}",
+    tag = "admin",
+    params(
+        ("key" = String, Path, description = "a setting"),
+        ("scope" = Option<String>, Query, description = "a server id (its override) or `global` (the default)"),
+        ("If-Match" = Option<String>, Header, description = "`\"<version>\"`: remove only if still at that version"),
+    ),
+    responses((status = 204, description = "Removed; the servers fall back to the global value or their configuration's."))
+)]
+pub(crate) async fn admin_settings_delete(
+    Admin(admin): Admin,
+    Path(key): Path<String>,
+    Query(query): Query<SettingScope>,
+    IfMatch(version): IfMatch,
+) -> AppResult<StatusCode> {
+    admin
+        .delete_setting(&key, query.scope.as_deref(), version)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -28,6 +28,7 @@ pub mod rate_limit;
 pub mod relations;
 pub mod routes;
 pub mod server;
+pub mod settings;
 pub mod store;
 pub mod telephony;
 pub mod timed;
@@ -57,17 +58,28 @@ pub struct Running {
 
 /// Opens SQL and the cluster named in the config (an in-process cluster when no Redis).
 pub async fn open_backends(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Cluster>)> {
-    let store = SqlStore::connect(&config.database_url())
-        .await
-        .map_err(|e| {
-            let url = config.database_url();
-            // The driver's error may quote the URL too: mask it wherever it appears.
-            let error = e.to_string().replace(&url, &config::mask_url(&url));
-            anyhow::anyhow!(
-                "cannot open the database {}: {error}",
-                config::mask_url(&url)
-            )
-        })?;
+    let url = config.database_url();
+    // The driver's error may quote the URL too: mask it wherever it appears.
+    let masked = |e: &store::StoreError| e.to_string().replace(&url, &config::mask_url(&url));
+    let store = match SqlStore::connect(&url).await {
+        Ok(store) => store,
+        // A server that ran here before starts on its cached settings and waits for the
+        // database like a running one does (`settings/apply.rs`).
+        Err(error @ store::StoreError::Unavailable(_))
+            if !url.starts_with("sqlite:") && settings::read_cache(&config.data_dir).is_ok() =>
+        {
+            tracing::warn!(
+                error = %masked(&error),
+                "the database cannot be reached: starting without it, on the cached settings"
+            );
+            SqlStore::connect_later(&url).map_err(|e| anyhow::anyhow!("{}", masked(&e)))?
+        }
+        Err(error) => anyhow::bail!(
+            "cannot open the database {}: {}",
+            config::mask_url(&url),
+            masked(&error)
+        ),
+    };
     let cluster: Arc<dyn Cluster> = match &config.redis_url {
         Some(url) => Arc::new(
             RedisCluster::connect(url)
@@ -81,8 +93,13 @@ pub async fn open_backends(config: &Config) -> anyhow::Result<(Arc<dyn Store>, A
 
 /// Creates the `admin` user when no administrator exists yet.
 async fn ensure_admin(config: &Config, store: &dyn Store) -> anyhow::Result<Option<String>> {
-    if store.list_users().await?.iter().any(|u| u.admin) {
-        return Ok(None);
+    match store.list_users().await {
+        Ok(users) if users.iter().any(|u| u.admin) => return Ok(None),
+        Ok(_) => {}
+        // Started without the database (see `open_backends`): it ran here before, so an
+        // administrator exists.
+        Err(store::StoreError::Unavailable(_)) => return Ok(None),
+        Err(error) => return Err(error.into()),
     }
     let (password, generated) = match &config.admin_password {
         Some(password) => (password.clone(), false),
@@ -170,13 +187,18 @@ pub async fn start(
         start_embedded_media(&config, &server, tasks).await?;
     }
 
-    store
-        .register_server(&store::ServerRecord {
-            id: server.id.clone(),
-            url: url.clone(),
-            registered_ms: shared::now_ms(),
-        })
-        .await?;
+    let record = store::ServerRecord {
+        id: server.id.clone(),
+        url: url.clone(),
+        registered_ms: shared::now_ms(),
+    };
+    match store.register_server(&record).await {
+        Ok(()) => {}
+        Err(store::StoreError::Unavailable(error)) => {
+            tracing::warn!(%error, "not registered: the database cannot be reached");
+        }
+        Err(error) => return Err(error.into()),
+    }
     // A previous incarnation of this server may have left users online and leases taken.
     peers::clean_up_after(&server, &server.id.clone()).await;
     // Beat once and read who serves whom before taking any user: a server back from a
@@ -184,6 +206,7 @@ pub async fn start(
     peers::heartbeat(&server).await;
     peers::refresh_view(&server).await;
     server.expire_stored_sessions().await;
+    settings::apply::load_at_start(&server).await;
     let mut bus = cluster
         .subscribe(&server.id)
         .await
@@ -193,6 +216,7 @@ pub async fn start(
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
 
     tasks.spawn(chat_writer.run(server.chat.clone()));
+    tasks.spawn(settings::apply::run(server.clone(), stop_tx.subscribe()));
 
     let bus_server = server.clone();
     let mut stop = stop_tx.subscribe();

@@ -48,7 +48,8 @@ struct Kept {
 
 pub struct Outbox {
     pool: SqlitePool,
-    limits: OutboxLimits,
+    /// `outbox_max_messages` / `outbox_max_age_ms`, runtime settings (`set_limits`).
+    limits: std::sync::RwLock<OutboxLimits>,
     len: AtomicUsize,
     /// When the oldest entry was kept (ms), 0 when empty.
     oldest_ms: AtomicI64,
@@ -113,7 +114,7 @@ impl Outbox {
         }
         Ok(Outbox {
             pool,
-            limits,
+            limits: std::sync::RwLock::new(limits),
             len: AtomicUsize::new(count as usize),
             oldest_ms: AtomicI64::new(oldest),
             journal_len: AtomicUsize::new(journal as usize),
@@ -125,6 +126,16 @@ impl Outbox {
         self.len.load(Ordering::Acquire)
     }
 
+    /// The bounds in force.
+    pub fn limits(&self) -> OutboxLimits {
+        *self.limits.read().unwrap()
+    }
+
+    /// New bounds, for what is kept from now on (nothing kept already is dropped).
+    pub fn set_limits(&self, limits: OutboxLimits) {
+        *self.limits.write().unwrap() = limits;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -132,11 +143,12 @@ impl Outbox {
     /// Keeps `messages` on disk, in order, before returning; refused at the bounds.
     pub async fn push(&self, messages: &[NewMessage], now: TimestampMs) -> Result<(), OutboxError> {
         let len = self.len();
-        if len + messages.len() > self.limits.max_messages {
+        let limits = self.limits();
+        if len + messages.len() > limits.max_messages {
             return Err(OutboxError::Full(len));
         }
         let oldest = self.oldest_ms.load(Ordering::Acquire);
-        if oldest > 0 && now - oldest > self.limits.max_age_ms {
+        if oldest > 0 && now - oldest > limits.max_age_ms {
             return Err(OutboxError::TooOld((now - oldest) / 1000));
         }
         let mut tx = self.pool.begin().await.map_err(disk)?;
@@ -219,7 +231,7 @@ impl Outbox {
     /// entry is stored by its id, so a later copy of the same entry replaces an earlier one.
     pub async fn push_journal(&self, entry: &JournalEntry) -> Result<(), OutboxError> {
         let len = self.journal_len();
-        if len >= self.limits.max_messages {
+        if len >= self.limits().max_messages {
             return Err(OutboxError::Full(len));
         }
         let text = serde_json::to_string(entry).map_err(disk)?;

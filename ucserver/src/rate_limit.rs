@@ -8,7 +8,9 @@
 //! (`UC_RATE_*`, see `config.rs`) are far above what people type and above what `uc-bench`
 //! sends per device; a rate of 0 turns a limit off. Limiter state of devices quiet long
 //! enough to be back at a full burst is dropped by [`RateLimits::sweep`] on every heartbeat
-//! tick, so the maps stay as small as the set of recently active devices.
+//! tick, so the maps stay as small as the set of recently active devices. The limits are
+//! runtime settings: [`RateLimits::reconfigure`] puts new limiters in place for the limits
+//! that changed (their devices start with a full burst), between two checks.
 
 use crate::error::AppError;
 use governor::clock::{Clock, DefaultClock};
@@ -55,10 +57,17 @@ pub struct RateLimitConfig {
 
 type Limiter = DefaultKeyedRateLimiter<String>;
 
-pub struct RateLimits {
+/// The limiters of every action; `None` is off.
+struct Limiters {
+    config: RateLimitConfig,
     send: Option<Limiter>,
     typing: Option<Limiter>,
     create_conversation: Option<Limiter>,
+}
+
+pub struct RateLimits {
+    /// Replaced whole (or in part) by `reconfigure`; read on every check.
+    limiters: std::sync::RwLock<Limiters>,
     clock: DefaultClock,
 }
 
@@ -73,24 +82,47 @@ fn limiter(limit: Limit) -> Option<Limiter> {
 impl RateLimits {
     pub fn new(config: RateLimitConfig) -> Self {
         Self {
-            send: limiter(config.send),
-            typing: limiter(config.typing),
-            create_conversation: limiter(config.create_conversation),
+            limiters: std::sync::RwLock::new(Limiters {
+                config,
+                send: limiter(config.send),
+                typing: limiter(config.typing),
+                create_conversation: limiter(config.create_conversation),
+            }),
             clock: DefaultClock::default(),
         }
     }
 
-    fn limiter(&self, action: Action) -> Option<&Limiter> {
-        match action {
-            Action::Send => self.send.as_ref(),
-            Action::Typing => self.typing.as_ref(),
-            Action::CreateConversation => self.create_conversation.as_ref(),
+    /// The limits in force.
+    pub fn config(&self) -> RateLimitConfig {
+        self.limiters.read().unwrap().config
+    }
+
+    /// Puts `config` in force: each limit that changed gets a new limiter at once (every
+    /// device starts it with a full burst); unchanged ones keep their state.
+    pub fn reconfigure(&self, config: RateLimitConfig) {
+        let mut limiters = self.limiters.write().unwrap();
+        let old = limiters.config;
+        if old.send != config.send {
+            limiters.send = limiter(config.send);
         }
+        if old.typing != config.typing {
+            limiters.typing = limiter(config.typing);
+        }
+        if old.create_conversation != config.create_conversation {
+            limiters.create_conversation = limiter(config.create_conversation);
+        }
+        limiters.config = config;
     }
 
     /// Takes one `action` from the device's allowance, or says how long to wait.
     pub fn check(&self, action: Action, user: &UserId, device: &DeviceId) -> Result<(), AppError> {
-        let Some(limiter) = self.limiter(action) else {
+        let limiters = self.limiters.read().unwrap();
+        let limiter = match action {
+            Action::Send => limiters.send.as_ref(),
+            Action::Typing => limiters.typing.as_ref(),
+            Action::CreateConversation => limiters.create_conversation.as_ref(),
+        };
+        let Some(limiter) = limiter else {
             return Ok(());
         };
         let key = format!("{user}/{device}");
@@ -111,9 +143,14 @@ impl RateLimits {
 
     /// Forgets devices whose allowance is full again (call periodically).
     pub fn sweep(&self) {
-        for limiter in [&self.send, &self.typing, &self.create_conversation]
-            .into_iter()
-            .flatten()
+        let limiters = self.limiters.read().unwrap();
+        for limiter in [
+            &limiters.send,
+            &limiters.typing,
+            &limiters.create_conversation,
+        ]
+        .into_iter()
+        .flatten()
         {
             limiter.retain_recent();
             limiter.shrink_to_fit();
@@ -122,11 +159,16 @@ impl RateLimits {
 
     /// Devices with limiter state, over all actions (for tests and metrics).
     pub fn tracked(&self) -> usize {
-        [&self.send, &self.typing, &self.create_conversation]
-            .into_iter()
-            .flatten()
-            .map(|limiter| limiter.len())
-            .sum()
+        let limiters = self.limiters.read().unwrap();
+        [
+            &limiters.send,
+            &limiters.typing,
+            &limiters.create_conversation,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|limiter| limiter.len())
+        .sum()
     }
 }
 
@@ -170,6 +212,35 @@ mod tests {
             limits.check(Action::Typing, &alice, &phone).unwrap();
         }
         assert_eq!(limits.tracked(), 2);
+    }
+
+    #[test]
+    fn a_new_limit_counts_at_once() {
+        let limits = limits(Limit {
+            per_minute: 60,
+            burst: 100,
+        });
+        let (user, device) = (UserId::from("a"), DeviceId::from("d"));
+        for _ in 0..10 {
+            limits.check(Action::Send, &user, &device).unwrap();
+        }
+        let mut config = limits.config();
+        config.send.burst = 2;
+        limits.reconfigure(config);
+        limits.check(Action::Send, &user, &device).unwrap();
+        limits.check(Action::Send, &user, &device).unwrap();
+        assert_eq!(
+            limits
+                .check(Action::Send, &user, &device)
+                .unwrap_err()
+                .code(),
+            ErrorCode::RateLimited
+        );
+        config.send.per_minute = 0;
+        limits.reconfigure(config);
+        for _ in 0..100 {
+            limits.check(Action::Send, &user, &device).unwrap();
+        }
     }
 
     #[test]

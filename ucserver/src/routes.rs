@@ -80,6 +80,11 @@ pub fn router(server: AppState) -> Router {
             get(http::admin_media_list).post(http::admin_media_add),
         )
         .route("/admin/media/{id}", delete(http::admin_media_remove))
+        .route("/admin/settings", get(http::admin_settings_list))
+        .route(
+            "/admin/settings/{key}",
+            put(http::admin_settings_put).delete(http::admin_settings_delete),
+        )
         .route("/openapi.json", get(api_docs::openapi_get))
         .route("/ws-schema.json", get(api_docs::ws_schema_get))
         .route("/{*rest}", axum::routing::any(http::api_not_found));

@@ -78,6 +78,8 @@ pub struct Server {
     pub licenses: Licenses,
     /// Who serves each user now (high availability), and whether this server may act.
     pub owners: Arc<crate::owners::Owners>,
+    /// The runtime settings this server applied (`settings/`).
+    pub settings: crate::settings::Live,
 }
 
 impl Server {
@@ -141,6 +143,7 @@ impl Server {
         let passwords = crate::password::PasswordPool::new(config.password_limits());
         let rate_limits = crate::rate_limit::RateLimits::new(config.rate_limits());
         let tokens = Tokens::new(config.session_lifetime_ms as i64);
+        let settings = crate::settings::Live::new(crate::settings::defaults(&config));
         let server = Arc::new(Self {
             id: config.server_id(),
             url,
@@ -162,6 +165,7 @@ impl Server {
             relations,
             licenses,
             owners,
+            settings,
         });
         (server, writer)
     }
@@ -807,6 +811,7 @@ impl Server {
             }
             BusBody::HandedOver { users } => self.owners.expect_arrivals(users),
             BusBody::UsersReleased { users } => self.relations.released_by(&message.from, &users),
+            BusBody::SettingsChanged { .. } => self.settings.wake(),
             BusBody::ServerDown { server, .. } => {
                 tracing::info!(%server, cleaned_by = %message.from, "peer declared dead");
             }

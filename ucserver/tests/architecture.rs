@@ -6,13 +6,15 @@
 //! 5. front ends: `http`, `ws`, `extract`, `api_docs` (codecs, routing, the documents)
 //! 4. the application layer: `app` (sessions and the access rules)
 //! 3. `dispatch` (inputs that span the components and the call shell)
-//! 2. the call shell (`calls`), peers and heartbeats (`peers`)
+//! 2. the call shell (`calls`), peers and heartbeats (`peers`), the settings task
+//!    (`settings::apply`)
 //! 1. components: `server` (holds the parts below, with what spans them) beside the parts
 //!    that own their state: `devices`, `presence`, `chat`, `tokens`, `relations`, `licenses`, `telephony`,
 //!    `media`, `calls::registry`
 //! 0. foundations: `auth`, `cluster`, `store`, `config`, `error`, `events`, `metrics`, `timed`,
 //!    the login throttle, password pool and rate limits (`login_guard`, `password`,
-//!    `rate_limit`: state of their own, built from config, no server),
+//!    `rate_limit`: state of their own, built from config, no server), the runtime settings'
+//!    registry and cache (`settings`),
 //!    and the cores (`uccore`, a crate of its own)
 //!
 //! `lib.rs` and `main.rs` wire everything and stand outside the layers.
@@ -44,6 +46,8 @@ fn layer(module: &str) -> Option<u8> {
         ("password", 0),
         ("rate_limit", 0),
         ("outbox", 0),
+        ("settings", 0),
+        ("settings::apply", 2),
         ("owners", 0),
         ("probe", 0),
         ("licenses", 1),

@@ -11,7 +11,7 @@
 
 use shared::TimestampMs;
 
-/// Buffer settings, fixed per server.
+/// Buffer settings, per server (the shell may change `buffer_limit` while it runs).
 #[derive(Clone, Copy, Debug)]
 pub struct MdmConfig {
     /// Packets held for one quiet device before it is flushed anyway.

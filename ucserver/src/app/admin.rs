@@ -26,11 +26,31 @@ pub const MAX_USERS_LISTED: u32 = 10_000;
 /// At most this many audit entries in one answer.
 pub const MAX_AUDIT_ENTRIES: u32 = 1_000;
 
+/// The `conflict` answer to an edit of `what` made from version `if_version`: the version it
+/// is at now and who made it.
+pub(super) fn stale_edit(what: &str, current: VersionInfo, if_version: Option<u64>) -> AppError {
+    let by = current
+        .changed_by
+        .as_ref()
+        .map(|who| format!(" by '{who}'"))
+        .unwrap_or_default();
+    let mut error = AppError::new(
+        ErrorCode::Conflict,
+        format!(
+            "{what} was changed meanwhile{by} (now version {}, your edit was made from version {}); load it again",
+            current.version,
+            if_version.unwrap_or_default()
+        ),
+    );
+    error.0.current = Some(Box::new(current));
+    error
+}
+
 /// An administrator's session.
 #[derive(Clone)]
 pub struct AdminSession {
-    server: Arc<Server>,
-    actor: TokenInfo,
+    pub(super) server: Arc<Server>,
+    pub(super) actor: TokenInfo,
     /// The role the administrator has now (from SQL, read when the session was opened).
     role: AdminRole,
     /// Where the request came from, for the audit log.
@@ -64,11 +84,11 @@ impl AdminSession {
         self.role
     }
 
-    fn require(&self, action: AdminAction) -> AppResult<()> {
+    pub(super) fn require(&self, action: AdminAction) -> AppResult<()> {
         authz::require_role(self.role, action)
     }
 
-    async fn audit(&self, action: &str, detail: String) {
+    pub(super) async fn audit(&self, action: &str, detail: String) {
         let record = AuditRecord {
             at_ms: now_ms(),
             actor: self.actor.user.clone(),
@@ -321,25 +341,15 @@ impl AdminSession {
             Ok(user) => user,
             Err(error) => return error,
         };
-        let by = current
-            .changed_by
-            .as_ref()
-            .map(|who| format!(" by '{who}'"))
-            .unwrap_or_default();
-        let mut error = AppError::new(
-            ErrorCode::Conflict,
-            format!(
-                "user '{id}' was changed meanwhile{by} (now version {}, your edit was made from version {}); load it again",
-                current.version,
-                if_version.unwrap_or_default()
-            ),
-        );
-        error.0.current = Some(Box::new(VersionInfo {
-            version: current.version,
-            changed_by: current.changed_by,
-            changed_ms: current.changed_ms,
-        }));
-        error
+        stale_edit(
+            &format!("user '{id}'"),
+            VersionInfo {
+                version: current.version,
+                changed_by: current.changed_by,
+                changed_ms: current.changed_ms,
+            },
+            if_version,
+        )
     }
 
     // ------------------------------------------------------------------ audit, overview

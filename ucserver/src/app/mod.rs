@@ -3,7 +3,8 @@
 //! - [`Session`]: one signed-in device acting for one user (presence, contacts, delegates,
 //!   directory, chat, catch-up, journal, calls and forwarding).
 //! - [`AdminSession`]: an administrator acting on the cluster (users, groups, licenses,
-//!   servers, MediaServers, the audit log, the overview), within the administrator's role.
+//!   servers, MediaServers, the audit log, the overview, runtime settings in `settings.rs`),
+//!   within the administrator's role.
 //! - [`login`]: signing in and out; [`operations`]: health, readiness and metrics.
 //! - [`authz`]: every access rule, called by the layer and by nothing else.
 //!
@@ -16,6 +17,7 @@ pub mod authz;
 pub mod login;
 pub mod operations;
 pub mod session;
+pub mod settings;
 
 pub use admin::AdminSession;
 pub use session::{CatchUp, Session};

@@ -251,7 +251,7 @@ async fn place(
     server.metrics.calls_placed.fetch_add(1, Ordering::Relaxed);
     tracing::info!(call = %id, from = %by, %to, media = %chosen.id, "call placed");
     let call = Call::new(
-        server.calls.config,
+        server.calls.config(),
         id.clone(),
         by.clone(),
         sdp,

@@ -62,7 +62,10 @@ pub fn lease_key(call: &CallId, user: &UserId) -> String {
 
 /// The calls of this server and the commands waiting for another server's answer.
 pub struct Calls {
-    pub(super) config: CallConfig,
+    /// The call core's settings, except the ring timeout, which is `ring_timeout_ms`.
+    config: CallConfig,
+    /// `ring_timeout_ms`, a runtime setting: a new call rings this long (`settings/`).
+    ring_timeout_ms: AtomicI64,
     pub(super) active: Mutex<HashMap<CallId, ActiveCall>>,
     pub(super) replies: Mutex<HashMap<u64, oneshot::Sender<CommandResult>>>,
     next_token: AtomicU64,
@@ -74,15 +77,27 @@ pub struct Calls {
 impl Calls {
     pub fn new(ring_timeout_ms: u64) -> Self {
         Self {
-            config: CallConfig {
-                ring_timeout_ms: ring_timeout_ms as i64,
-                ..CallConfig::default()
-            },
+            config: CallConfig::default(),
+            ring_timeout_ms: AtomicI64::new(ring_timeout_ms as i64),
             active: Mutex::new(HashMap::new()),
             replies: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
             media_seen_again_ms: AtomicI64::new(0),
         }
+    }
+
+    /// The settings a new call starts with.
+    pub fn config(&self) -> CallConfig {
+        CallConfig {
+            ring_timeout_ms: self.ring_timeout_ms.load(Ordering::Relaxed),
+            ..self.config
+        }
+    }
+
+    /// Calls placed from now on ring this long (calls ringing already keep their deadline).
+    pub fn set_ring_timeout(&self, ring_timeout_ms: u64) {
+        self.ring_timeout_ms
+            .store(ring_timeout_ms as i64, Ordering::Relaxed);
     }
 
     /// Calls this server owns now.

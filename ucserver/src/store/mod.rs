@@ -155,6 +155,41 @@ pub struct AuditRecord {
     pub client: Option<String>,
 }
 
+/// A runtime setting's value in one scope (`settings/`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingRecord {
+    /// `global` or a server id.
+    pub scope: String,
+    pub key: String,
+    /// JSON text.
+    pub value: String,
+    /// 1 at creation, one more with every change.
+    pub version: u64,
+    /// The settings revision this value was written in.
+    pub revision: u64,
+    pub changed_by: Option<UserId>,
+    pub changed_ms: TimestampMs,
+}
+
+/// Every stored setting and the revision they make up together.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SettingsSnapshot {
+    /// Grows by one with every change of any setting.
+    pub revision: u64,
+    /// Sorted by key, then scope.
+    pub rows: Vec<SettingRecord>,
+}
+
+/// What a server applied last.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingsAppliedRecord {
+    pub server: ServerId,
+    pub revision: u64,
+    pub applied_ms: TimestampMs,
+    /// JSON: see `settings::Report`.
+    pub report: String,
+}
+
 /// Where a page of history starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HistoryPage {
@@ -294,6 +329,34 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_media_server(&self, id: &MediaServerId) -> StoreResult<()>;
     async fn list_media_servers(&self) -> StoreResult<Vec<MediaServerRecord>>;
     async fn audit(&self, record: &AuditRecord) -> StoreResult<()>;
+
+    // ---- runtime settings ----
+    /// Every stored setting with the current revision, read together.
+    async fn settings(&self) -> StoreResult<SettingsSnapshot>;
+    /// Sets `key` in `scope` to `value` (JSON text) as the next revision. With
+    /// `expected_version` only while the value is at that version (0: not set), else
+    /// [`StoreError::Stale`]. Returns the stored value.
+    async fn put_setting(
+        &self,
+        scope: &str,
+        key: &str,
+        value: &str,
+        expected_version: Option<u64>,
+        changed_by: &UserId,
+        now: TimestampMs,
+    ) -> StoreResult<SettingRecord>;
+    /// Removes `key` from `scope` as the next revision (returned). `NotFound` when it is not
+    /// set there; with `expected_version`, [`StoreError::Stale`] unless it is at that version.
+    async fn delete_setting(
+        &self,
+        scope: &str,
+        key: &str,
+        expected_version: Option<u64>,
+    ) -> StoreResult<u64>;
+    /// Records what a server applied (replacing its previous record).
+    async fn put_settings_applied(&self, record: &SettingsAppliedRecord) -> StoreResult<()>;
+    /// Every server's record, sorted by server.
+    async fn settings_applied(&self) -> StoreResult<Vec<SettingsAppliedRecord>>;
     /// Newest first.
     async fn audit_log(&self, limit: u32) -> StoreResult<Vec<AuditRecord>>;
 }

@@ -27,8 +27,9 @@ use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Connection, Row, Transact
 
 use super::{
     AuditRecord, ContactRecord, ConversationRecord, GroupRecord, HistoryPage, LicenseRecord,
-    MediaServerRecord, NewMessage, ServerRecord, SessionRecord, Store, StoreError, StoreResult,
-    UserRecord, UserUpdate,
+    MediaServerRecord, NewMessage, ServerRecord, SessionRecord, SettingRecord,
+    SettingsAppliedRecord, SettingsSnapshot, Store, StoreError, StoreResult, UserRecord,
+    UserUpdate,
 };
 use shared::api::{
     AdminRole, CallResult, ChatMessage, ConversationKind, ConversationSummary, Direction,
@@ -181,6 +182,24 @@ impl SqlStore {
             .run(&pool)
             .await
             .map_err(map_migrate_error)?;
+        Ok(SqlStore {
+            write: pool.clone(),
+            read: pool,
+            backend: Backend::Postgres,
+        })
+    }
+
+    /// A PostgreSQL store whose pool connects on first use, without bringing the schema up to
+    /// date: for a server that has run against this database before (it has a settings
+    /// cache) and starts while the database cannot be reached. Every call answers
+    /// `Unavailable` until the database is back; the schema is checked at the next start.
+    pub fn connect_later(url: &str) -> Result<SqlStore, StoreError> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy(url)
+            .map_err(map_error)?;
         Ok(SqlStore {
             write: pool.clone(),
             read: pool,
@@ -409,6 +428,47 @@ where
     T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
 {
     row.try_get(column).map_err(map_error)
+}
+
+fn setting_from_row(row: &AnyRow) -> StoreResult<SettingRecord> {
+    Ok(SettingRecord {
+        scope: decode(row, "scope")?,
+        key: decode(row, "key")?,
+        value: decode(row, "value")?,
+        version: seq_from_db(decode(row, "version")?),
+        revision: seq_from_db(decode(row, "revision")?),
+        changed_by: decode::<Option<String>>(row, "changed_by")?.map(UserId),
+        changed_ms: decode(row, "changed_ms")?,
+    })
+}
+
+/// Takes the next settings revision, locking its row until the transaction ends.
+async fn next_settings_revision(tx: &mut Transaction<'static, Any>) -> StoreResult<u64> {
+    let revision: i64 = sqlx::query(
+        "UPDATE settings_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision",
+    )
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(map_error)?
+    .try_get("revision")
+    .map_err(map_error)?;
+    Ok(seq_from_db(revision))
+}
+
+/// The version of `key` in `scope`, `None` when it is not set there.
+async fn setting_version(
+    tx: &mut Transaction<'static, Any>,
+    scope: &str,
+    key: &str,
+) -> StoreResult<Option<u64>> {
+    let row = sqlx::query("SELECT version FROM settings WHERE scope = $1 AND key = $2")
+        .bind(scope)
+        .bind(key)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(map_error)?;
+    row.map(|row| decode::<i64>(&row, "version").map(seq_from_db))
+        .transpose()
 }
 
 fn kind_to_db(kind: ConversationKind) -> &'static str {
@@ -1934,6 +1994,143 @@ impl Store for SqlStore {
                 Ok(LicenseRecord {
                     kind: decode(row, "kind")?,
                     capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
+                })
+            })
+            .collect()
+    }
+
+    async fn settings(&self) -> StoreResult<SettingsSnapshot> {
+        // One transaction, so that the rows and the revision belong together.
+        let mut tx = self.read.begin().await.map_err(map_error)?;
+        let revision: i64 = sqlx::query("SELECT revision FROM settings_revision WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_error)?
+            .try_get("revision")
+            .map_err(map_error)?;
+        let rows = sqlx::query(
+            "SELECT scope, key, value, version, revision, changed_by, changed_ms \
+             FROM settings ORDER BY key, scope",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(SettingsSnapshot {
+            revision: seq_from_db(revision),
+            rows: rows
+                .iter()
+                .map(setting_from_row)
+                .collect::<StoreResult<_>>()?,
+        })
+    }
+
+    async fn put_setting(
+        &self,
+        scope: &str,
+        key: &str,
+        value: &str,
+        expected_version: Option<u64>,
+        changed_by: &UserId,
+        now: TimestampMs,
+    ) -> StoreResult<SettingRecord> {
+        let mut tx = self.begin_write().await?;
+        // Taking the next revision locks its row: setting writes go one at a time.
+        let revision = next_settings_revision(&mut tx).await?;
+        let current = setting_version(&mut tx, scope, key).await?;
+        if let Some(expected) = expected_version
+            && expected != current.unwrap_or(0)
+        {
+            return Err(StoreError::Stale(format!("setting {key} ({scope})")));
+        }
+        let version = current.unwrap_or(0) + 1;
+        let sql = if current.is_some() {
+            "UPDATE settings SET value = $3, version = $4, revision = $5, changed_by = $6, \
+             changed_ms = $7 WHERE scope = $1 AND key = $2"
+        } else {
+            "INSERT INTO settings (scope, key, value, version, revision, changed_by, changed_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        };
+        sqlx::query(sql)
+            .bind(scope)
+            .bind(key)
+            .bind(value)
+            .bind(version as i64)
+            .bind(revision as i64)
+            .bind(changed_by.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(SettingRecord {
+            scope: scope.to_string(),
+            key: key.to_string(),
+            value: value.to_string(),
+            version,
+            revision,
+            changed_by: Some(changed_by.clone()),
+            changed_ms: now,
+        })
+    }
+
+    async fn delete_setting(
+        &self,
+        scope: &str,
+        key: &str,
+        expected_version: Option<u64>,
+    ) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let revision = next_settings_revision(&mut tx).await?;
+        let Some(current) = setting_version(&mut tx, scope, key).await? else {
+            return Err(StoreError::NotFound(format!("setting {key} ({scope})")));
+        };
+        if expected_version.is_some_and(|expected| expected != current) {
+            return Err(StoreError::Stale(format!("setting {key} ({scope})")));
+        }
+        sqlx::query("DELETE FROM settings WHERE scope = $1 AND key = $2")
+            .bind(scope)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(revision)
+    }
+
+    async fn put_settings_applied(&self, record: &SettingsAppliedRecord) -> StoreResult<()> {
+        let args = [
+            Arg::Text(record.server.0.clone()),
+            Arg::Int(record.revision as i64),
+            Arg::Int(record.applied_ms),
+            Arg::Text(record.report.clone()),
+        ];
+        self.upsert(
+            "UPDATE settings_applied SET revision = $2, applied_ms = $3, report = $4 \
+             WHERE server_id = $1",
+            &args,
+            "INSERT INTO settings_applied (server_id, revision, applied_ms, report) \
+             VALUES ($1, $2, $3, $4)",
+            &args,
+        )
+        .await
+    }
+
+    async fn settings_applied(&self) -> StoreResult<Vec<SettingsAppliedRecord>> {
+        let rows = sqlx::query(
+            "SELECT server_id, revision, applied_ms, report FROM settings_applied \
+             ORDER BY server_id",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(SettingsAppliedRecord {
+                    server: ServerId::new(decode::<String>(row, "server_id")?),
+                    revision: seq_from_db(decode(row, "revision")?),
+                    applied_ms: decode(row, "applied_ms")?,
+                    report: decode(row, "report")?,
                 })
             })
             .collect()

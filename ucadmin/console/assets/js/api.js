@@ -85,3 +85,9 @@ export const addMember = async (group, userId) =>
 export const removeMember = async (group, userId) =>
   (await call('DELETE', `/admin/groups/${enc(group)}/members/${enc(userId)}`)).data;
 export const audit = (limit) => get(`/admin/audit?limit=${limit}`);
+export const settings = () => get('/admin/settings');
+/** Sets `key` in `scope` from `version` (0: not set there yet); `409 conflict` if someone was faster. */
+export const putSetting = async (key, scope, value, version) =>
+  (await call('PUT', `/admin/settings/${enc(key)}`, { scope, value }, { ifMatch: version })).data;
+export const deleteSetting = (key, scope, version) =>
+  call('DELETE', `/admin/settings/${enc(key)}?scope=${enc(scope)}`, undefined, { ifMatch: version });

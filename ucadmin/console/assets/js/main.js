@@ -1,11 +1,14 @@
 // The UCAdmin console: sign-in, the view named in the URL's hash (#/overview, #/users,
-// #/groups, #/audit), and the overview's refresh. Updates are polled: the overview every
-// 5 s while it is shown (live push is a later step).
+// #/groups, #/audit, #/settings), and the refresh. Updates are polled: the overview and the
+// settings every 5 s while shown (live push is a later step).
 import * as api from './api.js';
 import { $, toast } from './dom.js';
 import { ui, applyRole, wireViews, renderOverview, renderUsers, renderGroups, renderAudit } from './views.js';
+import { renderSettings, wireSettings } from './settings.js';
 
-const VIEWS = { overview: renderOverview, users: renderUsers, groups: renderGroups, audit: renderAudit };
+const VIEWS = { overview: renderOverview, users: renderUsers, groups: renderGroups, audit: renderAudit, settings: renderSettings };
+/** Views polled while shown: the overview, and the settings (each server's confirmation). */
+const POLLED = ['overview', 'settings'];
 const REFRESH_MS = 5000;
 let refreshTimer = 0;
 
@@ -28,7 +31,7 @@ async function show() {
   } catch (error) {
     toast(error.message);
   }
-  if (name === 'overview' && api.session.current) {
+  if (POLLED.includes(name) && api.session.current) {
     refreshTimer = setTimeout(show, REFRESH_MS);
   }
 }
@@ -73,6 +76,7 @@ async function logout() {
 }
 
 wireViews();
+wireSettings();
 api.whenUnauthorized(() => { signedOut(); $('login-error').textContent = 'Your session has ended; sign in again.'; });
 $('login-form').addEventListener('submit', submitLogin);
 $('logout-btn').addEventListener('click', logout);
