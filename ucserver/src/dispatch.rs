@@ -26,6 +26,13 @@ pub async fn bus_input(server: &Arc<Server>, input: BusInput) {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 crate::calls::handle_bus(server, body).await;
             }
+            BusBody::Inspect(body) => {
+                server
+                    .metrics
+                    .bus_received
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::inspect::handle_bus(server, body).await;
+            }
             BusBody::ServerDown {
                 server: ref dead, ..
             } => {

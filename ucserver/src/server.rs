@@ -72,6 +72,8 @@ pub struct Server {
     pub licenses: Licenses,
     /// Who serves each user now (high availability), and whether this server may act.
     pub owners: Arc<crate::owners::Owners>,
+    /// Admin questions sent to other servers, waiting for their answers (`inspect.rs`).
+    pub inquiries: crate::inquiries::Inquiries,
 }
 
 impl Server {
@@ -156,6 +158,7 @@ impl Server {
             relations,
             licenses,
             owners,
+            inquiries: Default::default(),
         });
         (server, writer)
     }
@@ -498,8 +501,9 @@ impl Server {
         user: &UserId,
         device: &DeviceId,
         capabilities: Vec<Capability>,
+        origin: crate::devices::DeviceOrigin,
     ) -> (u64, mpsc::Receiver<DeviceEvent>) {
-        let connected = self.devices.connect(user, device, now_ms());
+        let connected = self.devices.connect(user, device, origin, now_ms());
         self.presence.update(user, |p| {
             p.devices.insert(
                 device.clone(),
@@ -713,6 +717,9 @@ impl Server {
                 self.end_user(&user, &reason).await;
             }
             BusBody::Call(_) => tracing::warn!("a call message reached the server's components"),
+            BusBody::Inspect(_) => {
+                tracing::warn!("an admin question reached the server's components");
+            }
         }
     }
 

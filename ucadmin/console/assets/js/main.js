@@ -1,11 +1,17 @@
 // The UCAdmin console: sign-in, the view named in the URL's hash (#/overview, #/users,
-// #/groups, #/audit), and the overview's refresh. Updates are polled: the overview every
-// 5 s while it is shown (live push is a later step).
+// #/groups, #/audit, #/servers, #/sessions, #/presence), and the overview's refresh. Updates
+// are polled: the overview every 5 s while it is shown (live push is a later step).
 import * as api from './api.js';
 import { $, toast } from './dom.js';
 import { ui, applyRole, wireViews, renderOverview, renderUsers, renderGroups, renderAudit } from './views.js';
+import { renderServers, wireServers } from './servers.js';
+import { renderSessions, wireSessions } from './sessions.js';
+import { renderPresence, wirePresence } from './presence.js';
 
-const VIEWS = { overview: renderOverview, users: renderUsers, groups: renderGroups, audit: renderAudit };
+const VIEWS = {
+  overview: renderOverview, users: renderUsers, groups: renderGroups, audit: renderAudit,
+  servers: renderServers, sessions: renderSessions, presence: renderPresence,
+};
 const REFRESH_MS = 5000;
 let refreshTimer = 0;
 
@@ -73,6 +79,9 @@ async function logout() {
 }
 
 wireViews();
+wireServers();
+wireSessions();
+wirePresence();
 api.whenUnauthorized(() => { signedOut(); $('login-error').textContent = 'Your session has ended; sign in again.'; });
 $('login-form').addEventListener('submit', submitLogin);
 $('logout-btn').addEventListener('click', logout);
