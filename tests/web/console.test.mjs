@@ -226,6 +226,8 @@ describe('admin console through ucweb', () => {
     const rows = page.getByRole('table', { name: 'Connected devices' }).locator('tbody tr[data-device]');
     for (const device of devices) await rows.and(page.locator(`[data-device="${device.id}"]`)).waitFor();
     assert.match(await page.locator('#sessions-summary').textContent(), /alice is served by s1/);
+    // ucweb passes the browser's User-Agent and address on with the WebSocket.
+    assert.match(await rows.first().textContent(), /HeadlessChrome.*127\.0\.0\.1/);
     await shot(page, 'console-desktop-sessions');
     const [gone, stays] = devices;
     await page.getByRole('button', { name: `Sign out ${gone.id}` }).click();
@@ -251,12 +253,14 @@ describe('admin console through ucweb', () => {
     await form.getByLabel('Seen by').fill('carol');
     await form.getByRole('button', { name: 'Show presence' }).click();
     const seen = page.getByRole('region', { name: 'carol sees bob as' });
-    await seen.getByText('Group mate').waitFor();
+    await seen.getByText('Group mate', { exact: true }).waitFor();
     await page.getByRole('table', { name: 'Watchers' }).locator('tr[data-watcher="carol"]').waitFor();
     await shot(page, 'console-desktop-presence');
     await form.getByLabel('Seen by').fill('alice');
     await form.getByRole('button', { name: 'Show presence' }).click();
-    await page.getByRole('region', { name: 'alice sees bob as' }).getByText('Basic').waitFor();
+    const basic = page.getByRole('region', { name: 'alice sees bob as' });
+    await basic.getByText('Basic', { exact: true }).waitFor();
+    await basic.getByText('Availability only', { exact: true }).waitFor();
   });
 
   it('a read-only admin sees the servers view and the presence viewer without buttons, on a phone', async () => {
@@ -276,7 +280,7 @@ describe('admin console through ucweb', () => {
     await form.getByLabel('User', { exact: true }).fill('bob');
     await form.getByLabel('Seen by').fill('carol');
     await form.getByRole('button', { name: 'Show presence' }).click();
-    await page.getByRole('region', { name: 'carol sees bob as' }).getByText('Group mate').waitFor();
+    await page.getByRole('region', { name: 'carol sees bob as' }).getByText('Group mate', { exact: true }).waitFor();
     await shot(page, 'console-phone-presence');
     await page.context().close();
   });

@@ -7,6 +7,11 @@ import { fillUserChoices } from './sessions.js';
 
 const enc = encodeURIComponent;
 const RULES = { same_user: 'Same user', admin: 'Administrator', contact: 'Contact', group_mate: 'Group mate', basic: 'Basic' };
+const VISIBILITY = {
+  full: 'Full: availability, note, telephony, devices',
+  basic: 'Availability only',
+  none: 'Nothing (shown as offline)',
+};
 
 function row(label, value) {
   return [el('dt', { text: label }), el('dd', {}, value)];
@@ -22,7 +27,7 @@ async function showPresence(userId, watcher) {
   $('presence-seen').replaceChildren(
     ...row('Availability', pill(view.availability === 'offline' ? 'off' : 'ok', view.availability)),
     ...row('Rule', el('span', {}, el('strong', { id: 'presence-rule', text: RULES[seen.rule] || seen.rule }), ` — ${seen.explanation}`)),
-    ...row('Visibility', seen.visibility),
+    ...row('Visibility', VISIBILITY[seen.visibility] || seen.visibility),
     ...row('Live updates', seen.live ? 'yes' : 'no (asks when needed)'),
     ...row('Note', view.note || '—'),
     ...row('Telephony', view.telephony || '—'),

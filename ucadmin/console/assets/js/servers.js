@@ -47,7 +47,7 @@ export async function renderServers() {
     el('td', {}, el('strong', { text: s.id })),
     el('td', { class: 'state-cell' }, statePill(s), s.reason ? el('div', { class: 'small muted', text: s.reason }) : null),
     el('td', { text: s.alive && s.since_ms ? ago(s.since_ms, now).replace(' ago', '') : '—', title: when(s.since_ms) }),
-    el('td', { text: s.group || '—' }),
+    el('td', { class: 'opt', text: s.group || '—' }),
     el('td', { class: 'opt', text: s.version || '—' }),
     el('td', { text: `${s.sessions} / ${s.devices}` }),
     el('td', { text: s.calls }),
