@@ -3,16 +3,16 @@
 //! (client, address, quiet mode) and the kick of one of them (it is told, its token is dead,
 //! the other device goes on receiving messages); the presence viewer, whose answer for each
 //! watcher equals what that watcher's own client gets, with a different rule per watcher;
-//! and who watches a user now, across both servers.
+//! and who watches a user now, across both servers; the same through `ucadmin --json`.
 
 use reqwest::StatusCode;
 use shared::api::{CreateGroup, CreateUser, ErrorCode, SetPresence};
-use shared::inspect::VisibilityRule;
+use shared::inspect::{DeviceKicked, PresenceInspection, UserSessions, VisibilityRule};
 use shared::presence::{Availability, Capability, Visibility};
 use shared::ws::{ClientCommand, ServerEvent};
 use shared::{DeviceId, GroupId, ServerId, UserId};
 use std::time::Duration;
-use switchboard_tests::ucserver::{ADMIN_PASSWORD, UcServer};
+use switchboard_tests::ucserver::{ADMIN_PASSWORD, UcServer, binary};
 use switchboard_tests::{Postgres, Redis};
 use ucclient::{AdminClient, Client, ClientError, Connection};
 
@@ -54,6 +54,33 @@ async fn message_in(conn: &mut Connection, body: &str) {
     )
     .await
     .unwrap_or_else(|e| panic!("message '{body}' not received: {e}"));
+}
+
+/// Runs `ucadmin` as the administrator against `server`.
+fn ucadmin_run(server: &UcServer, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(binary("ucadmin"))
+        .args([
+            "--url",
+            &server.url(),
+            "--user",
+            "admin",
+            "--password",
+            ADMIN_PASSWORD,
+        ])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// [`ucadmin_run`] that must succeed; its standard output.
+fn ucadmin(server: &UcServer, args: &[&str]) -> String {
+    let output = ucadmin_run(server, args);
+    assert!(
+        output.status.success(),
+        "ucadmin {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }
 
 /// Polls until `check` holds for a user's sessions as the administrator sees them.
@@ -340,5 +367,33 @@ async fn devices_kick_and_presence_viewer_across_servers() {
         .status();
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(admin.user_sessions(&bob).await.unwrap().devices.len(), 1);
+
+    // ---- the same through `ucadmin`, with --json
+    let sessions: UserSessions =
+        serde_json::from_str(&ucadmin(&s1, &["user", "sessions", "bob", "--json"])).unwrap();
+    assert_eq!(sessions.devices.len(), 1);
+    assert_eq!(sessions.devices[0].device.as_str(), "desk");
+    let seen: PresenceInspection = serde_json::from_str(&ucadmin(
+        &s1,
+        &["presence", "show", "bob", "--watcher", "carol", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(seen.rule, VisibilityRule::GroupMate);
+    assert_eq!(
+        seen.presence,
+        carol_client.get_presence(&bob).await.unwrap()
+    );
+    let text = ucadmin(&s1, &["presence", "watchers", "bob"]);
+    assert!(text.contains("alice") && text.contains("contact"), "{text}");
+    let kicked: DeviceKicked =
+        serde_json::from_str(&ucadmin(&s1, &["user", "kick", "bob", "desk", "--json"])).unwrap();
+    assert!(kicked.devices_left.is_empty(), "{kicked:?}");
+    desk.next_matching(WAIT, |e| matches!(e, ServerEvent::Goodbye { .. }))
+        .await
+        .expect("the desk is told");
+    let failed = ucadmin_run(&s1, &["user", "kick", "bob", "desk"]);
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.starts_with("error: not_found"), "{stderr}");
     drop((s1, s2, redis));
 }
