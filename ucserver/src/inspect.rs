@@ -96,8 +96,8 @@ async fn answer_here(server: &Server, question: Question) -> InspectAnswer {
     }
 }
 
-/// Ends one device's session here: its tokens first (so that it cannot come back with
-/// them: `401`), then its connection, which is told why (`goodbye`) and closed; its socket
+/// Ends one device's session here: its tokens first, those held here and those only in SQL
+/// (so that it cannot come back with them: `401`), then its connection, which is told why (`goodbye`) and closed; its socket
 /// task then takes it out of presence the usual way. The seat stays while another device
 /// of the user holds a token here.
 async fn kick_here(
@@ -113,11 +113,23 @@ async fn kick_here(
     {
         tokens.push(token.clone());
     }
-    if tokens.is_empty() && connection.is_none() {
-        return InspectAnswer::NoSuchDevice;
-    }
     for token in &tokens {
         server.end_token(token).await;
+    }
+    // Sessions of the device that SQL keeps but this server has not taken up (another sign-in
+    // of the same device, a restart since): they end too.
+    let unused = match server
+        .sql(server.store.delete_sessions_of_device(user, device))
+        .await
+    {
+        Ok(count) => count as usize,
+        Err(error) => {
+            tracing::warn!(%user, %device, error = %error.0.message, "the device's stored sessions stay until they expire");
+            0
+        }
+    };
+    if tokens.is_empty() && unused == 0 && connection.is_none() {
+        return InspectAnswer::NoSuchDevice;
     }
     if connection.is_some() {
         let goodbye = ServerEvent::Goodbye {
@@ -127,7 +139,8 @@ async fn kick_here(
         };
         server.devices.drop_device(user, device, &goodbye);
     }
-    tracing::info!(%user, %device, %by, tokens = tokens.len(), "device session ended by an administrator");
+    let tokens_ended = (tokens.len() + unused) as u32;
+    tracing::info!(%user, %device, %by, tokens = tokens_ended, "device session ended by an administrator");
     let devices_left = server
         .devices
         .sessions_of(user)
@@ -140,7 +153,7 @@ async fn kick_here(
         device: device.clone(),
         server: server.id.clone(),
         was_connected: connection.is_some(),
-        tokens_ended: tokens.len() as u32,
+        tokens_ended,
         devices_left,
     })
 }
