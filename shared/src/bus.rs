@@ -87,6 +87,9 @@ pub enum BusBody {
     /// Call signalling between servers (`call_*`, `forwarding_changed`): see `shared::call`.
     #[serde(untagged)]
     Call(crate::call::CallBusBody),
+    /// Admin questions to the server serving a user: see `shared::inspect`.
+    #[serde(untagged)]
+    Inspect(crate::inspect::InspectBusBody),
 }
 
 /// One stored message and the receiving server's users it is for.

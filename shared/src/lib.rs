@@ -12,6 +12,7 @@ pub mod api;
 pub mod bus;
 pub mod call;
 pub mod ids;
+pub mod inspect;
 pub mod keys;
 pub mod limits;
 pub mod media;

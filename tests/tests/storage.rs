@@ -634,7 +634,26 @@ async fn sessions(store: Arc<dyn Store>) {
     assert_eq!(store.get_session("h1").await.unwrap(), None);
     store.delete_session("h3").await.unwrap();
     assert_eq!(store.get_session("h3").await.unwrap(), None);
-    assert_eq!(store.delete_sessions_of(&uid("ivy")).await.unwrap(), 1);
+    let phone = SessionRecord {
+        device: shared::DeviceId::from("phone"),
+        ..session("h4", "ivy", 6_000)
+    };
+    store.put_session(&phone).await.unwrap();
+    let ivy = uid("ivy");
+    let of_device = |device: &str| shared::DeviceId::from(device);
+    assert_eq!(
+        store
+            .delete_sessions_of_device(&ivy, &of_device("phone"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.get_session("h4").await.unwrap(), None);
+    assert!(
+        store.get_session("h2").await.unwrap().is_some(),
+        "the desk's stays"
+    );
+    assert_eq!(store.delete_sessions_of(&ivy).await.unwrap(), 1);
     assert_eq!(store.get_session("h2").await.unwrap(), None);
 }
 

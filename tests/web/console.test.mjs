@@ -1,7 +1,9 @@
 // Drives the UCAdmin console through ucweb (two UCServers behind it) in headless Chromium:
 // the overview shows both servers, a user is created, two administrators edit the same user
 // and the slower one is told who changed it meanwhile, and a read-only administrator is offered
-// nothing to change. Started by run.sh, which provides the lab and UC_TEST_ADMIN_PASSWORD.
+// nothing to change; the servers view with a confirmed action, one of a user's two web-client
+// tabs signed out by an administrator, and the presence viewer. Started by run.sh, which
+// provides the lab, UC_TEST_ADMIN_PASSWORD and UC_TEST_PASSWORD.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -179,5 +181,115 @@ describe('admin console through ucweb', () => {
     await page.getByRole('list', { name: 'Members of night-shift' }).waitFor();
     assert.equal(await page.getByRole('button', { name: 'Create group' }).count(), 0);
     assert.equal(await page.getByRole('button', { name: /^Remove dave/ }).count(), 0);
+  });
+  it('the servers view shows each UCServer state, and a full admin confirms an action', async () => {
+    const page = pages.admin;
+    await page.getByRole('link', { name: 'Servers' }).click();
+    const table = page.getByRole('table', { name: 'UCServers and their state' });
+    for (const id of ['s1', 's2']) await table.locator(`tr[data-server="${id}"]`).filter({ hasText: 'normal' }).waitFor();
+    await page.getByRole('table', { name: 'MediaServers and their load' }).locator('tr[data-media="m1"]').waitFor();
+    await page.getByRole('button', { name: 'Recover s2' }).click();
+    const confirm = dialog(page);
+    await confirm.getByText('Drain, hold and fallback of s2 are cleared').waitFor();
+    await shot(page, 'console-desktop-servers-confirm');
+    await confirm.getByRole('button', { name: 'Recover s2' }).click();
+    await confirm.waitFor({ state: 'hidden' });
+    await page.getByRole('status').filter({ hasText: 'Recover s2: done' }).waitFor();
+    await shot(page, 'console-desktop-servers');
+  });
+
+  it('signs out one device of a user; the other stays signed in', async () => {
+    const password = process.env.UC_TEST_PASSWORD;
+    assert.ok(password, 'UC_TEST_PASSWORD must be set (run.sh sets it)');
+    const devices = [];
+    for (const name of ['alice-tab-1', 'alice-tab-2']) {
+      const context = await browser.newContext({ viewport: DESKTOP, locale: 'en-US' });
+      const tab = await context.newPage();
+      tab.setDefaultTimeout(10_000);
+      tab.on('pageerror', (e) => errors.push(`${name}: ${e.message}`));
+      // The kicked tab learns that its session ended from a 401 when it tries again: expected.
+      tab.on('console', (m) => {
+        if (m.type() === 'error' && !/status of 401/.test(m.text())) errors.push(`${name} console: ${m.text()}`);
+      });
+      await tab.goto(`${URL}/`);
+      await tab.getByLabel('User name').fill('alice');
+      await tab.getByLabel('Password').fill(password);
+      await tab.getByRole('button', { name: 'Sign in' }).click();
+      await tab.locator('#app-view').waitFor({ state: 'visible' });
+      devices.push({ tab, id: await tab.evaluate(() => sessionStorage.getItem('sb.device')) });
+    }
+    const page = pages.admin;
+    await page.getByRole('link', { name: 'Sessions' }).click();
+    const form = page.locator('#sessions-form');
+    await form.getByLabel('User', { exact: true }).fill('alice');
+    await form.getByRole('button', { name: 'Show devices' }).click();
+    const rows = page.getByRole('table', { name: 'Connected devices' }).locator('tbody tr[data-device]');
+    for (const device of devices) await rows.and(page.locator(`[data-device="${device.id}"]`)).waitFor();
+    assert.match(await page.locator('#sessions-summary').textContent(), /alice is served by s1/);
+    // ucweb passes the browser's User-Agent and address on with the WebSocket.
+    assert.match(await rows.first().textContent(), /HeadlessChrome.*127\.0\.0\.1/);
+    await shot(page, 'console-desktop-sessions');
+    const [gone, stays] = devices;
+    await page.getByRole('button', { name: `Sign out ${gone.id}` }).click();
+    const confirm = dialog(page);
+    await confirm.getByText(`alice's other devices stay connected`).waitFor();
+    await confirm.getByRole('button', { name: `Sign out ${gone.id}` }).click();
+    await page.getByRole('status').filter({ hasText: `${gone.id} of alice signed out on s1` }).waitFor();
+    await rows.and(page.locator(`[data-device="${gone.id}"]`)).waitFor({ state: 'detached' });
+    await rows.and(page.locator(`[data-device="${stays.id}"]`)).waitFor();
+    // The kicked tab is back at the sign-in form; the other is still in.
+    await gone.tab.locator('#login-view').waitFor({ state: 'visible', timeout: 20_000 });
+    assert.ok(await stays.tab.locator('#app-view').isVisible());
+    await page.getByRole('link', { name: 'Audit log' }).click();
+    await page.locator('#audit-table tbody tr').filter({ hasText: 'user.kick' }).filter({ hasText: `alice device=${gone.id}` }).waitFor();
+    for (const device of devices) await device.tab.context().close();
+  });
+
+  it('the presence viewer shows what one user sees of another, and why', async () => {
+    const page = pages.admin;
+    // carol joins dave's group (users the web client's tests have not related otherwise).
+    await page.getByRole('link', { name: 'Groups' }).click();
+    await page.getByLabel('User to add to night-shift').fill('carol');
+    await page.getByRole('button', { name: 'Add member to night-shift' }).click();
+    await page.getByRole('list', { name: 'Members of night-shift' }).getByText('carol').waitFor();
+    await page.getByRole('link', { name: 'Presence' }).click();
+    const form = page.locator('#presence-form');
+    await form.getByLabel('User', { exact: true }).fill('dave');
+    await form.getByLabel('Seen by').fill('carol');
+    await form.getByRole('button', { name: 'Show presence' }).click();
+    const seen = page.getByRole('region', { name: 'carol sees dave as' });
+    await seen.getByText('Group mate', { exact: true }).waitFor();
+    await page.getByRole('table', { name: 'Watchers' }).locator('tr[data-watcher="carol"]').waitFor();
+    await shot(page, 'console-desktop-presence');
+    await form.getByLabel('Seen by').fill('alice');
+    await form.getByRole('button', { name: 'Show presence' }).click();
+    const basic = page.getByRole('region', { name: 'alice sees dave as' });
+    await basic.getByText('Basic', { exact: true }).waitFor();
+    await basic.getByText('Availability only', { exact: true }).waitFor();
+    await form.getByLabel('Seen by').fill('fiona');
+    await form.getByRole('button', { name: 'Show presence' }).click();
+    await page.getByRole('region', { name: 'fiona sees dave as' }).getByText('Administrator', { exact: true }).waitFor();
+  });
+
+  it('a read-only admin sees the servers view and the presence viewer without buttons, on a phone', async () => {
+    const page = await open('hazel-phone', PHONE);
+    await signIn(page, 'hazel', 'hazel-password-1');
+    await page.getByRole('link', { name: 'Servers' }).click();
+    await page.getByRole('table', { name: 'UCServers and their state' }).locator('tr[data-server="s2"]').filter({ hasText: 'normal' }).waitFor();
+    assert.equal(await page.getByRole('button', { name: /^(Drain|Recover|Hold) s/ }).count(), 0);
+    await shot(page, 'console-phone-servers');
+    await page.getByRole('link', { name: 'Sessions' }).click();
+    await page.locator('#sessions-form').getByLabel('User', { exact: true }).fill('bob');
+    await page.locator('#sessions-form').getByRole('button', { name: 'Show devices' }).click();
+    await page.locator('#sessions-summary').filter({ hasText: 'bob is served by s2' }).waitFor();
+    assert.equal(await page.getByRole('button', { name: /^Sign out / }).count(), 0);
+    await page.getByRole('link', { name: 'Presence' }).click();
+    const form = page.locator('#presence-form');
+    await form.getByLabel('User', { exact: true }).fill('dave');
+    await form.getByLabel('Seen by').fill('carol');
+    await form.getByRole('button', { name: 'Show presence' }).click();
+    await page.getByRole('region', { name: 'carol sees dave as' }).getByText('Group mate', { exact: true }).waitFor();
+    await shot(page, 'console-phone-presence');
+    await page.context().close();
   });
 });

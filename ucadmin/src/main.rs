@@ -5,6 +5,7 @@
 //! script against (issue 2, "Interfaces"): change it only by adding.
 
 mod settings;
+mod inspect;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -57,6 +58,9 @@ enum Command {
     /// Runtime settings: list, set (cluster-wide or per server), unset an override.
     #[command(subcommand)]
     Config(settings::ConfigCommand),
+    /// The presence viewer: what one user sees of another, and who watches a user.
+    #[command(subcommand)]
+    Presence(inspect::PresenceCommand),
     /// The cluster at a glance: servers, MediaServers, SQL and bus health, licenses.
     Overview {
         #[arg(long)]
@@ -178,6 +182,21 @@ enum UserCommand {
         name: String,
         #[arg(long)]
         password: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The user's connected devices (client, address, since, quiet mode), on whichever
+    /// server serves them.
+    Sessions {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End one device's session: it is disconnected and its token ended; the user's other
+    /// devices stay.
+    Kick {
+        name: String,
+        device: String,
         #[arg(long)]
         json: bool,
     },
@@ -563,6 +582,13 @@ async fn act(admin: &AdminClient, command: Command) -> anyhow::Result<()> {
             emit(&format!("removed MediaServer {id}"))?;
             Ok(())
         }
+        Command::User(UserCommand::Sessions { name, json }) => {
+            inspect::sessions(admin, name, json).await
+        }
+        Command::User(UserCommand::Kick { name, device, json }) => {
+            inspect::kick(admin, name, device, json).await
+        }
+        Command::Presence(command) => inspect::presence(admin, command).await,
         Command::Audit(AuditCommand::List { limit, json }) => {
             let entries = admin.audit(limit).await?;
             print(json, &entries, || audit_table(&entries, now_ms))
@@ -1018,6 +1044,28 @@ mod tests {
                 if key == "ring_timeout_ms" && value == "5000" && server == "s2"
         ));
         assert!(refused(&["config", "unset", "ring_timeout_ms"]));
+    }
+
+    #[test]
+    fn inspect_commands() {
+        assert!(matches!(
+            parse(&["user", "sessions", "bob", "--json"]),
+            Command::User(UserCommand::Sessions { name, json: true }) if name == "bob"
+        ));
+        assert!(matches!(
+            parse(&["user", "kick", "bob", "phone"]),
+            Command::User(UserCommand::Kick { name, device, json: false }) if name == "bob" && device == "phone"
+        ));
+        assert!(refused(&["user", "kick", "bob"]));
+        assert!(matches!(
+            parse(&["presence", "show", "bob", "--watcher", "alice"]),
+            Command::Presence(inspect::PresenceCommand::Show { user, watcher, json: false }) if user == "bob" && watcher == "alice"
+        ));
+        assert!(refused(&["presence", "show", "bob"]));
+        assert!(matches!(
+            parse(&["presence", "watchers", "bob", "--json"]),
+            Command::Presence(inspect::PresenceCommand::Watchers { user, json: true }) if user == "bob"
+        ));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! Admin tokens are valid on any server of the cluster and take no license seat, so unlike
 //! [`crate::Client`] there is no home-server redirect to follow.
 
+mod inspect;
+
 use crate::error::ClientError;
 use crate::http::{Endpoint, HttpClient};
 use reqwest::Method;

@@ -116,6 +116,11 @@ impl Connection {
         limit: Duration,
     ) -> Result<Connection, ClientError> {
         let mut request = url.into_client_request()?;
+        // Names the client to administrators (`ucadmin user sessions`).
+        request.headers_mut().insert(
+            "user-agent",
+            HeaderValue::from_static(concat!("ucclient/", env!("CARGO_PKG_VERSION"))),
+        );
         if let Some(token) = token {
             let value = HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|_| ClientError::protocol("the token is not a valid header value"))?;

@@ -10,6 +10,7 @@
 use crate::core::mdm::{self, DeviceMdm, MdmConfig, Offer};
 use crate::events::{DeviceEvent, Outgoing};
 use crate::metrics::Metrics;
+use shared::inspect::{DeviceSession, MAX_CLIENT_NAME_BYTES};
 use shared::ws::ServerEvent;
 use shared::{DeviceId, TimestampMs, UserId};
 use std::collections::HashMap;
@@ -27,6 +28,36 @@ struct DeviceConn {
     /// Typed events for the device's front end, which encodes them.
     tx: mpsc::Sender<DeviceEvent>,
     mdm: DeviceMdm<DeviceEvent>,
+    /// Where the connection came from, for the admin's view of the user's devices.
+    origin: DeviceOrigin,
+    /// When this connection was made.
+    since: TimestampMs,
+}
+
+/// Where a device's connection comes from: shown to administrators, and the token that an
+/// administrator's kick ends with the connection.
+#[derive(Clone, Default)]
+pub struct DeviceOrigin {
+    /// The client program (its `User-Agent`), cut to `shared::inspect::MAX_CLIENT_NAME_BYTES`.
+    pub client: String,
+    pub address: Option<std::net::IpAddr>,
+    /// The session token the connection was opened with (a connection may name another
+    /// device id than its token's).
+    pub token: Option<String>,
+}
+
+impl DeviceOrigin {
+    pub fn new(client: &str, address: Option<std::net::IpAddr>, token: Option<String>) -> Self {
+        let mut end = client.len().min(MAX_CLIENT_NAME_BYTES);
+        while !client.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self {
+            client: client[..end].chars().filter(|c| !c.is_control()).collect(),
+            address,
+            token,
+        }
+    }
 }
 
 impl DeviceConn {
@@ -71,7 +102,13 @@ impl Devices {
     }
 
     /// Registers a device (replacing an earlier connection with the same id).
-    pub fn connect(&self, user: &UserId, device: &DeviceId, now: TimestampMs) -> Connected {
+    pub fn connect(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        origin: DeviceOrigin,
+        now: TimestampMs,
+    ) -> Connected {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, events) = mpsc::channel(DEVICE_QUEUE);
         let (first, replaced) = {
@@ -82,6 +119,8 @@ impl Devices {
                 conn,
                 tx,
                 mdm: DeviceMdm::new(now),
+                origin,
+                since: now,
             };
             let replaced = devices.insert(device.clone(), connection).is_some();
             (first, replaced)
@@ -263,6 +302,38 @@ impl Devices {
 
     pub fn is_online(&self, user: &UserId) -> bool {
         self.users.lock().unwrap().contains_key(user)
+    }
+
+    /// The devices of `user` connected here, by id.
+    pub fn sessions_of(&self, user: &UserId) -> Vec<DeviceSession> {
+        let users = self.users.lock().unwrap();
+        let Some(devices) = users.get(user) else {
+            return Vec::new();
+        };
+        let mut sessions: Vec<DeviceSession> = devices
+            .iter()
+            .map(|(id, conn)| DeviceSession {
+                device: id.clone(),
+                client: conn.origin.client.clone(),
+                address: conn.origin.address.map(|ip| ip.to_string()),
+                since_ms: conn.since,
+                quiet: conn.mdm.is_quiet(),
+                last_active_ms: conn.mdm.last_active_ms(),
+            })
+            .collect();
+        sessions.sort_by(|a, b| a.device.cmp(&b.device));
+        sessions
+    }
+
+    /// Whether `device` of `user` is connected here, and the token its connection was
+    /// opened with.
+    pub fn connection_token(&self, user: &UserId, device: &DeviceId) -> Option<Option<String>> {
+        self.users
+            .lock()
+            .unwrap()
+            .get(user)
+            .and_then(|devices| devices.get(device))
+            .map(|conn| conn.origin.token.clone())
     }
 
     /// Users with at least one device here.

@@ -20,11 +20,12 @@ pub async fn bus_input(server: &Arc<Server>, input: BusInput) {
         BusInput::Media(event) => crate::calls::media_event(server, event).await,
         BusInput::Message(message) => match message.body {
             BusBody::Call(body) => {
-                server
-                    .metrics
-                    .bus_received
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                count_received(server);
                 crate::calls::handle_bus(server, body).await;
+            }
+            BusBody::Inspect(body) => {
+                count_received(server);
+                crate::inspect::handle_bus(server, body).await;
             }
             BusBody::ServerDown {
                 server: ref dead, ..
@@ -36,6 +37,14 @@ pub async fn bus_input(server: &Arc<Server>, input: BusInput) {
             _ => server.handle_bus(*message).await,
         },
     }
+}
+
+/// A bus message that does not pass through `Server::handle_bus` (which counts its own).
+fn count_received(server: &Server) {
+    server
+        .metrics
+        .bus_received
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// A device's socket closed: it leaves presence, then the calls it was in.

@@ -4,7 +4,7 @@
 //! handlers never import each other.
 
 use crate::extract::AppState;
-use crate::{api_docs, http, ws};
+use crate::{api_docs, http, http_inspect, ws};
 use axum::Router;
 use axum::routing::{delete, get, post, put};
 
@@ -84,6 +84,22 @@ pub fn router(server: AppState) -> Router {
         .route(
             "/admin/settings/{key}",
             put(http::admin_settings_put).delete(http::admin_settings_delete),
+        )
+        .route(
+            "/admin/users/{id}/sessions",
+            get(http_inspect::admin_user_sessions),
+        )
+        .route(
+            "/admin/users/{id}/sessions/{device}",
+            delete(http_inspect::admin_user_kick),
+        )
+        .route(
+            "/admin/presence/{user}",
+            get(http_inspect::admin_presence_show),
+        )
+        .route(
+            "/admin/presence/{user}/watchers",
+            get(http_inspect::admin_presence_watchers),
         )
         .route("/openapi.json", get(api_docs::openapi_get))
         .route("/ws-schema.json", get(api_docs::ws_schema_get))

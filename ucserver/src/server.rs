@@ -80,6 +80,8 @@ pub struct Server {
     pub owners: Arc<crate::owners::Owners>,
     /// The runtime settings this server applied (`settings/`).
     pub settings: crate::settings::Live,
+    /// Admin questions sent to other servers, waiting for their answers (`inspect.rs`).
+    pub inquiries: crate::inquiries::Inquiries,
 }
 
 impl Server {
@@ -166,6 +168,7 @@ impl Server {
             licenses,
             owners,
             settings,
+            inquiries: Default::default(),
         });
         (server, writer)
     }
@@ -597,8 +600,9 @@ impl Server {
         user: &UserId,
         device: &DeviceId,
         capabilities: Vec<Capability>,
+        origin: crate::devices::DeviceOrigin,
     ) -> (u64, mpsc::Receiver<DeviceEvent>) {
-        let connected = self.devices.connect(user, device, now_ms());
+        let connected = self.devices.connect(user, device, origin, now_ms());
         self.presence.update(user, |p| {
             p.devices.insert(
                 device.clone(),
@@ -820,6 +824,9 @@ impl Server {
                 self.end_user(&user, &reason).await;
             }
             BusBody::Call(_) => tracing::warn!("a call message reached the server's components"),
+            BusBody::Inspect(_) => {
+                tracing::warn!("an admin question reached the server's components");
+            }
         }
     }
 

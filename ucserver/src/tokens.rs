@@ -4,7 +4,7 @@
 //! lives `UC_SESSION_LIFETIME_MS` from sign-in, and one unused for long may be ended.
 
 use crate::auth::TokenInfo;
-use shared::{TimestampMs, UserId};
+use shared::{DeviceId, TimestampMs, UserId};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
@@ -70,6 +70,19 @@ impl Tokens {
         before != held.len()
     }
 
+    /// The client tokens held for one device of a user.
+    pub fn of_device(&self, user: &UserId, device: &DeviceId) -> Vec<String> {
+        self.held
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, h)| {
+                &h.info.user == user && &h.info.device == device && !h.info.console_only
+            })
+            .map(|(token, _)| token.clone())
+            .collect()
+    }
+
     /// Whether a client (not console) token of the user is held.
     pub fn client_token_held(&self, user: &UserId) -> bool {
         self.held
@@ -116,7 +129,6 @@ impl Tokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::DeviceId;
 
     fn info(user: &str, issued_ms: TimestampMs, console_only: bool) -> TokenInfo {
         TokenInfo {

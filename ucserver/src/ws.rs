@@ -6,9 +6,10 @@
 //! is not UTF-8 (closed with 1007), after their `error` event.
 
 use crate::app::Session;
+use crate::devices::DeviceOrigin;
 use crate::error::AppError;
 use crate::events::DeviceEvent;
-use crate::extract::{AppState, Caller};
+use crate::extract::{AppState, Caller, ClientAddress};
 use crate::server::Server;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -60,7 +61,9 @@ pub struct WsQuery {
 )]
 pub async fn ws_upgrade(
     State(server): State<AppState>,
-    Caller(info, _): Caller,
+    Caller(info, token): Caller,
+    ClientAddress(address): ClientAddress,
+    headers: axum::http::HeaderMap,
     Query(query): Query<WsQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AppError> {
@@ -78,6 +81,11 @@ pub async fn ws_upgrade(
         Some(_) => return Err(AppError::bad_request("caps is too long")),
         None => vec![shared::presence::Capability::Chat],
     };
+    let client = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let origin = DeviceOrigin::new(client, Some(address), Some(token));
     let session = Session::client(server, info, device)?;
     Ok(upgrade
         // A small read buffer keeps an idle session's memory low (axum's default is 128 KiB).
@@ -85,7 +93,7 @@ pub async fn ws_upgrade(
         .write_buffer_size(0)
         .max_message_size(shared::limits::MAX_FRAME_BYTES)
         .max_frame_size(shared::limits::MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| run_session(session, capabilities, socket)))
+        .on_upgrade(move |socket| run_session(session, capabilities, origin, socket)))
 }
 
 /// The JSON text frame of an event made here (answers, hello): encoded once, for this device.
@@ -123,13 +131,14 @@ fn read_failure(error: axum::Error) -> Option<(ErrorCode, String, u16)> {
 async fn run_session(
     session: Session,
     capabilities: Vec<shared::presence::Capability>,
+    origin: DeviceOrigin,
     socket: WebSocket,
 ) {
     let server = session.server().clone();
     let user = session.user().clone();
     let device = session.device().clone();
     let (mut sink, mut stream) = socket.split();
-    let (conn, mut events) = session.connect(capabilities).await;
+    let (conn, mut events) = session.connect(capabilities, origin).await;
     tracing::debug!(%user, %device, conn, "device connected");
 
     // Hello first: conversations and the presence of everyone the user watches.

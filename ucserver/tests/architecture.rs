@@ -27,6 +27,7 @@ fn layer(module: &str) -> Option<u8> {
     const LAYERS: &[(&str, u8)] = &[
         ("routes", 6),
         ("http", 5),
+        ("http_inspect", 5),
         ("ws", 5),
         ("extract", 5),
         ("api_docs", 5),
@@ -34,6 +35,7 @@ fn layer(module: &str) -> Option<u8> {
         ("dispatch", 3),
         ("calls", 2),
         ("peers", 2),
+        ("inspect", 2),
         ("calls::registry", 1),
         ("server", 1),
         ("media", 1),
@@ -50,6 +52,7 @@ fn layer(module: &str) -> Option<u8> {
         ("settings::apply", 2),
         ("owners", 0),
         ("probe", 0),
+        ("inquiries", 0),
         ("licenses", 1),
         ("telephony", 1),
         ("timed", 0),

@@ -21,7 +21,8 @@
 //! Every request sent on carries `X-Forwarded-For` with the browser's address (the TCP peer
 //! of ucweb; a header the browser sent is replaced, not extended), so the UCServers throttle
 //! logins per browser. They believe it only from addresses listed in their
-//! `UC_TRUSTED_PROXIES`, which must name ucweb.
+//! `UC_TRUSTED_PROXIES`, which must name ucweb. A WebSocket also carries the browser's
+//! `User-Agent`, which administrators see with the user's devices.
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::ws::{CloseFrame, Message as AxMessage, WebSocket, WebSocketUpgrade};
@@ -338,7 +339,15 @@ async fn proxy(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
             Ok(upgrade) => upgrade,
             Err(rejection) => return rejection.into_response(),
         };
-        return websocket(&proxy, route, path_and_query, upgrade, client).await;
+        // The UCServer shows administrators where each device comes from and with what.
+        let mut forwarded: Vec<(HeaderName, HeaderValue)> = client
+            .map(|client| (FORWARDED_FOR, client))
+            .into_iter()
+            .collect();
+        if let Some(agent) = parts.headers.get(header::USER_AGENT) {
+            forwarded.push((header::USER_AGENT, agent.clone()));
+        }
+        return websocket(&proxy, route, path_and_query, upgrade, forwarded).await;
     }
     let is_login = request.method() == axum::http::Method::POST
         && (path_and_query == "/api/v1/login" || path_and_query == "/api/v1/admin/login");
@@ -618,11 +627,11 @@ async fn websocket(
     mut route: Route,
     path_and_query: String,
     upgrade: WebSocketUpgrade,
-    client: Option<HeaderValue>,
+    forwarded: Vec<(HeaderName, HeaderValue)>,
 ) -> Response {
     let deadline = std::time::Instant::now() + FOLLOW_FOR;
     loop {
-        let upstream = match connect_upstream(&route, &path_and_query, client.clone()).await {
+        let upstream = match connect_upstream(&route, &path_and_query, &forwarded).await {
             Ok(upstream) => upstream,
             Err(Attempt::Unreachable(response)) => {
                 proxy.mark_down(&route.base);
@@ -667,7 +676,7 @@ enum Attempt {
 async fn connect_upstream(
     route: &Route,
     path_and_query: &str,
-    client: Option<HeaderValue>,
+    forwarded: &[(HeaderName, HeaderValue)],
 ) -> Result<Upstream, Attempt> {
     let bad_path = || {
         Attempt::Answered(
@@ -689,8 +698,8 @@ async fn connect_upstream(
     {
         request.headers_mut().insert(header::AUTHORIZATION, value);
     }
-    if let Some(client) = client {
-        request.headers_mut().insert(FORWARDED_FOR, client);
+    for (name, value) in forwarded {
+        request.headers_mut().insert(name.clone(), value.clone());
     }
     let config = tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(shared::limits::MAX_EVENT_BYTES))

@@ -7,6 +7,7 @@
 //! - Only `Full` watchers get live presence events: they are U's "watchers". Everyone else
 //!   asks when they need it.
 
+use shared::inspect::VisibilityRule;
 use shared::presence::Visibility;
 
 /// Facts about the pair (watcher W, user U) that the rule needs.
@@ -20,15 +21,29 @@ pub struct Relation {
 
 /// What W may see of U.
 pub fn visibility(relation: Relation) -> Visibility {
-    if relation.same_user
-        || relation.watcher_is_admin
-        || relation.in_watcher_contacts
-        || relation.share_group
-    {
-        Visibility::Full
+    decide(relation).0
+}
+
+/// What W may see of U, and the rule that decided it (the first that applies, in the order
+/// of the module comment). The presence viewer shows the rule; everything else uses
+/// [`visibility`], which is this.
+pub fn decide(relation: Relation) -> (Visibility, VisibilityRule) {
+    let rule = if relation.same_user {
+        VisibilityRule::SameUser
+    } else if relation.watcher_is_admin {
+        VisibilityRule::Admin
+    } else if relation.in_watcher_contacts {
+        VisibilityRule::Contact
+    } else if relation.share_group {
+        VisibilityRule::GroupMate
     } else {
-        Visibility::Basic
-    }
+        VisibilityRule::Basic
+    };
+    let visibility = match rule {
+        VisibilityRule::Basic => Visibility::Basic,
+        _ => Visibility::Full,
+    };
+    (visibility, rule)
 }
 
 #[cfg(test)]
@@ -70,6 +85,46 @@ mod tests {
         ];
         for (relation, expected) in cases {
             assert_eq!(visibility(relation), expected, "{relation:?}");
+        }
+    }
+
+    #[test]
+    fn the_first_rule_that_applies_decides() {
+        let all = Relation {
+            same_user: true,
+            watcher_is_admin: true,
+            in_watcher_contacts: true,
+            share_group: true,
+        };
+        let steps = [
+            (all, VisibilityRule::SameUser),
+            (
+                Relation {
+                    same_user: false,
+                    ..all
+                },
+                VisibilityRule::Admin,
+            ),
+            (
+                Relation {
+                    same_user: false,
+                    watcher_is_admin: false,
+                    ..all
+                },
+                VisibilityRule::Contact,
+            ),
+            (
+                Relation {
+                    share_group: true,
+                    ..Relation::default()
+                },
+                VisibilityRule::GroupMate,
+            ),
+            (Relation::default(), VisibilityRule::Basic),
+        ];
+        for (relation, rule) in steps {
+            assert_eq!(decide(relation).1, rule, "{relation:?}");
+            assert_eq!(decide(relation).0, visibility(relation));
         }
     }
 }

@@ -131,7 +131,7 @@ impl AdminSession {
         Ok(admin_users(&self.server, vec![record]).await.remove(0))
     }
 
-    async fn user_record(&self, id: &UserId) -> AppResult<UserRecord> {
+    pub(super) async fn user_record(&self, id: &UserId) -> AppResult<UserRecord> {
         self.server
             .sql(self.server.store.get_user(id))
             .await?

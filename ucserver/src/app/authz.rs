@@ -10,6 +10,7 @@ use crate::error::{AppError, AppResult};
 use crate::server::Server;
 use crate::store::UserRecord;
 use shared::api::{AdminRole, ErrorCode};
+use shared::inspect::VisibilityRule;
 use shared::presence::Visibility;
 use shared::{ConversationId, UserId};
 use std::sync::Arc;
@@ -155,24 +156,37 @@ pub async fn visibility(
     watcher: &TokenInfo,
     user: &UserId,
 ) -> AppResult<Visibility> {
-    let same_user = &watcher.user == user;
+    Ok(visibility_rule(server, &watcher.user, watcher.admin, user)
+        .await?
+        .0)
+}
+
+/// What `watcher` (an administrator or not) may see of `user`, and the rule that decided
+/// it: the facts from SQL, the decision by `core::visibility::decide`.
+pub async fn visibility_rule(
+    server: &Server,
+    watcher: &UserId,
+    watcher_is_admin: bool,
+    user: &UserId,
+) -> AppResult<(Visibility, VisibilityRule)> {
+    let same_user = watcher == user;
     let mut relation = Relation {
         same_user,
-        watcher_is_admin: watcher.admin,
+        watcher_is_admin,
         ..Relation::default()
     };
-    if !same_user && !watcher.admin {
+    if !same_user && !watcher_is_admin {
         relation.in_watcher_contacts = server
-            .sql(server.store.contacts(&watcher.user))
+            .sql(server.store.contacts(watcher))
             .await?
             .iter()
             .any(|c| &c.contact == user);
         if !relation.in_watcher_contacts {
             relation.share_group = server
-                .sql(server.store.group_mates(&watcher.user))
+                .sql(server.store.group_mates(watcher))
                 .await?
                 .contains(user);
         }
     }
-    Ok(visibility::visibility(relation))
+    Ok(visibility::decide(relation))
 }

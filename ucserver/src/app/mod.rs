@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod inspect;
 pub mod login;
 pub mod operations;
 pub mod session;

@@ -89,9 +89,10 @@ impl Session {
     pub async fn connect(
         &self,
         capabilities: Vec<Capability>,
+        origin: crate::devices::DeviceOrigin,
     ) -> (u64, mpsc::Receiver<DeviceEvent>) {
         self.server
-            .connect_device(self.user(), &self.device, capabilities)
+            .connect_device(self.user(), &self.device, capabilities, origin)
             .await
     }
 

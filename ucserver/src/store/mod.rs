@@ -260,6 +260,10 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
     /// Ends every session of a user; returns how many there were.
     async fn delete_sessions_of(&self, user: &UserId) -> StoreResult<u64>;
+    /// Ends every session of one device of a user (an administrator's kick); returns how
+    /// many there were.
+    async fn delete_sessions_of_device(&self, user: &UserId, device: &DeviceId)
+    -> StoreResult<u64>;
     /// Ends sessions issued before `issued_before`; returns how many there were.
     async fn delete_sessions_before(&self, issued_before: TimestampMs) -> StoreResult<u64>;
 

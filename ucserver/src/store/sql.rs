@@ -1565,6 +1565,20 @@ impl Store for SqlStore {
         Ok(done.rows_affected())
     }
 
+    async fn delete_sessions_of_device(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND device_id = $2")
+            .bind(user.as_str())
+            .bind(device.as_str())
+            .execute(&self.write)
+            .await
+            .map_err(map_error)?;
+        Ok(done.rows_affected())
+    }
+
     async fn delete_sessions_before(&self, issued_before: TimestampMs) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM sessions WHERE issued_ms < $1")
             .bind(issued_before)

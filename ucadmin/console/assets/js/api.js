@@ -38,7 +38,7 @@ export function whenUnauthorized(handler) { onUnauthorized = handler; }
  * @param {unknown} [body]
  * @param {{ ifMatch?: number }} [options]
  */
-async function call(method, path, body, options = {}) {
+export async function call(method, path, body, options = {}) {
   const headers = { Accept: 'application/json' };
   if (session.current) headers.Authorization = `Bearer ${session.current.token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';

@@ -1,12 +1,18 @@
 // The UCAdmin console: sign-in, the view named in the URL's hash (#/overview, #/users,
-// #/groups, #/audit, #/settings), and the refresh. Updates are polled: the overview and the
-// settings every 5 s while shown (live push is a later step).
+// #/groups, #/audit, #/servers, #/sessions, #/presence, #/settings), and the refresh. Updates
+// are polled: the overview and the settings every 5 s while shown (live push is a later step).
 import * as api from './api.js';
 import { $, toast } from './dom.js';
 import { ui, applyRole, wireViews, renderOverview, renderUsers, renderGroups, renderAudit } from './views.js';
+import { renderServers, wireServers } from './servers.js';
+import { renderSessions, wireSessions } from './sessions.js';
+import { renderPresence, wirePresence } from './presence.js';
 import { renderSettings, wireSettings } from './settings.js';
 
-const VIEWS = { overview: renderOverview, users: renderUsers, groups: renderGroups, audit: renderAudit, settings: renderSettings };
+const VIEWS = {
+  overview: renderOverview, users: renderUsers, groups: renderGroups, audit: renderAudit,
+  servers: renderServers, sessions: renderSessions, presence: renderPresence, settings: renderSettings,
+};
 /** Views polled while shown: the overview, and the settings (each server's confirmation). */
 const POLLED = ['overview', 'settings'];
 const REFRESH_MS = 5000;
@@ -76,6 +82,9 @@ async function logout() {
 }
 
 wireViews();
+wireServers();
+wireSessions();
+wirePresence();
 wireSettings();
 api.whenUnauthorized(() => { signedOut(); $('login-error').textContent = 'Your session has ended; sign in again.'; });
 $('login-form').addEventListener('submit', submitLogin);

@@ -1,0 +1,73 @@
+// The Servers view: every UCServer with its high-availability state (why, since when, its
+// redundancy group), version, users, devices and calls, and every MediaServer with its load.
+// Full administrators get the server actions (drain, undrain, failover, fallback, hold,
+// recover), each confirmed with what it will do; other roles see no buttons.
+import { call } from './api.js';
+import { $, el, ago, when, toast, pill } from './dom.js';
+import { ui } from './views.js';
+import { confirmAction } from './confirm.js';
+
+const enc = encodeURIComponent;
+
+/** Each action: its button label and what it does to server `id`, in words. */
+const ACTIONS = {
+  drain: ['Drain', (id) => `Every user of ${id} moves to their backup server now, without signing out, and stays there until you undrain ${id}.`],
+  undrain: ['Undrain', (id) => `${id} serves its own users again: they move back from their backups at once.`],
+  failover: ['Fail over', (id) => `Like drain: every user of ${id} moves to their backup server now and stays there until you undrain ${id}.`],
+  fallback: ['Fall back', (id) => `The users of ${id} come back from their backups now, without waiting for the fallback delay.`],
+  hold: ['Hold', (id) => `The users of ${id} stay on their backups: no automatic fallback until you recover ${id}.`],
+  recover: ['Recover', (id) => `Drain, hold and fallback of ${id} are cleared: the automatic rules apply again.`],
+};
+
+/** A state as a pill: normal is green, a dead server red, anything in between amber. */
+function statePill(server) {
+  const state = server.state || 'unknown';
+  const kind = state === 'normal' ? 'ok' : state === 'failed' || !server.alive ? 'down' : 'warn';
+  return pill(kind, state.replaceAll('_', ' '));
+}
+
+async function act(id, action) {
+  const [label, explain] = ACTIONS[action];
+  if (!await confirmAction(`${label} ${id}?`, explain(id), `${label} ${id}`)) return;
+  try {
+    await call('POST', `/admin/servers/${enc(id)}/${action}`);
+    toast(`${label} ${id}: done; the servers act on it within a heartbeat`);
+    await renderServers();
+  } catch (error) {
+    toast(error.message);
+  }
+}
+
+export async function renderServers() {
+  const { data } = await call('GET', '/admin/servers');
+  const now = Date.now();
+  const mayAct = ui.role === 'full';
+  const body = $('ha-servers-table').querySelector('tbody');
+  body.replaceChildren(...data.servers.map((s) => el('tr', { 'data-server': s.id },
+    el('td', {}, el('strong', { text: s.id })),
+    el('td', { class: 'state-cell' }, statePill(s), s.reason ? el('div', { class: 'small muted', text: s.reason }) : null),
+    el('td', { text: s.alive && s.since_ms ? ago(s.since_ms, now).replace(' ago', '') : '—', title: when(s.since_ms) }),
+    el('td', { class: 'opt', text: s.group || '—' }),
+    el('td', { class: 'opt', text: s.version || '—' }),
+    el('td', { text: `${s.sessions} / ${s.devices}` }),
+    el('td', { text: s.calls }),
+    mayAct ? el('td', {}, el('div', { class: 'actions' }, ...Object.entries(ACTIONS).map(([action, [label]]) =>
+      el('button', { type: 'button', class: 'secondary small-btn', text: label, 'aria-label': `${label} ${s.id}`, onclick: () => act(s.id, action) })))) : null)));
+  $('ha-actions-head').hidden = !mayAct;
+  if (!data.servers.length) body.replaceChildren(el('tr', { class: 'empty-row' }, el('td', { colspan: 8, text: 'No UCServer is known.' })));
+
+  const media = $('ha-media-table').querySelector('tbody');
+  media.replaceChildren(...data.media.map((m) => el('tr', { 'data-media': m.id },
+    el('td', {}, el('strong', { text: m.id })),
+    el('td', {}, m.alive ? pill('ok', 'alive') : pill('down', 'not beating')),
+    el('td', { text: m.calls }),
+    el('td', { text: `${Math.round(m.load * 100)} %` }),
+    el('td', { class: 'opt', text: m.control_url }),
+    el('td', { text: ago(m.last_seen_ms, now) }))));
+  if (!data.media.length) media.replaceChildren(el('tr', { class: 'empty-row' }, el('td', { colspan: 6, text: 'No MediaServer is known.' })));
+  $('ha-updated').textContent = `As of ${new Date(now).toLocaleTimeString()}`;
+}
+
+export function wireServers() {
+  $('ha-refresh').addEventListener('click', () => renderServers().catch((error) => toast(error.message)));
+}
