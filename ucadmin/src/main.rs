@@ -4,6 +4,8 @@
 //! `error: <code>: <message>` on stderr and exit with 1. The syntax is a contract other tools
 //! script against (issue 2, "Interfaces"): change it only by adding.
 
+mod directory;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use comfy_table::{Table, presets};
@@ -56,6 +58,24 @@ enum Command {
     Overview {
         #[arg(long)]
         json: bool,
+    },
+    /// Imports users with their groups and contact lists from a CSV or JSON file: all of it
+    /// or, when any row is bad, nothing (each bad row named by its line).
+    Import {
+        file: std::path::PathBuf,
+        /// Only show what would change.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exports every user with groups, contacts and disabled flag (never a password).
+    Export {
+        #[arg(long, value_enum, default_value = "json")]
+        format: directory::ExportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
     },
 }
 
@@ -565,6 +585,12 @@ async fn act(admin: &AdminClient, command: Command) -> anyhow::Result<()> {
             let overview = admin.overview().await?;
             print(json, &overview, || overview_text(&overview, now_ms))
         }
+        Command::Import {
+            file,
+            dry_run,
+            json,
+        } => directory::import(admin, file, dry_run, json).await,
+        Command::Export { format, output } => directory::export(admin, format, output).await,
     }
 }
 

@@ -11,6 +11,7 @@ use shared::api::{
     LicenseInfo, LoginRequest, LoginResponse, MediaServerInfo, Overview, PasswordReset, Rebalance,
     ResetPassword, ServerAction, ServerList, SetLicense, UpdateUser,
 };
+use shared::directory::{DirectoryFile, DirectoryPlan};
 use shared::{GroupId, MediaServerId, ServerId, UserId};
 
 /// An admin session. Cheap to clone.
@@ -331,6 +332,46 @@ impl AdminClient {
                 Method::DELETE,
                 &["api", "v1", "admin", "media", id.as_str()],
                 None,
+            )
+            .await
+    }
+
+    /// `POST /admin/import`: plans an import file (`csv`: CSV with a header line, else JSON)
+    /// and applies it unless `dry_run` (all or nothing: with any bad row nothing changes).
+    pub async fn import(
+        &self,
+        bytes: Vec<u8>,
+        csv: bool,
+        dry_run: bool,
+    ) -> Result<DirectoryPlan, ClientError> {
+        let content_type = if csv { "text/csv" } else { "application/json" };
+        self.endpoint
+            .send_bytes(
+                Method::POST,
+                &["api", "v1", "admin", "import"],
+                &[("dry_run", dry_run.to_string())],
+                content_type,
+                bytes,
+            )
+            .await
+    }
+
+    /// `GET /admin/export?format=json`: every user with groups and contacts, every group.
+    pub async fn export(&self) -> Result<DirectoryFile, ClientError> {
+        self.endpoint
+            .get(
+                &["api", "v1", "admin", "export"],
+                &[("format", "json".to_string())],
+            )
+            .await
+    }
+
+    /// `GET /admin/export?format=csv`: the users as CSV text.
+    pub async fn export_csv(&self) -> Result<String, ClientError> {
+        self.endpoint
+            .get_text_with(
+                &["api", "v1", "admin", "export"],
+                &[("format", "csv".to_string())],
             )
             .await
     }

@@ -74,6 +74,8 @@ use utoipa::{Modify, OpenApi};
         crate::http::admin_media_list,
         crate::http::admin_media_add,
         crate::http::admin_media_remove,
+        crate::http::admin_import,
+        crate::http::admin_export,
         openapi_get,
         ws_schema_get,
     ),

@@ -80,6 +80,13 @@ pub fn router(server: AppState) -> Router {
             get(http::admin_media_list).post(http::admin_media_add),
         )
         .route("/admin/media/{id}", delete(http::admin_media_remove))
+        .route(
+            "/admin/import",
+            post(http::admin_import).layer(axum::extract::DefaultBodyLimit::max(
+                shared::limits::MAX_IMPORT_BYTES,
+            )),
+        )
+        .route("/admin/export", get(http::admin_export))
         .route("/openapi.json", get(api_docs::openapi_get))
         .route("/ws-schema.json", get(api_docs::ws_schema_get))
         .route("/{*rest}", axum::routing::any(http::api_not_found));

@@ -29,8 +29,8 @@ pub const MAX_AUDIT_ENTRIES: u32 = 1_000;
 /// An administrator's session.
 #[derive(Clone)]
 pub struct AdminSession {
-    server: Arc<Server>,
-    actor: TokenInfo,
+    pub(super) server: Arc<Server>,
+    pub(super) actor: TokenInfo,
     /// The role the administrator has now (from SQL, read when the session was opened).
     role: AdminRole,
     /// Where the request came from, for the audit log.
@@ -64,11 +64,11 @@ impl AdminSession {
         self.role
     }
 
-    fn require(&self, action: AdminAction) -> AppResult<()> {
+    pub(super) fn require(&self, action: AdminAction) -> AppResult<()> {
         authz::require_role(self.role, action)
     }
 
-    async fn audit(&self, action: &str, detail: String) {
+    pub(super) async fn audit(&self, action: &str, detail: String) {
         let record = AuditRecord {
             at_ms: now_ms(),
             actor: self.actor.user.clone(),

@@ -4,6 +4,8 @@
 //!   directory, chat, catch-up, journal, calls and forwarding).
 //! - [`AdminSession`]: an administrator acting on the cluster (users, groups, licenses,
 //!   servers, MediaServers, the audit log, the overview), within the administrator's role.
+//! - [`directory`]: users from outside for an administrator: bulk import/export with a dry
+//!   run, and the LDAP / Active Directory sync, both through one planner (`core::directory`).
 //! - [`login`]: signing in and out; [`operations`]: health, readiness and metrics.
 //! - [`authz`]: every access rule, called by the layer and by nothing else.
 //!
@@ -13,6 +15,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod directory;
 pub mod login;
 pub mod operations;
 pub mod session;

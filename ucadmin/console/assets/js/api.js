@@ -85,3 +85,41 @@ export const addMember = async (group, userId) =>
 export const removeMember = async (group, userId) =>
   (await call('DELETE', `/admin/groups/${enc(group)}/members/${enc(userId)}`)).data;
 export const audit = (limit) => get(`/admin/audit?limit=${limit}`);
+
+/**
+ * `POST /admin/import`: the plan of an import file (CSV or JSON, by `contentType`); applied
+ * only with `dryRun` false, and then all or nothing.
+ * @param {string | Blob} file
+ * @param {string} contentType
+ * @param {boolean} dryRun
+ */
+export async function importFile(file, contentType, dryRun) {
+  const headers = { Accept: 'application/json', 'Content-Type': contentType };
+  if (session.current) headers.Authorization = `Bearer ${session.current.token}`;
+  let res;
+  try {
+    res = await fetch(`${API}/admin/import?dry_run=${dryRun}`, { method: 'POST', headers, body: file });
+  } catch {
+    throw new ApiError(0, { error: 'server_unavailable', message: 'The server cannot be reached.' });
+  }
+  let data = null;
+  try { data = await res.json(); } catch { /* no body */ }
+  if (!res.ok) {
+    if (res.status === 401) onUnauthorized();
+    throw new ApiError(res.status, data);
+  }
+  return data;
+}
+
+/** `GET /admin/export` as a Blob: `format` csv or json. @param {'csv' | 'json'} format */
+export async function exportFile(format) {
+  const headers = {};
+  if (session.current) headers.Authorization = `Bearer ${session.current.token}`;
+  const res = await fetch(`${API}/admin/export?format=${format}`, { headers });
+  if (!res.ok) {
+    let data = null;
+    try { data = await res.json(); } catch { /* no body */ }
+    throw new ApiError(res.status, data);
+  }
+  return res.blob();
+}

@@ -1,11 +1,12 @@
 // The UCAdmin console: sign-in, the view named in the URL's hash (#/overview, #/users,
-// #/groups, #/audit), and the overview's refresh. Updates are polled: the overview every
+// #/groups, #/audit, #/transfer), and the overview's refresh. Updates are polled: the overview every
 // 5 s while it is shown (live push is a later step).
 import * as api from './api.js';
 import { $, toast } from './dom.js';
 import { ui, applyRole, wireViews, renderOverview, renderUsers, renderGroups, renderAudit } from './views.js';
+import { wireTransfer, renderTransfer } from './transfer.js';
 
-const VIEWS = { overview: renderOverview, users: renderUsers, groups: renderGroups, audit: renderAudit };
+const VIEWS = { overview: renderOverview, users: renderUsers, groups: renderGroups, audit: renderAudit, transfer: renderTransfer };
 const REFRESH_MS = 5000;
 let refreshTimer = 0;
 
@@ -73,6 +74,7 @@ async function logout() {
 }
 
 wireViews();
+wireTransfer();
 api.whenUnauthorized(() => { signedOut(); $('login-error').textContent = 'Your session has ended; sign in again.'; });
 $('login-form').addEventListener('submit', submitLogin);
 $('logout-btn').addEventListener('click', logout);
