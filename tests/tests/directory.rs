@@ -394,3 +394,262 @@ fn import_and_export_from_the_command_line() {
     );
     assert_eq!(plan.counts.unchanged, 3);
 }
+
+// ------------------------------------------------------------------------------ LDAP sync
+
+const BASE: &str = "dc=example,dc=com";
+const ROOT_DN: &str = "cn=admin,dc=example,dc=com";
+const ROOT_PW: &str = "ldap-secret";
+
+/// A Debian `slapd` on a free port, its database in a temporary folder; stopped on drop.
+/// Schema: inetOrgPerson (Debian's msuser.schema has AD's `user` class but it needs AD's
+/// system attributes), with the mapping `uid` (as sAMAccountName), `displayName`,
+/// `employeeType` `true` (as the disabled bit) and `businessCategory` holding group DNs (as
+/// memberOf); the AD defaults (`userAccountControl` bit 2, `memberOf`) are unit-tested in
+/// `ucserver::ldap`.
+struct Slapd {
+    child: std::process::Child,
+    url: String,
+    dir: std::path::PathBuf,
+}
+
+impl Slapd {
+    fn start() -> Slapd {
+        assert!(
+            std::path::Path::new("/usr/sbin/slapd").exists(),
+            "slapd is missing: apt-get install -y slapd ldap-utils"
+        );
+        let dir = fresh_dir("slapd");
+        std::fs::create_dir_all(dir.join("db")).unwrap();
+        let port = switchboard_tests::process::free_port();
+        let conf = format!(
+            "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\n\
+             include /etc/ldap/schema/inetorgperson.schema\nmodulepath /usr/lib/ldap\n\
+             moduleload back_mdb\npidfile {dir}/slapd.pid\ndatabase mdb\nsuffix \"{BASE}\"\n\
+             rootdn \"{ROOT_DN}\"\nrootpw {ROOT_PW}\ndirectory {dir}/db\n",
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("slapd.conf"), conf).unwrap();
+        let url = format!("ldap://127.0.0.1:{port}");
+        let child = Command::new("/usr/sbin/slapd")
+            .args(["-d", "0", "-f"])
+            .arg(dir.join("slapd.conf"))
+            .args(["-h", &format!("{url}/")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let slapd = Slapd { child, url, dir };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                slapd.ldif(
+                    "ldapadd",
+                    &format!(
+                        "dn: {BASE}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
+                         dn: ou=people,{BASE}\nobjectClass: organizationalUnit\nou: people\n"
+                    ),
+                );
+                return slapd;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("slapd did not start");
+    }
+
+    /// Runs `ldapadd` / `ldapmodify` / `ldapdelete` with `input` on stdin.
+    fn ldif(&self, tool: &str, input: &str) {
+        use std::io::Write;
+        let mut child = Command::new(tool)
+            .args(["-x", "-H", &self.url, "-D", ROOT_DN, "-w", ROOT_PW])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "{tool} failed: {input}");
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn person(uid: &str, name: &str, disabled: bool, groups: &[&str]) -> String {
+    let mut entry = format!(
+        "dn: uid={uid},ou=people,{BASE}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {name}\nsn: {name}\n\
+         displayName: {name}\nemployeeType: {disabled}\n"
+    );
+    for group in groups {
+        entry.push_str(&format!("businessCategory: CN={group},OU=Groups,{BASE}\n"));
+    }
+    entry.push('\n');
+    entry
+}
+
+#[tokio::test]
+async fn ldap_sync_from_slapd_creates_updates_deactivates_and_survives_the_directory_down() {
+    let mut slapd = Slapd::start();
+    slapd.ldif(
+        "ldapadd",
+        &[
+            person("ann", "Ann Directory", false, &["Night Shift"]),
+            person("bob", "Bob Directory", false, &["Night Shift", "Day"]),
+            person("carl", "Carl Off", true, &[]),
+            person("dave", "Dave Leaving", false, &[]),
+        ]
+        .concat(),
+    );
+    let dir = fresh_dir("directory-ldap");
+    let server = UcServer::start(
+        "s1",
+        &format!("sqlite:{}", dir.join("db.sqlite").display()),
+        None,
+        &[
+            ("UC_LDAP_URL", slapd.url.as_str()),
+            ("UC_LDAP_BIND_DN", ROOT_DN),
+            ("UC_LDAP_BIND_PASSWORD", ROOT_PW),
+            ("UC_LDAP_BASE_DN", &format!("ou=people,{BASE}")),
+            ("UC_LDAP_FILTER", "(objectClass=inetOrgPerson)"),
+            ("UC_LDAP_ID_ATTRIBUTE", "uid"),
+            ("UC_LDAP_DISABLED_ATTRIBUTE", "employeeType"),
+            ("UC_LDAP_GROUPS_ATTRIBUTE", "businessCategory"),
+        ],
+    );
+    let admin = AdminClient::login(&server.url(), &UserId::from("admin"), ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    admin
+        .create_user(CreateUser {
+            id: UserId::from("dora"),
+            password: "dora-password-1".to_string(),
+            display_name: None,
+            home_server: None,
+            admin: false,
+        })
+        .await
+        .unwrap();
+
+    // ---- first sync: a preview, then applied; the disabled entry makes nobody
+    let preview = admin.directory_sync(true).await.unwrap();
+    let created: BTreeSet<&str> = preview.changes.iter().map(|c| c.user.as_str()).collect();
+    assert_eq!(
+        created,
+        BTreeSet::from(["ann", "bob", "dave"]),
+        "{preview:?}"
+    );
+    assert!(!preview.applied && preview.errors.is_empty());
+    assert!(
+        admin.user(&UserId::from("ann")).await.is_err(),
+        "a dry run makes nobody"
+    );
+    let applied = admin.directory_sync(false).await.unwrap();
+    assert!(applied.applied);
+    assert_eq!((applied.counts.create, applied.counts.unchanged), (3, 1));
+    let groups = admin.groups().await.unwrap();
+    let night = groups
+        .iter()
+        .find(|g| g.id.as_str() == "night-shift")
+        .unwrap();
+    assert_eq!(night.members.len(), 2);
+    let status = admin.directory_status().await.unwrap();
+    assert_eq!((status.reachable, status.users), (Some(true), 3));
+    // Unchanged directory: nothing to do.
+    let again = admin.directory_sync(false).await.unwrap();
+    assert!(again.changes.is_empty(), "{again:?}");
+
+    // ---- changes in the directory: renamed, disabled there, gone, new
+    slapd.ldif(
+        "ldapmodify",
+        &format!(
+            "dn: uid=ann,ou=people,{BASE}\nchangetype: modify\nreplace: displayName\ndisplayName: Ann Renamed\n\n\
+             dn: uid=bob,ou=people,{BASE}\nchangetype: modify\nreplace: employeeType\nemployeeType: true\n-\n\
+             delete: businessCategory\nbusinessCategory: CN=Day,OU=Groups,{BASE}\n"
+        ),
+    );
+    slapd.ldif("ldapdelete", &format!("uid=dave,ou=people,{BASE}\n"));
+    slapd.ldif("ldapadd", &person("erin", "Erin New", false, &["Day"]));
+    let plan = admin.directory_sync(false).await.unwrap();
+    let kinds: Vec<(String, ChangeKind)> = plan
+        .changes
+        .iter()
+        .map(|c| (c.user.to_string(), c.kind))
+        .collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .cloned()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        [
+            ("ann".to_string(), ChangeKind::Update),
+            ("bob".to_string(), ChangeKind::Update),
+            ("dave".to_string(), ChangeKind::Deactivate),
+            ("erin".to_string(), ChangeKind::Create),
+        ]
+        .into_iter()
+        .collect(),
+        "{plan:?}"
+    );
+    assert_eq!(
+        admin.user(&UserId::from("ann")).await.unwrap().display_name,
+        "Ann Renamed"
+    );
+    let dave = admin.user(&UserId::from("dave")).await.unwrap();
+    assert!(
+        dave.disabled,
+        "gone from the directory: disabled, not deleted"
+    );
+    assert!(admin.user(&UserId::from("bob")).await.unwrap().disabled);
+    let dora = admin.user(&UserId::from("dora")).await.unwrap();
+    assert_eq!(
+        (dora.version, dora.disabled),
+        (1, false),
+        "a user made here is never touched"
+    );
+
+    // ---- the directory down: the sync says so, nothing changes, users keep working
+    let password = admin
+        .reset_password(&UserId::from("ann"), None)
+        .await
+        .unwrap()
+        .password
+        .unwrap();
+    slapd.stop();
+    let refused = admin.directory_sync(false).await.unwrap_err();
+    assert_eq!(refused.code(), "server_unavailable", "{refused}");
+    let status = admin.directory_status().await.unwrap();
+    assert_eq!(status.reachable, Some(false));
+    assert!(status.error.is_some());
+    Client::login(&server.url(), &UserId::from("ann"), &password, None)
+        .await
+        .unwrap();
+    Client::login(
+        &server.url(),
+        &UserId::from("dora"),
+        "dora-password-1",
+        None,
+    )
+    .await
+    .unwrap();
+    let output = ucadmin(&server.url(), &["directory", "status"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && text.contains("state: DOWN"),
+        "{text}"
+    );
+    let output = ucadmin(&server.url(), &["directory", "sync", "--dry-run"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("server_unavailable"));
+}

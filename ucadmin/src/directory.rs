@@ -4,8 +4,8 @@
 
 use super::{emit, print, table};
 use anyhow::{Context, bail};
-use clap::ValueEnum;
-use shared::directory::{ChangeKind, DirectoryPlan};
+use clap::{Subcommand, ValueEnum};
+use shared::directory::{ChangeKind, DirectoryPlan, DirectoryStatus};
 use std::path::PathBuf;
 use ucclient::AdminClient;
 
@@ -134,4 +134,64 @@ fn plan_text(plan: &DirectoryPlan) -> String {
         out.push_str(&passwords.to_string());
     }
     out.trim_end().to_string()
+}
+
+/// `ucadmin directory ...`: the LDAP / Active Directory sync.
+#[derive(Debug, Subcommand)]
+pub enum DirectoryCommand {
+    /// Reads the directory and shows (`--dry-run`) or applies what changes.
+    Sync {
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Whether a directory is configured and reachable, and the last sync.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn directory(admin: &AdminClient, command: DirectoryCommand) -> anyhow::Result<()> {
+    match command {
+        DirectoryCommand::Sync { dry_run, json } => {
+            show_plan(&admin.directory_sync(dry_run).await?, json)
+        }
+        DirectoryCommand::Status { json } => {
+            let status = admin.directory_status().await?;
+            print(json, &status, || status_text(&status))
+        }
+    }
+}
+
+fn status_text(status: &DirectoryStatus) -> String {
+    if !status.configured {
+        return "no directory is configured (UC_LDAP_URL)".to_string();
+    }
+    let reach = match (status.reachable, &status.error) {
+        (None, _) => "not read yet".to_string(),
+        (Some(true), _) => "reachable".to_string(),
+        (Some(false), error) => format!("DOWN: {}", error.as_deref().unwrap_or("unknown")),
+    };
+    let last = match (status.last_sync_ms, status.last_counts) {
+        (Some(at), Some(c)) => format!(
+            "{} ({} created, {} updated, {} deactivated)",
+            ucclient::text::format_age(shared::now_ms(), at),
+            c.create,
+            c.update,
+            c.deactivate
+        ),
+        _ => "never".to_string(),
+    };
+    format!(
+        "directory: {}\nstate: {reach}\nusers from it: {}\nlast sync: {last}\nscheduled: {}",
+        status.url.as_deref().unwrap_or_default(),
+        status.users,
+        if status.interval_secs == 0 {
+            "no (on demand only)".to_string()
+        } else {
+            format!("every {} s", status.interval_secs)
+        }
+    )
 }

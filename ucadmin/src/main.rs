@@ -69,6 +69,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The LDAP / Active Directory sync: `sync [--dry-run]`, `status`.
+    #[command(subcommand)]
+    Directory(directory::DirectoryCommand),
     /// Exports every user with groups, contacts and disabled flag (never a password).
     Export {
         #[arg(long, value_enum, default_value = "json")]
@@ -591,6 +594,7 @@ async fn act(admin: &AdminClient, command: Command) -> anyhow::Result<()> {
             json,
         } => directory::import(admin, file, dry_run, json).await,
         Command::Export { format, output } => directory::export(admin, format, output).await,
+        Command::Directory(command) => directory::directory(admin, command).await,
     }
 }
 

@@ -11,7 +11,7 @@ use shared::api::{
     LicenseInfo, LoginRequest, LoginResponse, MediaServerInfo, Overview, PasswordReset, Rebalance,
     ResetPassword, ServerAction, ServerList, SetLicense, UpdateUser,
 };
-use shared::directory::{DirectoryFile, DirectoryPlan};
+use shared::directory::{DirectoryFile, DirectoryPlan, DirectoryStatus};
 use shared::{GroupId, MediaServerId, ServerId, UserId};
 
 /// An admin session. Cheap to clone.
@@ -373,6 +373,26 @@ impl AdminClient {
                 &["api", "v1", "admin", "export"],
                 &[("format", "csv".to_string())],
             )
+            .await
+    }
+
+    /// `POST /admin/directory/sync`: reads the directory and plans the sync; applies it
+    /// unless `dry_run`.
+    pub async fn directory_sync(&self, dry_run: bool) -> Result<DirectoryPlan, ClientError> {
+        self.endpoint
+            .send_query::<(), DirectoryPlan>(
+                Method::POST,
+                &["api", "v1", "admin", "directory", "sync"],
+                &[("dry_run", dry_run.to_string())],
+                None,
+            )
+            .await
+    }
+
+    /// `GET /admin/directory`: configured, reachable, the last sync.
+    pub async fn directory_status(&self) -> Result<DirectoryStatus, ClientError> {
+        self.endpoint
+            .get(&["api", "v1", "admin", "directory"], &[])
             .await
     }
 }

@@ -76,6 +76,8 @@ use utoipa::{Modify, OpenApi};
         crate::http::admin_media_remove,
         crate::http::admin_import,
         crate::http::admin_export,
+        crate::http::admin_directory_status,
+        crate::http::admin_directory_sync,
         openapi_get,
         ws_schema_get,
     ),

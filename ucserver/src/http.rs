@@ -840,3 +840,31 @@ pub(crate) async fn admin_export(
     )
         .into_response())
 }
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/directory/sync",
+    tag = "admin",
+    params(ImportQuery),
+    responses((status = 200, body = shared::directory::DirectoryPlan, description = "The sync's plan (users from the directory: created, updated, deactivated when gone or disabled there; users made here untouched). Applied only with `dry_run=false` and no bad entry. `server_unavailable` when the directory cannot be read: nothing changes."))
+)]
+pub(crate) async fn admin_directory_sync(
+    Admin(admin): Admin,
+    Query(query): Query<ImportQuery>,
+) -> AppResult<Json<shared::directory::DirectoryPlan>> {
+    Ok(Json(
+        admin.directory_sync(query.dry_run.unwrap_or(true)).await?,
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/directory",
+    tag = "admin",
+    responses((status = 200, body = shared::directory::DirectoryStatus, description = "Whether a directory is configured and reachable (with the error), and the last sync"))
+)]
+pub(crate) async fn admin_directory_status(
+    Admin(admin): Admin,
+) -> AppResult<Json<shared::directory::DirectoryStatus>> {
+    Ok(Json(admin.directory_status().await?))
+}

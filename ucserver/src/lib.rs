@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod http;
+pub mod ldap;
 pub mod licenses;
 pub mod login_guard;
 pub mod media;
@@ -242,6 +243,14 @@ pub async fn start(
             }
         }
     });
+
+    // The scheduled directory sync (`UC_LDAP_SYNC_SECS`), when a directory is configured.
+    if server.directory.config.url.is_some() && server.directory.config.sync_secs > 0 {
+        tasks.spawn(app::directory::run_schedule(
+            server.clone(),
+            stop_tx.subscribe(),
+        ));
+    }
 
     let app = routes::router(server.clone())
         .into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -87,6 +87,8 @@ pub fn router(server: AppState) -> Router {
             )),
         )
         .route("/admin/export", get(http::admin_export))
+        .route("/admin/directory", get(http::admin_directory_status))
+        .route("/admin/directory/sync", post(http::admin_directory_sync))
         .route("/openapi.json", get(api_docs::openapi_get))
         .route("/ws-schema.json", get(api_docs::ws_schema_get))
         .route("/{*rest}", axum::routing::any(http::api_not_found));

@@ -44,6 +44,7 @@ fn layer(module: &str) -> Option<u8> {
         ("password", 0),
         ("rate_limit", 0),
         ("outbox", 0),
+        ("ldap", 0),
         ("owners", 0),
         ("licenses", 1),
         ("telephony", 1),

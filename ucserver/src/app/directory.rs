@@ -315,7 +315,114 @@ pub fn audit_detail(plan: &Plan) -> String {
     )
 }
 
+/// Reads the directory and plans a sync against SQL; applies it unless `dry_run` (or it has
+/// errors). `actor`: the administrator who asked (`None`: the schedule). While the directory
+/// cannot be read nothing changes: its users keep working with what SQL has, and the status
+/// says why (`server_unavailable`).
+pub async fn sync(
+    server: &Server,
+    dry_run: bool,
+    actor: Option<&UserId>,
+    may_change_admins: bool,
+) -> AppResult<(Plan, DirectoryPlan)> {
+    if !server.directory.status().configured {
+        return Err(AppError::bad_request(
+            "no directory is configured: set UC_LDAP_URL and the other UC_LDAP_* settings",
+        ));
+    }
+    let rows = server.directory.read(now_ms()).await.map_err(|error| {
+        AppError::new(
+            ErrorCode::ServerUnavailable,
+            format!("the directory cannot be read ({error}); its users keep working as they are"),
+        )
+    })?;
+    let current = current_state(server).await?;
+    let rules = Rules {
+        source: Some(crate::ldap::SOURCE.to_string()),
+        default_home: server.id.clone(),
+        actor: actor.cloned().unwrap_or_else(|| UserId::new("directory")),
+        may_change_admins,
+    };
+    let plan = planner::plan(&current, &rows, &[], &rules);
+    if dry_run || !plan.errors.is_empty() {
+        let wire = plan.to_wire(false);
+        return Ok((plan, wire));
+    }
+    apply(server, &plan, actor.cloned(), false).await?;
+    server.directory.synced(now_ms(), plan.counts());
+    let wire = plan.to_wire(true);
+    Ok((plan, wire))
+}
+
+/// The scheduled sync: every `UC_LDAP_SYNC_SECS` until `stop`. Each run is audited as
+/// the server's own (`directory`); a failed run is logged and shown in the status.
+pub async fn run_schedule(
+    server: std::sync::Arc<Server>,
+    mut stop: tokio::sync::broadcast::Receiver<()>,
+) {
+    let every = std::time::Duration::from_secs(server.directory.config.sync_secs.max(1));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.recv() => break,
+        }
+        match sync(&server, false, None, false).await {
+            Ok((plan, answer)) if answer.applied && !plan.changes.is_empty() => {
+                let record = crate::store::AuditRecord {
+                    at_ms: now_ms(),
+                    actor: UserId::new("directory"),
+                    action: "directory.sync".to_string(),
+                    detail: audit_detail(&plan),
+                    client: None,
+                };
+                if let Err(error) = server.store.audit(&record).await {
+                    tracing::warn!(%error, "could not write the audit log");
+                }
+            }
+            Ok((plan, _)) if !plan.errors.is_empty() => {
+                tracing::warn!(
+                    errors = plan.errors.len(),
+                    "directory sync refused: entries cannot be applied"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "directory sync failed"),
+        }
+    }
+}
+
 impl AdminSession {
+    /// A directory sync on demand: the plan, applied unless `dry_run`.
+    pub async fn directory_sync(&self, dry_run: bool) -> AppResult<DirectoryPlan> {
+        self.require(AdminAction::ChangeUsers)?;
+        let (plan, answer) = sync(
+            &self.server,
+            dry_run,
+            Some(&self.actor.user),
+            self.role() == AdminRole::Full,
+        )
+        .await?;
+        if answer.applied {
+            self.audit("directory.sync", audit_detail(&plan)).await;
+        }
+        Ok(answer)
+    }
+
+    /// Whether a directory is configured and reachable, and what the last sync did.
+    pub async fn directory_status(&self) -> AppResult<shared::directory::DirectoryStatus> {
+        self.require(AdminAction::Read)?;
+        let mut status = self.server.directory.status();
+        status.users = self
+            .server
+            .sql(self.server.store.user_sources())
+            .await
+            .map(|users| users.len() as u32)
+            .unwrap_or_default();
+        Ok(status)
+    }
+
     fn rules(&self, source: Option<String>) -> Rules {
         Rules {
             source,
