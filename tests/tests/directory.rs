@@ -619,6 +619,27 @@ async fn ldap_sync_from_slapd_creates_updates_deactivates_and_survives_the_direc
         "a user made here is never touched"
     );
 
+    // ---- a directory user signs in with the directory password (a bind as them)
+    slapd.ldif(
+        "ldapmodify",
+        &format!(
+            "dn: uid=erin,ou=people,{BASE}\nchangetype: modify\nadd: userPassword\nuserPassword: erin-dir-pass\n"
+        ),
+    );
+    Client::login(&server.url(), &UserId::from("erin"), "erin-dir-pass", None)
+        .await
+        .unwrap();
+    for wrong in ["wrong-pass", ""] {
+        let refused = Client::login(&server.url(), &UserId::from("erin"), wrong, None)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            "invalid_credentials",
+            "{wrong:?}: {refused}"
+        );
+    }
+
     // ---- the directory down: the sync says so, nothing changes, users keep working
     let password = admin
         .reset_password(&UserId::from("ann"), None)
@@ -643,6 +664,10 @@ async fn ldap_sync_from_slapd_creates_updates_deactivates_and_survives_the_direc
     )
     .await
     .unwrap();
+    let refused = Client::login(&server.url(), &UserId::from("erin"), "erin-dir-pass", None)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "server_unavailable", "{refused}");
     let output = ucadmin(&server.url(), &["directory", "status"]);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(

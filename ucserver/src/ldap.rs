@@ -159,6 +159,19 @@ impl Directory {
         result.map(|entries| rows(&self.config, entries))
     }
 
+    /// Whether `password` is the directory password of user `id` (found by the id attribute
+    /// under the base, then bound as). `Err` when the directory cannot be asked.
+    pub async fn check_password(&self, id: &str, password: &str) -> Result<bool, String> {
+        if password.is_empty() {
+            // An empty password would be an unauthenticated bind, which succeeds.
+            return Ok(false);
+        }
+        match tokio::time::timeout(TIMEOUT * 3, bind_as_user(&self.config, id, password)).await {
+            Ok(result) => result,
+            Err(_) => Err("the directory did not answer in time".to_string()),
+        }
+    }
+
     /// Notes an applied sync.
     pub fn synced(&self, now: TimestampMs, counts: PlanCounts) {
         self.update(|status| {
@@ -174,20 +187,57 @@ struct Entry {
     attrs: std::collections::HashMap<String, Vec<String>>,
 }
 
-async fn read_entries(config: &LdapConfig) -> Result<Vec<Entry>, String> {
-    use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+/// A connection bound as the sync's account. Its own task (`drive!`) ends when the handle
+/// is unbound or dropped.
+async fn connect(config: &LdapConfig) -> Result<ldap3::Ldap, String> {
+    use ldap3::{LdapConnAsync, LdapConnSettings};
     let url = config.url.as_deref().ok_or("no directory is configured")?;
     let settings = LdapConnSettings::new().set_conn_timeout(TIMEOUT);
     let (connection, mut ldap) = LdapConnAsync::with_settings(settings, url)
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", shared::url::mask_url(url)))?;
-    // The connection's own task ends when `ldap` is unbound or dropped, below.
     ldap3::drive!(connection);
     ldap.with_timeout(TIMEOUT)
         .simple_bind(&config.bind_dn, &config.bind_password)
         .await
         .and_then(|answer| answer.success())
         .map_err(|e| format!("cannot bind as '{}': {e}", config.bind_dn))?;
+    Ok(ldap)
+}
+
+async fn bind_as_user(config: &LdapConfig, id: &str, password: &str) -> Result<bool, String> {
+    use ldap3::Scope;
+    let mut ldap = connect(config).await?;
+    let filter = format!(
+        "(&{}({}={}))",
+        config.filter,
+        config.id_attribute,
+        ldap3::ldap_escape(id)
+    );
+    let (entries, _) = ldap
+        .with_timeout(TIMEOUT)
+        .search(&config.base_dn, Scope::Subtree, &filter, vec!["1.1"])
+        .await
+        .and_then(|answer| answer.success())
+        .map_err(|e| format!("the search for '{id}' failed: {e}"))?;
+    let [entry] = entries.as_slice() else {
+        let _ = ldap.unbind().await;
+        return Ok(false);
+    };
+    let dn = ldap3::SearchEntry::construct(entry.clone()).dn;
+    let answer = ldap
+        .with_timeout(TIMEOUT)
+        .simple_bind(&dn, password)
+        .await
+        .map_err(|e| format!("cannot check the password: {e}"))?;
+    let _ = ldap.unbind().await;
+    // 49: invalidCredentials.
+    Ok(answer.rc == 0)
+}
+
+async fn read_entries(config: &LdapConfig) -> Result<Vec<Entry>, String> {
+    use ldap3::{Scope, SearchEntry};
+    let mut ldap = connect(config).await?;
     let attributes = [
         config.id_attribute.as_str(),
         config.name_attribute.as_str(),
