@@ -160,6 +160,7 @@ describe('admin console through ucweb', () => {
   it('import dry run: bad rows named by line, nothing applied; a clean file applied; export', async () => {
     const page = pages.admin;
     await page.getByRole('link', { name: 'Import / export' }).click();
+    await page.locator('#directory-status').filter({ hasText: 'No directory is configured' }).waitFor();
     const file = page.getByLabel('Import file');
     const csv = (text) => ({ name: 'users.csv', mimeType: 'text/csv', buffer: Buffer.from(text) });
     await file.setInputFiles(csv('id,display_name,groups\nivy,Ivy,night-shift\nivy,Twice,\nBad!,x,\n'));

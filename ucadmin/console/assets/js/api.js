@@ -111,6 +111,8 @@ export async function importFile(file, contentType, dryRun) {
   return data;
 }
 
+export const directoryStatus = () => get('/admin/directory');
+
 /** `GET /admin/export` as a Blob: `format` csv or json. @param {'csv' | 'json'} format */
 export async function exportFile(format) {
   const headers = {};

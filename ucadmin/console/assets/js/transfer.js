@@ -3,15 +3,24 @@
 // changes nothing until Apply. A file with bad rows cannot be applied; the server refuses it
 // whole anyway.
 import * as api from './api.js';
-import { $, el, toast } from './dom.js';
+import { $, el, toast, when } from './dom.js';
 
 /** The file chosen, with its content type, until it is applied or replaced. */
 let chosen = null;
 
 const KINDS = { create: 'create', update: 'update', deactivate: 'deactivate' };
 
+/** Shows whether a directory is configured and reachable, and the last sync. */
 export async function renderTransfer() {
-  // Nothing to load: the view acts on the administrator's choice.
+  const s = await api.directoryStatus();
+  let text;
+  if (!s.configured) text = 'No directory is configured (UC_LDAP_URL): users are made here or imported.';
+  else if (s.reachable === false) text = `The directory ${s.url} is DOWN: ${s.error}. Its ${s.users} users keep working; nothing is synced until it answers.`;
+  else {
+    const last = s.last_counts ? `last sync ${when(s.last_sync_ms)}: ${s.last_counts.create} created, ${s.last_counts.update} updated, ${s.last_counts.deactivate} deactivated` : 'not synced yet';
+    text = `The directory ${s.url} is ${s.reachable ? 'reachable' : 'not read yet'}; ${s.users} users come from it; ${last}.`;
+  }
+  $('directory-status').textContent = text;
 }
 
 export function wireTransfer() {
