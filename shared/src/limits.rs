@@ -19,3 +19,8 @@ pub const MAX_HISTORY_PAGE: u32 = 500;
 pub const MAX_BUS_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Largest SDP accepted, in bytes.
 pub const MAX_SDP_BYTES: usize = 32 * 1024;
+/// Largest import file (`POST /api/v1/admin/import`), in bytes: 10,000 users with groups
+/// and contacts fit with room to spare.
+pub const MAX_IMPORT_BYTES: usize = 8 * 1024 * 1024;
+/// Most users (rows) in one import file.
+pub const MAX_IMPORT_ROWS: usize = 20_000;

@@ -11,8 +11,9 @@ use shared::api::{AdminRole, CallResult, ConversationKind, Direction, JournalEnt
 use shared::{ConversationId, GroupId, MediaServerId, ServerId, UserId};
 use switchboard_tests::{Postgres, process};
 use ucserver::store::{
-    AuditRecord, ConversationRecord, HistoryPage, LicenseRecord, MediaServerRecord, NewMessage,
-    ServerRecord, SettingsAppliedRecord, SqlStore, Store, StoreError, UserRecord, UserUpdate,
+    AuditRecord, ConversationRecord, DirectoryUserWrite, DirectoryWrite, HistoryPage,
+    LicenseRecord, MediaServerRecord, NewMessage, ServerRecord, SettingsAppliedRecord, SqlStore,
+    Store, StoreError, UserRecord, UserUpdate,
 };
 
 /// Runs each named check against every backend, as `sqlite::NAME` and `postgres::NAME`.
@@ -59,6 +60,7 @@ conformance!(
     append_throughput,
     one_batch_spans_many_conversations,
     runtime_settings,
+    directory_writes_are_all_or_nothing,
 );
 
 /// A directory removed when the test ends (also when it panics).
@@ -1816,4 +1818,101 @@ async fn postgres_outage_is_unavailable() {
         SqlStore::connect(&url).await,
         Err(StoreError::Unavailable(_))
     ));
+}
+
+/// An import or sync (`apply_directory`): everything in it is written, or, when one part
+/// fails (a user changed since the plan), nothing, not even what came before that part.
+async fn directory_writes_are_all_or_nothing(store: Arc<dyn Store>) {
+    create_users(&*store, &["ann", "ben"]).await;
+    let new_user = |id: &str| DirectoryUserWrite {
+        id: uid(id),
+        new_password_hash: Some("!directory".to_string()),
+        version: 0,
+        display_name: Some(id.to_uppercase()),
+        home_server: Some(ServerId::from("uc1")),
+        disabled: Some(false),
+        source: Some("ldap".to_string()),
+        add_groups: vec![GroupId::from("ops")],
+        remove_groups: Vec::new(),
+        contacts: Some(vec![(uid("ann"), "Team".to_string())]),
+    };
+    let change_ben = |version: u64| DirectoryUserWrite {
+        id: uid("ben"),
+        new_password_hash: None,
+        version,
+        display_name: Some("Ben B.".to_string()),
+        home_server: None,
+        disabled: Some(true),
+        source: None,
+        add_groups: vec![GroupId::from("ops")],
+        remove_groups: Vec::new(),
+        contacts: Some(vec![(uid("cid"), String::new())]),
+    };
+    let write = |users| DirectoryWrite {
+        changed_by: Some(uid("ann")),
+        now: 5_000,
+        groups: vec![(GroupId::from("ops"), "Operations".to_string())],
+        users,
+    };
+
+    // ben is at version 1: a plan made from version 7 fails, and cid and ops stay unmade.
+    let stale = store
+        .apply_directory(&write(vec![new_user("cid"), change_ben(7)]))
+        .await;
+    assert!(matches!(stale, Err(StoreError::Stale(_))), "{stale:?}");
+    assert!(store.get_user(&uid("cid")).await.unwrap().is_none());
+    assert!(
+        store
+            .get_group(&GroupId::from("ops"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.get_user(&uid("ben")).await.unwrap().unwrap().version,
+        1
+    );
+
+    store
+        .apply_directory(&write(vec![new_user("cid"), change_ben(1)]))
+        .await
+        .unwrap();
+    let ben = store.get_user(&uid("ben")).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            ben.display_name.as_str(),
+            ben.disabled,
+            ben.version,
+            ben.changed_by
+        ),
+        ("Ben B.", true, 2, Some(uid("ann")))
+    );
+    let cid = store.get_user(&uid("cid")).await.unwrap().unwrap();
+    assert_eq!((cid.display_name.as_str(), cid.version), ("CID", 1));
+    assert_eq!(
+        store.user_sources().await.unwrap(),
+        vec![(uid("cid"), "ldap".to_string())]
+    );
+    let ops = store
+        .get_group(&GroupId::from("ops"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ops.display_name.as_str(), ids(&ops.members)),
+        ("Operations", vec!["ben", "cid"])
+    );
+    let group_chat = store
+        .get_conversation(&ConversationId::group(&GroupId::from("ops")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids(&group_chat.members), vec!["ben", "cid"]);
+    assert_eq!(
+        store.all_contacts().await.unwrap(),
+        vec![
+            (uid("ben"), uid("cid"), String::new()),
+            (uid("cid"), uid("ann"), "Team".to_string()),
+        ]
+    );
 }

@@ -1,9 +1,10 @@
 // Drives the UCAdmin console through ucweb (two UCServers behind it) in headless Chromium:
 // the overview shows both servers, a user is created, two administrators edit the same user
-// and the slower one is told who changed it meanwhile, and a read-only administrator is offered
-// nothing to change; the servers view with a confirmed action, one of a user's two web-client
-// tabs signed out by an administrator, and the presence viewer. Started by run.sh, which
-// provides the lab, UC_TEST_ADMIN_PASSWORD and UC_TEST_PASSWORD.
+// and the slower one is told who changed it meanwhile, an import file is previewed (bad rows
+// named by line, nothing applied) then applied and the users exported, and a read-only
+// administrator is offered nothing to change; the servers view with a confirmed action, one of
+// a user's two web-client tabs signed out by an administrator, and the presence viewer. Started
+// by run.sh, which provides the lab, UC_TEST_ADMIN_PASSWORD and UC_TEST_PASSWORD.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -158,6 +159,45 @@ describe('admin console through ucweb', () => {
     await shot(page, 'console-desktop-audit');
   });
 
+  it('import dry run: bad rows named by line, nothing applied; a clean file applied; export', async () => {
+    const page = pages.admin;
+    await page.getByRole('link', { name: 'Import / export' }).click();
+    await page.locator('#directory-status').filter({ hasText: 'No directory is configured' }).waitFor();
+    const file = page.getByLabel('Import file');
+    const csv = (text) => ({ name: 'users.csv', mimeType: 'text/csv', buffer: Buffer.from(text) });
+    await file.setInputFiles(csv('id,display_name,groups\nivy,Ivy,night-shift\nivy,Twice,\nBad!,x,\n'));
+    const summary = page.locator('#import-summary');
+    await summary.filter({ hasText: '2 rows with errors' }).waitFor();
+    const errorsTable = page.getByRole('table', { name: 'Rows with errors' });
+    assert.match(await errorsTable.locator('tr[data-line="3"]').textContent(), /ivy.*already on line 2/);
+    assert.match(await errorsTable.locator('tr[data-line="4"]').textContent(), /Bad!.*not a valid name/);
+    assert.ok(await page.getByRole('button', { name: 'Apply' }).isDisabled());
+    await shot(page, 'console-desktop-import-errors');
+
+    await file.setInputFiles(csv('id,display_name,groups\nivy,Ivy Imported,night-shift\njack,Jack Imported,\n'));
+    await summary.filter({ hasText: 'Plan (nothing changed yet): 2 to create' }).waitFor();
+    assert.match(await page.locator('#import-changes tr[data-user="ivy"]').textContent(), /create.*2.*ivy.*groups = night-shift/);
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await summary.filter({ hasText: 'Applied: 2 to create' }).waitFor();
+    const passwords = page.getByRole('table', { name: 'Passwords of the new users' });
+    assert.equal(await passwords.locator('tbody tr').count(), 2);
+    await shot(page, 'console-desktop-import-applied');
+
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: 'Export CSV' }).click(),
+    ]);
+    const chunks = [];
+    for await (const chunk of await download.createReadStream()) chunks.push(chunk);
+    const exported = Buffer.concat(chunks).toString();
+    assert.match(exported, /^id,display_name,home_server,groups,contacts,disabled\n/);
+    assert.match(exported, /\nivy,Ivy Imported,s\d,night-shift,,false\n/);
+    assert.doesNotMatch(exported, /password|argon2/);
+
+    await page.getByRole('link', { name: 'Users' }).click();
+    await page.locator('#users-table tr[data-user="jack"]').waitFor();
+  });
+
   it('a read-only admin is offered nothing to change, also on a phone', async () => {
     const page = await open('hazel', PHONE);
     await shot(page, 'console-phone-login');
@@ -181,6 +221,9 @@ describe('admin console through ucweb', () => {
     await page.getByRole('list', { name: 'Members of night-shift' }).waitFor();
     assert.equal(await page.getByRole('button', { name: 'Create group' }).count(), 0);
     assert.equal(await page.getByRole('button', { name: /^Remove dave/ }).count(), 0);
+    await page.getByRole('link', { name: 'Import / export' }).click();
+    await page.getByRole('button', { name: 'Export JSON' }).waitFor();
+    assert.equal(await page.locator('#import-file').isVisible(), false);
   });
   it('the servers view shows each UCServer state, and a full admin confirms an action', async () => {
     const page = pages.admin;

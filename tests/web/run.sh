@@ -94,4 +94,5 @@ export UC_WEB_URL=$WEB_URL
 export UC_LAB_CONTROL=$WORK/lab.in UC_LAB_OUTPUT=$WORK/lab.out
 export UC_TEST_SCREENSHOTS=$HERE/screenshots
 mkdir -p "$UC_TEST_SCREENSHOTS"
-timeout 300 node --test --test-concurrency=1 --test-timeout=240000 "$HERE"/*.test.mjs
+# UC_WEB_TESTS=console runs only console.test.mjs.
+timeout 300 node --test --test-concurrency=1 --test-timeout=240000 "$HERE"/${UC_WEB_TESTS:-*}.test.mjs

@@ -6,6 +6,7 @@
 
 mod settings;
 mod inspect;
+mod directory;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -65,6 +66,27 @@ enum Command {
     Overview {
         #[arg(long)]
         json: bool,
+    },
+    /// Imports users with their groups and contact lists from a CSV or JSON file: all of it
+    /// or, when any row is bad, nothing (each bad row named by its line).
+    Import {
+        file: std::path::PathBuf,
+        /// Only show what would change.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The LDAP / Active Directory sync: `sync [--dry-run]`, `status`.
+    #[command(subcommand)]
+    Directory(directory::DirectoryCommand),
+    /// Exports every user with groups, contacts and disabled flag (never a password).
+    Export {
+        #[arg(long, value_enum, default_value = "json")]
+        format: directory::ExportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
     },
 }
 
@@ -597,6 +619,13 @@ async fn act(admin: &AdminClient, command: Command) -> anyhow::Result<()> {
             let overview = admin.overview().await?;
             print(json, &overview, || overview_text(&overview, now_ms))
         }
+        Command::Import {
+            file,
+            dry_run,
+            json,
+        } => directory::import(admin, file, dry_run, json).await,
+        Command::Export { format, output } => directory::export(admin, format, output).await,
+        Command::Directory(command) => directory::directory(admin, command).await,
     }
 }
 

@@ -14,6 +14,7 @@ use shared::api::{
     Rebalance, ResetPassword, ServerAction, ServerList, SetLicense, SettingValue, SettingsView,
     UpdateUser,
 };
+use shared::directory::{DirectoryFile, DirectoryPlan, DirectoryStatus};
 use shared::{GroupId, MediaServerId, ServerId, UserId};
 
 /// An admin session. Cheap to clone.
@@ -368,6 +369,26 @@ impl AdminClient {
             .await
     }
 
+    /// `POST /admin/import`: plans an import file (`csv`: CSV with a header line, else JSON)
+    /// and applies it unless `dry_run` (all or nothing: with any bad row nothing changes).
+    pub async fn import(
+        &self,
+        bytes: Vec<u8>,
+        csv: bool,
+        dry_run: bool,
+    ) -> Result<DirectoryPlan, ClientError> {
+        let content_type = if csv { "text/csv" } else { "application/json" };
+        self.endpoint
+            .send_bytes(
+                Method::POST,
+                &["api", "v1", "admin", "import"],
+                &[("dry_run", dry_run.to_string())],
+                content_type,
+                bytes,
+            )
+            .await
+    }
+
     /// `DELETE /admin/settings/{key}?scope=`: removes a server's override (or the global
     /// value with `global`).
     pub async fn unset_setting(&self, key: &str, scope: &str) -> Result<(), ClientError> {
@@ -377,6 +398,46 @@ impl AdminClient {
                 &["api", "v1", "admin", "settings", key],
                 &[("scope", scope.to_string())],
             )
+            .await
+    }
+
+    /// `GET /admin/export?format=json`: every user with groups and contacts, every group.
+    pub async fn export(&self) -> Result<DirectoryFile, ClientError> {
+        self.endpoint
+            .get(
+                &["api", "v1", "admin", "export"],
+                &[("format", "json".to_string())],
+            )
+            .await
+    }
+
+    /// `GET /admin/export?format=csv`: the users as CSV text.
+    pub async fn export_csv(&self) -> Result<String, ClientError> {
+        self.endpoint
+            .get_text_with(
+                &["api", "v1", "admin", "export"],
+                &[("format", "csv".to_string())],
+            )
+            .await
+    }
+
+    /// `POST /admin/directory/sync`: reads the directory and plans the sync; applies it
+    /// unless `dry_run`.
+    pub async fn directory_sync(&self, dry_run: bool) -> Result<DirectoryPlan, ClientError> {
+        self.endpoint
+            .send_query::<(), DirectoryPlan>(
+                Method::POST,
+                &["api", "v1", "admin", "directory", "sync"],
+                &[("dry_run", dry_run.to_string())],
+                None,
+            )
+            .await
+    }
+
+    /// `GET /admin/directory`: configured, reachable, the last sync.
+    pub async fn directory_status(&self) -> Result<DirectoryStatus, ClientError> {
+        self.endpoint
+            .get(&["api", "v1", "admin", "directory"], &[])
             .await
     }
 }

@@ -13,6 +13,8 @@ use std::time::Duration;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one REST request may take in all, answer included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Whole-request timeout of an upload (an import file applied in one transaction).
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 /// Largest REST answer read; lists of users or messages stay far below this.
 pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
@@ -63,6 +65,10 @@ pub(crate) struct Endpoint {
     servers: Option<std::sync::Arc<crate::failover::Servers>>,
     /// `If-Match` for an edit made from a known version (admin API).
     if_match: Option<u64>,
+    /// The content type of request bodies (`None`: `application/json`).
+    content_type: Option<&'static str>,
+    /// This endpoint's whole-request timeout, when not the client's (an import file).
+    timeout: Option<Duration>,
 }
 
 impl Endpoint {
@@ -73,6 +79,8 @@ impl Endpoint {
             token: None,
             servers: None,
             if_match: None,
+            content_type: None,
+            timeout: None,
         })
     }
 
@@ -170,9 +178,39 @@ impl Endpoint {
         Ok(())
     }
 
+    /// A request whose body is `bytes` of `content_type` (an import file), answered in JSON;
+    /// it may take up to [`UPLOAD_TIMEOUT`] (an apply of thousands of users).
+    pub(crate) async fn send_bytes<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, String)],
+        content_type: &'static str,
+        bytes: Vec<u8>,
+    ) -> Result<T, ClientError> {
+        let endpoint = Self {
+            content_type: Some(content_type),
+            timeout: Some(UPLOAD_TIMEOUT),
+            ..self.clone()
+        };
+        let answer = endpoint
+            .call(method.clone(), segments, query, Some(bytes))
+            .await?;
+        decode(&method, segments, &answer)
+    }
+
     /// The raw text of a `2xx` answer (for `/metrics`).
     pub(crate) async fn get_text(&self, segments: &[&str]) -> Result<String, ClientError> {
-        let body = self.call(Method::GET, segments, &[], None).await?;
+        self.get_text_with(segments, &[]).await
+    }
+
+    /// [`Endpoint::get_text`] with a query (a CSV export).
+    pub(crate) async fn get_text_with(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<String, ClientError> {
+        let body = self.call(Method::GET, segments, query, None).await?;
         String::from_utf8(body)
             .map_err(|_| ClientError::protocol(format!("GET /{} is not UTF-8", segments.join("/"))))
     }
@@ -233,12 +271,18 @@ impl Endpoint {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
+        if let Some(timeout) = self.timeout {
+            request = request.timeout(timeout);
+        }
         if let Some(version) = self.if_match {
             request = request.header(reqwest::header::IF_MATCH, format!("\"{version}\""));
         }
         if let Some(body) = body {
             request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    self.content_type.unwrap_or("application/json"),
+                )
                 .body(body);
         }
         let mut response = request.send().await?;

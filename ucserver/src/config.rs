@@ -91,6 +91,8 @@ pub struct Config {
     /// per device. Default 60 / 20.
     pub rate_conversations_per_minute: u32,
     pub rate_conversations_burst: u32,
+    /// `UC_LDAP_*`: the directory users may come from (`ldap.rs`). Default none.
+    pub ldap: crate::ldap::LdapConfig,
 }
 
 pub use shared::url::mask_url;
@@ -129,6 +131,7 @@ impl Default for Config {
             rate_typing_burst: 30,
             rate_conversations_per_minute: 60,
             rate_conversations_burst: 20,
+            ldap: crate::ldap::LdapConfig::default(),
         }
     }
 }
@@ -232,6 +235,7 @@ impl Config {
                 .map(str::to_string)
                 .collect();
         }
+        self.ldap.apply_env(&var)?;
         if let Some(v) = var("UC_TRUSTED_PROXIES") {
             self.trusted_proxies = v
                 .split(',')
@@ -459,7 +463,7 @@ impl Config {
         let mask = |url: &str| mask_url(url);
         let limits = self.password_limits();
         format!(
-            "server_id={} listen={} public_url={} database={} redis={} admin_password={} heartbeat_ms={} dead_after_ms={} redundancy_group={} fallback_delay_ms={} mdm_buffer_limit={} media_embedded={} media_secret={} ring_timeout_ms={} media_fresh_ms={} session_lifetime_ms={} trusted_proxies={} password_workers={} password_queue={} rate_send={}/min+{} rate_typing={}/min+{} rate_conversations={}/min+{}",
+            "server_id={} listen={} public_url={} database={} redis={} admin_password={} heartbeat_ms={} dead_after_ms={} redundancy_group={} fallback_delay_ms={} mdm_buffer_limit={} media_embedded={} media_secret={} ring_timeout_ms={} media_fresh_ms={} session_lifetime_ms={} trusted_proxies={} password_workers={} password_queue={} rate_send={}/min+{} rate_typing={}/min+{} rate_conversations={}/min+{} ldap={}",
             self.server_id,
             self.listen,
             self.public_url.as_deref().unwrap_or("(derived)"),
@@ -503,6 +507,7 @@ impl Config {
             self.rate_typing_burst,
             self.rate_conversations_per_minute,
             self.rate_conversations_burst,
+            self.ldap.describe(),
         )
     }
 }

@@ -815,3 +815,118 @@ pub(crate) async fn admin_settings_delete(
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+// ---------------------------------------------------------------------------- users from outside
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct ImportQuery {
+    /// Only plan (the default): `false` applies the file, all or nothing.
+    dry_run: Option<bool>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/import",
+    tag = "admin",
+    params(ImportQuery),
+    request_body(
+        content = shared::directory::DirectoryFile,
+        description = "`application/json` (this shape) or `text/csv` with a header line (columns id, display_name, home_server, groups, contacts, disabled, password; lists `;`-separated, a contact's label after `:`); at most 8 MiB and 20,000 users",
+        content_type = "application/json"
+    ),
+    responses((status = 200, body = shared::directory::DirectoryPlan, description = "The plan: counts, each change, each bad row by line. Applied only with `dry_run=false` and no bad row; passwords made up for new users are in it once."))
+)]
+pub(crate) async fn admin_import(
+    Admin(admin): Admin,
+    Query(query): Query<ImportQuery>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> AppResult<Json<shared::directory::DirectoryPlan>> {
+    let body = body.map_err(|_| {
+        AppError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "an import file may have at most {} bytes",
+                shared::limits::MAX_IMPORT_BYTES
+            ),
+        )
+    })?;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    let format = crate::app::directory::ImportFormat::from_content_type(content_type)?;
+    let dry_run = query.dry_run.unwrap_or(true);
+    Ok(Json(admin.import(format, &body, dry_run).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct ExportQuery {
+    /// `json` (the default) or `csv`.
+    format: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/export",
+    tag = "admin",
+    params(ExportQuery),
+    responses((status = 200, body = shared::directory::DirectoryFile, description = "Every user with display name, home server, groups, contacts, disabled flag and source (never a password), and every group; as JSON or as CSV (`text/csv`, the import's columns without password)", content_type = "application/json"))
+)]
+pub(crate) async fn admin_export(
+    Admin(admin): Admin,
+    Query(query): Query<ExportQuery>,
+) -> AppResult<Response> {
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(AppError::bad_request(format!(
+                "format '{other}': use json or csv"
+            )));
+        }
+    };
+    let file = admin.export().await?;
+    if !csv {
+        return Ok(Json(file).into_response());
+    }
+    let text = crate::core::directory::write_csv(&file.users);
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"users.csv\"",
+            ),
+        ],
+        text,
+    )
+        .into_response())
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/directory/sync",
+    tag = "admin",
+    params(ImportQuery),
+    responses((status = 200, body = shared::directory::DirectoryPlan, description = "The sync's plan (users from the directory: created, updated, deactivated when gone or disabled there; users made here untouched). Applied only with `dry_run=false` and no bad entry. `server_unavailable` when the directory cannot be read: nothing changes."))
+)]
+pub(crate) async fn admin_directory_sync(
+    Admin(admin): Admin,
+    Query(query): Query<ImportQuery>,
+) -> AppResult<Json<shared::directory::DirectoryPlan>> {
+    Ok(Json(
+        admin.directory_sync(query.dry_run.unwrap_or(true)).await?,
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/directory",
+    tag = "admin",
+    responses((status = 200, body = shared::directory::DirectoryStatus, description = "Whether a directory is configured and reachable (with the error), and the last sync"))
+)]
+pub(crate) async fn admin_directory_status(
+    Admin(admin): Admin,
+) -> AppResult<Json<shared::directory::DirectoryStatus>> {
+    Ok(Json(admin.directory_status().await?))
+}

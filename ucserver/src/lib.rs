@@ -17,6 +17,7 @@ pub mod http;
 pub mod http_inspect;
 pub mod inquiries;
 pub mod inspect;
+pub mod ldap;
 pub mod licenses;
 pub mod login_guard;
 pub mod media;
@@ -270,6 +271,14 @@ pub async fn start(
             }
         }
     });
+
+    // The scheduled directory sync (`UC_LDAP_SYNC_SECS`), when a directory is configured.
+    if server.directory.config.url.is_some() && server.directory.config.sync_secs > 0 {
+        tasks.spawn(app::directory::run_schedule(
+            server.clone(),
+            stop_tx.subscribe(),
+        ));
+    }
 
     let app = routes::router(server.clone())
         .into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -101,6 +101,15 @@ pub fn router(server: AppState) -> Router {
             "/admin/presence/{user}/watchers",
             get(http_inspect::admin_presence_watchers),
         )
+        .route(
+            "/admin/import",
+            post(http::admin_import).layer(axum::extract::DefaultBodyLimit::max(
+                shared::limits::MAX_IMPORT_BYTES,
+            )),
+        )
+        .route("/admin/export", get(http::admin_export))
+        .route("/admin/directory", get(http::admin_directory_status))
+        .route("/admin/directory/sync", post(http::admin_directory_sync))
         .route("/openapi.json", get(api_docs::openapi_get))
         .route("/ws-schema.json", get(api_docs::ws_schema_get))
         .route("/{*rest}", axum::routing::any(http::api_not_found));

@@ -61,6 +61,8 @@ pub struct Server {
     pub login_guard: crate::login_guard::LoginGuard,
     /// The bounded password hashing pool (`password.rs`).
     pub passwords: crate::password::PasswordPool,
+    /// The directory users may come from, and what its last read found (`ldap.rs`).
+    pub directory: crate::ldap::Directory,
     /// Per-device limits on sends, typing and new conversations (`rate_limit.rs`).
     pub rate_limits: crate::rate_limit::RateLimits,
     /// Chat: checks and queues messages for the writer, delivers stored ones, read markers,
@@ -146,6 +148,7 @@ impl Server {
         let rate_limits = crate::rate_limit::RateLimits::new(config.rate_limits());
         let tokens = Tokens::new(config.session_lifetime_ms as i64);
         let settings = crate::settings::Live::new(crate::settings::defaults(&config));
+        let directory = crate::ldap::Directory::new(config.ldap.clone());
         let server = Arc::new(Self {
             id: config.server_id(),
             url,
@@ -159,6 +162,7 @@ impl Server {
             tokens,
             login_guard,
             passwords,
+            directory,
             rate_limits,
             chat,
             calls,

@@ -50,6 +50,7 @@ fn layer(module: &str) -> Option<u8> {
         ("outbox", 0),
         ("settings", 0),
         ("settings::apply", 2),
+        ("ldap", 0),
         ("owners", 0),
         ("probe", 0),
         ("inquiries", 0),

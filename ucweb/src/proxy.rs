@@ -35,7 +35,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::{self, Message as TMessage, client::IntoClientRequest};
 
-/// Largest request body passed on (the UCServer's own limit).
+/// Largest request body passed on (the UCServer's own limit; an import file may have
+/// `MAX_IMPORT_BYTES`).
 pub const MAX_REQUEST_BYTES: usize = shared::limits::MAX_BODY_BYTES;
 /// Largest response body passed back.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -547,7 +548,12 @@ async fn rest(
     client: Option<HeaderValue>,
 ) -> Result<Response, Response> {
     let (parts, body) = request.into_parts();
-    let body = to_bytes(body, MAX_REQUEST_BYTES).await.map_err(|_| {
+    let limit = if parts.uri.path() == "/api/v1/admin/import" {
+        shared::limits::MAX_IMPORT_BYTES
+    } else {
+        MAX_REQUEST_BYTES
+    };
+    let body = to_bytes(body, limit).await.map_err(|_| {
         api_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",

@@ -154,11 +154,29 @@ async fn check_password(
     }
     let user = server.sql(server.store.get_user(&request.user)).await?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
+    // A user the directory sync made has no password here: the directory checks it.
+    let from_directory = hash.as_deref() == Some(super::directory::NO_LOCAL_PASSWORD)
+        && server.directory.status().configured;
     // A refusal for load (`too_many_attempts`) is not a failed login: nothing is counted.
-    let ok = server
-        .passwords
-        .verify(request.password.clone(), hash)
-        .await?;
+    let ok = if from_directory {
+        server
+            .directory
+            .check_password(user_name, &request.password)
+            .await
+            .map_err(|error| {
+                AppError::new(
+                    ErrorCode::ServerUnavailable,
+                    format!(
+                        "the directory cannot check the password now ({error}); try again shortly"
+                    ),
+                )
+            })?
+    } else {
+        server
+            .passwords
+            .verify(request.password.clone(), hash)
+            .await?
+    };
     match (ok, user) {
         (true, Some(user)) => {
             guard.succeeded(user_name).await;

@@ -5,6 +5,8 @@
 //! - [`AdminSession`]: an administrator acting on the cluster (users, groups, licenses,
 //!   servers, MediaServers, the audit log, the overview, runtime settings in `settings.rs`),
 //!   within the administrator's role.
+//! - [`directory`]: users from outside for an administrator: bulk import/export with a dry
+//!   run, and the LDAP / Active Directory sync, both through one planner (`core::directory`).
 //! - [`login`]: signing in and out; [`operations`]: health, readiness and metrics.
 //! - [`authz`]: every access rule, called by the layer and by nothing else.
 //!
@@ -15,6 +17,7 @@
 pub mod admin;
 pub mod authz;
 pub mod inspect;
+pub mod directory;
 pub mod login;
 pub mod operations;
 pub mod session;

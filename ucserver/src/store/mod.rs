@@ -190,6 +190,37 @@ pub struct SettingsAppliedRecord {
     pub report: String,
 }
 
+/// Users from outside (an import file or a directory sync), written in one transaction:
+/// all of it or, when any part fails, nothing.
+#[derive(Clone, Debug, Default)]
+pub struct DirectoryWrite {
+    /// Who makes the change (`None`: the server itself, a scheduled sync).
+    pub changed_by: Option<UserId>,
+    pub now: TimestampMs,
+    /// Groups to create first, with their display names.
+    pub groups: Vec<(GroupId, String)>,
+    pub users: Vec<DirectoryUserWrite>,
+}
+
+/// One user of a [`DirectoryWrite`]; `None` leaves a field as it is.
+#[derive(Clone, Debug)]
+pub struct DirectoryUserWrite {
+    pub id: UserId,
+    /// `Some`: a new user with this password hash (and `display_name`, `home_server` set);
+    /// `None`: an existing user, changed only while still at `version` (else `Stale`).
+    pub new_password_hash: Option<String>,
+    pub version: u64,
+    pub display_name: Option<String>,
+    pub home_server: Option<ServerId>,
+    pub disabled: Option<bool>,
+    /// A new user's source (`ldap`).
+    pub source: Option<String>,
+    pub add_groups: Vec<GroupId>,
+    pub remove_groups: Vec<GroupId>,
+    /// The whole new contact list: (contact, label).
+    pub contacts: Option<Vec<(UserId, String)>>,
+}
+
 /// Where a page of history starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HistoryPage {
@@ -363,4 +394,14 @@ pub trait Store: Send + Sync + 'static {
     async fn settings_applied(&self) -> StoreResult<Vec<SettingsAppliedRecord>>;
     /// Newest first.
     async fn audit_log(&self, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+
+    // ---- users from outside (import, directory sync) ----
+    /// The users that have a source (`ldap`), sorted by id.
+    async fn user_sources(&self) -> StoreResult<Vec<(UserId, String)>>;
+    /// Every contact-list entry as (owner, contact, label), sorted.
+    async fn all_contacts(&self) -> StoreResult<Vec<(UserId, UserId, String)>>;
+    /// Writes an import or a sync in one transaction: groups, new users, changed users,
+    /// memberships (with their group chats) and whole contact lists. Nothing is written
+    /// when any part fails (`Stale`: a user changed since the plan was made).
+    async fn apply_directory(&self, write: &DirectoryWrite) -> StoreResult<()>;
 }

@@ -25,9 +25,11 @@ use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Connection, Row, Transaction};
 
+mod directory;
+
 use super::{
-    AuditRecord, ContactRecord, ConversationRecord, GroupRecord, HistoryPage, LicenseRecord,
-    MediaServerRecord, NewMessage, ServerRecord, SessionRecord, SettingRecord,
+    AuditRecord, ContactRecord, ConversationRecord, DirectoryWrite, GroupRecord, HistoryPage,
+    LicenseRecord, MediaServerRecord, NewMessage, ServerRecord, SessionRecord, SettingRecord,
     SettingsAppliedRecord, SettingsSnapshot, Store, StoreError, StoreResult, UserRecord,
     UserUpdate,
 };
@@ -776,6 +778,23 @@ async fn join_conversation(
     Ok(())
 }
 
+/// Takes `user` out of a group and its group chat, inside the caller's transaction.
+async fn leave_group(conn: &mut AnyConnection, group: &GroupId, user: &UserId) -> StoreResult<()> {
+    sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
+        .bind(group.as_str())
+        .bind(user.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(map_error)?;
+    sqlx::query("DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2")
+        .bind(ConversationId::group(group).as_str())
+        .bind(user.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(map_error)?;
+    Ok(())
+}
+
 /// Members of a conversation, sorted.
 async fn members_of_conversation(conn: &mut AnyConnection, id: &str) -> StoreResult<Vec<UserId>> {
     let rows = sqlx::query(
@@ -1379,20 +1398,8 @@ impl Store for SqlStore {
     }
 
     async fn remove_group_member(&self, group: &GroupId, user: &UserId) -> StoreResult<()> {
-        let conversation_id = ConversationId::group(group);
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
-            .bind(group.as_str())
-            .bind(user.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_error)?;
-        sqlx::query("DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2")
-            .bind(conversation_id.as_str())
-            .bind(user.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_error)?;
+        leave_group(&mut tx, group, user).await?;
         tx.commit().await.map_err(map_error)
     }
 
@@ -2253,6 +2260,20 @@ impl Store for SqlStore {
                 })
             })
             .collect()
+    }
+
+    // ---- users from outside ----
+
+    async fn user_sources(&self) -> StoreResult<Vec<(UserId, String)>> {
+        directory::user_sources(self).await
+    }
+
+    async fn all_contacts(&self) -> StoreResult<Vec<(UserId, UserId, String)>> {
+        directory::all_contacts(self).await
+    }
+
+    async fn apply_directory(&self, write: &DirectoryWrite) -> StoreResult<()> {
+        directory::apply(self, write).await
     }
 }
 

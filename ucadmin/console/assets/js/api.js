@@ -91,3 +91,43 @@ export const putSetting = async (key, scope, value, version) =>
   (await call('PUT', `/admin/settings/${enc(key)}`, { scope, value }, { ifMatch: version })).data;
 export const deleteSetting = (key, scope, version) =>
   call('DELETE', `/admin/settings/${enc(key)}?scope=${enc(scope)}`, undefined, { ifMatch: version });
+
+/**
+ * `POST /admin/import`: the plan of an import file (CSV or JSON, by `contentType`); applied
+ * only with `dryRun` false, and then all or nothing.
+ * @param {string | Blob} file
+ * @param {string} contentType
+ * @param {boolean} dryRun
+ */
+export async function importFile(file, contentType, dryRun) {
+  const headers = { Accept: 'application/json', 'Content-Type': contentType };
+  if (session.current) headers.Authorization = `Bearer ${session.current.token}`;
+  let res;
+  try {
+    res = await fetch(`${API}/admin/import?dry_run=${dryRun}`, { method: 'POST', headers, body: file });
+  } catch {
+    throw new ApiError(0, { error: 'server_unavailable', message: 'The server cannot be reached.' });
+  }
+  let data = null;
+  try { data = await res.json(); } catch { /* no body */ }
+  if (!res.ok) {
+    if (res.status === 401) onUnauthorized();
+    throw new ApiError(res.status, data);
+  }
+  return data;
+}
+
+export const directoryStatus = () => get('/admin/directory');
+
+/** `GET /admin/export` as a Blob: `format` csv or json. @param {'csv' | 'json'} format */
+export async function exportFile(format) {
+  const headers = {};
+  if (session.current) headers.Authorization = `Bearer ${session.current.token}`;
+  const res = await fetch(`${API}/admin/export?format=${format}`, { headers });
+  if (!res.ok) {
+    let data = null;
+    try { data = await res.json(); } catch { /* no body */ }
+    throw new ApiError(res.status, data);
+  }
+  return res.blob();
+}

@@ -1,6 +1,7 @@
 // The UCAdmin console: sign-in, the view named in the URL's hash (#/overview, #/users,
-// #/groups, #/audit, #/servers, #/sessions, #/presence, #/settings), and the refresh. Updates
-// are polled: the overview and the settings every 5 s while shown (live push is a later step).
+// #/groups, #/audit, #/servers, #/sessions, #/presence, #/settings, #/transfer), and the
+// refresh. Updates are polled: the overview and the settings every 5 s while shown (live push
+// is a later step).
 import * as api from './api.js';
 import { $, toast } from './dom.js';
 import { ui, applyRole, wireViews, renderOverview, renderUsers, renderGroups, renderAudit } from './views.js';
@@ -8,10 +9,12 @@ import { renderServers, wireServers } from './servers.js';
 import { renderSessions, wireSessions } from './sessions.js';
 import { renderPresence, wirePresence } from './presence.js';
 import { renderSettings, wireSettings } from './settings.js';
+import { wireTransfer, renderTransfer } from './transfer.js';
 
 const VIEWS = {
   overview: renderOverview, users: renderUsers, groups: renderGroups, audit: renderAudit,
   servers: renderServers, sessions: renderSessions, presence: renderPresence, settings: renderSettings,
+  transfer: renderTransfer,
 };
 /** Views polled while shown: the overview, and the settings (each server's confirmation). */
 const POLLED = ['overview', 'settings'];
@@ -86,6 +89,7 @@ wireServers();
 wireSessions();
 wirePresence();
 wireSettings();
+wireTransfer();
 api.whenUnauthorized(() => { signedOut(); $('login-error').textContent = 'Your session has ended; sign in again.'; });
 $('login-form').addEventListener('submit', submitLogin);
 $('logout-btn').addEventListener('click', logout);
