@@ -4,9 +4,9 @@
 //! `error: <code>: <message>` on stderr and exit with 1. The syntax is a contract other tools
 //! script against (issue 2, "Interfaces"): change it only by adding.
 
-mod settings;
-mod inspect;
 mod directory;
+mod inspect;
+mod settings;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

@@ -16,8 +16,8 @@
 
 pub mod admin;
 pub mod authz;
-pub mod inspect;
 pub mod directory;
+pub mod inspect;
 pub mod login;
 pub mod operations;
 pub mod session;
