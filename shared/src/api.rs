@@ -400,7 +400,9 @@ pub struct ServerInfo {
     /// Its redundancy group (`UC_REDUNDANCY_GROUP`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    /// Since when it has been up without lapsing (the cluster store's clock); 0 if unknown.
+    /// Since when it is in `state` (the cluster store's clock): up without lapsing for a
+    /// normal or returning server, its last beat for a failed one, the admin's command for a
+    /// draining one, the newest failover or drain for a backup; 0 if unknown.
     #[serde(default)]
     pub since_ms: TimestampMs,
 }
@@ -491,6 +493,9 @@ pub struct MediaServerInfo {
     /// legs / capacity, 0.0 to 1.0.
     pub load: f64,
     pub last_seen_ms: TimestampMs,
+    /// Taken out of service by an admin: no new call goes there; its calls go on.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// `GET /api/v1/admin/servers`.

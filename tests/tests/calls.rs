@@ -109,7 +109,12 @@ impl Lab {
 
     /// A device of `user` that takes calls (logs in at s1; the client follows to the home).
     async fn phone(&self, user: &UserId, device: &str) -> Phone {
-        let client = Client::login(&self.s1.url(), user, PASSWORD, Some(DeviceId::from(device)))
+        self.phone_at(&self.s1.url(), user, device).await
+    }
+
+    /// A device of `user` that signs in at `url` (and follows to the server serving them).
+    async fn phone_at(&self, url: &str, user: &UserId, device: &str) -> Phone {
+        let client = Client::login(url, user, PASSWORD, Some(DeviceId::from(device)))
             .await
             .expect("login");
         let conn = client
@@ -1387,6 +1392,28 @@ async fn a_call_whose_server_dies_ends_for_the_other_party_with_a_journal_entry(
     assert_eq!(for_call, 1);
     alice_peer.close().await;
     bob_peer.close().await;
+
+    // New calls work: alice, whose home s1 is dead, is served by s2 now; bob calls her there
+    // and media flows both ways.
+    let mut alice_again = lab.phone_at(&lab.s2.url(), &alice, "laptop").await;
+    assert_eq!(alice_again.conn.hello().server, ServerId::from("s2"));
+    let ConnectedCall {
+        call,
+        caller: bob_peer,
+        callee: alice_peer,
+        ..
+    } = connected_call(&mut bob_desk, &mut alice_again).await;
+    let (bob_got, alice_got) = talk(&bob_peer, &alice_peer, 2).await;
+    assert!(
+        bob_got > 0 && alice_got > 0,
+        "media both ways after the failover: {bob_got}, {alice_got}"
+    );
+    bob_desk
+        .command(CallCommand::CallHangup { call })
+        .await
+        .expect("hang up");
+    bob_peer.close().await;
+    alice_peer.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1688,4 +1715,71 @@ async fn a_user_moved_during_a_call_keeps_talking_and_moves_when_the_call_ends()
     assert_eq!(server, ServerId::from("s1"), "bob moves to his new home");
     alice_peer.close().await;
     bob_peer.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_media_server_keeps_its_calls_and_gets_no_new_one() {
+    let lab = Lab::start("calls_media_drain").await;
+    let alice = lab.user("alice", "s1").await;
+    let bob = lab.user("bob", "s2").await;
+    let mut alice_desk = lab.phone(&alice, "desk").await;
+    let mut bob_desk = lab.phone(&bob, "desk").await;
+    let ConnectedCall {
+        call,
+        media: drained,
+        caller: alice_peer,
+        callee: bob_peer,
+    } = connected_call(&mut alice_desk, &mut bob_desk).await;
+
+    let info = lab
+        .admin
+        .drain_media(&drained, true)
+        .await
+        .expect("drain the call's MediaServer");
+    assert!(info.draining, "{info:?}");
+    // The running call goes on there.
+    let (before_alice, before_bob) = (alice_peer.packets_received(), bob_peer.packets_received());
+    let (alice_got, bob_got) = talk(&alice_peer, &bob_peer, 2).await;
+    assert!(
+        alice_got > before_alice && bob_got > before_bob,
+        "the call on the drained MediaServer carries media both ways"
+    );
+    alice_desk
+        .command(CallCommand::CallHangup { call })
+        .await
+        .expect("hang up");
+    alice_peer.close().await;
+    bob_peer.close().await;
+
+    // New calls go to the other MediaServer, however lightly the drained one is loaded.
+    for round in 0..2 {
+        let ConnectedCall {
+            call,
+            media,
+            caller,
+            callee,
+        } = connected_call(&mut alice_desk, &mut bob_desk).await;
+        assert_ne!(media, drained, "new call {round} avoids the drained server");
+        alice_desk
+            .command(CallCommand::CallHangup { call })
+            .await
+            .expect("hang up");
+        caller.close().await;
+        callee.close().await;
+    }
+    let error = lab
+        .admin
+        .drain_media(&MediaServerId::from("nonexistent"), true)
+        .await
+        .expect_err("an unknown MediaServer");
+    assert_eq!(error.api().map(|a| a.error), Some(ErrorCode::NotFound));
+
+    let info = lab
+        .admin
+        .drain_media(&drained, false)
+        .await
+        .expect("undrain");
+    assert!(!info.draining);
+    let listed = lab.admin.media().await.expect("media list");
+    assert!(listed.iter().all(|m| !m.draining), "{listed:?}");
 }

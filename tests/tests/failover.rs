@@ -620,6 +620,7 @@ async fn drain_undrain_and_a_move_carry_a_user_along_without_signing_in_or_losin
     // Drain s2: bob moves to a backup at once, told where by a `reconnect` event.
     let s2 = ServerId::from("s2");
     let drained = Instant::now();
+    let asked_ms = shared::now_ms();
     let list = lab
         .admin
         .server_action(&s2, ServerAction::Drain)
@@ -644,10 +645,14 @@ async fn drain_undrain_and_a_move_carry_a_user_along_without_signing_in_or_losin
     let s2_state = states.iter().find(|s| s.id == s2).expect("s2 listed");
     assert_eq!(s2_state.state, "draining", "{s2_state:?}");
     assert!(
-        states
-            .iter()
-            .any(|s| s.state == "running_in_backup_mode" && s.reason.contains("s2")),
-        "the backup says whose users it serves: {states:?}"
+        s2_state.since_ms >= asked_ms - 1000 && s2_state.since_ms <= shared::now_ms(),
+        "draining since the admin's command: {s2_state:?}, asked at {asked_ms}"
+    );
+    assert!(
+        states.iter().any(|s| s.state == "running_in_backup_mode"
+            && s.reason.contains("s2")
+            && s.since_ms >= asked_ms - 1000),
+        "the backup says whose users it serves, since the drain: {states:?}"
     );
 
     // Undrain: bob comes home.

@@ -338,6 +338,18 @@ enum MediaCommand {
     Remove {
         id: String,
     },
+    /// Takes a MediaServer out of service: no new call goes there; its calls go on.
+    Drain {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Puts a drained MediaServer back into service.
+    Undrain {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -604,6 +616,12 @@ async fn act(admin: &AdminClient, command: Command) -> anyhow::Result<()> {
             emit(&format!("removed MediaServer {id}"))?;
             Ok(())
         }
+        Command::Media(MediaCommand::Drain { id, json }) => {
+            drain_media(admin, &id, true, json).await
+        }
+        Command::Media(MediaCommand::Undrain { id, json }) => {
+            drain_media(admin, &id, false, json).await
+        }
         Command::User(UserCommand::Sessions { name, json }) => {
             inspect::sessions(admin, name, json).await
         }
@@ -819,6 +837,23 @@ fn servers_text(list: &ServerList, now_ms: i64) -> String {
     text
 }
 
+/// `media drain|undrain ID`.
+async fn drain_media(admin: &AdminClient, id: &str, drain: bool, json: bool) -> anyhow::Result<()> {
+    let media = admin
+        .drain_media(&MediaServerId::new(id.to_string()), drain)
+        .await?;
+    print(json, &media, || {
+        if media.draining {
+            format!(
+                "MediaServer {id} is out of service: no new calls; its {} calls go on",
+                media.calls
+            )
+        } else {
+            format!("MediaServer {id} takes new calls again")
+        }
+    })
+}
+
 fn media_table(media: &[MediaServerInfo], now_ms: i64) -> String {
     let mut table = table(&[
         "ID",
@@ -833,7 +868,11 @@ fn media_table(media: &[MediaServerInfo], now_ms: i64) -> String {
         table.add_row(vec![
             server.id.to_string(),
             server.control_url.clone(),
-            yes_no(server.alive).to_string(),
+            if server.draining {
+                format!("{} (drained)", yes_no(server.alive))
+            } else {
+                yes_no(server.alive).to_string()
+            },
             server.calls.to_string(),
             format!("{}/{}", server.legs, server.capacity),
             format!("{:.0}%", server.load * 100.0),
@@ -1168,6 +1207,12 @@ mod tests {
         assert!(
             matches!(parse(&["media", "remove", "m1"]), Command::Media(MediaCommand::Remove { id }) if id == "m1")
         );
+        assert!(
+            matches!(parse(&["media", "drain", "m1", "--json"]), Command::Media(MediaCommand::Drain { id, json: true }) if id == "m1")
+        );
+        assert!(
+            matches!(parse(&["media", "undrain", "m1"]), Command::Media(MediaCommand::Undrain { id, json: false }) if id == "m1")
+        );
     }
 
     #[test]
@@ -1240,6 +1285,7 @@ mod tests {
                 capacity: 100,
                 load: 0.05,
                 last_seen_ms: 0,
+                draining: false,
             }],
             ..list
         };

@@ -339,6 +339,23 @@ impl AdminClient {
             .await
     }
 
+    /// `POST /admin/media/{id}/drain|undrain`: takes a MediaServer out of service (no new
+    /// call; its calls go on) or back.
+    pub async fn drain_media(
+        &self,
+        id: &MediaServerId,
+        drain: bool,
+    ) -> Result<MediaServerInfo, ClientError> {
+        let action = if drain { "drain" } else { "undrain" };
+        self.endpoint
+            .send::<(), MediaServerInfo>(
+                Method::POST,
+                &["api", "v1", "admin", "media", id.as_str(), action],
+                None,
+            )
+            .await
+    }
+
     /// `GET /admin/settings`: every runtime setting, its scopes and where each server stands.
     pub async fn settings(&self) -> Result<SettingsView, ClientError> {
         self.endpoint

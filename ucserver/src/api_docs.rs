@@ -74,6 +74,7 @@ use utoipa::{Modify, OpenApi};
         crate::http::admin_media_list,
         crate::http::admin_media_add,
         crate::http::admin_media_remove,
+        crate::http::admin_media_action,
         crate::http::admin_settings_list,
         crate::http::admin_settings_put,
         crate::http::admin_settings_delete,

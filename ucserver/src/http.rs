@@ -754,6 +754,32 @@ pub(crate) async fn admin_media_remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/media/{id}/{action}",
+    tag = "admin",
+    params(
+        ("id" = MediaServerId, Path, description = "a MediaServer id"),
+        ("action" = String, Path, description = "`drain` (no new call; running calls go on) or `undrain`"),
+    ),
+    responses((status = 200, body = MediaServerInfo, description = "the MediaServer after the change"))
+)]
+pub(crate) async fn admin_media_action(
+    Admin(admin): Admin,
+    Path((id, action)): Path<(MediaServerId, String)>,
+) -> AppResult<Json<MediaServerInfo>> {
+    let drain = match action.as_str() {
+        "drain" => true,
+        "undrain" => false,
+        other => {
+            return Err(AppError::bad_request(format!(
+                "unknown MediaServer action '{other}': drain or undrain"
+            )));
+        }
+    };
+    Ok(Json(admin.drain_media(&id, drain).await?))
+}
+
 // ---------------------------------------------------------------------- runtime settings
 
 #[utoipa::path(

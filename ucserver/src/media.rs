@@ -178,6 +178,28 @@ async fn send(
     ))
 }
 
+/// The field of the cluster's high-availability settings that takes MediaServer `id` out of
+/// service (`ucadmin media drain`), e.g. `media-drain:m1`.
+pub fn drain_field(id: &MediaServerId) -> String {
+    format!("media-drain:{id}")
+}
+
+/// The MediaServers an admin took out of service. While the cluster store cannot be read,
+/// none (a call is better placed on a drained server than not at all).
+async fn drained(cluster: &dyn Cluster) -> std::collections::BTreeSet<MediaServerId> {
+    cluster
+        .ha_all()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(field, _)| {
+            field
+                .strip_prefix("media-drain:")
+                .map(|id| MediaServerId::new(id.to_string()))
+        })
+        .collect()
+}
+
 /// A MediaServer chosen for a new call.
 #[derive(Clone)]
 pub struct ChosenMedia {
@@ -279,6 +301,7 @@ impl MediaPool {
     async fn known(&self, store: &dyn Store, cluster: &dyn Cluster) -> AppResult<Vec<Known>> {
         let mut known = Vec::new();
         let now = now_ms();
+        let drained = drained(cluster).await;
         if let Some(handle) = self.embedded.get()
             && let Ok(status) = handle.status().await
         {
@@ -290,6 +313,7 @@ impl MediaPool {
                     last_seen_ms: now,
                     legs: status.legs,
                     capacity: status.capacity,
+                    draining: drained.contains(&status.id),
                 },
                 control_url: "(embedded)".into(),
                 incarnation: status.incarnation,
@@ -308,6 +332,7 @@ impl MediaPool {
         let live = self.statuses(cluster).await;
         for (id, control_url) in records {
             let status = live.iter().find(|(s, _)| s.id == id);
+            let draining = drained.contains(&id);
             known.push(Known {
                 candidate: MediaCandidate {
                     id,
@@ -316,6 +341,7 @@ impl MediaPool {
                     last_seen_ms: status.map_or(0, |(_, seen)| *seen),
                     legs: status.map_or(0, |(s, _)| s.legs),
                     capacity: status.map_or(0, |(s, _)| s.capacity),
+                    draining,
                 },
                 control_url,
                 incarnation: status
@@ -404,6 +430,7 @@ impl MediaPool {
                         f64::from(c.legs) / f64::from(c.capacity)
                     },
                     last_seen_ms: c.last_seen_ms,
+                    draining: c.draining,
                     id: c.id,
                     control_url: k.control_url,
                 }

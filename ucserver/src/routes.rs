@@ -80,6 +80,7 @@ pub fn router(server: AppState) -> Router {
             get(http::admin_media_list).post(http::admin_media_add),
         )
         .route("/admin/media/{id}", delete(http::admin_media_remove))
+        .route("/admin/media/{id}/{action}", post(http::admin_media_action))
         .route("/admin/settings", get(http::admin_settings_list))
         .route(
             "/admin/settings/{key}",

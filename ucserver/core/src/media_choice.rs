@@ -75,6 +75,9 @@ pub struct MediaCandidate {
     pub legs: u32,
     /// Most legs it accepts.
     pub capacity: u32,
+    /// Taken out of service by an admin (`ucadmin media drain`): no new call; its running
+    /// calls go on.
+    pub draining: bool,
 }
 
 /// Why one MediaServer was passed over.
@@ -82,6 +85,8 @@ pub struct MediaCandidate {
 pub enum Unhealthy {
     /// Not in the admin's list of MediaServers.
     NotKnown,
+    /// Taken out of service by an admin.
+    Draining,
     /// The failure detector has it as dead.
     NotAlive,
     /// Already tried by the call being placed (its leg set-up failed there).
@@ -99,6 +104,7 @@ impl std::fmt::Display for Unhealthy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NotKnown => f.write_str("not known to the cluster"),
+            Self::Draining => f.write_str("taken out of service"),
             Self::NotAlive => f.write_str("not alive"),
             Self::Tried => f.write_str("already tried for this call"),
             Self::Stale { age_ms } => write!(f, "last heard from {age_ms} ms ago"),
@@ -192,6 +198,9 @@ impl MediaChooser {
     pub fn health(&self, now: TimestampMs, candidate: &MediaCandidate) -> Result<(), Unhealthy> {
         if !candidate.known {
             return Err(Unhealthy::NotKnown);
+        }
+        if candidate.draining {
+            return Err(Unhealthy::Draining);
         }
         if !candidate.alive {
             return Err(Unhealthy::NotAlive);
@@ -312,6 +321,7 @@ mod tests {
             last_seen_ms,
             legs,
             capacity,
+            draining: false,
         }
     }
 
@@ -534,5 +544,27 @@ mod tests {
         );
         // Other calls still use m1 (which catches up with the three counted on m2).
         assert_eq!(place(&mut chooser, 1_000, &servers, 2), "m1=2");
+    }
+
+    #[test]
+    fn a_draining_server_gets_no_new_call() {
+        let mut chooser = MediaChooser::new(MediaChoiceConfig::default());
+        let mut m1 = server("m1", 1_000, 0, 100);
+        m1.draining = true;
+        let m2 = server("m2", 1_000, 90, 100);
+        for _ in 0..3 {
+            assert_eq!(
+                chooser
+                    .choose(1_500, &[m1.clone(), m2.clone()], &[])
+                    .unwrap(),
+                MediaServerId::from("m2"),
+                "the busier server rather than the drained one"
+            );
+        }
+        let error = chooser.choose(1_500, &[m1], &[]).unwrap_err();
+        assert_eq!(
+            error.passed_over,
+            vec![(MediaServerId::from("m1"), Unhealthy::Draining)]
+        );
     }
 }

@@ -17,7 +17,9 @@ use shared::api::{
     ServerInfo, ServerList, UpdateUser, UserMove, VersionInfo,
 };
 use shared::bus::BusBody;
-use shared::{ConversationId, GroupId, MediaServerId, ServerId, UserId, now_ms, validate_name};
+use shared::{
+    ConversationId, GroupId, MediaServerId, ServerId, TimestampMs, UserId, now_ms, validate_name,
+};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -519,11 +521,42 @@ impl AdminSession {
             homes.entry(user.home_server).or_default().push(user.id);
         }
         let states = server.owners.node_states(&homes);
+        let settings = server
+            .bus("ha settings", server.cluster.ha_all())
+            .await
+            .unwrap_or_default();
+        let set_at = |setting: &str, id: &ServerId| {
+            let field = crate::owners::field(setting, id);
+            settings
+                .iter()
+                .find(|(f, _)| *f == field)
+                .and_then(|(_, at)| at.parse::<TimestampMs>().ok())
+        };
+        // The newest failover or drain: since then a backup serves others' users.
+        let newest_move = settings
+            .iter()
+            .filter(|(f, _)| {
+                f.starts_with(&format!("{}:", crate::owners::AWAY))
+                    || f.starts_with(&format!("{}:", crate::owners::DRAIN))
+            })
+            .filter_map(|(_, at)| at.parse::<TimestampMs>().ok())
+            .max();
         for info in servers {
             match states.get(&info.id) {
                 Some(status) => {
+                    use crate::core::ownership::NodeState;
                     info.state = status.state.as_str().to_string();
                     info.reason = status.reason.clone();
+                    info.since_ms = match status.state {
+                        NodeState::FailedOver | NodeState::Failed => info.last_seen_ms,
+                        NodeState::Draining | NodeState::FailingOver => {
+                            set_at(crate::owners::DRAIN, &info.id).unwrap_or(info.since_ms)
+                        }
+                        NodeState::RunningInBackupMode | NodeState::TakingOver => {
+                            info.since_ms.max(newest_move.unwrap_or(0))
+                        }
+                        _ => info.since_ms,
+                    };
                 }
                 None => {
                     info.state = "unknown".to_string();
@@ -744,6 +777,45 @@ impl AdminSession {
                     "the MediaServer was added but cannot be read back",
                 )
             })
+    }
+
+    /// Takes a MediaServer out of service (`drain`: no new call; its running calls go on) or
+    /// back (`false`). Every UCServer's next choice sees it.
+    pub async fn drain_media(&self, id: &MediaServerId, drain: bool) -> AppResult<MediaServerInfo> {
+        self.require(AdminAction::ChangeCluster)?;
+        let server = &self.server;
+        let known = server.media.infos(&*server.store, &*server.cluster).await?;
+        if !known.iter().any(|m| &m.id == id) {
+            return Err(AppError::not_found(format!(
+                "there is no MediaServer '{id}'"
+            )));
+        }
+        let field = crate::media::drain_field(id);
+        let at = now_ms().to_string();
+        server
+            .cluster
+            .ha_set(&field, drain.then_some(at.as_str()))
+            .await
+            .map_err(|e| {
+                AppError::new(
+                    ErrorCode::ServerUnavailable,
+                    format!("the cluster store cannot be reached: {e}"),
+                )
+            })?;
+        self.audit(
+            if drain {
+                "media.drain"
+            } else {
+                "media.undrain"
+            },
+            id.to_string(),
+        )
+        .await;
+        let after = server.media.infos(&*server.store, &*server.cluster).await?;
+        after
+            .into_iter()
+            .find(|m| &m.id == id)
+            .ok_or_else(|| AppError::not_found(format!("there is no MediaServer '{id}'")))
     }
 
     pub async fn remove_media(&self, id: &MediaServerId) -> AppResult<()> {

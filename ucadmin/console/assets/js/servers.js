@@ -38,6 +38,22 @@ async function act(id, action) {
   }
 }
 
+/** Takes MediaServer `id` out of service (`drain`) or back, after a confirmation. */
+async function actOnMedia(id, drain) {
+  const label = drain ? 'Drain' : 'Undrain';
+  const explain = drain
+    ? `No new call goes to MediaServer ${id}; the calls it carries now go on until they end.`
+    : `MediaServer ${id} takes new calls again.`;
+  if (!await confirmAction(`${label} ${id}?`, explain, `${label} ${id}`)) return;
+  try {
+    await call('POST', `/admin/media/${enc(id)}/${drain ? 'drain' : 'undrain'}`);
+    toast(`${label} ${id}: done`);
+    await renderServers();
+  } catch (error) {
+    toast(error.message);
+  }
+}
+
 export async function renderServers() {
   const { data } = await call('GET', '/admin/servers');
   const now = Date.now();
@@ -59,12 +75,19 @@ export async function renderServers() {
   const media = $('ha-media-table').querySelector('tbody');
   media.replaceChildren(...data.media.map((m) => el('tr', { 'data-media': m.id },
     el('td', {}, el('strong', { text: m.id })),
-    el('td', {}, m.alive ? pill('ok', 'alive') : pill('down', 'not beating')),
+    el('td', {}, !m.alive ? pill('down', 'not beating') : m.draining ? pill('warn', 'drained') : pill('ok', 'alive')),
     el('td', { text: m.calls }),
     el('td', { text: `${Math.round(m.load * 100)} %` }),
     el('td', { class: 'opt', text: m.control_url }),
-    el('td', { text: ago(m.last_seen_ms, now) }))));
-  if (!data.media.length) media.replaceChildren(el('tr', { class: 'empty-row' }, el('td', { colspan: 6, text: 'No MediaServer is known.' })));
+    el('td', { text: ago(m.last_seen_ms, now) }),
+    mayAct ? el('td', {}, el('button', {
+      type: 'button', class: 'secondary small-btn',
+      text: m.draining ? 'Undrain' : 'Drain',
+      'aria-label': `${m.draining ? 'Undrain' : 'Drain'} ${m.id}`,
+      onclick: () => actOnMedia(m.id, !m.draining),
+    })) : null)));
+  $('ha-media-actions-head').hidden = !mayAct;
+  if (!data.media.length) media.replaceChildren(el('tr', { class: 'empty-row' }, el('td', { colspan: 7, text: 'No MediaServer is known.' })));
   $('ha-updated').textContent = `As of ${new Date(now).toLocaleTimeString()}`;
 }
 
