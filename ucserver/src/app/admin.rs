@@ -512,6 +512,9 @@ impl AdminSession {
     /// each home now (`core::ownership::node_states`).
     async fn add_states(&self, servers: &mut [ServerInfo]) {
         let server = &self.server;
+        // Read afresh: an admin's command a moment ago may not be in the view yet (it is
+        // refreshed every heartbeat), and the answer must show it.
+        server.refresh_view().await;
         let users = server
             .sql(server.store.list_users())
             .await
