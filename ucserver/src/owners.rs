@@ -50,7 +50,7 @@ pub struct Owners {
     /// [`PROBE_EVERY`].
     probed: Mutex<BTreeMap<ServerId, Instant>>,
     /// Users handed to this server whose devices must arrive by then (else they go offline).
-    arrivals: Mutex<Vec<(Vec<UserId>, Instant)>>,
+    arrivals: Mutex<BTreeMap<UserId, Instant>>,
     /// Set by a graceful stop that handed its users over: no more beats.
     leaving: std::sync::atomic::AtomicBool,
 }
@@ -103,7 +103,7 @@ impl Owners {
             settling: Mutex::new(Vec::new()),
             probed: Mutex::new(BTreeMap::new()),
             leaving: std::sync::atomic::AtomicBool::new(false),
-            arrivals: Mutex::new(Vec::new()),
+            arrivals: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -201,14 +201,37 @@ impl Owners {
     /// `users` were handed to this server: their devices should arrive within the window.
     pub fn expect_arrivals(&self, users: Vec<UserId>) {
         let mut arrivals = self.arrivals.lock().unwrap();
-        if arrivals.len() < MAX_SETTLING {
-            arrivals.push((users, Instant::now() + self.window()));
+        let due = Instant::now() + self.window();
+        for user in users {
+            if arrivals.len() < MAX_SETTLING {
+                arrivals.insert(user, due);
+            }
         }
+    }
+
+    /// `user` is no longer expected here: their devices arrived (this server claimed them),
+    /// or this server handed them on.
+    pub fn arrived(&self, user: &UserId) {
+        self.arrivals.lock().unwrap().remove(user);
     }
 
     /// Every batch of users handed to this server since the last call, with its deadline.
     pub fn take_arrivals(&self) -> Vec<(Vec<UserId>, Instant)> {
-        std::mem::take(&mut *self.arrivals.lock().unwrap())
+        let now = Instant::now();
+        let mut arrivals = self.arrivals.lock().unwrap();
+        let due: Vec<UserId> = arrivals
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(user, _)| user.clone())
+            .collect();
+        for user in &due {
+            arrivals.remove(user);
+        }
+        if due.is_empty() {
+            Vec::new()
+        } else {
+            vec![(due, now)]
+        }
     }
 
     /// This server is stopping and hands its users over: it beats no more.

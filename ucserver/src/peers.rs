@@ -46,8 +46,8 @@ pub struct Peers {
     /// Beats so far.
     beats: u64,
     /// Users of dead peers that no backup had claimed at the failover, and users handed to
-    /// this server, with when they go offline for their watchers unless a live server claims
-    /// them by then.
+    /// this server whose devices have not arrived (due now: `Owners::take_arrivals`), with
+    /// when they go offline for their watchers unless a live server claims them by then.
     unclaimed: Vec<(Vec<UserId>, Instant)>,
     /// No peer is declared dead before this: the store was away or changed (a restart, a
     /// promoted replica whose heartbeats may be seconds old) and every server needs a window

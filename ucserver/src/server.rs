@@ -236,12 +236,21 @@ impl Server {
     /// Claims `user` for this server's run (`Cluster::claim_owner`); `None` when the cluster
     /// store did not answer.
     pub async fn claim(&self, user: &UserId) -> Option<crate::cluster::OwnerClaim> {
-        self.bus(
-            "claim owner",
-            self.cluster
-                .claim_owner(user, &self.id, &self.incarnation, self.config.dead_after_ms),
-        )
-        .await
+        let claim = self
+            .bus(
+                "claim owner",
+                self.cluster.claim_owner(
+                    user,
+                    &self.id,
+                    &self.incarnation,
+                    self.config.dead_after_ms,
+                ),
+            )
+            .await;
+        if matches!(claim, Some(crate::cluster::OwnerClaim::Granted { .. })) {
+            self.owners.arrived(user);
+        }
+        claim
     }
 
     /// Returns `user`'s seat to the pool.
@@ -290,6 +299,7 @@ impl Server {
         }
         self.bus("release owner", self.cluster.release_owner(user, &self.id))
             .await;
+        self.owners.arrived(user);
         self.publish(
             to,
             BusBody::HandedOver {
