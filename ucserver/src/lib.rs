@@ -208,7 +208,7 @@ pub async fn start(
     // Beat once and read who serves whom before taking any user: a server back from a
     // failover must see that its users are away on their backups.
     peers::heartbeat(&server).await;
-    peers::refresh_view(&server).await;
+    server.refresh_view().await;
     server.expire_stored_sessions().await;
     settings::apply::load_at_start(&server).await;
     let mut bus = cluster

@@ -71,7 +71,7 @@ impl Peers {
         }
         let paused = server.owners.suspended();
         let lapsed = heartbeat(server).await;
-        refresh_view(server).await;
+        server.refresh_view().await;
         // A peer a beat and a half late whose port refuses connections was killed: it is
         // declared dead now rather than after the failure detector's window.
         let late_ms = (server.config.heartbeat_ms * 3 / 2) as i64;
@@ -187,11 +187,6 @@ impl Peers {
     }
 }
 
-/// Reads every server's beat and the high-availability settings into the view.
-pub async fn refresh_view(server: &Server) {
-    server.refresh_view().await;
-}
-
 /// Everyone this server has something of: users with devices or client tokens here.
 fn local_users(server: &Server) -> Vec<UserId> {
     let mut users: BTreeSet<UserId> = server.devices.online_users().into_iter().collect();
@@ -215,6 +210,17 @@ async fn keep_only_owned(server: &Server) {
     }
 }
 
+/// Marks `of`'s users away on their backups since now: its return is a fallback.
+async fn mark_away(server: &Server, of: &ServerId) {
+    let field = owners::field(owners::AWAY, of);
+    server
+        .bus(
+            "mark away",
+            server.cluster.ha_set(&field, Some(&now_ms().to_string())),
+        )
+        .await;
+}
+
 /// A graceful stop in a cluster: this server counts as dead for every server at once and
 /// hands each of its users to the server that serves them now (their backup): devices are
 /// told where to reconnect, seats move, nobody signs in again or goes offline. Its users are
@@ -232,15 +238,7 @@ pub async fn leave(server: &Server) {
         return;
     }
     server.owners.set_leaving();
-    server
-        .bus(
-            "mark away",
-            server.cluster.ha_set(
-                &owners::field(owners::AWAY, &server.id),
-                Some(&now_ms().to_string()),
-            ),
-        )
-        .await;
+    mark_away(server, &server.id).await;
     server
         .bus(
             "declare this server dead",
@@ -521,17 +519,9 @@ impl Peers {
 /// leases return, and it is no longer online anywhere. Returns the users no live server has
 /// claimed yet: they go offline for their watchers unless one claims them within the grace.
 async fn fail_over_from(server: &Server, dead: &ServerId) -> Vec<UserId> {
-    server
-        .bus(
-            "mark away",
-            server.cluster.ha_set(
-                &owners::field(owners::AWAY, dead),
-                Some(&now_ms().to_string()),
-            ),
-        )
-        .await;
+    mark_away(server, dead).await;
     // The view must see the peer dead before the backups are chosen.
-    refresh_view(server).await;
+    server.refresh_view().await;
     let seats = server
         .bus(
             "seats held",

@@ -463,16 +463,18 @@ impl Server {
         declared
     }
 
-    /// Reads every server's beat and the high-availability settings into the view.
-    pub async fn refresh_view(&self) {
+    /// Reads every server's beat and the high-availability settings into the view; returns
+    /// the settings as read (empty when the cluster store did not answer).
+    pub async fn refresh_view(&self) -> Vec<(String, String)> {
         let Some(seen) = self.bus("list servers", self.cluster.servers()).await else {
-            return;
+            return Vec::new();
         };
         let settings = self
             .bus("ha settings", self.cluster.ha_all())
             .await
             .unwrap_or_default();
         self.owners.refresh(&seen, &settings);
+        settings
     }
 
     /// `wrong_server` for a user that `serving` serves: where the client should go. While

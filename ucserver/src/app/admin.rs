@@ -514,7 +514,7 @@ impl AdminSession {
         let server = &self.server;
         // Read afresh: an admin's command a moment ago may not be in the view yet (it is
         // refreshed every heartbeat), and the answer must show it.
-        server.refresh_view().await;
+        let settings = server.refresh_view().await;
         let users = server
             .sql(server.store.list_users())
             .await
@@ -524,10 +524,6 @@ impl AdminSession {
             homes.entry(user.home_server).or_default().push(user.id);
         }
         let states = server.owners.node_states(&homes);
-        let settings = server
-            .bus("ha settings", server.cluster.ha_all())
-            .await
-            .unwrap_or_default();
         let set_at = |setting: &str, id: &ServerId| {
             let field = crate::owners::field(setting, id);
             settings
