@@ -405,6 +405,9 @@ pub struct ServerInfo {
     /// draining one, the newest failover or drain for a backup; 0 if unknown.
     #[serde(default)]
     pub since_ms: TimestampMs,
+    /// Its load and counters from its last heartbeat (`None` when it is not beating).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<crate::console::ServerStats>,
 }
 
 /// `POST /api/v1/admin/servers/rebalance`: users whose home changes to spread them over the

@@ -84,6 +84,8 @@ pub enum BusBody {
     UsersReleased { users: Vec<UserId> },
     /// Sessions of `user` must end (user deleted or moved to another home server).
     KickUser { user: UserId, reason: String },
+    /// An administrator changed something (the audit entry): open consoles are told.
+    AdminChanged { entry: crate::api::AuditEntry },
     /// Call signalling between servers (`call_*`, `forwarding_changed`): see `shared::call`.
     #[serde(untagged)]
     Call(crate::call::CallBusBody),
@@ -126,6 +128,9 @@ pub struct ServerHeartbeat {
     /// [`HA_PROTOCOL`] of its binary; absent (0) from binaries older than ownership records.
     #[serde(default)]
     pub ha_protocol: u32,
+    /// Its load and counters (admin overview and history); zero from older binaries.
+    #[serde(default)]
+    pub stats: crate::console::ServerStats,
 }
 
 #[cfg(test)]

@@ -27,6 +27,12 @@ pub fn owner(user: &UserId) -> String {
     format!("{PREFIX}:owner:{user}")
 }
 
+/// List of a UCServer's own load samples (JSON [`crate::console::StatsSample`]), oldest
+/// first, trimmed to the last hour and expiring when the server stops sampling.
+pub fn stats_samples(server: &ServerId) -> String {
+    format!("{PREFIX}:stats:{server}")
+}
+
 /// Presence snapshot of a user (JSON), written by the server serving them.
 pub fn presence(user: &UserId) -> String {
     format!("{PREFIX}:presence:{user}")

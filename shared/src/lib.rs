@@ -11,6 +11,7 @@
 pub mod api;
 pub mod bus;
 pub mod call;
+pub mod console;
 pub mod directory;
 pub mod ids;
 pub mod inspect;

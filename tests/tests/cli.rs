@@ -601,3 +601,74 @@ fn runtime_settings_from_the_command_line() {
     ]));
     applied(20_000, "global");
 }
+
+#[test]
+fn watch_and_history_from_the_command_line() {
+    let dir = fresh_dir("cli-watch");
+    let database = format!("sqlite:{}", dir.join("switchboard.db").display());
+    let server = UcServer::start("uc1", &database, None, &[("UC_STATS_SAMPLE_MS", "200")]);
+    let url = server.url();
+    let admin = |args: &[&str]| run("ucadmin", &url, "admin", ADMIN_PASSWORD, args);
+
+    // `watch --count 1 --json`: the hello, then the first change made elsewhere, then it ends.
+    let mut watch = Command::new(binary("ucadmin"))
+        .args([
+            "--url",
+            &url,
+            "--user",
+            "admin",
+            "--password",
+            ADMIN_PASSWORD,
+        ])
+        .args(["watch", "--count", "1", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let hello: serde_json::Value =
+        serde_json::from_str(&lines.recv_timeout(Duration::from_secs(30)).unwrap()).unwrap();
+    assert_eq!(
+        (hello["type"].as_str(), hello["server"].as_str()),
+        (Some("hello"), Some("uc1"))
+    );
+    ok(admin(&["user", "add", "dave", "--password", "dave-pass-1"]));
+    let change: serde_json::Value =
+        serde_json::from_str(&lines.recv_timeout(Duration::from_secs(30)).unwrap()).unwrap();
+    assert_eq!(change["type"], "change", "{change}");
+    assert_eq!(change["entry"]["action"], "user.create", "{change}");
+    assert_eq!(change["entry"]["actor"], "admin", "{change}");
+    let mut waited = 0;
+    let status = loop {
+        if let Some(status) = watch.try_wait().unwrap() {
+            break status;
+        }
+        assert!(waited < 300, "watch --count 1 did not end");
+        std::thread::sleep(Duration::from_millis(100));
+        waited += 1;
+    };
+    assert!(status.success(), "{status}");
+
+    // `history`: the single node's samples; the table names it.
+    std::thread::sleep(Duration::from_millis(700));
+    let history: serde_json::Value =
+        serde_json::from_str(&ok(admin(&["history", "--json"]))).unwrap();
+    assert_eq!(history["sample_ms"], 200);
+    let samples = history["servers"][0]["samples"].as_array().unwrap();
+    assert!(samples.len() >= 2, "{history}");
+    assert!(
+        samples
+            .iter()
+            .all(|s| s["stats"]["resident_bytes"].as_u64() > Some(0))
+    );
+    let table = ok(admin(&["history"]));
+    assert!(table.contains("SERVER") && table.contains("uc1"), "{table}");
+    let overview = ok(admin(&["overview"]));
+    assert!(overview.contains("multi-device messaging:"), "{overview}");
+}

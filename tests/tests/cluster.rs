@@ -201,6 +201,7 @@ async fn heartbeats_and_locks((a, b): Pair) {
         version: "9.8.7".into(),
         calls: 2,
         ha_protocol: shared::bus::HA_PROTOCOL,
+        stats: Default::default(),
     };
     assert!(
         a.heartbeat(&beat, 10_000).await.unwrap(),
@@ -254,6 +255,7 @@ async fn ownership_is_claimed_fenced_and_released((a, b): Pair) {
         version: String::new(),
         calls: 0,
         ha_protocol: shared::bus::HA_PROTOCOL,
+        stats: Default::default(),
     };
     let (s1, s2) = (ServerId::from("s1"), ServerId::from("s2"));
     let bob = UserId::from("bob");
@@ -442,6 +444,45 @@ async fn local_login_keys_are_capped() {
     assert_eq!(ucserver::cluster::LOGIN_KEYS_CAP, 100_000);
 }
 
+/// The console's history: each server's samples in order, the newest `keep`, read by anyone,
+/// and gone after their time to live.
+async fn samples_are_kept_in_order_and_bounded((a, b): Pair) {
+    use shared::console::StatsSample;
+    let (s1, s2, s3) = (
+        ServerId::from("s1"),
+        ServerId::from("s2"),
+        ServerId::from("s3"),
+    );
+    let sample = |at_ms: i64, devices: u64| StatsSample {
+        at_ms,
+        devices,
+        ..StatsSample::default()
+    };
+    for n in 0..5 {
+        a.push_sample(&s1, &sample(n, n as u64), 3, 60_000)
+            .await
+            .unwrap();
+    }
+    b.push_sample(&s2, &sample(7, 9), 3, 300).await.unwrap();
+    let read = b
+        .samples(&[s1.clone(), s2.clone(), s3.clone()])
+        .await
+        .unwrap();
+    let at: Vec<Vec<i64>> = read
+        .iter()
+        .map(|history| history.iter().map(|s| s.at_ms).collect())
+        .collect();
+    assert_eq!(at, vec![vec![2, 3, 4], vec![7], vec![]]);
+    assert_eq!(read[1][0].devices, 9);
+    // s2's history expires with its time to live.
+    let started = std::time::Instant::now();
+    while !a.samples(std::slice::from_ref(&s2)).await.unwrap()[0].is_empty() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(a.samples(&[s1]).await.unwrap()[0].len(), 3);
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod local {
@@ -483,4 +524,5 @@ suite!(
     ownership_is_claimed_fenced_and_released,
     login_failures_are_shared_counted_and_expire,
     concurrent_login_failures_are_all_counted,
+    samples_are_kept_in_order_and_bounded,
 );

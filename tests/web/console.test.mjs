@@ -1,6 +1,7 @@
 // Drives the UCAdmin console through ucweb (two UCServers behind it) in headless Chromium:
 // the overview shows both servers, a user is created, two administrators edit the same user
-// and the slower one is told who changed it meanwhile, an import file is previewed (bad rows
+// and the slower one is told who changed it meanwhile while the other console shows the change
+// at once (the live channel), the overview's charts of the last hour, an import file is previewed (bad rows
 // named by line, nothing applied) then applied and the users exported, and a read-only
 // administrator is offered nothing to change; the servers view with a confirmed action, one of
 // a user's two web-client tabs signed out by an administrator, and the presence viewer. Started
@@ -100,6 +101,16 @@ describe('admin console through ucweb', () => {
     // The overview polls: its time stamp moves on by itself.
     const first = await page.locator('#overview-updated').textContent();
     await page.waitForFunction((text) => document.getElementById('overview-updated').textContent !== text, first, { timeout: 12_000 });
+    // The live channel is open, and the charts of the last hour show both servers' samples.
+    await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+    const memory = page.getByRole('img', { name: /^Memory over the last hour/ });
+    await page.waitForFunction(() => {
+      const label = document.querySelector('[data-chart="Memory"]')?.getAttribute('aria-label') ?? '';
+      return /s1 \d+ MiB/.test(label) && /s2 \d+ MiB/.test(label);
+    }, null, { timeout: 15_000 });
+    assert.match(await memory.getAttribute('aria-label'), /s1 \d+ MiB, s2 \d+ MiB/);
+    await page.getByRole('img', { name: /^Devices over the last hour/ }).waitFor();
+    await page.getByText('Events in held batches').waitFor();
     await shot(page, 'console-desktop-overview');
   });
 
@@ -141,6 +152,20 @@ describe('admin console through ucweb', () => {
     await dialog(admin).getByText(/^Version 2,/).waitFor();
     assert.equal(await dialog(admin).getByLabel('Display name').inputValue(), 'Dave by Fiona');
     await dialog(admin).getByRole('button', { name: 'Close' }).click();
+  });
+
+  it('another open console shows a change at once, and who made it', async () => {
+    const admin = pages.admin;
+    const fiona = pages.fiona;
+    await fiona.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+    await admin.getByRole('button', { name: 'Edit dave' }).click();
+    await dialog(admin).getByLabel('Display name').fill('Dave Dunn');
+    await dialog(admin).getByRole('button', { name: 'Save' }).click();
+    await dialog(admin).waitFor({ state: 'hidden' });
+    // Fiona's users view was not reloaded by her: the live channel redrew it.
+    await fiona.locator('#users-table tr[data-user="dave"]').filter({ hasText: 'Dave Dunn' }).waitFor();
+    await fiona.locator('#toast').filter({ hasText: /^admin: user\.update dave/ }).waitFor();
+    await shot(fiona, 'console-desktop-live-change');
   });
 
   it('groups and the audit log', async () => {
@@ -211,7 +236,7 @@ describe('admin console through ucweb', () => {
     await shot(page, 'console-phone-users');
     await page.getByRole('button', { name: 'Edit dave' }).click();
     const form = dialog(page);
-    await form.getByText(/^Version 2,/).waitFor();
+    await form.getByText(/^Version 3,/).waitFor();
     assert.equal(await form.getByRole('button', { name: 'Save' }).count(), 0);
     assert.equal(await form.getByRole('button', { name: 'Delete user' }).count(), 0);
     assert.ok(await form.getByLabel('Display name').isDisabled());

@@ -6,6 +6,7 @@
 
 mod directory;
 mod inspect;
+mod live;
 mod settings;
 
 use anyhow::Context;
@@ -64,6 +65,21 @@ enum Command {
     Presence(inspect::PresenceCommand),
     /// The cluster at a glance: servers, MediaServers, SQL and bus health, licenses.
     Overview {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follows what administrators change anywhere in the cluster, and servers found dead,
+    /// as it happens (the console's live updates).
+    Watch {
+        /// Stop after this many changes.
+        #[arg(long)]
+        count: Option<u32>,
+        /// One JSON event per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every server's load and counters over the last hour (the console's charts).
+    History {
         #[arg(long)]
         json: bool,
     },
@@ -637,6 +653,8 @@ async fn act(admin: &AdminClient, command: Command) -> anyhow::Result<()> {
             let overview = admin.overview().await?;
             print(json, &overview, || overview_text(&overview, now_ms))
         }
+        Command::Watch { count, json } => live::watch(admin, count, json).await,
+        Command::History { json } => live::history(admin, json).await,
         Command::Import {
             file,
             dry_run,
@@ -772,11 +790,27 @@ fn overview_text(overview: &Overview, now_ms: i64) -> String {
     let users = overview
         .users
         .map_or("unknown".to_string(), |n| n.to_string());
+    let stats: Vec<&shared::console::ServerStats> = overview
+        .servers
+        .iter()
+        .filter_map(|server| server.stats.as_ref())
+        .collect();
+    let sum = |value: fn(&shared::console::ServerStats) -> u64| -> u64 {
+        stats.iter().map(|s| value(s)).sum()
+    };
     format!(
-        "{}\n\nhealth (seen from {}): {}\nusers: {users}\n\nLicenses\n{}",
+        "{}\n\nhealth (seen from {}): {}\nusers: {users}\n\
+         messages since start: {} stored, {} delivered to devices\n\
+         multi-device messaging: {} devices quiet, {} batches held and sent, {} events in them\n\n\
+         Licenses\n{}",
         servers_text(&list, now_ms),
         overview.server,
         checks.join(", "),
+        sum(|s| s.messages_stored),
+        sum(|s| s.messages_delivered),
+        sum(|s| s.mdm_quiet_sessions),
+        sum(|s| s.mdm_buffer_flushes),
+        sum(|s| s.mdm_flushed_packets),
         licenses_table(&overview.licenses)
     )
 }
@@ -804,9 +838,18 @@ fn servers_text(list: &ServerList, now_ms: i64) -> String {
         "SESSIONS",
         "DEVICES",
         "CALLS",
+        "CPU",
+        "MEMORY",
         "LAST SEEN",
     ]);
     for server in &list.servers {
+        let (cpu, memory) = match &server.stats {
+            Some(stats) => (
+                format!("{:.0} %", stats.cpu_percent),
+                format!("{} MiB", stats.resident_bytes / (1024 * 1024)),
+            ),
+            None => ("-".to_string(), "-".to_string()),
+        };
         table.add_row(vec![
             server.id.to_string(),
             server.url.clone(),
@@ -816,6 +859,8 @@ fn servers_text(list: &ServerList, now_ms: i64) -> String {
             server.sessions.to_string(),
             server.devices.to_string(),
             server.calls.to_string(),
+            cpu,
+            memory,
             format_age(now_ms, server.last_seen_ms),
         ]);
     }
@@ -1259,6 +1304,7 @@ mod tests {
                 reason: "serving the users of s2".into(),
                 group: None,
                 since_ms: 1_000,
+                stats: None,
             }],
             media: Vec::new(),
         };

@@ -4,6 +4,9 @@
 //! [`crate::Client`] there is no home-server redirect to follow.
 
 mod inspect;
+mod live;
+
+pub use live::AdminEvents;
 
 use crate::error::ClientError;
 use crate::http::{Endpoint, HttpClient};
@@ -186,6 +189,13 @@ impl AdminClient {
     pub async fn overview(&self) -> Result<Overview, ClientError> {
         self.endpoint
             .get(&["api", "v1", "admin", "overview"], &[])
+            .await
+    }
+
+    /// `GET /admin/history`: every server's samples of the last hour.
+    pub async fn history(&self) -> Result<shared::console::History, ClientError> {
+        self.endpoint
+            .get(&["api", "v1", "admin", "history"], &[])
             .await
     }
 

@@ -62,6 +62,8 @@ use utoipa::{Modify, OpenApi};
         crate::http::admin_users_delete,
         crate::http::admin_audit_list,
         crate::http::admin_overview,
+        crate::http::admin_history,
+        crate::admin_ws::admin_events,
         crate::http::admin_groups_list,
         crate::http::admin_groups_create,
         crate::http::admin_members_add,

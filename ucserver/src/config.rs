@@ -30,6 +30,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `UC_HEARTBEAT_MS`: heartbeat period. Default 1000.
     pub heartbeat_ms: u64,
+    /// `UC_STATS_SAMPLE_MS`: how often the server samples its load and counters for the
+    /// console's charts of the last hour. Default 30000.
+    pub stats_sample_ms: u64,
     /// `UC_DEAD_AFTER_MS`: a peer silent this long is dead: its users fail over to their
     /// backups and what it held is cleaned up. Default 4000.
     pub dead_after_ms: u64,
@@ -108,6 +111,7 @@ impl Default for Config {
             admin_password: None,
             data_dir: PathBuf::from("data"),
             heartbeat_ms: 1_000,
+            stats_sample_ms: 30_000,
             dead_after_ms: crate::core::failure::DEAD_AFTER_MS as u64,
             redundancy_group: None,
             fallback_delay_ms: Some(30_000),
@@ -184,6 +188,9 @@ impl Config {
         }
         if let Some(v) = var("UC_HEARTBEAT_MS") {
             self.heartbeat_ms = number("UC_HEARTBEAT_MS", v)?;
+        }
+        if let Some(v) = var("UC_STATS_SAMPLE_MS") {
+            self.stats_sample_ms = number("UC_STATS_SAMPLE_MS", v)?;
         }
         if let Some(v) = var("UC_DEAD_AFTER_MS") {
             self.dead_after_ms = number("UC_DEAD_AFTER_MS", v)?;
@@ -303,6 +310,9 @@ impl Config {
             anyhow::bail!(
                 "UC_DEAD_AFTER_MS must be at least twice UC_HEARTBEAT_MS (and that above 0)"
             );
+        }
+        if !(100..=600_000).contains(&self.stats_sample_ms) {
+            anyhow::bail!("UC_STATS_SAMPLE_MS must be between 100 and 600000");
         }
         self.media_udp_addr()?;
         self.media_public_ip()?;

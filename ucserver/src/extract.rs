@@ -91,7 +91,8 @@ impl FromRequestParts<AppState> for Caller {
             .extensions
             .get::<axum::extract::OriginalUri>()
             .map_or(parts.uri.path(), |original| original.path());
-        let from_query = (path == WS_PATH)
+        let from_query = WS_PATHS
+            .contains(&path)
             .then(|| parts.uri.query())
             .flatten()
             .and_then(|q| {
@@ -129,8 +130,9 @@ impl FromRequestParts<AppState> for ClientAddress {
     }
 }
 
-/// The one route that takes its token from the query string.
-const WS_PATH: &str = "/api/v1/ws";
+/// The routes that take their token from the query string: WebSockets, which a browser
+/// cannot give headers.
+const WS_PATHS: [&str; 2] = ["/api/v1/ws", "/api/v1/admin/events"];
 
 /// An administrator's session.
 pub struct Admin(pub AdminSession);

@@ -579,6 +579,18 @@ pub(crate) async fn admin_overview(Admin(admin): Admin) -> AppResult<Json<Overvi
 
 #[utoipa::path(
     get,
+    path = "/api/v1/admin/history",
+    tag = "admin",
+    responses((status = 200, description = "Every server's load and counters sampled over the last hour, oldest first.", body = shared::console::History))
+)]
+pub(crate) async fn admin_history(
+    Admin(admin): Admin,
+) -> AppResult<Json<shared::console::History>> {
+    Ok(Json(admin.history().await?))
+}
+
+#[utoipa::path(
+    get,
     path = "/api/v1/admin/groups",
     tag = "admin",
     responses((status = 200, body = Vec<GroupInfo>))

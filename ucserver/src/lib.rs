@@ -1,6 +1,8 @@
 //! The UCServer: owns its users' live sessions and shares state with its peers over the
 //! cluster (Redis or in-process) and SQL. See ARCHITECTURE.md for the map.
 
+pub mod admin_feed;
+pub mod admin_ws;
 pub mod api_docs;
 pub mod app;
 pub mod auth;
@@ -13,6 +15,7 @@ pub mod dispatch;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod history;
 pub mod http;
 pub mod http_inspect;
 pub mod inquiries;
@@ -267,6 +270,22 @@ pub async fn start(
                     calls::check_media(&beat_server).await;
                     calls::check_quiet_parts(&beat_server).await;
                 }
+                _ = stop.recv() => break,
+            }
+        }
+    });
+
+    // Samples for the console's charts of the last hour (`history.rs`).
+    let sample_server = server.clone();
+    let mut stop = stop_tx.subscribe();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(
+            sample_server.history.sample_ms,
+        ));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => peers::record_sample(&sample_server).await,
                 _ = stop.recv() => break,
             }
         }

@@ -200,6 +200,8 @@ pub struct Metrics {
     pub presence_fan_out: Latency,
     /// Every HTTP request, by route template, method and status class.
     pub http_requests: HttpRequests,
+    /// The CPU share a heartbeat reports: the use since the previous beat.
+    pub beat_cpu: CpuMeter,
     registry: Registry,
 }
 
@@ -239,6 +241,7 @@ impl Metrics {
             chat_delivery: Latency::default(),
             presence_fan_out: Latency::default(),
             http_requests: HttpRequests::default(),
+            beat_cpu: CpuMeter::default(),
             registry: server_registry(server.as_str()),
         };
         let readings = metrics.readings();
@@ -274,6 +277,23 @@ impl Metrics {
             metrics.http_requests.0.clone(),
         );
         metrics
+    }
+
+    /// The load and counters a heartbeat or a history sample carries; the CPU share is the
+    /// use since `cpu`'s previous reading.
+    pub fn stats(&self, cpu: &CpuMeter) -> shared::console::ServerStats {
+        let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        shared::console::ServerStats {
+            cpu_percent: cpu.percent_since_last(),
+            resident_bytes: resident_bytes().unwrap_or_default(),
+            messages_stored: count(&self.messages_stored),
+            messages_delivered: count(&self.messages_delivered),
+            presence_changes: count(&self.presence_changes),
+            logins: count(&self.logins),
+            mdm_quiet_sessions: self.mdm_quiet_sessions.load(Ordering::Relaxed).max(0) as u64,
+            mdm_buffer_flushes: count(&self.mdm_buffer_flushes),
+            mdm_flushed_packets: count(&self.mdm_flushed_packets),
+        }
     }
 
     /// The atomics as the collector reads them, under the names `/metrics` has always used.
@@ -555,6 +575,48 @@ impl Collector for LicenseReadings {
 }
 
 /// Resident set size from /proc (Linux); `None` elsewhere.
+/// The kernel's clock ticks per second for process times (`USER_HZ`, fixed at 100 in the
+/// Linux ABI whatever the kernel's own tick rate).
+const USER_HZ: f64 = 100.0;
+
+/// Measures the process's CPU use between two readings of `/proc/self/stat`.
+#[derive(Default)]
+pub struct CpuMeter {
+    last: std::sync::Mutex<Option<(Instant, u64)>>,
+}
+
+impl CpuMeter {
+    /// Percent of one core used since the previous call (0 on the first, or without /proc).
+    fn percent_since_last(&self) -> f32 {
+        let Some(ticks) = cpu_ticks() else {
+            return 0.0;
+        };
+        let now = Instant::now();
+        let previous = self.last.lock().unwrap().replace((now, ticks));
+        let Some((then, then_ticks)) = previous else {
+            return 0.0;
+        };
+        let wall = now.duration_since(then).as_secs_f64();
+        if wall <= 0.0 {
+            return 0.0;
+        }
+        let used = ticks.saturating_sub(then_ticks) as f64 / USER_HZ;
+        (used / wall * 100.0) as f32
+    }
+}
+
+/// User plus system CPU time of this process, in clock ticks.
+fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace();
+    // After the name: state is field 3, utime field 14, stime field 15.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 pub fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
@@ -569,6 +631,20 @@ mod tests {
         text.lines()
             .find(|line| line.starts_with(prefix))
             .and_then(|line| line.rsplit(' ').next())
+    }
+
+    #[test]
+    fn the_cpu_share_counts_work_done_since_the_last_reading() {
+        let meter = CpuMeter::default();
+        assert_eq!(meter.percent_since_last(), 0.0, "nothing to compare yet");
+        let start = cpu_ticks().expect("/proc/self/stat");
+        // Work until the kernel counted at least two ticks more (bounded: 10 s of work).
+        let mut spin = 0u64;
+        let begun = Instant::now();
+        while cpu_ticks().unwrap() < start + 2 && begun.elapsed() < Duration::from_secs(10) {
+            spin = spin.wrapping_add(std::hint::black_box(1));
+        }
+        assert!(meter.percent_since_last() > 0.0, "{spin}");
     }
 
     #[test]

@@ -449,6 +449,7 @@ pub async fn heartbeat(server: &Server) -> Option<bool> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         calls: server.metrics.calls_active.load(Ordering::Relaxed).max(0) as u64,
         ha_protocol: shared::bus::HA_PROTOCOL,
+        stats: server.metrics.stats(&server.metrics.beat_cpu),
     };
     server
         .bus(
@@ -458,6 +459,28 @@ pub async fn heartbeat(server: &Server) -> Option<bool> {
                 .heartbeat(&heartbeat, server.config.dead_after_ms),
         )
         .await
+}
+
+/// Takes one sample of this server's load and counters for the console's charts, keeps it,
+/// and appends it to the server's history in the cluster store (`history.rs`).
+pub async fn record_sample(server: &Server) {
+    let sample = shared::console::StatsSample {
+        at_ms: now_ms(),
+        sessions: server.metrics.sessions.load(Ordering::Relaxed).max(0) as u64,
+        devices: server.metrics.devices.load(Ordering::Relaxed).max(0) as u64,
+        calls: server.metrics.calls_active.load(Ordering::Relaxed).max(0) as u64,
+        stats: server.metrics.stats(&server.history.cpu),
+    };
+    server.history.record(sample.clone());
+    let history = &server.history;
+    server
+        .bus(
+            "stats sample",
+            server
+                .cluster
+                .push_sample(&server.id, &sample, history.keep(), history.ttl_ms()),
+        )
+        .await;
 }
 
 impl Peers {

@@ -55,6 +55,8 @@ pub fn router(server: AppState) -> Router {
         )
         .route("/admin/audit", get(http::admin_audit_list))
         .route("/admin/overview", get(http::admin_overview))
+        .route("/admin/history", get(http::admin_history))
+        .route("/admin/events", get(crate::admin_ws::admin_events))
         .route(
             "/admin/groups",
             get(http::admin_groups_list).post(http::admin_groups_create),

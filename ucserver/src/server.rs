@@ -84,6 +84,10 @@ pub struct Server {
     pub settings: crate::settings::Live,
     /// Admin questions sent to other servers, waiting for their answers (`inspect.rs`).
     pub inquiries: crate::inquiries::Inquiries,
+    /// This server's samples for the console's charts (`history.rs`).
+    pub history: crate::history::History,
+    /// The consoles connected here and what they are told live (`admin_feed.rs`).
+    pub admin_feed: crate::admin_feed::AdminFeed,
 }
 
 impl Server {
@@ -149,6 +153,7 @@ impl Server {
         let tokens = Tokens::new(config.session_lifetime_ms as i64);
         let settings = crate::settings::Live::new(crate::settings::defaults(&config));
         let directory = crate::ldap::Directory::new(config.ldap.clone());
+        let history = crate::history::History::new(config.stats_sample_ms);
         let server = Arc::new(Self {
             id: config.server_id(),
             url,
@@ -173,6 +178,8 @@ impl Server {
             owners,
             settings,
             inquiries: Default::default(),
+            history,
+            admin_feed: Default::default(),
         });
         (server, writer)
     }
@@ -834,7 +841,21 @@ impl Server {
             BusBody::SettingsChanged { .. } => self.settings.wake(),
             BusBody::ServerDown { server, .. } => {
                 tracing::info!(%server, cleaned_by = %message.from, "peer declared dead");
+                self.admin_feed
+                    .publish(&shared::console::AdminEvent::ServerDown {
+                        server,
+                        by: message.from.clone(),
+                    });
             }
+            // Made here, the consoles here were told at once (the bus may be away).
+            BusBody::AdminChanged { entry } if !from_self => {
+                self.admin_feed
+                    .publish(&shared::console::AdminEvent::Change {
+                        server: message.from.clone(),
+                        entry,
+                    });
+            }
+            BusBody::AdminChanged { .. } => {}
             BusBody::KickUser { user, reason } => {
                 self.relations.forget(std::slice::from_ref(&user));
                 self.end_user(&user, &reason).await;

@@ -31,6 +31,8 @@ fn main() {
         ("UC_MEDIA_SECRET", MEDIA_SECRET),
         ("UC_TRUSTED_PROXIES", "127.0.0.1,::1"),
         ("UC_FALLBACK_DELAY_MS", "3000"),
+        // The overview's charts get points within the tests' patience.
+        ("UC_STATS_SAMPLE_MS", "2000"),
     ];
     let mut s1 = UcServer::start("s1", &database, Some(&redis.url()), &extra);
     let mut s2 = UcServer::start("s2", &database, Some(&redis.url()), &extra);

@@ -48,6 +48,28 @@ pub(super) fn stale_edit(what: &str, current: VersionInfo, if_version: Option<u6
     error
 }
 
+/// Writes an administrator's action to the audit log and tells every open console: those
+/// connected here at once, the others through the bus.
+pub(crate) async fn record_audit(server: &Server, record: AuditRecord) {
+    if let Err(error) = server.store.audit(&record).await {
+        tracing::warn!(%error, "could not write the audit log");
+    }
+    let entry = AuditEntry {
+        at_ms: record.at_ms,
+        actor: record.actor,
+        action: record.action,
+        detail: record.detail,
+        client: record.client,
+    };
+    server
+        .admin_feed
+        .publish(&shared::console::AdminEvent::Change {
+            server: server.id.clone(),
+            entry: entry.clone(),
+        });
+    server.broadcast(BusBody::AdminChanged { entry }).await;
+}
+
 /// An administrator's session.
 #[derive(Clone)]
 pub struct AdminSession {
@@ -86,6 +108,11 @@ impl AdminSession {
         self.role
     }
 
+    /// Whether the administrator may follow the live channel (every role may).
+    pub fn may_watch(&self) -> AppResult<()> {
+        self.require(AdminAction::Read)
+    }
+
     pub(super) fn require(&self, action: AdminAction) -> AppResult<()> {
         authz::require_role(self.role, action)
     }
@@ -98,9 +125,7 @@ impl AdminSession {
             detail,
             client: self.client.map(|ip| ip.to_string()),
         };
-        if let Err(error) = self.server.store.audit(&record).await {
-            tracing::warn!(%error, "could not write the audit log");
-        }
+        record_audit(&self.server, record).await;
     }
 
     // ------------------------------------------------------------------ users
@@ -373,6 +398,49 @@ impl AdminSession {
             .collect())
     }
 
+    /// Every server's samples of the last hour, for the console's charts: read from the
+    /// cluster store; while it is away, only this server's own.
+    pub async fn history(&self) -> AppResult<shared::console::History> {
+        self.require(AdminAction::Read)?;
+        let server = &self.server;
+        let now = now_ms();
+        let mut ids: Vec<ServerId> = self
+            .live_servers()
+            .await
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        if let Ok(registered) = server.sql(server.store.list_servers()).await {
+            ids.extend(registered.into_iter().map(|record| record.id));
+        }
+        ids.push(server.id.clone());
+        ids.sort();
+        ids.dedup();
+        let (servers, note) = match server
+            .bus("read history", server.cluster.samples(&ids))
+            .await
+        {
+            Some(all) => (ids.into_iter().zip(all).collect(), None),
+            None => (
+                vec![(server.id.clone(), server.history.own())],
+                Some("the cluster store cannot be read: only this server's own samples".into()),
+            ),
+        };
+        Ok(shared::console::History {
+            server: server.id.clone(),
+            at_ms: now,
+            sample_ms: server.history.sample_ms,
+            servers: servers
+                .into_iter()
+                .map(|(id, samples)| shared::console::ServerHistory {
+                    server: id,
+                    samples: crate::history::within_window(samples, now),
+                })
+                .collect(),
+            note,
+        })
+    }
+
     /// The cluster at a glance: servers, MediaServers, SQL and bus health as this server
     /// sees them, license use. Parts whose source is away are left empty rather than failing
     /// the whole answer, so the console can show an outage.
@@ -497,6 +565,7 @@ impl AdminSession {
                     reason: String::new(),
                     group: None,
                     since_ms: 0,
+                    stats: None,
                 });
             }
         }
@@ -682,9 +751,10 @@ impl AdminSession {
         let mut servers: Vec<ServerInfo> = seen
             .into_iter()
             .map(|live| ServerInfo {
+                alive: live.age_ms <= dead_after,
+                stats: (live.age_ms <= dead_after).then_some(live.heartbeat.stats),
                 id: live.heartbeat.id,
                 url: live.heartbeat.url,
-                alive: live.age_ms <= dead_after,
                 sessions: live.heartbeat.sessions,
                 devices: live.heartbeat.devices,
                 last_seen_ms: live.last_seen_ms,

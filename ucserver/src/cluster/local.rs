@@ -5,10 +5,11 @@ use super::{BusInput, Cluster, ClusterResult, LoginFailures, OwnerClaim, SeenSer
 use crate::core::license::{LeaseOutcome, LeaseTable};
 use async_trait::async_trait;
 use shared::bus::{BusMessage, ServerHeartbeat};
+use shared::console::StatsSample;
 use shared::media::MediaServerStatus;
 use shared::presence::PresenceSnapshot;
 use shared::{MediaServerId, ServerId, TimestampMs, UserId};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -41,6 +42,8 @@ struct HubState {
     owners: HashMap<UserId, (Option<(ServerId, String)>, u64)>,
     ha: std::collections::BTreeMap<String, String>,
     login_failures: HashMap<String, Failures>,
+    /// Each server's load samples and when they are forgotten.
+    samples: HashMap<ServerId, (VecDeque<StatsSample>, TimestampMs)>,
     /// Bound of `login_failures` (`LOGIN_KEYS_CAP` unless a test sets a smaller one).
     login_keys_cap: Option<usize>,
 }
@@ -311,6 +314,37 @@ impl Cluster for LocalCluster {
             .ha
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    async fn push_sample(
+        &self,
+        server: &ServerId,
+        sample: &StatsSample,
+        keep: usize,
+        ttl_ms: u64,
+    ) -> ClusterResult<()> {
+        let now = shared::now_ms();
+        let mut state = self.hub.state.lock().unwrap();
+        state.samples.retain(|_, (_, forget_at)| *forget_at > now);
+        let (history, forget_at) = state.samples.entry(server.clone()).or_default();
+        history.push_back(sample.clone());
+        while history.len() > keep {
+            history.pop_front();
+        }
+        *forget_at = now + ttl_ms as i64;
+        Ok(())
+    }
+
+    async fn samples(&self, servers: &[ServerId]) -> ClusterResult<Vec<Vec<StatsSample>>> {
+        let now = shared::now_ms();
+        let state = self.hub.state.lock().unwrap();
+        Ok(servers
+            .iter()
+            .map(|server| match state.samples.get(server) {
+                Some((history, forget_at)) if *forget_at > now => history.iter().cloned().collect(),
+                _ => Vec::new(),
+            })
             .collect())
     }
 

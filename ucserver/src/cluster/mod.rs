@@ -113,6 +113,20 @@ pub trait Cluster: Send + Sync + 'static {
         incarnation: &str,
         dead_after_ms: u64,
     ) -> ClusterResult<bool>;
+    /// Appends one of `server`'s load samples to its history, which keeps the newest `keep`
+    /// and is forgotten `ttl_ms` after the last sample.
+    async fn push_sample(
+        &self,
+        server: &ServerId,
+        sample: &shared::console::StatsSample,
+        keep: usize,
+        ttl_ms: u64,
+    ) -> ClusterResult<()>;
+    /// The history of each of `servers`, in order, oldest sample first.
+    async fn samples(
+        &self,
+        servers: &[ServerId],
+    ) -> ClusterResult<Vec<Vec<shared::console::StatsSample>>>;
     /// Takes a named lock for `ttl_ms` unless someone else holds it.
     async fn try_lock(&self, name: &str, holder: &str, ttl_ms: u64) -> ClusterResult<bool>;
 

@@ -160,6 +160,14 @@ for i, key in ipairs(KEYS) do out[i] = redis.call('HGET', key, 'j') end
 return out
 "#;
 
+/// KEYS[1] a server's samples; ARGV: the sample (JSON), how many to keep, TTL (ms).
+const PUSH_SAMPLE: &str = r#"
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"#;
+
 const TRY_LOCK: &str = r#"
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return 0 end
@@ -665,6 +673,46 @@ impl Cluster for RedisCluster {
             self.fast().hgetall(keys::HA).await.map_err(backend)?;
         let mut all: Vec<(String, String)> = all.into_iter().collect();
         all.sort();
+        Ok(all)
+    }
+
+    async fn push_sample(
+        &self,
+        server: &ServerId,
+        sample: &shared::console::StatsSample,
+        keep: usize,
+        ttl_ms: u64,
+    ) -> ClusterResult<()> {
+        let json =
+            serde_json::to_string(sample).map_err(|e| ClusterError::Backend(e.to_string()))?;
+        self.eval(
+            PUSH_SAMPLE,
+            vec![keys::stats_samples(server)],
+            vec![json, keep.max(1).to_string(), ttl_ms.to_string()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn samples(
+        &self,
+        servers: &[ServerId],
+    ) -> ClusterResult<Vec<Vec<shared::console::StatsSample>>> {
+        let mut all = Vec::with_capacity(servers.len());
+        for server in servers {
+            let texts: Vec<String> = self
+                .fast()
+                .lrange(keys::stats_samples(server), 0, -1)
+                .await
+                .map_err(backend)?;
+            // A sample of another version that does not parse is left out, not fatal.
+            all.push(
+                texts
+                    .iter()
+                    .filter_map(|text| serde_json::from_str(text).ok())
+                    .collect(),
+            );
+        }
         Ok(all)
     }
 

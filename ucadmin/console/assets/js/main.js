@@ -1,7 +1,8 @@
 // The UCAdmin console: sign-in, the view named in the URL's hash (#/overview, #/users,
 // #/groups, #/audit, #/servers, #/sessions, #/presence, #/settings, #/transfer), and the
-// refresh. Updates are polled: the overview and the settings every 5 s while shown (live push
-// is a later step).
+// refresh. Changes by other administrators arrive on the live channel (live.js) and redraw
+// the view they concern at once; the overview's counters and the settings' confirmations by
+// each server are read again every 5 s while shown.
 import * as api from './api.js';
 import { $, toast } from './dom.js';
 import { ui, applyRole, wireViews, renderOverview, renderUsers, renderGroups, renderAudit } from './views.js';
@@ -10,9 +11,11 @@ import { renderSessions, wireSessions } from './sessions.js';
 import { renderPresence, wirePresence } from './presence.js';
 import { renderSettings, wireSettings } from './settings.js';
 import { wireTransfer, renderTransfer } from './transfer.js';
+import { renderCharts } from './charts.js';
+import { startLive, stopLive } from './live.js';
 
 const VIEWS = {
-  overview: renderOverview, users: renderUsers, groups: renderGroups, audit: renderAudit,
+  overview: async () => { await renderOverview(); await renderCharts(); }, users: renderUsers, groups: renderGroups, audit: renderAudit,
   servers: renderServers, sessions: renderSessions, presence: renderPresence, settings: renderSettings,
   transfer: renderTransfer,
 };
@@ -20,6 +23,63 @@ const VIEWS = {
 const POLLED = ['overview', 'settings'];
 const REFRESH_MS = 5000;
 let refreshTimer = 0;
+
+/** The audit actions (by prefix) whose changes each view shows; the audit log shows all. */
+const CONCERNS = {
+  overview: ['server.', 'media.', 'license.', 'user.create', 'user.delete', 'directory.'],
+  users: ['user.', 'directory.'],
+  groups: ['group.', 'user.', 'directory.'],
+  audit: [''],
+  servers: ['server.', 'media.'],
+  sessions: ['user.'],
+  presence: ['user.', 'group.', 'directory.'],
+  settings: ['setting.'],
+  transfer: [],
+};
+
+/** A change made by someone on the live channel: say so, and redraw the view if concerned. */
+function changed(event) {
+  const name = currentView();
+  if (event.type === 'change') {
+    const { actor, action, detail } = event.entry;
+    if (actor !== api.session.current?.user) toast(`${actor}: ${action} ${detail}`);
+    if (!CONCERNS[name].some((prefix) => action.startsWith(prefix))) return;
+  } else if (event.type === 'server_down') {
+    toast(`Server ${event.server} was found dead; its users are failing over`);
+    if (!['overview', 'servers'].includes(name)) return;
+  }
+  // A form being filled in is not redrawn under the administrator's hands: after it closes.
+  const open = document.querySelector('dialog[open]');
+  if (open) open.addEventListener('close', redrawSoon, { once: true });
+  else redrawSoon();
+}
+
+let redrawTimer = 0;
+/** One redraw for a burst of changes (an import announces many). */
+function redrawSoon() {
+  clearTimeout(redrawTimer);
+  redrawTimer = setTimeout(() => { if (api.session.current) redrawKeepingInput(); }, 200);
+}
+
+/** A field's name that survives a redraw: its id, else its label for assistive technology. */
+const fieldKey = (node) => node.id || node.getAttribute('aria-label') || '';
+
+/**
+ * Redraws the view shown without losing what the administrator is typing: the values of its
+ * fields (by id or aria-label) and the focus are put back after the redraw.
+ */
+async function redrawKeepingInput() {
+  const view = $(`view-${currentView()}`);
+  const fields = [...view.querySelectorAll('input:not([type=file]), select, textarea')];
+  const typed = new Map(fields.filter((f) => fieldKey(f) && f.value).map((f) => [fieldKey(f), f.value]));
+  const focused = fields.includes(document.activeElement) ? fieldKey(document.activeElement) : '';
+  await show();
+  for (const field of view.querySelectorAll('input:not([type=file]), select, textarea')) {
+    const key = fieldKey(field);
+    if (typed.has(key) && !field.value) field.value = typed.get(key);
+    if (focused && key === focused) field.focus();
+  }
+}
 
 function currentView() {
   const name = location.hash.replace(/^#\/?/, '');
@@ -47,6 +107,7 @@ async function show() {
 
 function signedOut() {
   clearTimeout(refreshTimer);
+  stopLive();
   api.session.save(null);
   $('app-view').hidden = true;
   $('login-view').hidden = false;
@@ -63,6 +124,10 @@ async function signedIn() {
     toast(error.message);
   }
   applyRole();
+  startLive({
+    onEvent: changed,
+    onSignedOut: () => { signedOut(); $('login-error').textContent = 'Your session has ended; sign in again.'; },
+  });
   await show();
 }
 

@@ -56,9 +56,23 @@ export async function renderOverview() {
     el('td', { text: s.sessions }),
     el('td', { text: s.devices }),
     el('td', { text: s.calls }),
+    el('td', { text: s.stats ? `${Math.round(s.stats.cpu_percent)} %` : '—' }),
+    el('td', { class: 'opt', text: s.stats ? `${Math.round(s.stats.resident_bytes / 1048576)} MiB` : '—' }),
     el('td', { class: 'opt', text: s.url }),
     el('td', { text: ago(s.last_seen_ms, now) }))));
-  if (!data.servers.length) emptyRow('servers-table', 8, 'No UCServer is known.');
+  if (!data.servers.length) emptyRow('servers-table', 10, 'No UCServer is known.');
+
+  const sum = (read) => alive.reduce((n, s) => n + (s.stats ? read(s.stats) : 0), 0);
+  const counters = [
+    ['Messages stored', sum((c) => c.messages_stored)],
+    ['Messages delivered to devices', sum((c) => c.messages_delivered)],
+    ['Devices in quiet mode', sum((c) => c.mdm_quiet_sessions)],
+    ['Held batches sent', sum((c) => c.mdm_buffer_flushes)],
+    ['Events in held batches', sum((c) => c.mdm_flushed_packets)],
+    ['Sign-ins', sum((c) => c.logins)],
+  ];
+  $('mdm-tiles').replaceChildren(...counters.map(([label, value]) =>
+    el('div', { class: 'tile' }, el('div', { class: 'value', text: value }), el('div', { class: 'label', text: label }))));
 
   const media = $('media-table').querySelector('tbody');
   media.replaceChildren(...data.media.map((m) => el('tr', { 'data-media': m.id },
@@ -83,7 +97,7 @@ export async function renderOverview() {
       'aria-label': `${l.kind} in use`,
     }))) : [el('li', { class: 'muted', text: 'No license kind is configured.' })]));
 
-  $('overview-updated').textContent = `Seen from ${data.server} at ${new Date(now).toLocaleTimeString()} · refreshes every 5 s`;
+  $('overview-updated').textContent = `Seen from ${data.server} at ${new Date(now).toLocaleTimeString()}`;
   return data;
 }
 
