@@ -7,6 +7,7 @@ import { $, el, toast } from './dom.js';
 const SVG = 'http://www.w3.org/2000/svg';
 const WIDTH = 300;
 const HEIGHT = 90;
+const HOUR_MS = 3600000;
 const COLORS = ['#2563eb', '#d97706', '#059669', '#db2777', '#7c3aed', '#0891b2', '#65a30d', '#dc2626'];
 
 /** What is charted: a title, the unit shown, and how a value is read from a sample. */
@@ -49,9 +50,12 @@ function drawChart(chart, data, now) {
     color: COLORS[index % COLORS.length],
     points: points(chart, server.samples),
   }));
-  const since = now - 3600000;
+  // The time axis spans the samples there are (at least 5 min), up to the hour.
+  const oldest = Math.min(now, ...series.flatMap((s) => s.points.map(([t]) => t)));
+  const span = Math.min(HOUR_MS, Math.max(5 * 60000, now - oldest));
+  const since = now - span;
   const max = Math.max(1, ...series.flatMap((s) => s.points.map(([, v]) => v)));
-  const x = (t) => ((t - since) / 3600000) * WIDTH;
+  const x = (t) => Math.max(0, ((t - since) / span) * WIDTH);
   const y = (v) => HEIGHT - 4 - (v / max) * (HEIGHT - 8);
   const latest = series.map((s) => `${s.server} ${s.points.length ? s.points[s.points.length - 1][1] : 'no data'}${chart.unit}`);
   const picture = svg('svg', { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, class: 'chart-svg', preserveAspectRatio: 'none', 'aria-hidden': 'true' });
@@ -71,8 +75,15 @@ function drawChart(chart, data, now) {
   },
   el('figcaption', {}, el('strong', { text: chart.title }), el('span', { class: 'muted small', text: ` up to ${max}${chart.unit}` })),
   picture,
-  el('div', { class: 'legend small' }, ...series.map((s, i) => el('span', {},
-    el('i', { class: 'swatch', style: `background:${s.color}` }), latest[i]))));
+  el('div', { class: 'legend small' }, ...series.map((s, i) => el('span', {}, swatch(s.color), latest[i]))),
+  el('div', { class: 'axis small muted' }, el('span', { text: `${Math.round(span / 60000)} min ago` }), el('span', { text: 'now' })));
+}
+
+/** A legend's colour square (an SVG fill: the page's policy allows no inline styles). */
+function swatch(color) {
+  const square = svg('svg', { class: 'swatch', viewBox: '0 0 10 10', 'aria-hidden': 'true' });
+  square.append(svg('rect', { width: 10, height: 10, rx: 2, fill: color }));
+  return square;
 }
 
 /** Draws the charts, reading the history again when a new sample may be there. */
