@@ -66,6 +66,8 @@ pub enum VisibilityRule {
     SameUser,
     /// The watcher is an administrator.
     Admin,
+    /// The watcher is the user's delegate: they act for the user.
+    Delegate,
     /// The user is in the watcher's contact list.
     Contact,
     /// The watcher and the user share a group.
@@ -79,6 +81,7 @@ impl VisibilityRule {
         match self {
             VisibilityRule::SameUser => "same_user",
             VisibilityRule::Admin => "admin",
+            VisibilityRule::Delegate => "delegate",
             VisibilityRule::Contact => "contact",
             VisibilityRule::GroupMate => "group_mate",
             VisibilityRule::Basic => "basic",
@@ -90,6 +93,9 @@ impl VisibilityRule {
         match self {
             VisibilityRule::SameUser => "the watcher is the user: everything",
             VisibilityRule::Admin => "the watcher is an administrator: everything",
+            VisibilityRule::Delegate => {
+                "the watcher is the user's delegate and acts for them: everything, with live updates"
+            }
             VisibilityRule::Contact => {
                 "the user is in the watcher's contacts: everything, with live updates"
             }
@@ -97,7 +103,7 @@ impl VisibilityRule {
                 "the watcher shares a group with the user: everything, with live updates"
             }
             VisibilityRule::Basic => {
-                "no contact, group or administrator role: availability only, on request"
+                "no contact, group, delegation or administrator role: availability only, on request"
             }
         }
     }

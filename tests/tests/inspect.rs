@@ -3,7 +3,9 @@
 //! (client, address, quiet mode) and the kick of one of them (it is told, its token is dead,
 //! the other device goes on receiving messages); the presence viewer, whose answer for each
 //! watcher equals what that watcher's own client gets, with a different rule per watcher;
-//! and who watches a user now, across both servers; the same through `ucadmin --json`.
+//! and who watches a user now, across both servers; the same through `ucadmin --json`. A
+//! delegate an administrator sets sees the user by the `delegate` rule, live, and acts for
+//! them until taken away.
 
 use reqwest::StatusCode;
 use shared::api::{CreateGroup, CreateUser, ErrorCode, SetPresence};
@@ -395,5 +397,112 @@ async fn devices_kick_and_presence_viewer_across_servers() {
     assert!(!failed.status.success());
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(stderr.starts_with("error: not_found"), "{stderr}");
+    drop((s1, s2, redis));
+}
+
+/// A delegate made by an administrator sees everything of the user, live, across servers, and
+/// acts for them; taken away (through `ucadmin`), they see the basic view and act no more.
+#[tokio::test]
+async fn delegates_set_by_an_administrator_see_and_act_for_the_user() {
+    let redis = Redis::start();
+    let database = Postgres::shared().create_database("inspect_delegates");
+    let s1 = UcServer::start("s1", &database, Some(&redis.url()), &[]);
+    let s2 = UcServer::start("s2", &database, Some(&redis.url()), &[]);
+    let admin = AdminClient::login(&s1.url(), &UserId::from("admin"), ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    let boss = user(&admin, "boss", "s1", false).await;
+    let sam = user(&admin, "sam", "s2", false).await;
+    let boss_client = login(&s1, &boss, "desk").await;
+    let sam_client = login(&s2, &sam, "desk").await;
+    let _boss_conn = connect(&boss_client).await;
+    let mut sam_conn = connect(&sam_client).await;
+    let for_boss = |availability| SetPresence {
+        availability: Some(availability),
+        note: None,
+        user: Some(boss.clone()),
+    };
+
+    let before = admin.presence_inspection(&boss, &sam).await.unwrap();
+    assert_eq!((before.rule, before.live), (VisibilityRule::Basic, false));
+    let refused = sam_client
+        .set_presence(for_boss(Availability::Away))
+        .await
+        .unwrap_err();
+    assert!(refused.is(ErrorCode::Forbidden), "{refused}");
+
+    assert_eq!(
+        admin.add_delegate(&boss, &sam).await.unwrap(),
+        vec![sam.clone()]
+    );
+    let seen = admin.presence_inspection(&boss, &sam).await.unwrap();
+    assert_eq!(
+        (seen.rule, seen.visibility, seen.live),
+        (VisibilityRule::Delegate, Visibility::Full, true)
+    );
+    let watchers = admin.presence_watchers(&boss).await.unwrap();
+    assert!(
+        watchers
+            .watchers
+            .iter()
+            .any(|w| w.user == sam && w.rule == VisibilityRule::Delegate),
+        "{watchers:?}"
+    );
+    // sam (served by s2) gets boss's changes live, note included, and acts for him.
+    boss_client
+        .set_presence(SetPresence {
+            availability: Some(Availability::Busy),
+            note: Some("board meeting".into()),
+            user: None,
+        })
+        .await
+        .unwrap();
+    sam_conn
+        .next_matching(WAIT, |e| {
+            matches!(e, ServerEvent::Presence { presence } if presence.user == boss
+                && presence.availability == Availability::Busy
+                && presence.note.as_deref() == Some("board meeting"))
+        })
+        .await
+        .expect("sam sees boss busy, with the note");
+    sam_client
+        .set_presence(for_boss(Availability::Away))
+        .await
+        .unwrap();
+    assert_eq!(
+        boss_client.get_presence(&boss).await.unwrap().availability,
+        Availability::Away
+    );
+
+    // Bad requests change nothing.
+    let own = admin.add_delegate(&boss, &boss).await.unwrap_err();
+    assert!(own.is(ErrorCode::BadRequest), "{own}");
+    let nobody = admin
+        .add_delegate(&boss, &UserId::from("nobody"))
+        .await
+        .unwrap_err();
+    assert!(nobody.is(ErrorCode::NotFound), "{nobody}");
+    assert_eq!(admin.delegates(&boss).await.unwrap(), vec![sam.clone()]);
+    let audit = admin.audit(20).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "user.delegate.add" && e.detail == "boss sam"),
+        "{audit:?}"
+    );
+
+    // Through `ucadmin`: listed, then taken away.
+    let listed: Vec<UserId> =
+        serde_json::from_str(&ucadmin(&s1, &["user", "delegates", "boss", "--json"])).unwrap();
+    assert_eq!(listed, vec![sam.clone()]);
+    let text = ucadmin(&s1, &["user", "delegate-remove", "boss", "sam"]);
+    assert!(text.contains("nobody acts for boss"), "{text}");
+    let after = admin.presence_inspection(&boss, &sam).await.unwrap();
+    assert_eq!((after.rule, after.live), (VisibilityRule::Basic, false));
+    let refused = sam_client
+        .set_presence(for_boss(Availability::Available))
+        .await
+        .unwrap_err();
+    assert!(refused.is(ErrorCode::Forbidden), "{refused}");
     drop((s1, s2, redis));
 }

@@ -337,6 +337,27 @@ describe('admin console through ucweb', () => {
     await form.getByLabel('Seen by').fill('fiona');
     await form.getByRole('button', { name: 'Show presence' }).click();
     await page.getByRole('region', { name: 'fiona sees dave as' }).getByText('Administrator', { exact: true }).waitFor();
+
+    // alice made dave's delegate in his user dialog: she sees all of him now, by that rule.
+    await page.getByRole('link', { name: 'Users' }).click();
+    await page.getByRole('button', { name: 'Edit dave' }).click();
+    const user = dialog(page);
+    await user.getByLabel('User to make a delegate').fill('alice');
+    await user.getByRole('button', { name: 'Add delegate' }).click();
+    await user.getByRole('list', { name: 'Delegates' }).locator('li[data-delegate="alice"]').waitFor();
+    await shot(page, 'console-desktop-delegates');
+    await user.getByRole('button', { name: 'Close' }).click();
+    await page.getByRole('link', { name: 'Presence' }).click();
+    await form.getByLabel('User', { exact: true }).fill('dave');
+    await form.getByLabel('Seen by').fill('alice');
+    await form.getByRole('button', { name: 'Show presence' }).click();
+    await page.getByRole('region', { name: 'alice sees dave as' }).getByText('Delegate', { exact: true }).waitFor();
+    // Taken away again: alice is back to the basic view.
+    await page.getByRole('link', { name: 'Users' }).click();
+    await page.getByRole('button', { name: 'Edit dave' }).click();
+    await user.getByRole('button', { name: 'Remove delegate alice of dave' }).click();
+    await user.getByText('Nobody acts for this user.').waitFor();
+    await user.getByRole('button', { name: 'Close' }).click();
   });
 
   it('a read-only admin sees the servers view and the presence viewer without buttons, on a phone', async () => {

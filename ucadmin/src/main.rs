@@ -238,6 +238,27 @@ enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The users who act for NAME (set their presence, answer and forward their calls, see
+    /// everything of them).
+    Delegates {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let DELEGATE act for NAME.
+    DelegateAdd {
+        name: String,
+        delegate: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// DELEGATE no longer acts for NAME.
+    DelegateRemove {
+        name: String,
+        delegate: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -644,6 +665,29 @@ async fn act(admin: &AdminClient, command: Command) -> anyhow::Result<()> {
         Command::User(UserCommand::Kick { name, device, json }) => {
             inspect::kick(admin, name, device, json).await
         }
+        Command::User(UserCommand::Delegates { name, json }) => {
+            let user = UserId::new(name);
+            let delegates = admin.delegates(&user).await?;
+            print(json, &delegates, || delegates_text(&user, &delegates))
+        }
+        Command::User(UserCommand::DelegateAdd {
+            name,
+            delegate,
+            json,
+        }) => {
+            let user = UserId::new(name);
+            let delegates = admin.add_delegate(&user, &UserId::new(delegate)).await?;
+            print(json, &delegates, || delegates_text(&user, &delegates))
+        }
+        Command::User(UserCommand::DelegateRemove {
+            name,
+            delegate,
+            json,
+        }) => {
+            let user = UserId::new(name);
+            let delegates = admin.remove_delegate(&user, &UserId::new(delegate)).await?;
+            print(json, &delegates, || delegates_text(&user, &delegates))
+        }
         Command::Presence(command) => inspect::presence(admin, command).await,
         Command::Audit(AuditCommand::List { limit, json }) => {
             let entries = admin.audit(limit).await?;
@@ -813,6 +857,14 @@ fn overview_text(overview: &Overview, now_ms: i64) -> String {
         sum(|s| s.mdm_flushed_packets),
         licenses_table(&overview.licenses)
     )
+}
+
+fn delegates_text(user: &UserId, delegates: &[UserId]) -> String {
+    if delegates.is_empty() {
+        return format!("nobody acts for {user}");
+    }
+    let names: Vec<&str> = delegates.iter().map(UserId::as_str).collect();
+    format!("acting for {user}: {}", names.join(", "))
 }
 
 fn groups_table(groups: &[GroupInfo]) -> String {

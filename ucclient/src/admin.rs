@@ -192,6 +192,62 @@ impl AdminClient {
             .await
     }
 
+    /// `GET /admin/users/{id}/delegates`: the users who act for `user`.
+    pub async fn delegates(&self, user: &UserId) -> Result<Vec<UserId>, ClientError> {
+        self.endpoint
+            .get(
+                &["api", "v1", "admin", "users", user.as_str(), "delegates"],
+                &[],
+            )
+            .await
+    }
+
+    /// `PUT /admin/users/{id}/delegates/{delegate}`: `delegate` may act for `user`.
+    pub async fn add_delegate(
+        &self,
+        user: &UserId,
+        delegate: &UserId,
+    ) -> Result<Vec<UserId>, ClientError> {
+        self.endpoint
+            .send::<(), _>(
+                Method::PUT,
+                &[
+                    "api",
+                    "v1",
+                    "admin",
+                    "users",
+                    user.as_str(),
+                    "delegates",
+                    delegate.as_str(),
+                ],
+                None,
+            )
+            .await
+    }
+
+    /// `DELETE /admin/users/{id}/delegates/{delegate}`.
+    pub async fn remove_delegate(
+        &self,
+        user: &UserId,
+        delegate: &UserId,
+    ) -> Result<Vec<UserId>, ClientError> {
+        self.endpoint
+            .send::<(), _>(
+                Method::DELETE,
+                &[
+                    "api",
+                    "v1",
+                    "admin",
+                    "users",
+                    user.as_str(),
+                    "delegates",
+                    delegate.as_str(),
+                ],
+                None,
+            )
+            .await
+    }
+
     /// `GET /admin/history`: every server's samples of the last hour.
     pub async fn history(&self) -> Result<shared::console::History, ClientError> {
         self.endpoint

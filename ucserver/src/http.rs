@@ -650,6 +650,54 @@ pub(crate) async fn admin_members_remove(
 
 #[utoipa::path(
     get,
+    path = "/api/v1/admin/users/{id}/delegates",
+    tag = "admin",
+    params(("id" = UserId, Path, description = "a user id")),
+    responses((status = 200, description = "The users who act for this user, sorted.", body = Vec<UserId>))
+)]
+pub(crate) async fn admin_delegates_list(
+    Admin(admin): Admin,
+    Path(id): Path<UserId>,
+) -> AppResult<Json<Vec<UserId>>> {
+    Ok(Json(admin.delegates(&id).await?))
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/users/{id}/delegates/{delegate}",
+    tag = "admin",
+    params(
+        ("id" = UserId, Path, description = "the user acted for"),
+        ("delegate" = UserId, Path, description = "the user who may act for them"),
+    ),
+    responses((status = 200, description = "The user's delegates now.", body = Vec<UserId>))
+)]
+pub(crate) async fn admin_delegates_put(
+    Admin(admin): Admin,
+    Path((id, delegate)): Path<(UserId, UserId)>,
+) -> AppResult<Json<Vec<UserId>>> {
+    Ok(Json(admin.add_delegate(&id, &delegate).await?))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/users/{id}/delegates/{delegate}",
+    tag = "admin",
+    params(
+        ("id" = UserId, Path, description = "the user acted for"),
+        ("delegate" = UserId, Path, description = "the user who acted for them"),
+    ),
+    responses((status = 200, description = "The user's delegates now.", body = Vec<UserId>))
+)]
+pub(crate) async fn admin_delegates_delete(
+    Admin(admin): Admin,
+    Path((id, delegate)): Path<(UserId, UserId)>,
+) -> AppResult<Json<Vec<UserId>>> {
+    Ok(Json(admin.remove_delegate(&id, &delegate).await?))
+}
+
+#[utoipa::path(
+    get,
     path = "/api/v1/admin/servers",
     tag = "admin",
     responses((status = 200, body = ServerList))

@@ -209,8 +209,8 @@ impl Relations {
         Ok(self.owners.serving(user, &home).unwrap_or(home))
     }
 
-    /// Users who get live presence events of `user` (contacts holding them and group mates),
-    /// plus the user themselves (their other devices).
+    /// Users who get live presence events of `user` (contacts holding them, group mates and
+    /// the user's delegates), plus the user themselves (their other devices).
     pub async fn watchers_of(&self, user: &UserId) -> AppResult<Arc<Vec<UserId>>> {
         let read = async {
             let mut set: BTreeSet<UserId> =
@@ -219,6 +219,7 @@ impl Relations {
                     .into_iter()
                     .collect();
             set.extend(timed::sql_cached_read(&self.metrics, self.store.group_mates(user)).await?);
+            set.extend(timed::sql_cached_read(&self.metrics, self.store.delegates(user)).await?);
             set.insert(user.clone());
             Ok(Some(Arc::new(set.into_iter().collect::<Vec<_>>())))
         };
@@ -226,7 +227,8 @@ impl Relations {
         Ok(watchers.unwrap_or_else(|| Arc::new(vec![user.clone()])))
     }
 
-    /// Users whose presence `user` sees live: their contacts and group mates.
+    /// Users whose presence `user` sees live: their contacts, group mates and the users they
+    /// act for.
     pub async fn watched_by(&self, user: &UserId) -> AppResult<Vec<UserId>> {
         let mut set: BTreeSet<UserId> = timed::sql(&self.metrics, self.store.contacts(user))
             .await?
@@ -234,6 +236,7 @@ impl Relations {
             .map(|c| c.contact)
             .collect();
         set.extend(timed::sql(&self.metrics, self.store.group_mates(user)).await?);
+        set.extend(timed::sql(&self.metrics, self.store.delegated_by(user)).await?);
         Ok(set.into_iter().collect())
     }
 

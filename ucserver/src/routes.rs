@@ -53,6 +53,14 @@ pub fn router(server: AppState) -> Router {
             "/admin/users/{id}/password",
             post(http::admin_users_password),
         )
+        .route(
+            "/admin/users/{id}/delegates",
+            get(http::admin_delegates_list),
+        )
+        .route(
+            "/admin/users/{id}/delegates/{delegate}",
+            put(http::admin_delegates_put).delete(http::admin_delegates_delete),
+        )
         .route("/admin/audit", get(http::admin_audit_list))
         .route("/admin/overview", get(http::admin_overview))
         .route("/admin/history", get(http::admin_history))

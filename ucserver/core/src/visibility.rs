@@ -1,8 +1,8 @@
 //! Who may see what of whom: the one rule, used for live events, `GET /presence/{user}`
 //! and the contact list alike.
 //!
-//! - W sees everything of U (`Full`) when W is U, when W is an admin, when W has U in their
-//!   contact list, or when W and U share a group.
+//! - W sees everything of U (`Full`) when W is U, when W is an admin, when W is U's delegate
+//!   (acts for U), when W has U in their contact list, or when W and U share a group.
 //! - Any other signed-in user of the directory sees U's availability only (`Basic`).
 //! - Only `Full` watchers get live presence events: they are U's "watchers". Everyone else
 //!   asks when they need it.
@@ -15,6 +15,8 @@ use shared::presence::Visibility;
 pub struct Relation {
     pub same_user: bool,
     pub watcher_is_admin: bool,
+    /// U made W their delegate.
+    pub watcher_is_delegate: bool,
     pub in_watcher_contacts: bool,
     pub share_group: bool,
 }
@@ -32,6 +34,8 @@ pub fn decide(relation: Relation) -> (Visibility, VisibilityRule) {
         VisibilityRule::SameUser
     } else if relation.watcher_is_admin {
         VisibilityRule::Admin
+    } else if relation.watcher_is_delegate {
+        VisibilityRule::Delegate
     } else if relation.in_watcher_contacts {
         VisibilityRule::Contact
     } else if relation.share_group {
@@ -93,6 +97,7 @@ mod tests {
         let all = Relation {
             same_user: true,
             watcher_is_admin: true,
+            watcher_is_delegate: true,
             in_watcher_contacts: true,
             share_group: true,
         };
@@ -109,6 +114,15 @@ mod tests {
                 Relation {
                     same_user: false,
                     watcher_is_admin: false,
+                    ..all
+                },
+                VisibilityRule::Delegate,
+            ),
+            (
+                Relation {
+                    same_user: false,
+                    watcher_is_admin: false,
+                    watcher_is_delegate: false,
                     ..all
                 },
                 VisibilityRule::Contact,

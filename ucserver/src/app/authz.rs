@@ -176,6 +176,9 @@ pub async fn visibility_rule(
         ..Relation::default()
     };
     if !same_user && !watcher_is_admin {
+        relation.watcher_is_delegate = server.sql(server.store.is_delegate(user, watcher)).await?;
+    }
+    if !same_user && !watcher_is_admin && !relation.watcher_is_delegate {
         relation.in_watcher_contacts = server
             .sql(server.store.contacts(watcher))
             .await?

@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod authz;
+pub mod delegates;
 pub mod directory;
 pub mod inspect;
 pub mod login;

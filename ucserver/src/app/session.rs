@@ -33,7 +33,7 @@ pub const MAX_CONVERSATION_MEMBERS: usize = 500;
 /// One device acting for one user.
 #[derive(Clone)]
 pub struct Session {
-    server: Arc<Server>,
+    pub(super) server: Arc<Server>,
     actor: TokenInfo,
     /// The device this session acts from: the socket's device, or the token's for REST.
     device: DeviceId,
@@ -312,20 +312,6 @@ impl Session {
             .sql(self.server.store.search_users(query, 50))
             .await?;
         Ok(super::user_infos(&self.server, users).await)
-    }
-
-    /// Makes `user` a delegate of this user: they may then act for them.
-    pub async fn add_delegate(&self, user: &UserId) -> AppResult<()> {
-        self.server.relations.home_of(user).await?;
-        self.server
-            .sql(self.server.store.put_delegate(self.user(), user))
-            .await
-    }
-
-    pub async fn remove_delegate(&self, user: &UserId) -> AppResult<()> {
-        self.server
-            .sql(self.server.store.delete_delegate(self.user(), user))
-            .await
     }
 
     // ------------------------------------------------------------------ chat

@@ -284,6 +284,10 @@ pub trait Store: Send + Sync + 'static {
     async fn put_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<()>;
     async fn delete_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<()>;
     async fn is_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<bool>;
+    /// The users `owner` made their delegates, sorted.
+    async fn delegates(&self, owner: &UserId) -> StoreResult<Vec<UserId>>;
+    /// The users who made `delegate` their delegate, sorted.
+    async fn delegated_by(&self, delegate: &UserId) -> StoreResult<Vec<UserId>>;
 
     // ---- sessions
     async fn put_session(&self, session: &SessionRecord) -> StoreResult<()>;

@@ -1638,6 +1638,32 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn delegates(&self, owner: &UserId) -> StoreResult<Vec<UserId>> {
+        let rows = sqlx::query(
+            "SELECT delegate_id AS id FROM delegates WHERE owner_id = $1 ORDER BY delegate_id",
+        )
+        .bind(owner.as_str())
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| Ok(UserId(decode(row, "id")?)))
+            .collect()
+    }
+
+    async fn delegated_by(&self, delegate: &UserId) -> StoreResult<Vec<UserId>> {
+        let rows = sqlx::query(
+            "SELECT owner_id AS id FROM delegates WHERE delegate_id = $1 ORDER BY owner_id",
+        )
+        .bind(delegate.as_str())
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| Ok(UserId(decode(row, "id")?)))
+            .collect()
+    }
+
     async fn is_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<bool> {
         let row =
             sqlx::query("SELECT 1 AS one FROM delegates WHERE owner_id = $1 AND delegate_id = $2")

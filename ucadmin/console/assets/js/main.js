@@ -13,6 +13,7 @@ import { renderSettings, wireSettings } from './settings.js';
 import { wireTransfer, renderTransfer } from './transfer.js';
 import { renderCharts } from './charts.js';
 import { startLive, stopLive } from './live.js';
+import { wireDelegates } from './delegates.js';
 
 const VIEWS = {
   overview: async () => { await renderOverview(); await renderCharts(); }, users: renderUsers, groups: renderGroups, audit: renderAudit,
@@ -150,6 +151,7 @@ async function logout() {
 }
 
 wireViews();
+wireDelegates();
 wireServers();
 wireSessions();
 wirePresence();

@@ -6,7 +6,7 @@ import { $, el, pill, toast } from './dom.js';
 import { fillUserChoices } from './sessions.js';
 
 const enc = encodeURIComponent;
-const RULES = { same_user: 'Same user', admin: 'Administrator', contact: 'Contact', group_mate: 'Group mate', basic: 'Basic' };
+const RULES = { same_user: 'Same user', admin: 'Administrator', delegate: 'Delegate', contact: 'Contact', group_mate: 'Group mate', basic: 'Basic' };
 const VISIBILITY = {
   full: 'Full: availability, note, telephony, devices',
   basic: 'Availability only',

@@ -3,6 +3,7 @@
 // the signed-in administrator's role (which decides what the page offers to change).
 import * as api from './api.js';
 import { $, el, ago, when, toast, pill, ROLE_NAMES } from './dom.js';
+import { showDelegates } from './delegates.js';
 
 export const ui = {
   /** @type {'full' | 'users' | 'read_only'} */
@@ -151,6 +152,7 @@ function fillDialog(user) {
   for (const id of ['u-display', 'u-home', 'u-disabled']) $(id).disabled = !canWrite();
   // Roles are given and taken by full administrators only.
   $('u-role').disabled = ui.role !== 'full';
+  showDelegates(user?.id ?? null, canWrite());
 }
 
 async function openUser(id) {
