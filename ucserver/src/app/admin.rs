@@ -12,9 +12,9 @@ use crate::error::{AppError, AppResult};
 use crate::server::Server;
 use crate::store::{AuditRecord, GroupRecord, MediaServerRecord, UserRecord, UserUpdate};
 use shared::api::{
-    AddMediaServer, AdminRole, AdminUser, AuditEntry, CreateGroup, CreateUser, ErrorCode,
-    GroupInfo, LicenseInfo, MediaServerInfo, Overview, PasswordReset, Rebalance, ServerAction,
-    ServerInfo, ServerList, UpdateUser, UserMove, VersionInfo,
+    AddMediaServer, AdminRole, AdminUser, CreateGroup, CreateUser, ErrorCode, GroupInfo,
+    LicenseInfo, MediaServerInfo, Overview, PasswordReset, Rebalance, ServerAction, ServerInfo,
+    ServerList, UpdateUser, UserMove, VersionInfo,
 };
 use shared::bus::BusBody;
 use shared::{
@@ -25,8 +25,6 @@ use std::sync::Arc;
 
 /// At most this many users in one answer of [`AdminSession::users`].
 pub const MAX_USERS_LISTED: u32 = 10_000;
-/// At most this many audit entries in one answer.
-pub const MAX_AUDIT_ENTRIES: u32 = 1_000;
 
 /// The `conflict` answer to an edit of `what` made from version `if_version`: the version it
 /// is at now and who made it.
@@ -354,24 +352,7 @@ impl AdminSession {
         )
     }
 
-    // ------------------------------------------------------------------ audit, overview
-
-    /// The newest `limit` entries of the audit log, newest first.
-    pub async fn audit_log(&self, limit: u32) -> AppResult<Vec<AuditEntry>> {
-        self.require(AdminAction::Read)?;
-        let limit = limit.clamp(1, MAX_AUDIT_ENTRIES);
-        let records = self.server.sql(self.server.store.audit_log(limit)).await?;
-        Ok(records
-            .into_iter()
-            .map(|record| AuditEntry {
-                at_ms: record.at_ms,
-                actor: record.actor,
-                action: record.action,
-                detail: record.detail,
-                client: record.client,
-            })
-            .collect())
-    }
+    // ------------------------------------------------------------------ overview
 
     /// The cluster at a glance: servers, MediaServers, SQL and bus health as this server
     /// sees them, license use. Parts whose source is away are left empty rather than failing

@@ -3,7 +3,7 @@
 // changes nothing until Apply. A file with bad rows cannot be applied; the server refuses it
 // whole anyway.
 import * as api from './api.js';
-import { $, el, toast, when } from './dom.js';
+import { $, el, saveBlob, toast, when } from './dom.js';
 
 /** The file chosen, with its content type, until it is applied or replaced. */
 let chosen = null;
@@ -32,12 +32,7 @@ export function wireTransfer() {
 
 async function download(format) {
   try {
-    const blob = await api.exportFile(format);
-    const link = el('a', { href: URL.createObjectURL(blob), download: `users.${format}` });
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    saveBlob(await api.exportFile(format), `users.${format}`);
   } catch (error) {
     toast(error.message);
   }
