@@ -20,6 +20,9 @@ export async function renderTransfer() {
     const last = s.last_counts ? `last sync ${when(s.last_sync_ms)}: ${s.last_counts.create} created, ${s.last_counts.update} updated, ${s.last_counts.deactivate} deactivated` : 'not synced yet';
     text = `The directory ${s.url} is ${s.reachable ? 'reachable' : 'not read yet'}; ${s.users} users come from it; ${last}.`;
   }
+  if (s.configured && s.interval_secs > 0) {
+    text += ` Synced every ${s.interval_secs} s by ${s.scheduled_on ?? 'no server yet'}.`;
+  }
   $('directory-status').textContent = text;
 }
 
