@@ -327,6 +327,28 @@ pub struct AuditEntry {
     pub client: Option<String>,
 }
 
+/// Which audit entries to read (`GET /api/v1/admin/audit`); every condition given must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    /// Entries at or after this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<TimestampMs>,
+    /// Entries before this time (exclusive: the `until_ms` of one read can be the
+    /// `since_ms` of the next without an entry in both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<TimestampMs>,
+    /// Entries of this administrator (`directory`: the scheduled directory sync).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<UserId>,
+    /// Entries whose action starts with this: `user.` for every change of a user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+}
+
+/// The header by which an audit export (`GET /api/v1/admin/audit?format=…`) says that more
+/// entries matched than it holds (value `true`): the oldest were left out.
+pub const AUDIT_TRUNCATED_HEADER: &str = "x-audit-truncated";
+
 /// `GET /api/v1/admin/overview`: what the console's overview page shows, in one answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(utoipa::ToSchema, schemars::JsonSchema))]

@@ -183,6 +183,11 @@ pub struct DirectoryStatus {
     pub last_counts: Option<PlanCounts>,
     /// Seconds between scheduled syncs; 0 when only on demand.
     pub interval_secs: u64,
+    /// The server that runs the scheduled syncs now (it holds their lease in the cluster
+    /// store); `None` with no schedule, before the first round, or while the cluster store
+    /// cannot be read. The other servers' statuses have no `last_attempt_ms` of their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_on: Option<ServerId>,
     /// Users whose source is the directory.
     pub users: u32,
     /// Whether users from the directory sign in with their directory password.

@@ -49,6 +49,10 @@ pub fn leases(kind: &str) -> String {
 pub fn cleanup_lock(server: &ServerId) -> String {
     format!("{PREFIX}:cleanup:{server}")
 }
+/// A named lock (`Cluster::try_lock`): the holder's name, expiring unless renewed.
+pub fn lock(name: &str) -> String {
+    format!("{PREFIX}:lock:{name}")
+}
 /// Failed logins of one throttle key (a user name or a client address): a hash with the
 /// count `n` and the last failure's time `t` (ms), expiring after a quiet period.
 pub fn login_failures(key: &str) -> String {

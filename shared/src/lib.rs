@@ -19,6 +19,7 @@ pub mod keys;
 pub mod limits;
 pub mod media;
 pub mod presence;
+pub mod time;
 pub mod url;
 pub mod ws;
 

@@ -233,12 +233,19 @@ async fn heartbeats_and_locks((a, b): Pair) {
         a.try_lock("cleanup:s9", "s1", 10_000).await.unwrap(),
         "the holder may renew"
     );
+    assert_eq!(
+        b.lock_holder("cleanup:s9").await.unwrap().as_deref(),
+        Some("s1")
+    );
+    assert_eq!(a.lock_holder("never-taken").await.unwrap(), None);
     assert!(b.try_lock("other", "s2", 100).await.unwrap());
     tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(a.lock_holder("other").await.unwrap(), None, "expired");
     assert!(
         a.try_lock("other", "s1", 100).await.unwrap(),
         "an expired lock can be taken"
     );
+    assert_eq!(b.lock_holder("other").await.unwrap().as_deref(), Some("s1"));
 }
 
 /// Ownership records: one live owner at a time, taken from a dead one with a higher epoch,

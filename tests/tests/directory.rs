@@ -5,14 +5,15 @@
 
 use serde_json::{Value, json};
 use shared::UserId;
-use shared::api::{AdminRole, CreateUser, UpdateUser};
+use shared::api::{AdminRole, AuditFilter, CreateUser, UpdateUser};
 use shared::directory::{ChangeKind, DirectoryPlan};
 use std::collections::BTreeSet;
 use std::process::Command;
+use std::time::Duration;
 use std::time::Instant;
-use switchboard_tests::Postgres;
 use switchboard_tests::process::fresh_dir;
 use switchboard_tests::ucserver::{ADMIN_PASSWORD, UcServer, binary};
+use switchboard_tests::{Postgres, Redis};
 use ucclient::{AdminClient, Client};
 
 /// Users in the clean import.
@@ -499,6 +500,20 @@ fn person(uid: &str, name: &str, disabled: bool, groups: &[&str]) -> String {
     entry
 }
 
+/// The `UC_LDAP_*` settings of a server reading `slapd` (the mapping of [`Slapd`]).
+fn ldap_env<'a>(slapd: &'a Slapd, base_dn: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("UC_LDAP_URL", slapd.url.as_str()),
+        ("UC_LDAP_BIND_DN", ROOT_DN),
+        ("UC_LDAP_BIND_PASSWORD", ROOT_PW),
+        ("UC_LDAP_BASE_DN", base_dn),
+        ("UC_LDAP_FILTER", "(objectClass=inetOrgPerson)"),
+        ("UC_LDAP_ID_ATTRIBUTE", "uid"),
+        ("UC_LDAP_DISABLED_ATTRIBUTE", "employeeType"),
+        ("UC_LDAP_GROUPS_ATTRIBUTE", "businessCategory"),
+    ]
+}
+
 #[tokio::test]
 async fn ldap_sync_from_slapd_creates_updates_deactivates_and_survives_the_directory_down() {
     let mut slapd = Slapd::start();
@@ -513,20 +528,12 @@ async fn ldap_sync_from_slapd_creates_updates_deactivates_and_survives_the_direc
         .concat(),
     );
     let dir = fresh_dir("directory-ldap");
+    let base_dn = format!("ou=people,{BASE}");
     let server = UcServer::start(
         "s1",
         &format!("sqlite:{}", dir.join("db.sqlite").display()),
         None,
-        &[
-            ("UC_LDAP_URL", slapd.url.as_str()),
-            ("UC_LDAP_BIND_DN", ROOT_DN),
-            ("UC_LDAP_BIND_PASSWORD", ROOT_PW),
-            ("UC_LDAP_BASE_DN", &format!("ou=people,{BASE}")),
-            ("UC_LDAP_FILTER", "(objectClass=inetOrgPerson)"),
-            ("UC_LDAP_ID_ATTRIBUTE", "uid"),
-            ("UC_LDAP_DISABLED_ATTRIBUTE", "employeeType"),
-            ("UC_LDAP_GROUPS_ATTRIBUTE", "businessCategory"),
-        ],
+        &ldap_env(&slapd, &base_dn),
     );
     let admin = AdminClient::login(&server.url(), &UserId::from("admin"), ADMIN_PASSWORD)
         .await
@@ -677,4 +684,114 @@ async fn ldap_sync_from_slapd_creates_updates_deactivates_and_survives_the_direc
     let output = ucadmin(&server.url(), &["directory", "sync", "--dry-run"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("server_unavailable"));
+}
+
+/// Waits (polling, at most `limit`) until `user` exists, as `admin` sees it.
+async fn until_user_exists(admin: &AdminClient, user: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while admin.user(&UserId::from(user)).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{user} was not synced within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The servers named by the scheduled syncs in the audit log, newest first.
+async fn scheduled_syncs(admin: &AdminClient) -> Vec<String> {
+    let filter = AuditFilter {
+        actor: Some(UserId::from("directory")),
+        action: Some("directory.sync".to_string()),
+        ..AuditFilter::default()
+    };
+    admin
+        .audit_filtered(&filter, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| {
+            entry
+                .detail
+                .rsplit_once("scheduled_on=")
+                .map(|(_, server)| server.to_string())
+                .unwrap_or_else(|| panic!("a scheduled sync names its server: {entry:?}"))
+        })
+        .collect()
+}
+
+/// Two servers with the schedule at 1 s: only the lease holder syncs, round after round (the
+/// other never even reads the directory); killed, the other takes the lease once it lapses
+/// and syncs a change made in the directory since.
+#[tokio::test]
+async fn the_scheduled_sync_runs_on_one_server_and_moves_when_it_dies() {
+    let slapd = Slapd::start();
+    slapd.ldif("ldapadd", &person("ann", "Ann Directory", false, &[]));
+    let redis = Redis::start();
+    let database = Postgres::shared().create_database("directory_schedule");
+    let base_dn = format!("ou=people,{BASE}");
+    let mut env = ldap_env(&slapd, &base_dn);
+    env.push(("UC_LDAP_SYNC_SECS", "1"));
+    let mut servers = [
+        UcServer::start("s1", &database, Some(&redis.url()), &env),
+        UcServer::start("s2", &database, Some(&redis.url()), &env),
+    ];
+    let mut admins = Vec::new();
+    for server in &servers {
+        admins.push(
+            AdminClient::login(&server.url(), &UserId::from("admin"), ADMIN_PASSWORD)
+                .await
+                .unwrap(),
+        );
+    }
+    until_user_exists(&admins[0], "ann", Duration::from_secs(20)).await;
+    // Rounds with a change each: every one applied by the same server.
+    for round in 1..=3 {
+        let uid = format!("p{round}");
+        slapd.ldif("ldapadd", &person(&uid, "Person", false, &[]));
+        until_user_exists(&admins[0], &uid, Duration::from_secs(20)).await;
+    }
+    let syncs = scheduled_syncs(&admins[0]).await;
+    assert_eq!(syncs.len(), 4, "one sync per change: {syncs:?}");
+    let holder = syncs[0].clone();
+    assert!(syncs.iter().all(|s| *s == holder), "{syncs:?}");
+    let (held, other) = if holder == "s1" { (0, 1) } else { (1, 0) };
+    for admin in &admins {
+        let status = admin.directory_status().await.unwrap();
+        assert_eq!(
+            status.scheduled_on.as_ref().map(ToString::to_string),
+            Some(holder.clone())
+        );
+    }
+    let idle = admins[other].directory_status().await.unwrap();
+    assert_eq!(
+        (idle.last_attempt_ms, idle.last_sync_ms),
+        (None, None),
+        "the other server never read the directory"
+    );
+    assert!(
+        admins[held]
+            .directory_status()
+            .await
+            .unwrap()
+            .last_sync_ms
+            .is_some()
+    );
+
+    // ---- the holder dies: the other takes over once the lease (3 s) lapses
+    servers[held].kill9();
+    slapd.ldif("ldapadd", &person("late", "Late Comer", false, &[]));
+    until_user_exists(&admins[other], "late", Duration::from_secs(30)).await;
+    let syncs = scheduled_syncs(&admins[other]).await;
+    assert_eq!(syncs.len(), 5, "{syncs:?}");
+    assert_eq!(syncs[0], servers[other].id, "{syncs:?}");
+    assert_eq!(
+        admins[other]
+            .directory_status()
+            .await
+            .unwrap()
+            .scheduled_on
+            .map(|s| s.to_string()),
+        Some(servers[other].id.clone())
+    );
 }

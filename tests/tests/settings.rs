@@ -305,15 +305,7 @@ async fn a_server_keeps_its_settings_while_the_database_is_away() {
     let log_before = std::fs::read_to_string(s1.log_path()).unwrap().len();
     s1.restart_without_database();
     let restarted = || plain(&std::fs::read_to_string(s1.log_path()).unwrap()[log_before..]);
-    let started = Instant::now();
-    while !restarted().contains("running on the cached settings") {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{}",
-            restarted()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_logged(&restarted, "running on the cached settings", 10).await;
     let log = restarted();
     assert!(
         log.contains("starting without it, on the cached settings"),
@@ -348,4 +340,19 @@ async fn a_server_keeps_its_settings_while_the_database_is_away() {
     let (view, _) = all_applied(&admin, 1).await;
     assert_eq!(running(&view, "rate_send_burst", "s1"), json!(7));
     assert_eq!(running(&view, "outbox_max_messages", "s1"), json!(2));
+    // What the start left for SQL (its registration) is done in the background.
+    until_logged(&restarted, "registered: the database answers again", 15).await;
+}
+
+/// Waits (polling, at most `limit_secs`) until `log()` contains `text`.
+async fn until_logged(log: &impl Fn() -> String, text: &str, limit_secs: u64) {
+    let started = Instant::now();
+    while !log().contains(text) {
+        assert!(
+            started.elapsed() < Duration::from_secs(limit_secs),
+            "no '{text}' in: {}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use shared::api::{AdminRole, CallResult, ConversationKind, Direction, JournalEntry, JournalKind};
+use shared::api::{
+    AdminRole, AuditFilter, CallResult, ConversationKind, Direction, JournalEntry, JournalKind,
+};
 use shared::{ConversationId, GroupId, MediaServerId, ServerId, UserId};
 use switchboard_tests::{Postgres, process};
 use ucserver::store::{
@@ -1415,13 +1417,82 @@ async fn licenses_servers_media_audit(store: Arc<dyn Store>) {
     for (at, action) in [(10, "a"), (30, "c"), (20, "b"), (30, "d")] {
         store.audit(&record(at, action)).await.unwrap();
     }
-    let log = store.audit_log(10).await.unwrap();
+    let all = AuditFilter::default();
+    let log = store.audit_log(&all, 10).await.unwrap();
     assert_eq!(
         log.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(),
         ["d", "c", "b", "a"]
     );
     assert_eq!(log[3], record(10, "a"));
-    assert_eq!(store.audit_log(2).await.unwrap().len(), 2);
+    assert_eq!(store.audit_log(&all, 2).await.unwrap().len(), 2);
+
+    // Filters: a time range (since inclusive, until exclusive), an actor, an action prefix
+    // whose `_` and `%` are plain characters.
+    for (at, actor, action) in [
+        (40, "helen", "user.update"),
+        (50, "helen", "user_x"),
+        (60, "ann", "user.delete"),
+        (70, "helen", "group.create"),
+    ] {
+        store
+            .audit(&AuditRecord {
+                actor: uid(actor),
+                ..record(at, action)
+            })
+            .await
+            .unwrap();
+    }
+    let actions = |filter: AuditFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .audit_log(&filter, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.action)
+                .collect::<Vec<_>>()
+        }
+    };
+    let range = AuditFilter {
+        since_ms: Some(30),
+        until_ms: Some(60),
+        ..AuditFilter::default()
+    };
+    assert_eq!(actions(range).await, ["user_x", "user.update", "d", "c"]);
+    let helen = AuditFilter {
+        actor: Some(uid("helen")),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        actions(helen).await,
+        ["group.create", "user_x", "user.update"]
+    );
+    let users = AuditFilter {
+        action: Some("user.".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(actions(users).await, ["user.delete", "user.update"]);
+    let underscore = AuditFilter {
+        action: Some("user_".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(actions(underscore).await, ["user_x"]);
+    let everything = AuditFilter {
+        since_ms: Some(0),
+        until_ms: Some(1_000),
+        actor: Some(uid("helen")),
+        action: Some("user".into()),
+    };
+    assert_eq!(actions(everything).await, ["user_x", "user.update"]);
+    assert!(
+        actions(AuditFilter {
+            action: Some("%".into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .is_empty()
+    );
 }
 
 /// Every change makes a new version with who made it; a change or delete that names an old

@@ -182,6 +182,32 @@ describe('admin console through ucweb', () => {
     await rows.filter({ hasText: 'group.member.add' }).filter({ hasText: 'night-shift dave' }).waitFor();
     await rows.filter({ hasText: 'fiona' }).filter({ hasText: 'display_name=Dave by Fiona' }).waitFor();
     await shot(page, 'console-desktop-audit');
+
+    // Filtered to one administrator's group changes, then downloaded as CSV.
+    const filter = page.getByRole('search', { name: 'Filter the audit log' });
+    await filter.getByLabel('Administrator').fill('admin');
+    await filter.getByLabel('Action starts with').fill('group.');
+    await filter.getByRole('button', { name: 'Filter' }).click();
+    const byFiona = rows.filter({ hasText: 'display_name=Dave by Fiona' });
+    await byFiona.waitFor({ state: 'detached' });
+    await rows.filter({ hasText: 'group.member.add' }).first().waitFor();
+    const actions = await page.locator('#audit-table tbody tr td:nth-child(3)').allTextContents();
+    assert.ok(actions.length > 0 && actions.every((action) => action.startsWith('group.')), actions.join());
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      filter.getByRole('button', { name: 'Export audit log as CSV' }).click(),
+    ]);
+    assert.equal(download.suggestedFilename(), 'audit.csv');
+    const chunks = [];
+    for await (const chunk of await download.createReadStream()) chunks.push(chunk);
+    const lines = Buffer.concat(chunks).toString().trimEnd().split('\n');
+    assert.equal(lines[0], 'at_ms,time_utc,actor,action,detail,client');
+    assert.equal(lines.length - 1, actions.length, lines.join('\n'));
+    assert.ok(lines.slice(1).every((line) => /^\d+,\d{4}-\d\d-\d\dT[^,]+Z,admin,group\./.test(line)), lines.join('\n'));
+    await filter.getByLabel('Administrator').fill('');
+    await filter.getByLabel('Action starts with').fill('');
+    await filter.getByRole('button', { name: 'Filter' }).click();
+    await byFiona.waitFor();
   });
 
   it('import dry run: bad rows named by line, nothing applied; a clean file applied; export', async () => {

@@ -191,7 +191,11 @@ fn status_text(status: &DirectoryStatus) -> String {
         if status.interval_secs == 0 {
             "no (on demand only)".to_string()
         } else {
-            format!("every {} s", status.interval_secs)
+            let on = status
+                .scheduled_on
+                .as_ref()
+                .map_or_else(|| "no server yet".to_string(), ToString::to_string);
+            format!("every {} s, run by {on}", status.interval_secs)
         }
     )
 }

@@ -12,13 +12,39 @@ use crate::error::ClientError;
 use crate::http::{Endpoint, HttpClient};
 use reqwest::Method;
 use shared::api::{
-    AddMediaServer, AddMember, AdminUser, AuditEntry, CreateGroup, CreateUser, GroupInfo,
-    LicenseInfo, LoginRequest, LoginResponse, MediaServerInfo, Overview, PasswordReset, PutSetting,
-    Rebalance, ResetPassword, ServerAction, ServerList, SetLicense, SettingValue, SettingsView,
-    UpdateUser,
+    AUDIT_TRUNCATED_HEADER, AddMediaServer, AddMember, AdminUser, AuditEntry, AuditFilter,
+    CreateGroup, CreateUser, GroupInfo, LicenseInfo, LoginRequest, LoginResponse, MediaServerInfo,
+    Overview, PasswordReset, PutSetting, Rebalance, ResetPassword, ServerAction, ServerList,
+    SetLicense, SettingValue, SettingsView, UpdateUser,
 };
 use shared::directory::{DirectoryFile, DirectoryPlan, DirectoryStatus};
 use shared::{GroupId, MediaServerId, ServerId, UserId};
+
+/// An audit export as the server wrote it (CSV or JSON text).
+#[derive(Clone, Debug)]
+pub struct AuditExport {
+    pub text: String,
+    /// More entries matched than the export holds: the oldest were left out.
+    pub truncated: bool,
+}
+
+/// An audit filter as query parameters.
+fn audit_query(filter: &AuditFilter) -> Vec<(&'static str, String)> {
+    let mut query = Vec::new();
+    if let Some(since) = filter.since_ms {
+        query.push(("since_ms", since.to_string()));
+    }
+    if let Some(until) = filter.until_ms {
+        query.push(("until_ms", until.to_string()));
+    }
+    if let Some(actor) = &filter.actor {
+        query.push(("actor", actor.to_string()));
+    }
+    if let Some(action) = &filter.action {
+        query.push(("action", action.clone()));
+    }
+    query
+}
 
 /// An admin session. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -177,12 +203,48 @@ impl AdminClient {
 
     /// `GET /admin/audit`: the newest `limit` admin actions, newest first.
     pub async fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>, ClientError> {
+        self.audit_filtered(&AuditFilter::default(), limit).await
+    }
+
+    /// `GET /admin/audit` with a filter: the newest `limit` (at most 1,000) entries it lets
+    /// through, newest first.
+    pub async fn audit_filtered(
+        &self,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, ClientError> {
+        let mut query = audit_query(filter);
+        query.push(("limit", limit.to_string()));
         self.endpoint
-            .get(
-                &["api", "v1", "admin", "audit"],
-                &[("limit", limit.to_string())],
-            )
+            .get(&["api", "v1", "admin", "audit"], &query)
             .await
+    }
+
+    /// `GET /admin/audit?format=csv|json`: every entry `filter` lets through (up to `limit`,
+    /// at most and by default 100,000), as the file the server writes.
+    pub async fn audit_export(
+        &self,
+        filter: &AuditFilter,
+        csv: bool,
+        limit: Option<u32>,
+    ) -> Result<AuditExport, ClientError> {
+        let mut query = audit_query(filter);
+        query.push(("format", if csv { "csv" } else { "json" }.to_string()));
+        if let Some(limit) = limit {
+            query.push(("limit", limit.to_string()));
+        }
+        let (text, truncated) = self
+            .endpoint
+            .get_text_and_header(
+                &["api", "v1", "admin", "audit"],
+                &query,
+                AUDIT_TRUNCATED_HEADER,
+            )
+            .await?;
+        Ok(AuditExport {
+            text,
+            truncated: truncated.as_deref() == Some("true"),
+        })
     }
 
     /// `GET /admin/overview`: servers, MediaServers, health, licenses, the caller's role.

@@ -227,8 +227,8 @@ impl Endpoint {
             let method = method.clone();
             let body = body.clone();
             async move {
-                let (status, answer) = self
-                    .call_at(&base, method.clone(), segments, query, body)
+                let (status, _, answer) = self
+                    .exchange(&base, method.clone(), segments, query, body)
                     .await?;
                 if (200..300).contains(&status) {
                     Ok(answer)
@@ -251,19 +251,45 @@ impl Endpoint {
         query: &[(&str, String)],
         body: Option<Vec<u8>>,
     ) -> Result<(u16, Vec<u8>), ClientError> {
-        self.call_at(&self.base_url(), method, segments, query, body)
-            .await
+        let (status, _, answer) = self
+            .exchange(&self.base_url(), method, segments, query, body)
+            .await?;
+        Ok((status, answer))
     }
 
-    /// One request to the server at `base`.
-    async fn call_at(
+    /// A GET whose answer is text, with the value of the answer's `header` (an export that
+    /// says whether it was cut).
+    pub(crate) async fn get_text_and_header(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+        header: &str,
+    ) -> Result<(String, Option<String>), ClientError> {
+        let (status, headers, body) = self
+            .exchange(&self.base_url(), Method::GET, segments, query, None)
+            .await?;
+        if !(200..300).contains(&status) {
+            return Err(error_from_answer(&Method::GET, segments, status, &body));
+        }
+        let text = String::from_utf8(body).map_err(|_| {
+            ClientError::protocol(format!("GET /{} is not UTF-8", segments.join("/")))
+        })?;
+        let value = headers
+            .get(header)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string);
+        Ok((text, value))
+    }
+
+    /// One request to the server at `base`: status, headers and body, whatever the status.
+    async fn exchange(
         &self,
         base: &str,
         method: Method,
         segments: &[&str],
         query: &[(&str, String)],
         body: Option<Vec<u8>>,
-    ) -> Result<(u16, Vec<u8>), ClientError> {
+    ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), ClientError> {
         let mut request = self.http.inner.request(method, build_url(base, segments)?);
         if !query.is_empty() {
             request = request.query(query);
@@ -287,6 +313,7 @@ impl Endpoint {
         }
         let mut response = request.send().await?;
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await? {
             if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
@@ -297,7 +324,7 @@ impl Endpoint {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok((status, body))
+        Ok((status, headers, body))
     }
 }
 

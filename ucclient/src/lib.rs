@@ -28,7 +28,7 @@ pub mod ops;
 pub mod peer;
 pub mod text;
 
-pub use admin::{AdminClient, AdminEvents};
+pub use admin::{AdminClient, AdminEvents, AuditExport};
 pub use client::{Client, capabilities_text, new_client_id, websocket_url};
 pub use connection::{Ack, Connection, Hello, event_type};
 #[cfg(feature = "softphone")]

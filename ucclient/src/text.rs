@@ -1,7 +1,8 @@
-//! Small human-readable renderings shared by the command-line tools. No date crate for one
-//! function: timestamps on the wire are milliseconds since the epoch, always shown in UTC.
+//! Small human-readable renderings shared by the command-line tools. Timestamps on the wire
+//! are milliseconds since the epoch, always shown in UTC (the calendar is `shared::time`).
 
 use shared::TimestampMs;
+use shared::time::civil_from_days;
 
 /// `2026-11-22 04:02:03` (UTC) for a wire timestamp; `-` for 0 (never).
 pub fn format_utc(ms: TimestampMs) -> String {
@@ -18,20 +19,6 @@ pub fn format_utc(ms: TimestampMs) -> String {
         of_day % 3600 / 60,
         of_day % 60
     )
-}
-
-/// Howard Hinnant's days-since-epoch to proleptic Gregorian date.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// How long ago `ms` was, relative to `now_ms`: `3s`, `5m`, `2h`, `4d`.

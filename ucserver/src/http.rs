@@ -546,25 +546,84 @@ fn with_etag(user: AdminUser) -> Response {
     ([(axum::http::header::ETAG, etag)], Json(user)).into_response()
 }
 
-#[derive(Debug, Deserialize)]
+/// The audit log's query. Its own fields rather than a flattened [`AuditFilter`]: the query
+/// decoder reads numbers only from fields named here.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub(crate) struct AuditQuery {
+    /// Entries at or after this time (ms since the epoch).
+    since_ms: Option<i64>,
+    /// Entries before this time (exclusive).
+    until_ms: Option<i64>,
+    /// Entries of this administrator (`directory`: the scheduled directory sync).
+    actor: Option<String>,
+    /// Entries whose action starts with this (`user.`: every change of a user).
+    action: Option<String>,
+    /// How many, newest first: for the list 100 by default and at most 1,000; for an
+    /// export all by default and at most 100,000.
     limit: Option<u32>,
+    /// `json` or `csv`: an export (a file to download) instead of the list.
+    format: Option<String>,
 }
 
 #[utoipa::path(
     get,
     path = "/api/v1/admin/audit",
     tag = "admin",
-    params(
-        ("limit" = Option<u32>, Query, description = "how many entries (default 100, at most 1000)"),
-    ),
-    responses((status = 200, description = "Newest first.", body = Vec<AuditEntry>))
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "Newest first. Without `format`, the list; with `format=json` or `format=csv`, an export (`Content-Disposition: attachment`) of every matching entry up to 100,000, with the header `X-Audit-Truncated: true` when more matched. CSV columns: at_ms, time_utc (RFC 3339), actor, action, detail, client.", body = Vec<AuditEntry>, content_type = "application/json"),
+        (status = 400, description = "An unknown `format`.", body = ApiError),
+    )
 )]
 pub(crate) async fn admin_audit_list(
     Admin(admin): Admin,
     Query(query): Query<AuditQuery>,
-) -> AppResult<Json<Vec<AuditEntry>>> {
-    Ok(Json(admin.audit_log(query.limit.unwrap_or(100)).await?))
+) -> AppResult<Response> {
+    let filter = AuditFilter {
+        since_ms: query.since_ms,
+        until_ms: query.until_ms,
+        actor: query
+            .actor
+            .filter(|actor| !actor.is_empty())
+            .map(UserId::new),
+        action: query.action.filter(|prefix| !prefix.is_empty()),
+    };
+    let csv = match query.format.as_deref() {
+        None => {
+            let entries = admin.audit_log(&filter, query.limit.unwrap_or(100)).await?;
+            return Ok(Json(entries).into_response());
+        }
+        Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(AppError::bad_request(format!(
+                "format '{other}': use json or csv"
+            )));
+        }
+    };
+    let format = if csv { "csv" } else { "json" };
+    let export = admin.audit_export(&filter, query.limit, format).await?;
+    let disposition = format!("attachment; filename=\"audit.{format}\"");
+    let mut response = if csv {
+        (
+            [(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            crate::core::csv::audit(&export.entries),
+        )
+            .into_response()
+    } else {
+        Json(export.entries).into_response()
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = disposition.parse() {
+        headers.insert(axum::http::header::CONTENT_DISPOSITION, value);
+    }
+    if export.truncated {
+        headers.insert(
+            AUDIT_TRUNCATED_HEADER,
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
 }
 
 #[utoipa::path(

@@ -64,10 +64,23 @@ pub struct Running {
 }
 
 /// Opens SQL and the cluster named in the config (an in-process cluster when no Redis).
-pub async fn open_backends(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Cluster>)> {
+/// What [`start`] runs on.
+pub struct Backends {
+    pub store: Arc<dyn Store>,
+    pub cluster: Arc<dyn Cluster>,
+    /// The database could not be reached when the store was opened (a server that ran here
+    /// before starts without it): the start does not wait for SQL again. It creates no
+    /// admin (one exists), gives each start-time SQL step only the short wait of a cached
+    /// read (`timed::UNREACHABLE_READ_LIMIT`) and leaves what must still be written to a
+    /// task that retries in the background.
+    pub database_away: bool,
+}
+
+pub async fn open_backends(config: &Config) -> anyhow::Result<Backends> {
     let url = config.database_url();
     // The driver's error may quote the URL too: mask it wherever it appears.
     let masked = |e: &store::StoreError| e.to_string().replace(&url, &config::mask_url(&url));
+    let mut database_away = false;
     let store = match SqlStore::connect(&url).await {
         Ok(store) => store,
         // A server that ran here before starts on its cached settings and waits for the
@@ -79,6 +92,7 @@ pub async fn open_backends(config: &Config) -> anyhow::Result<(Arc<dyn Store>, A
                 error = %masked(&error),
                 "the database cannot be reached: starting without it, on the cached settings"
             );
+            database_away = true;
             SqlStore::connect_later(&url).map_err(|e| anyhow::anyhow!("{}", masked(&e)))?
         }
         Err(error) => anyhow::bail!(
@@ -95,7 +109,44 @@ pub async fn open_backends(config: &Config) -> anyhow::Result<(Arc<dyn Store>, A
         ),
         None => Arc::new(LocalCluster::new(LocalHub::new())),
     };
-    Ok((Arc::new(store), cluster))
+    Ok(Backends {
+        store: Arc::new(store),
+        cluster,
+        database_away,
+    })
+}
+
+/// How often a server that started without the database tries to register itself.
+const REGISTER_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Registers this server (its URL in SQL) once the database answers, for a server that
+/// started without it; ends on `stop` or when done.
+async fn register_when_sql_answers(
+    server: Arc<Server>,
+    record: store::ServerRecord,
+    mut stop: tokio::sync::broadcast::Receiver<()>,
+) {
+    let mut tick = tokio::time::interval(REGISTER_RETRY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.recv() => return,
+        }
+        match timed::sql_store(&server.metrics, server.store.register_server(&record)).await {
+            Ok(()) => {
+                tracing::info!("registered: the database answers again");
+                server.expire_stored_sessions().await;
+                return;
+            }
+            Err(store::StoreError::Unavailable(_)) => {}
+            Err(error) => {
+                tracing::warn!(%error, "not registered: the database refused it");
+                return;
+            }
+        }
+    }
 }
 
 /// Creates the `admin` user when no administrator exists yet.
@@ -168,15 +219,24 @@ async fn start_embedded_media(
 /// completes. Every task it spawns lives in `tasks` and ends with it.
 pub async fn start(
     config: Config,
-    store: Arc<dyn Store>,
-    cluster: Arc<dyn Cluster>,
+    backends: Backends,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<Running> {
     let local_addr = listener.local_addr()?;
     let url = config.public_url_for(local_addr);
-    let generated_admin_password = ensure_admin(&config, store.as_ref()).await?;
+    let Backends {
+        store,
+        cluster,
+        database_away,
+    } = backends;
+    // Started without the database: it ran here before, so an administrator exists.
+    let generated_admin_password = if database_away {
+        None
+    } else {
+        ensure_admin(&config, store.as_ref()).await?
+    };
     let outbox = outbox::Outbox::open(
         &config.data_dir.join("outbox.sqlite"),
         config.outbox_limits(),
@@ -190,6 +250,9 @@ pub async fn start(
         cluster.clone(),
         Arc::new(outbox),
     );
+    if database_away {
+        timed::mark_sql_unreachable(&server.metrics);
+    }
     if config.media_embedded() {
         start_embedded_media(&config, &server, tasks).await?;
     }
@@ -199,20 +262,27 @@ pub async fn start(
         url: url.clone(),
         registered_ms: shared::now_ms(),
     };
-    match store.register_server(&record).await {
-        Ok(()) => {}
-        Err(store::StoreError::Unavailable(error)) => {
-            tracing::warn!(%error, "not registered: the database cannot be reached");
-        }
-        Err(error) => return Err(error.into()),
-    }
+    // Like a cached read: while SQL is known away this waits briefly, and the registration
+    // is retried in the background (`register_when_sql_answers`).
+    let registered =
+        match timed::sql_cached_read(&server.metrics, store.register_server(&record)).await {
+            Ok(()) => true,
+            Err(store::StoreError::Unavailable(error)) => {
+                tracing::warn!(%error, "not registered yet: the database cannot be reached");
+                false
+            }
+            Err(error) => return Err(error.into()),
+        };
     // A previous incarnation of this server may have left users online and leases taken.
     peers::clean_up_after(&server, &server.id.clone()).await;
     // Beat once and read who serves whom before taking any user: a server back from a
     // failover must see that its users are away on their backups.
     peers::heartbeat(&server).await;
     server.refresh_view().await;
-    server.expire_stored_sessions().await;
+    // Without the database this waits for the registration, in the background.
+    if registered {
+        server.expire_stored_sessions().await;
+    }
     settings::apply::load_at_start(&server).await;
     let mut bus = cluster
         .subscribe(&server.id)
@@ -222,6 +292,13 @@ pub async fn start(
 
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
 
+    if !registered {
+        tasks.spawn(register_when_sql_answers(
+            server.clone(),
+            record,
+            stop_tx.subscribe(),
+        ));
+    }
     tasks.spawn(chat_writer.run(server.chat.clone()));
     tasks.spawn(settings::apply::run(server.clone(), stop_tx.subscribe()));
 

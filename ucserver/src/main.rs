@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
     if config.database_url.is_none() {
         std::fs::create_dir_all(&config.data_dir)?;
     }
-    let (store, cluster) = ucserver::open_backends(&config).await?;
+    let backends = ucserver::open_backends(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen_addr()?)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
         }
         tracing::info!("shutting down");
     };
-    let running = ucserver::start(config, store, cluster, listener, shutdown, &mut tasks).await?;
+    let running = ucserver::start(config, backends, listener, shutdown, &mut tasks).await?;
     println!(
         "Switchboard UCServer '{}' is up: open {}",
         running.server.id, running.url

@@ -34,6 +34,12 @@ pub async fn sql_store<T>(
     result
 }
 
+/// Says that SQL was found unreachable (before any operation of this server's own: the
+/// store was opened without the database), so that cached reads wait only briefly.
+pub fn mark_sql_unreachable(metrics: &Metrics) {
+    metrics.sql_unreachable.store(1, Ordering::Relaxed);
+}
+
 /// How long a cached read waits for SQL while the database was unreachable at the last try
 /// (instead of the pool's 3 s): long enough for a database that came back, short enough for
 /// a call or a post answered from the cache.

@@ -785,8 +785,7 @@ pub fn write_csv(users: &[DirectoryUser]) -> String {
         .copied()
         .filter(|c| *c != "password")
         .collect();
-    let mut out = columns.join(",");
-    out.push('\n');
+    let mut out = crate::csv::line(&columns);
     for user in users {
         let cells = [
             user.id.to_string(),
@@ -799,19 +798,9 @@ pub fn write_csv(users: &[DirectoryUser]) -> String {
             join_contacts(user.contacts.iter().flatten()),
             user.disabled.unwrap_or(false).to_string(),
         ];
-        let cells: Vec<String> = cells.iter().map(|cell| csv_cell(cell)).collect();
-        out.push_str(&cells.join(","));
-        out.push('\n');
+        out.push_str(&crate::csv::line(&cells));
     }
     out
-}
-
-fn csv_cell(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) || text.starts_with(' ') || text.ends_with(' ') {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
 }
 
 #[cfg(test)]

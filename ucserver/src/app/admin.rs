@@ -25,8 +25,6 @@ use std::sync::Arc;
 
 /// At most this many users in one answer of [`AdminSession::users`].
 pub const MAX_USERS_LISTED: u32 = 10_000;
-/// At most this many audit entries in one answer.
-pub const MAX_AUDIT_ENTRIES: u32 = 1_000;
 
 /// The `conflict` answer to an edit of `what` made from version `if_version`: the version it
 /// is at now and who made it.
@@ -379,24 +377,7 @@ impl AdminSession {
         )
     }
 
-    // ------------------------------------------------------------------ audit, overview
-
-    /// The newest `limit` entries of the audit log, newest first.
-    pub async fn audit_log(&self, limit: u32) -> AppResult<Vec<AuditEntry>> {
-        self.require(AdminAction::Read)?;
-        let limit = limit.clamp(1, MAX_AUDIT_ENTRIES);
-        let records = self.server.sql(self.server.store.audit_log(limit)).await?;
-        Ok(records
-            .into_iter()
-            .map(|record| AuditEntry {
-                at_ms: record.at_ms,
-                actor: record.actor,
-                action: record.action,
-                detail: record.detail,
-                client: record.client,
-            })
-            .collect())
-    }
+    // ------------------------------------------------------------------ overview
 
     /// Every server's samples of the last hour, for the console's charts: read from the
     /// cluster store; while it is away, only this server's own.

@@ -20,7 +20,7 @@ use shared::directory::{
     NewPassword, RowError,
 };
 use shared::limits::{MAX_IMPORT_BYTES, MAX_IMPORT_ROWS};
-use shared::{ConversationId, GroupId, UserId, now_ms};
+use shared::{ConversationId, GroupId, ServerId, UserId, now_ms};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The password hash of users who have no password here (made by a directory sync: they
@@ -354,13 +354,40 @@ pub async fn sync(
     Ok((plan, wire))
 }
 
-/// The scheduled sync: every `UC_LDAP_SYNC_SECS` until `stop`. Each run is audited as
-/// the server's own (`directory`); a failed run is logged and shown in the status.
+/// The name of the scheduled sync's lease in the cluster store.
+pub const SCHEDULE_LEASE: &str = "directory-sync";
+
+/// How many sync intervals the lease outlives its last renewal: a holder renews it every
+/// round, so only a dead (or long stuck) holder lets it lapse, and another server takes over
+/// at most this many intervals after the holder's last round.
+const LEASE_INTERVALS: u32 = 3;
+
+/// The scheduled sync: every `UC_LDAP_SYNC_SECS` until `stop`, run by one server of the
+/// cluster at a time. Each run is audited as the server's own (actor `directory`, the
+/// server named in the detail); a failed run is logged and shown in the status.
+///
+/// **One server at a time.** Every server ticks, and each round takes or renews the lease
+/// [`SCHEDULE_LEASE`] (`Cluster::try_lock`, `SET NX PX` renewed by its holder, for
+/// [`LEASE_INTERVALS`] intervals); only the holder syncs. While the holder lives it keeps
+/// the schedule; when it dies another server takes the lease once it expires. Two syncs at
+/// once (a holder stuck past its lease) would still be safe, only wasted: each is applied
+/// in one transaction that checks every user's version.
+///
+/// **The cluster store down: nobody syncs on schedule** (each round is skipped with a
+/// warning) rather than "the server whose id sorts first among the live servers". Which
+/// servers live is itself known from the cluster store, so during its outage each server
+/// would judge from its own stale view, and two could both think themselves first, or none.
+/// And a sync's announcements (caches of the changed users forgotten, disabled users'
+/// devices cut off on every server) travel over the bus, which is down with the store: a
+/// sync applied then would leave the other servers' caches stale. Nothing is lost by
+/// waiting: the first round after the store returns plans against the directory as it is
+/// then, and an administrator can still sync on demand.
 pub async fn run_schedule(
     server: std::sync::Arc<Server>,
     mut stop: tokio::sync::broadcast::Receiver<()>,
 ) {
     let every = std::time::Duration::from_secs(server.directory.config.sync_secs.max(1));
+    let lease_ms = u64::try_from((every * LEASE_INTERVALS).as_millis()).unwrap_or(u64::MAX);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -368,28 +395,42 @@ pub async fn run_schedule(
             _ = tick.tick() => {}
             _ = stop.recv() => break,
         }
-        match sync(&server, false, None, false).await {
-            Ok((plan, answer)) if answer.applied && !plan.changes.is_empty() => {
-                let record = crate::store::AuditRecord {
-                    at_ms: now_ms(),
-                    actor: UserId::new("directory"),
-                    action: "directory.sync".to_string(),
-                    detail: audit_detail(&plan),
-                    client: None,
-                };
-                if let Err(error) = server.store.audit(&record).await {
-                    tracing::warn!(%error, "could not write the audit log");
-                }
-            }
-            Ok((plan, _)) if !plan.errors.is_empty() => {
-                tracing::warn!(
-                    errors = plan.errors.len(),
-                    "directory sync refused: entries cannot be applied"
-                );
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "directory sync failed"),
+        match server
+            .cluster
+            .try_lock(SCHEDULE_LEASE, server.id.as_str(), lease_ms)
+            .await
+        {
+            Ok(true) => scheduled_round(&server).await,
+            Ok(false) => tracing::debug!("the scheduled directory sync runs on another server"),
+            Err(error) => tracing::warn!(
+                %error,
+                "scheduled directory sync skipped: the cluster store cannot say which server runs it"
+            ),
         }
+    }
+}
+
+/// One scheduled sync, on the server that holds the schedule's lease.
+async fn scheduled_round(server: &Server) {
+    match sync(server, false, None, false).await {
+        Ok((plan, answer)) if answer.applied && !plan.changes.is_empty() => {
+            let record = crate::store::AuditRecord {
+                at_ms: now_ms(),
+                actor: UserId::new("directory"),
+                action: "directory.sync".to_string(),
+                detail: format!("{} scheduled_on={}", audit_detail(&plan), server.id),
+                client: None,
+            };
+            super::admin::record_audit(server, record).await;
+        }
+        Ok((plan, _)) if !plan.errors.is_empty() => {
+            tracing::warn!(
+                errors = plan.errors.len(),
+                "directory sync refused: entries cannot be applied"
+            );
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "directory sync failed"),
     }
 }
 
@@ -414,6 +455,16 @@ impl AdminSession {
     pub async fn directory_status(&self) -> AppResult<shared::directory::DirectoryStatus> {
         self.require(AdminAction::Read)?;
         let mut status = self.server.directory.status();
+        if status.configured && status.interval_secs > 0 {
+            status.scheduled_on = self
+                .server
+                .cluster
+                .lock_holder(SCHEDULE_LEASE)
+                .await
+                .ok()
+                .flatten()
+                .map(ServerId::new);
+        }
         status.users = self
             .server
             .sql(self.server.store.user_sources())

@@ -3,7 +3,8 @@
 //! - [`Session`]: one signed-in device acting for one user (presence, contacts, delegates,
 //!   directory, chat, catch-up, journal, calls and forwarding).
 //! - [`AdminSession`]: an administrator acting on the cluster (users, groups, licenses,
-//!   servers, MediaServers, the audit log, the overview, runtime settings in `settings.rs`),
+//!   servers, MediaServers, the overview, runtime settings in `settings.rs`, the audit log
+//!   read and exported in `audit.rs`),
 //!   within the administrator's role.
 //! - [`directory`]: users from outside for an administrator: bulk import/export with a dry
 //!   run, and the LDAP / Active Directory sync, both through one planner (`core::directory`).
@@ -15,6 +16,7 @@
 //! components use the cores, the store and the cluster. Nothing below imports this module.
 
 pub mod admin;
+pub mod audit;
 pub mod authz;
 pub mod delegates;
 pub mod directory;

@@ -362,6 +362,16 @@ impl Cluster for LocalCluster {
         }
     }
 
+    async fn lock_holder(&self, name: &str) -> ClusterResult<Option<String>> {
+        let now = shared::now_ms();
+        let state = self.hub.state.lock().unwrap();
+        Ok(state
+            .locks
+            .get(name)
+            .filter(|(_, until)| *until > now)
+            .map(|(holder, _)| holder.clone()))
+    }
+
     async fn put_presence(&self, snapshot: &PresenceSnapshot) -> ClusterResult<()> {
         let mut state = self.hub.state.lock().unwrap();
         let newer = state

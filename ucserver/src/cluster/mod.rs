@@ -127,8 +127,11 @@ pub trait Cluster: Send + Sync + 'static {
         &self,
         servers: &[ServerId],
     ) -> ClusterResult<Vec<Vec<shared::console::StatsSample>>>;
-    /// Takes a named lock for `ttl_ms` unless someone else holds it.
+    /// Takes a named lock for `ttl_ms` unless someone else holds it; the holder renews it
+    /// the same way (a lease: `SET NX PX`, or the holder's own key extended).
     async fn try_lock(&self, name: &str, holder: &str, ttl_ms: u64) -> ClusterResult<bool>;
+    /// Who holds a named lock now (`None`: nobody, or it expired).
+    async fn lock_holder(&self, name: &str) -> ClusterResult<Option<String>>;
 
     // ---- high availability ----
     /// Makes `me` (its run `incarnation`) the owner of `user`'s live state unless a live

@@ -720,11 +720,15 @@ impl Cluster for RedisCluster {
         let value = self
             .eval(
                 TRY_LOCK,
-                vec![format!("{}:lock:{name}", keys::PREFIX)],
+                vec![keys::lock(name)],
                 vec![holder.to_string(), ttl_ms.to_string()],
             )
             .await?;
         Ok(as_i64(&value) == 1)
+    }
+
+    async fn lock_holder(&self, name: &str) -> ClusterResult<Option<String>> {
+        self.fast().get(keys::lock(name)).await.map_err(backend)
     }
 
     async fn put_presence(&self, snapshot: &PresenceSnapshot) -> ClusterResult<()> {

@@ -81,13 +81,16 @@ pub async fn run(server: Arc<Server>, mut stop: tokio::sync::broadcast::Receiver
 
 /// Reads SQL and applies what changed; returns false when SQL could not be read.
 async fn sync(server: &Server, progress: &mut Progress) -> bool {
-    let snapshot = match server.sql(server.store.settings()).await {
+    // A cached read: the applied values answer meanwhile, so while SQL is known away this
+    // waits briefly instead of the pool's timeout (a start without the database is prompt).
+    let read = crate::timed::sql_cached_read(&server.metrics, server.store.settings()).await;
+    let snapshot = match read {
         Ok(snapshot) => snapshot,
         Err(error) => {
             if !progress.sql_away {
                 let applied = server.settings.applied();
                 tracing::warn!(
-                    error = %error.0.message,
+                    %error,
                     revision = ?applied.revision,
                     "settings cannot be read from SQL: keeping the ones applied"
                 );

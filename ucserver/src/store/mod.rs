@@ -10,7 +10,9 @@ mod sql;
 pub use sql::SqlStore;
 
 use async_trait::async_trait;
-use shared::api::{AdminRole, ChatMessage, ConversationKind, ConversationSummary, JournalEntry};
+use shared::api::{
+    AdminRole, AuditFilter, ChatMessage, ConversationKind, ConversationSummary, JournalEntry,
+};
 use shared::call::{ForwardMode, ForwardingRules};
 use shared::{ConversationId, DeviceId, GroupId, MediaServerId, ServerId, TimestampMs, UserId};
 
@@ -396,8 +398,8 @@ pub trait Store: Send + Sync + 'static {
     async fn put_settings_applied(&self, record: &SettingsAppliedRecord) -> StoreResult<()>;
     /// Every server's record, sorted by server.
     async fn settings_applied(&self) -> StoreResult<Vec<SettingsAppliedRecord>>;
-    /// Newest first.
-    async fn audit_log(&self, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+    /// The newest `limit` entries that `filter` lets through, newest first.
+    async fn audit_log(&self, filter: &AuditFilter, limit: u32) -> StoreResult<Vec<AuditRecord>>;
 
     // ---- users from outside (import, directory sync) ----
     /// The users that have a source (`ldap`), sorted by id.

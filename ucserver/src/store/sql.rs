@@ -34,8 +34,8 @@ use super::{
     UserUpdate,
 };
 use shared::api::{
-    AdminRole, CallResult, ChatMessage, ConversationKind, ConversationSummary, Direction,
-    JournalEntry, JournalKind,
+    AdminRole, AuditFilter, CallResult, ChatMessage, ConversationKind, ConversationSummary,
+    Direction, JournalEntry, JournalKind,
 };
 use shared::call::{ForwardMode, ForwardingRules};
 use shared::{ConversationId, DeviceId, GroupId, MediaServerId, ServerId, TimestampMs, UserId};
@@ -407,6 +407,19 @@ fn bind<'q>(
         };
     }
     query
+}
+
+/// A `LIKE` pattern matching what starts with `prefix` (`\\` escapes its `%` and `_`).
+fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// `$from, $from+1, ...` for `count` values.
@@ -2267,14 +2280,42 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn audit_log(&self, limit: u32) -> StoreResult<Vec<AuditRecord>> {
-        let rows = sqlx::query(
-            "SELECT at_ms, actor, action, detail, client FROM audit ORDER BY at_ms DESC, id DESC LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await
-        .map_err(map_error)?;
+    async fn audit_log(&self, filter: &AuditFilter, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        // Only the conditions set, numbered as they come, so one query serves every filter.
+        let mut conditions: Vec<String> = Vec::new();
+        let mut args: Vec<Arg> = Vec::new();
+        let mut add = |condition: &str, arg: Arg| {
+            args.push(arg);
+            conditions.push(condition.replace('?', &format!("${}", args.len())));
+        };
+        if let Some(since) = filter.since_ms {
+            add("at_ms >= ?", Arg::Int(since));
+        }
+        if let Some(until) = filter.until_ms {
+            add("at_ms < ?", Arg::Int(until));
+        }
+        if let Some(actor) = &filter.actor {
+            add("actor = ?", Arg::Text(actor.to_string()));
+        }
+        if let Some(prefix) = &filter.action {
+            add(r"action LIKE ? ESCAPE '\'", Arg::Text(like_prefix(prefix)));
+        }
+        let filter_sql = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT at_ms, actor, action, detail, client FROM audit {filter_sql} \
+             ORDER BY at_ms DESC, id DESC LIMIT ${}",
+            args.len() + 1
+        );
+        let query = bind(sqlx::query(AssertSqlSafe(sql)).persistent(false), &args);
+        let rows = query
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(map_error)?;
         rows.iter()
             .map(|row| {
                 Ok(AuditRecord {

@@ -84,7 +84,23 @@ export const addMember = async (group, userId) =>
   (await call('POST', `/admin/groups/${enc(group)}/members`, { user: userId })).data;
 export const removeMember = async (group, userId) =>
   (await call('DELETE', `/admin/groups/${enc(group)}/members/${enc(userId)}`)).data;
-export const audit = (limit) => get(`/admin/audit?limit=${limit}`);
+/**
+ * The audit filter as query parameters (empty fields left out).
+ * @param {{ since_ms?: number, until_ms?: number, actor?: string, action?: string }} filter
+ */
+function auditQuery(filter) {
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(filter)) {
+    if (value !== undefined && value !== null && value !== '') query.set(name, String(value));
+  }
+  return query;
+}
+/** The newest `limit` entries `filter` lets through, newest first. */
+export const audit = (filter, limit) => {
+  const query = auditQuery(filter);
+  query.set('limit', String(limit));
+  return get(`/admin/audit?${query}`);
+};
 export const settings = () => get('/admin/settings');
 /** Sets `key` in `scope` from `version` (0: not set there yet); `409 conflict` if someone was faster. */
 export const putSetting = async (key, scope, value, version) =>
@@ -119,15 +135,33 @@ export async function importFile(file, contentType, dryRun) {
 
 export const directoryStatus = () => get('/admin/directory');
 
-/** `GET /admin/export` as a Blob: `format` csv or json. @param {'csv' | 'json'} format */
-export async function exportFile(format) {
+/** A file the server writes (an export), fetched with the token; the Response. */
+async function fetchFile(path) {
   const headers = {};
   if (session.current) headers.Authorization = `Bearer ${session.current.token}`;
-  const res = await fetch(`${API}/admin/export?format=${format}`, { headers });
+  const res = await fetch(`${API}${path}`, { headers });
   if (!res.ok) {
     let data = null;
     try { data = await res.json(); } catch { /* no body */ }
+    if (res.status === 401) onUnauthorized();
     throw new ApiError(res.status, data);
   }
-  return res.blob();
+  return res;
+}
+
+/** `GET /admin/export` as a Blob: `format` csv or json. @param {'csv' | 'json'} format */
+export async function exportFile(format) {
+  return (await fetchFile(`/admin/export?format=${format}`)).blob();
+}
+
+/**
+ * The audit log as a file (`format` csv or json): every entry `filter` lets through, at most
+ * 100,000; `truncated` when more matched (the oldest were left out).
+ * @param {'csv' | 'json'} format
+ */
+export async function auditExport(format, filter) {
+  const query = auditQuery(filter);
+  query.set('format', format);
+  const res = await fetchFile(`/admin/audit?${query}`);
+  return { blob: await res.blob(), truncated: res.headers.get('x-audit-truncated') === 'true' };
 }

@@ -49,6 +49,15 @@ export function toast(text) {
   toastTimer = setTimeout(() => { node.hidden = true; }, 4000);
 }
 
+/** Hands `blob` to the browser as a download named `name`. */
+export function saveBlob(blob, name) {
+  const link = el('a', { href: URL.createObjectURL(blob), download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+}
+
 /** A state pill: ok (green), down (red), off (grey). */
 export const pill = (kind, text) => el('span', { class: `state ${kind}`, text });
 

@@ -3,7 +3,7 @@
 // changes nothing until Apply. A file with bad rows cannot be applied; the server refuses it
 // whole anyway.
 import * as api from './api.js';
-import { $, el, toast, when } from './dom.js';
+import { $, el, saveBlob, toast, when } from './dom.js';
 
 /** The file chosen, with its content type, until it is applied or replaced. */
 let chosen = null;
@@ -20,6 +20,9 @@ export async function renderTransfer() {
     const last = s.last_counts ? `last sync ${when(s.last_sync_ms)}: ${s.last_counts.create} created, ${s.last_counts.update} updated, ${s.last_counts.deactivate} deactivated` : 'not synced yet';
     text = `The directory ${s.url} is ${s.reachable ? 'reachable' : 'not read yet'}; ${s.users} users come from it; ${last}.`;
   }
+  if (s.configured && s.interval_secs > 0) {
+    text += ` Synced every ${s.interval_secs} s by ${s.scheduled_on ?? 'no server yet'}.`;
+  }
   $('directory-status').textContent = text;
 }
 
@@ -32,12 +35,7 @@ export function wireTransfer() {
 
 async function download(format) {
   try {
-    const blob = await api.exportFile(format);
-    const link = el('a', { href: URL.createObjectURL(blob), download: `users.${format}` });
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+    saveBlob(await api.exportFile(format), `users.${format}`);
   } catch (error) {
     toast(error.message);
   }

@@ -2,7 +2,7 @@
 // nothing is cached between views except the server list (for the home-server choice) and
 // the signed-in administrator's role (which decides what the page offers to change).
 import * as api from './api.js';
-import { $, el, ago, when, toast, pill, ROLE_NAMES } from './dom.js';
+import { $, el, ago, when, toast, pill, saveBlob, ROLE_NAMES } from './dom.js';
 import { showDelegates } from './delegates.js';
 
 export const ui = {
@@ -292,15 +292,42 @@ async function createGroup(event) {
 
 // ------------------------------------------------------------------------------ audit
 
+/** The audit view's filter as the API takes it; the times from the local-time inputs. */
+function auditFilter() {
+  const time = (id) => {
+    const value = $(id).value;
+    return value ? new Date(value).getTime() : undefined;
+  };
+  return {
+    actor: $('audit-actor').value.trim(),
+    action: $('audit-action').value.trim(),
+    since_ms: time('audit-since'),
+    until_ms: time('audit-until'),
+  };
+}
+
 export async function renderAudit() {
-  const entries = await api.audit(200);
+  const filter = auditFilter();
+  const entries = await api.audit(filter, 200);
   $('audit-table').querySelector('tbody').replaceChildren(...entries.map((e) => el('tr', {},
     el('td', { text: when(e.at_ms) }),
     el('td', { text: e.actor }),
     el('td', {}, el('code', { text: e.action })),
     el('td', { class: 'wrap', text: e.detail }),
     el('td', { class: 'opt', text: e.client ?? '' }))));
-  if (!entries.length) emptyRow('audit-table', 5, 'Nothing has been changed yet.');
+  const filtered = Object.values(filter).some((value) => value !== undefined && value !== '');
+  if (!entries.length) emptyRow('audit-table', 5, filtered ? 'No entry matches the filter.' : 'Nothing has been changed yet.');
+}
+
+/** Downloads the filtered log as `audit.csv` or `audit.json`. @param {'csv' | 'json'} format */
+async function exportAudit(format) {
+  try {
+    const { blob, truncated } = await api.auditExport(format, auditFilter());
+    saveBlob(blob, `audit.${format}`);
+    $('audit-export-note').textContent = truncated
+      ? 'More entries matched than one export holds (100,000): the oldest were left out. Narrow the time range to export them.'
+      : '';
+  } catch (error) { toast(message(error)); }
 }
 
 /** Wires the views' own controls (once, at start). */
@@ -321,4 +348,10 @@ export function wireViews() {
   $('user-search-form').addEventListener('submit', (event) => event.preventDefault());
   $('group-form').addEventListener('submit', createGroup);
   $('audit-refresh').addEventListener('click', () => renderAudit().catch((error) => toast(message(error))));
+  $('audit-filter').addEventListener('submit', (event) => {
+    event.preventDefault();
+    renderAudit().catch((error) => toast(message(error)));
+  });
+  $('audit-export-csv').addEventListener('click', () => exportAudit('csv'));
+  $('audit-export-json').addEventListener('click', () => exportAudit('json'));
 }
