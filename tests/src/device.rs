@@ -7,10 +7,14 @@
 //! same client (tokens are valid on every server; the client finds the server serving the
 //! user now, and a `reconnect` event names it at once) and device id, hands the new `hello` to [`Inbox::on_hello`] and sends the
 //! `sync` it asks for, as `ucclient listen` does; what it shows stays once each, in order.
+//! It also keeps the last presence it was given of each user (in a `hello` or a `presence`
+//! event), so a test can tell whether live presence still reaches it.
 
 use shared::api::ChatMessage;
+use shared::presence::PresenceView;
 use shared::ws::{ClientCommand, ServerEvent};
-use shared::{ConversationId, DeviceId, ServerId};
+use shared::{ConversationId, DeviceId, ServerId, UserId};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,6 +37,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Default)]
 struct Shared {
     shown: Mutex<Vec<ChatMessage>>,
+    /// The last presence of each user it was given (a `hello`'s or a `presence` event's).
+    presence: Mutex<BTreeMap<UserId, PresenceView>>,
     /// The server of the last `hello`.
     server: Mutex<Option<ServerId>>,
     connected: AtomicBool,
@@ -110,6 +116,11 @@ impl Device {
     /// Every message shown so far, in the order shown.
     pub fn messages(&self) -> Vec<ChatMessage> {
         self.shared.shown.lock().unwrap().clone()
+    }
+
+    /// The last presence of `user` it was given, if any.
+    pub fn presence(&self, user: &UserId) -> Option<PresenceView> {
+        self.shared.presence.lock().unwrap().get(user).cloned()
     }
 
     /// The sequence numbers shown in `conversation`, in the order shown.
@@ -288,6 +299,9 @@ async fn follow(
     stopped: &mut watch::Receiver<bool>,
 ) -> End {
     *shared.server.lock().unwrap() = Some(connection.hello().server.clone());
+    for view in &connection.hello().presence {
+        note_presence(shared, view);
+    }
     let hello = connection.hello().to_event();
     let since = inbox.on_hello(&hello, first);
     if !since.is_empty() {
@@ -325,8 +339,10 @@ async fn follow(
         }
         let step = inbox.on_event(event);
         for event in step.show {
-            if let ServerEvent::Message { message, .. } = event {
-                shared.shown.lock().unwrap().push(message);
+            match event {
+                ServerEvent::Message { message, .. } => shared.shown.lock().unwrap().push(message),
+                ServerEvent::Presence { presence } => note_presence(shared, &presence),
+                _ => {}
             }
         }
         if !step.sync.is_empty() {
@@ -338,6 +354,17 @@ async fn follow(
                 Err(_) => return End::Dropped,
             }
         }
+    }
+}
+
+/// Keeps `view` unless the device was given a newer one of that user (versions only grow).
+fn note_presence(shared: &Shared, view: &PresenceView) {
+    let mut presence = shared.presence.lock().unwrap();
+    if presence
+        .get(&view.user)
+        .is_none_or(|known| known.version <= view.version)
+    {
+        presence.insert(view.user.clone(), view.clone());
     }
 }
 

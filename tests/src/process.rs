@@ -34,6 +34,16 @@ pub fn fresh_dir(kind: &str) -> PathBuf {
     path
 }
 
+/// Sends `signal` (`-STOP`, `-CONT`, …) to a running child, if there is one.
+pub fn signal(child: Option<&Child>, signal: &str) {
+    if let Some(child) = child {
+        let _ = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status();
+    }
+}
+
 /// A loopback TCP port that was free a moment ago and that this process has not handed out
 /// before. Another process can still take it before the server binds it: callers retry
 /// with a new port when their server fails to start.

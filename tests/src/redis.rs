@@ -75,6 +75,17 @@ impl Redis {
         self.watchdog.note("none");
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered, and its
+    /// data is kept, like a Redis with persistence that comes back as it was.
+    pub fn pause(&self) {
+        crate::process::signal(self.child.as_ref(), "-STOP");
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        crate::process::signal(self.child.as_ref(), "-CONT");
+    }
+
     /// Stops the server if it runs, then starts a new, empty one on the same port. Waits up
     /// to 30 s for the port to be free again.
     pub fn restart(&mut self) {

@@ -120,21 +120,12 @@ impl UcServer {
 
     /// Freezes the process (SIGSTOP): its sockets stay open, it answers nothing.
     pub fn pause(&self) {
-        self.signal("-STOP");
+        crate::process::signal(self.child.as_ref(), "-STOP");
     }
 
     /// Lets a paused process run again (SIGCONT).
     pub fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, signal: &str) {
-        if let Some(child) = &self.child {
-            let _ = Command::new("kill")
-                .arg(signal)
-                .arg(child.id().to_string())
-                .status();
-        }
+        crate::process::signal(self.child.as_ref(), "-CONT");
     }
 
     /// Stops it with SIGTERM (graceful shutdown) and waits up to 30 s.

@@ -2,7 +2,7 @@
 //! the harness, listening devices that count every message they show, senders that keep
 //! sending while a server dies (kill -9) or freezes (SIGSTOP/SIGCONT) and comes back.
 
-use shared::api::{CreateConversation, SendMessage, ServerAction, UpdateUser};
+use shared::api::{CreateConversation, SendMessage, ServerAction, SetPresence, UpdateUser};
 use shared::presence::Availability;
 use shared::{ConversationId, ServerId, UserId};
 use std::sync::{Arc, Mutex};
@@ -152,7 +152,7 @@ async fn seats_in_use(admin: &AdminClient) -> u32 {
 }
 
 struct Lab {
-    _redis: Redis,
+    redis: Redis,
     servers: Vec<UcServer>,
     admin: AdminClient,
     alice: Client,
@@ -198,7 +198,7 @@ async fn lab(name: &str) -> Lab {
         .expect("group")
         .id;
     Lab {
-        _redis: redis,
+        redis,
         servers,
         admin,
         alice,
@@ -1040,4 +1040,186 @@ async fn users_of_a_dead_server_whose_group_has_no_live_member_go_offline_and_re
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(seats_in_use(&admin).await, 2, "seats = signed-in users");
+}
+
+/// How Redis fails in [`hand_over_cut_by_redis`].
+#[derive(Clone, Copy, Debug)]
+enum RedisFault {
+    /// Killed, then started again, empty, on the same port.
+    Restart,
+    /// Frozen (SIGSTOP), then woken (SIGCONT) with its data, like a Redis that persists.
+    Freeze,
+}
+
+/// Waits until every device shows `note` as the presence note of every user in `users`;
+/// fails naming what a device shows instead.
+async fn assert_presence_reaches(devices: &[&Device], users: &[&UserId], note: &str) {
+    for device in devices {
+        for user in users {
+            let shown = || {
+                device
+                    .presence(user)
+                    .is_some_and(|view| view.note.as_deref() == Some(note))
+            };
+            assert!(
+                eventually(WAIT, shown).await,
+                "device {} (on {:?}, connected: {}) shows {user} as {:?}, not with the note {note:?}",
+                device.name(),
+                device.server(),
+                device.is_connected(),
+                device.presence(user)
+            );
+        }
+    }
+}
+
+/// bob's home s2 stops gracefully (bob goes to his backup) and returns; while its fallback
+/// falls due (3 s after it returned) and bob is handed back, Redis fails for 4 s, longer than
+/// the failure detector's window (2 s). Messages flow all along; afterwards bob is home again,
+/// nobody else was moved, and every device shows every acknowledged message once and gets
+/// live presence changes of everyone.
+async fn hand_over_cut_by_redis(name: &str, fault: RedisFault) {
+    let mut lab = lab(name).await;
+    let (alice, bob, carol) = (
+        UserId::from("alice"),
+        UserId::from("bob"),
+        UserId::from("carol"),
+    );
+    let direct = ConversationId::direct(&alice, &bob);
+    // Everyone watches everyone (contacts), so every presence change goes to every device.
+    for (client, others) in [
+        (&lab.alice, [&bob, &carol]),
+        (&lab.bob_desk, [&alice, &carol]),
+        (&lab.carol, [&alice, &bob]),
+    ] {
+        for other in others {
+            client.put_contact(other, "team").await.expect("contact");
+        }
+    }
+    let alice_device = Device::start(&lab.alice, "desk").await;
+    let carol_device = Device::start(&lab.carol, "desk").await;
+    let bob_desk = Device::start(&lab.bob_desk, "desk").await;
+    let bob_phone = Device::start(&lab.bob_phone, "phone").await;
+    let devices = [&alice_device, &carol_device, &bob_desk, &bob_phone];
+    let every = Duration::from_millis(100);
+    let (to_bob, to_bob_task) = sender(
+        lab.alice.clone(),
+        Some(bob.clone()),
+        None,
+        "alice",
+        120,
+        every,
+    );
+    let (from_bob, from_bob_task) = sender(
+        lab.bob_phone.clone(),
+        Some(alice.clone()),
+        None,
+        "bob",
+        120,
+        every,
+    );
+    let (in_group, in_group_task) = sender(
+        lab.carol.clone(),
+        None,
+        Some(lab.group.clone()),
+        "carol",
+        120,
+        every,
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    lab.servers[1].terminate();
+    until_bob_left(&lab, [&bob_desk, &bob_phone], "s2", Instant::now()).await;
+    lab.servers[1].restart();
+    let back = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    match fault {
+        RedisFault::Restart => lab.redis.stop(),
+        RedisFault::Freeze => lab.redis.pause(),
+    }
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    match fault {
+        RedisFault::Restart => lab.redis.restart(),
+        RedisFault::Freeze => lab.redis.resume(),
+    }
+    println!(
+        "Redis failed {:?} after s2 returned and answered again {:?} after",
+        Duration::from_millis(1500),
+        back.elapsed()
+    );
+    assert!(
+        bob_on([&bob_desk, &bob_phone], "s2").await,
+        "bob is served by his home again: desk on {:?} ({}), phone on {:?} ({})",
+        bob_desk.server(),
+        bob_desk.is_connected(),
+        bob_phone.server(),
+        bob_phone.is_connected()
+    );
+    println!("bob back on s2 {:?} after it returned", back.elapsed());
+    // alice's and carol's servers never stopped: an outage of the store moves nobody.
+    for device in [&alice_device, &carol_device] {
+        assert_eq!(
+            device.moves(),
+            0,
+            "device {} was sent to another server (now on {:?})",
+            device.name(),
+            device.server()
+        );
+    }
+
+    // Live presence reaches every device, from every user, whatever server each is on.
+    for (n, client) in [&lab.alice, &lab.bob_desk, &lab.carol].iter().enumerate() {
+        let note = format!("after the outage {n}");
+        client
+            .set_presence(SetPresence {
+                availability: None,
+                note: Some(note.clone()),
+                user: None,
+            })
+            .await
+            .expect("set presence");
+        let user = [&alice, &bob, &carol][n];
+        assert_presence_reaches(&devices, &[user], &note).await;
+    }
+
+    for task in [to_bob_task, from_bob_task, in_group_task] {
+        task.await.expect("sender");
+    }
+    let to_bob = to_bob.lock().unwrap().clone();
+    let from_bob = from_bob.lock().unwrap().clone();
+    let in_group = in_group.lock().unwrap().clone();
+    assert_both_ways(
+        &[&alice_device, &bob_desk, &bob_phone],
+        &direct,
+        &to_bob,
+        &from_bob,
+    )
+    .await;
+    for device in devices {
+        assert!(
+            device
+                .wait_for_stored(&lab.group, in_group.len(), WAIT)
+                .await
+                .is_some(),
+            "{} shows all group messages",
+            device.name()
+        );
+        assert_shown_once(device, &lab.group, &in_group);
+    }
+    assert_eq!(
+        presence_of(&lab.alice, &bob).await,
+        Availability::Available,
+        "bob is online for alice"
+    );
+    assert_eq!(seats_in_use(&lab.admin).await, 3, "seats = signed-in users");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_cut_by_a_redis_restart_leaves_every_device_served_with_live_events() {
+    hand_over_cut_by_redis("handover_redis_restart", RedisFault::Restart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_cut_by_a_frozen_redis_leaves_every_device_served_with_live_events() {
+    hand_over_cut_by_redis("handover_redis_freeze", RedisFault::Freeze).await;
 }

@@ -80,13 +80,22 @@ struct View {
     urls: BTreeMap<ServerId, String>,
     /// When each server was last seen alive, by this process's clock: a server missing from
     /// the store (restarted empty, or forgotten as dead) counts as alive for the failure
-    /// detector's window after that, so that a store restart moves nobody.
+    /// detector's window after that, so that a store restart moves nobody. After an outage
+    /// every server alive before it counts as seen when the store answers again: an outage
+    /// longer than the window must not make everyone look dead to everyone.
     last_alive: BTreeMap<ServerId, Instant>,
     /// Each server's beat at the refresh: how old it was and which run of the server beat.
     beats: BTreeMap<ServerId, (i64, String)>,
     /// The cluster store's clock at the refresh, and this process's clock then.
     store_now_ms: TimestampMs,
     refreshed: Option<Instant>,
+    /// A read of the store failed since the last refresh: the next one follows an outage,
+    /// during which not seeing a server proved nothing ([`Owners::refresh_failed`]).
+    missed: bool,
+    /// Until then, a server alive before the store was away counts as alive although its
+    /// beat is missing (a store back empty) or old (one back with its data): each server
+    /// gets the window to beat into it again before anyone takes its users.
+    outage_grace_until: Option<Instant>,
 }
 
 impl Owners {
@@ -122,6 +131,26 @@ impl Owners {
         };
         let mut view = self.view.lock().unwrap();
         let window = std::time::Duration::from_millis(self.dead_after_ms.max(0) as u64);
+        let missed = std::mem::take(&mut view.missed);
+        if missed || view.refreshed.is_some_and(|at| at.elapsed() > window) {
+            // Back after an outage (a read failed, or none for longer than the window: it
+            // hung): whoever was alive before counts as seen now.
+            let now = Instant::now();
+            let alive: Vec<ServerId> = view
+                .topology
+                .servers
+                .iter()
+                .filter(|(_, server)| server.alive)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in alive {
+                view.last_alive.insert(id, now);
+            }
+            view.outage_grace_until = Some(now + window);
+        }
+        let in_outage_grace = view
+            .outage_grace_until
+            .is_some_and(|until| until > Instant::now());
         let mut topology = Topology::default();
         for (id, old) in &view.topology.servers {
             let recently = view
@@ -138,11 +167,15 @@ impl Owners {
         }
         for server in seen {
             let id = &server.heartbeat.id;
+            let recently = view
+                .last_alive
+                .get(id)
+                .is_some_and(|at| at.elapsed() <= window);
             topology.servers.insert(
                 id.clone(),
                 ServerView {
                     group: server.heartbeat.group.clone(),
-                    alive: server.age_ms <= self.dead_after_ms,
+                    alive: server.age_ms <= self.dead_after_ms || (in_outage_grace && recently),
                     alive_since_ms: server.alive_since_ms,
                     draining: false,
                     hold: false,
@@ -169,6 +202,11 @@ impl Owners {
         view.topology = topology;
         view.store_now_ms = store_now_ms;
         view.refreshed = Some(Instant::now());
+    }
+
+    /// The store could not be read: the next refresh that succeeds follows an outage.
+    pub fn refresh_failed(&self) {
+        self.view.lock().unwrap().missed = true;
     }
 
     /// Now by the cluster store's clock, as far as this server can tell.

@@ -474,6 +474,7 @@ impl Server {
     /// the settings as read (empty when the cluster store did not answer).
     pub async fn refresh_view(&self) -> Vec<(String, String)> {
         let Some(seen) = self.bus("list servers", self.cluster.servers()).await else {
+            self.owners.refresh_failed();
             return Vec::new();
         };
         let settings = self
