@@ -3,7 +3,8 @@
 // and the slower one is told who changed it meanwhile while the other console shows the change
 // at once (the live channel), the overview's charts of the last hour, an import file is previewed (bad rows
 // named by line, nothing applied) then applied and the users exported, and a read-only
-// administrator is offered nothing to change; the servers view with a confirmed action, one of
+// administrator is offered nothing to change; the servers view with a confirmed action and a
+// MediaServer added and removed, a user moved, disabled and deleted, one of
 // a user's two web-client tabs signed out by an administrator, and the presence viewer. Started
 // by run.sh, which provides the lab, UC_TEST_ADMIN_PASSWORD and UC_TEST_PASSWORD.
 import { describe, it, before, after } from 'node:test';
@@ -289,7 +290,45 @@ describe('admin console through ucweb', () => {
     await confirm.getByRole('button', { name: 'Recover s2' }).click();
     await confirm.waitFor({ state: 'hidden' });
     await page.getByRole('status').filter({ hasText: 'Recover s2: done' }).waitFor();
+    // A MediaServer added by hand (not running: not beating), then removed after a confirmation.
+    const media = page.getByRole('table', { name: 'MediaServers and their load' });
+    const add = page.getByRole('form', { name: 'Add a MediaServer' });
+    await add.getByLabel('MediaServer id').fill('m9');
+    await add.getByLabel('Control URL').fill('http://127.0.0.1:9');
+    await add.getByRole('button', { name: 'Add MediaServer' }).click();
+    await media.locator('tr[data-media="m9"]').filter({ hasText: 'not beating' }).waitFor();
     await shot(page, 'console-desktop-servers');
+    await page.getByRole('button', { name: 'Remove m9' }).click();
+    await confirm.getByText('No new call goes to m9 any more').waitFor();
+    await confirm.getByRole('button', { name: 'Remove m9' }).click();
+    await media.locator('tr[data-media="m9"]').waitFor({ state: 'detached' });
+    await media.locator('tr[data-media="m1"]').waitFor();
+  });
+
+  it('a user moved to another home, disabled, then deleted after a confirmation', async () => {
+    const page = pages.admin;
+    await createUser(page, { id: 'gus', display: 'Gus Gray', home: 's1', role: '' });
+    const row = page.locator('#users-table tr[data-user="gus"]');
+    const edit = async (change) => {
+      await page.getByRole('button', { name: 'Edit gus' }).click();
+      await change(dialog(page));
+      await dialog(page).getByRole('button', { name: 'Save' }).click();
+      await dialog(page).waitFor({ state: 'hidden' });
+    };
+    await edit((form) => form.getByLabel('Home server').selectOption('s2'));
+    await row.filter({ hasText: 's2' }).waitFor();
+    await edit((form) => form.getByLabel('Disabled (cannot sign in)').check());
+    await row.filter({ hasText: 'disabled' }).waitFor();
+    await page.getByRole('button', { name: 'Edit gus' }).click();
+    await dialog(page).getByRole('button', { name: 'Delete user' }).click();
+    const sure = page.getByRole('dialog', { name: 'Delete gus?' });
+    await sure.getByText('This cannot be undone').waitFor();
+    await sure.getByRole('button', { name: 'Delete gus' }).click();
+    await row.waitFor({ state: 'detached' });
+    await page.getByRole('link', { name: 'Audit log' }).click();
+    const audit = page.locator('#audit-table tbody tr');
+    await audit.filter({ hasText: 'user.delete' }).filter({ hasText: 'gus' }).waitFor();
+    await audit.filter({ hasText: 'user.update' }).filter({ hasText: 'home=s2' }).waitFor();
   });
 
   it('signs out one device of a user; the other stays signed in', async () => {

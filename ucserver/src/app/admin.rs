@@ -52,13 +52,7 @@ pub(crate) async fn record_audit(server: &Server, record: AuditRecord) {
     if let Err(error) = server.store.audit(&record).await {
         tracing::warn!(%error, "could not write the audit log");
     }
-    let entry = AuditEntry {
-        at_ms: record.at_ms,
-        actor: record.actor,
-        action: record.action,
-        detail: record.detail,
-        client: record.client,
-    };
+    let entry = AuditEntry::from(record);
     server
         .admin_feed
         .publish(&shared::console::AdminEvent::Change {

@@ -66,16 +66,7 @@ impl AdminSession {
             .server
             .sql(self.server.store.audit_log(filter, limit))
             .await?;
-        Ok(records
-            .into_iter()
-            .map(|record| AuditEntry {
-                at_ms: record.at_ms,
-                actor: record.actor,
-                action: record.action,
-                detail: record.detail,
-                client: record.client,
-            })
-            .collect())
+        Ok(records.into_iter().map(AuditEntry::from).collect())
     }
 }
 

@@ -157,6 +157,18 @@ pub struct AuditRecord {
     pub client: Option<String>,
 }
 
+impl From<AuditRecord> for shared::api::AuditEntry {
+    fn from(record: AuditRecord) -> Self {
+        Self {
+            at_ms: record.at_ms,
+            actor: record.actor,
+            action: record.action,
+            detail: record.detail,
+            client: record.client,
+        }
+    }
+}
+
 /// A runtime setting's value in one scope (`settings/`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SettingRecord {

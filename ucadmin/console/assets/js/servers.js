@@ -1,7 +1,8 @@
 // The Servers view: every UCServer with its high-availability state (why, since when, its
 // redundancy group), version, users, devices and calls, and every MediaServer with its load.
 // Full administrators get the server actions (drain, undrain, failover, fallback, hold,
-// recover), each confirmed with what it will do; other roles see no buttons.
+// recover) and add, drain and remove MediaServers, each confirmed with what it will do;
+// other roles see no buttons.
 import { call } from './api.js';
 import { $, el, ago, when, toast, pill } from './dom.js';
 import { ui } from './views.js';
@@ -54,6 +55,35 @@ async function actOnMedia(id, drain) {
   }
 }
 
+/** Forgets MediaServer `id`, after a confirmation. */
+async function removeMedia(id) {
+  const explain = `No new call goes to ${id} any more; the calls it carries now go on until they end. `
+    + 'Add it again to use it again.';
+  if (!await confirmAction(`Remove ${id}?`, explain, `Remove ${id}`)) return;
+  try {
+    await call('DELETE', `/admin/media/${enc(id)}`);
+    toast(`Removed ${id}`);
+    await renderServers();
+  } catch (error) {
+    toast(error.message);
+  }
+}
+
+async function addMedia(event) {
+  event.preventDefault();
+  const id = $('media-add-id').value.trim();
+  const url = $('media-add-url').value.trim();
+  try {
+    await call('POST', '/admin/media', { id, control_url: url });
+    $('media-add-id').value = '';
+    $('media-add-url').value = '';
+    toast(`Added ${id}: new calls may go there once it reports in`);
+    await renderServers();
+  } catch (error) {
+    toast(error.message);
+  }
+}
+
 export async function renderServers() {
   const { data } = await call('GET', '/admin/servers');
   const now = Date.now();
@@ -80,17 +110,23 @@ export async function renderServers() {
     el('td', { text: `${Math.round(m.load * 100)} %` }),
     el('td', { class: 'opt', text: m.control_url }),
     el('td', { text: ago(m.last_seen_ms, now) }),
-    mayAct ? el('td', {}, el('button', {
+    mayAct ? el('td', {}, el('div', { class: 'actions' }, el('button', {
       type: 'button', class: 'secondary small-btn',
       text: m.draining ? 'Undrain' : 'Drain',
       'aria-label': `${m.draining ? 'Undrain' : 'Drain'} ${m.id}`,
       onclick: () => actOnMedia(m.id, !m.draining),
-    })) : null)));
+    }), el('button', {
+      type: 'button', class: 'secondary small-btn', text: 'Remove',
+      'aria-label': `Remove ${m.id}`,
+      onclick: () => removeMedia(m.id),
+    }))) : null)));
   $('ha-media-actions-head').hidden = !mayAct;
+  $('media-add-form').hidden = !mayAct;
   if (!data.media.length) media.replaceChildren(el('tr', { class: 'empty-row' }, el('td', { colspan: 7, text: 'No MediaServer is known.' })));
   $('ha-updated').textContent = `As of ${new Date(now).toLocaleTimeString()}`;
 }
 
 export function wireServers() {
+  $('media-add-form').addEventListener('submit', addMedia);
   $('ha-refresh').addEventListener('click', () => renderServers().catch((error) => toast(error.message)));
 }

@@ -4,6 +4,7 @@
 import * as api from './api.js';
 import { $, el, ago, when, toast, pill, saveBlob, ROLE_NAMES } from './dom.js';
 import { showDelegates } from './delegates.js';
+import { confirmAction } from './confirm.js';
 
 export const ui = {
   /** @type {'full' | 'users' | 'read_only'} */
@@ -217,7 +218,11 @@ async function saveUser(event) {
 }
 
 async function deleteUser() {
-  if (!editing || !confirm(`Delete user ${editing.id}? Their contacts, memberships and journal go too.`)) return;
+  if (!editing) return;
+  const sure = await confirmAction(`Delete ${editing.id}?`,
+    `${editing.id} is signed out everywhere and removed with their contacts, delegates and memberships; their messages stay in the conversations. This cannot be undone.`,
+    `Delete ${editing.id}`);
+  if (!sure) return;
   try {
     await api.deleteUser(editing.id, editing.version);
     $('user-dialog').close();
