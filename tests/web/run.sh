@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# End-to-end tests of the web client: first `tsc` checks the client's JSDoc types, then two
-# UCServers on a real Redis and PostgreSQL with ucweb in front and two MediaServers for calls
-# (the web-lab harness binary), users on both servers made through the admin API, then
+# End-to-end tests of the web client: first `tsc` checks the client's and the console's JSDoc
+# types, then two UCServers on a real Redis and PostgreSQL with ucweb in front and two
+# MediaServers for calls (the web-lab harness binary), users on both servers made through the admin API, then
 # `node --test` drives headless Chromium through ucweb's one origin (calls with Chromium's
 # fake microphone and camera, media over loopback; the admin console at /admin).
 #
@@ -27,8 +27,9 @@ cd "$HERE"
 timeout 300 npm ci --no-audit --no-fund --loglevel=error
 # The client's JSDoc types (ucweb/jsconfig.json: strict, no emit): a type error fails the run
 # before any server starts.
-echo "type-checking the web client (tsc)"
+echo "type-checking the web client and the admin console (tsc)"
 "$HERE/node_modules/.bin/tsc" -p "$ROOT/ucweb/jsconfig.json"
+"$HERE/node_modules/.bin/tsc" -p "$ROOT/ucadmin/console/jsconfig.json"
 
 WORK=$(mktemp -d -t switchboard-web.XXXXXX)
 PIDS=()

@@ -1,7 +1,13 @@
 // Small DOM helpers: look up by id, build elements (text only, never HTML strings), format
 // times, and a short toast.
 
-/** @param {string} id */
+/**
+ * The element of index.html with this id; throws when it is missing (page and code ship
+ * together: that is a bug). Typed loosely (`any`): the type check covers names, imports and
+ * calls, not which kind of element each id is.
+ * @param {string} id
+ * @returns {any}
+ */
 export const $ = (id) => {
   const node = document.getElementById(id);
   if (!node) throw new Error(`#${id} is missing`);
@@ -51,11 +57,12 @@ export function toast(text) {
 
 /** Hands `blob` to the browser as a download named `name`. */
 export function saveBlob(blob, name) {
-  const link = el('a', { href: URL.createObjectURL(blob), download: name });
+  const url = URL.createObjectURL(blob);
+  const link = el('a', { href: url, download: name });
   document.body.append(link);
   link.click();
   link.remove();
-  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
 /** A state pill: ok (green), down (red), off (grey). */

@@ -17,7 +17,7 @@ const canWrite = () => ui.role !== 'read_only';
 
 /** Shows or hides every control marked `data-write` for the current role. */
 export function applyRole() {
-  for (const node of document.querySelectorAll('[data-write]')) node.hidden = !canWrite();
+  for (const node of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll('[data-write]'))) node.hidden = !canWrite();
   $('readonly-note').hidden = canWrite();
   $('who-role').textContent = ROLE_NAMES[ui.role] || ui.role;
 }
@@ -252,7 +252,7 @@ async function resetPassword() {
 export async function renderGroups() {
   const list = await api.groups();
   const cards = list.map((g) => {
-    const input = el('input', { 'aria-label': `User to add to ${g.id}`, placeholder: 'user id', autocapitalize: 'none', spellcheck: 'false' });
+    const input = /** @type {HTMLInputElement} */ (el('input', { 'aria-label': `User to add to ${g.id}`, placeholder: 'user id', autocapitalize: 'none', spellcheck: 'false' }));
     const add = async (event) => {
       event.preventDefault();
       const userId = input.value.trim();
