@@ -603,7 +603,7 @@ fn runtime_settings_from_the_command_line() {
 }
 
 #[test]
-fn watch_and_history_from_the_command_line() {
+fn watch_history_and_media_from_the_command_line() {
     let dir = fresh_dir("cli-watch");
     let database = format!("sqlite:{}", dir.join("switchboard.db").display());
     let server = UcServer::start("uc1", &database, None, &[("UC_STATS_SAMPLE_MS", "200")]);
@@ -671,4 +671,22 @@ fn watch_and_history_from_the_command_line() {
     assert!(table.contains("SERVER") && table.contains("uc1"), "{table}");
     let overview = ok(admin(&["overview"]));
     assert!(overview.contains("multi-device messaging:"), "{overview}");
+
+    // MediaServers added and removed, for scripts too.
+    let added: serde_json::Value = serde_json::from_str(&ok(admin(&[
+        "media",
+        "add",
+        "m7",
+        "http://127.0.0.1:9",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(
+        (added["id"].as_str(), added["alive"].as_bool()),
+        (Some("m7"), Some(false))
+    );
+    let removed: serde_json::Value =
+        serde_json::from_str(&ok(admin(&["media", "remove", "m7", "--json"]))).unwrap();
+    assert_eq!(removed["removed"], "m7");
+    assert!(!ok(admin(&["media", "list"])).contains("m7"));
 }

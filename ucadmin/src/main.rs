@@ -358,6 +358,8 @@ enum MediaCommand {
     Add {
         id: String,
         control_url: String,
+        #[arg(long)]
+        json: bool,
     },
     List {
         #[arg(long)]
@@ -365,6 +367,8 @@ enum MediaCommand {
     },
     Remove {
         id: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Takes a MediaServer out of service: no new call goes there; its calls go on.
     Drain {
@@ -628,21 +632,26 @@ async fn act(admin: &AdminClient, command: Command) -> anyhow::Result<()> {
             let licenses = admin.licenses().await?;
             print(json, &licenses, || licenses_table(&licenses))
         }
-        Command::Media(MediaCommand::Add { id, control_url }) => {
-            admin
+        Command::Media(MediaCommand::Add {
+            id,
+            control_url,
+            json,
+        }) => {
+            let added = admin
                 .add_media(&MediaServerId::new(id.clone()), &control_url)
                 .await?;
-            emit(&format!("added MediaServer {id} at {control_url}"))?;
-            Ok(())
+            print(json, &added, || {
+                format!("added MediaServer {id} at {control_url}")
+            })
         }
         Command::Media(MediaCommand::List { json }) => {
             let media = admin.media().await?;
             print(json, &media, || media_table(&media, now_ms))
         }
-        Command::Media(MediaCommand::Remove { id }) => {
+        Command::Media(MediaCommand::Remove { id, json }) => {
             admin.remove_media(&MediaServerId::new(id.clone())).await?;
-            emit(&format!("removed MediaServer {id}"))?;
-            Ok(())
+            let removed = serde_json::json!({ "removed": id });
+            print(json, &removed, || format!("removed MediaServer {id}"))
         }
         Command::Media(MediaCommand::Drain { id, json }) => {
             drain_media(admin, &id, true, json).await
@@ -1270,14 +1279,14 @@ mod tests {
         ));
         assert!(matches!(
             parse(&["media", "add", "m1", "http://10.0.0.5:7100"]),
-            Command::Media(MediaCommand::Add { id, control_url }) if id == "m1" && control_url == "http://10.0.0.5:7100"
+            Command::Media(MediaCommand::Add { id, control_url, json: false }) if id == "m1" && control_url == "http://10.0.0.5:7100"
         ));
         assert!(matches!(
             parse(&["media", "list"]),
             Command::Media(MediaCommand::List { json: false })
         ));
         assert!(
-            matches!(parse(&["media", "remove", "m1"]), Command::Media(MediaCommand::Remove { id }) if id == "m1")
+            matches!(parse(&["media", "remove", "m1", "--json"]), Command::Media(MediaCommand::Remove { id, json: true }) if id == "m1")
         );
         assert!(
             matches!(parse(&["media", "drain", "m1", "--json"]), Command::Media(MediaCommand::Drain { id, json: true }) if id == "m1")
