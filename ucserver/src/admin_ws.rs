@@ -114,7 +114,9 @@ async fn run(
                 }
             }
             _ = recheck.tick() => {
-                if still_admin(&server, &token).await.is_err() {
+                if let Err(error) = still_admin(&server, &token).await
+                    && session_over(error.code())
+                {
                     break Some((CLOSE_SIGNED_OUT, "the admin session has ended; sign in again"));
                 }
             }
@@ -130,6 +132,12 @@ async fn run(
     }
 }
 
+/// Whether a failed check means the administrator may watch no more; anything else (SQL or
+/// the cluster away for a moment) keeps the channel: the next check decides.
+fn session_over(code: ErrorCode) -> bool {
+    matches!(code, ErrorCode::Unauthorized | ErrorCode::Forbidden)
+}
+
 /// Whether the token still stands for an administrator (not signed out, expired, demoted or
 /// disabled).
 async fn still_admin(server: &Arc<Server>, token: &str) -> Result<(), AppError> {
@@ -137,4 +145,18 @@ async fn still_admin(server: &Arc<Server>, token: &str) -> Result<(), AppError> 
     AdminSession::open(server.clone(), info, None)
         .await?
         .may_watch()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refusal_ends_a_console_channel() {
+        assert!(session_over(ErrorCode::Unauthorized));
+        assert!(session_over(ErrorCode::Forbidden));
+        // SQL away for a moment: the console stays signed in and live.
+        assert!(!session_over(ErrorCode::ServerUnavailable));
+        assert!(!session_over(ErrorCode::Internal));
+    }
 }
