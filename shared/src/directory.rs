@@ -176,7 +176,8 @@ pub struct DirectoryStatus {
     /// When the directory was last read, successfully or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempt_ms: Option<TimestampMs>,
-    /// The last applied sync (scheduled or on demand) and its counts.
+    /// The last applied sync (scheduled or on demand) and its counts; a newer one applied on
+    /// another server (found in the audit log, so one that changed something) without them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_ms: Option<TimestampMs>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -465,6 +465,22 @@ impl AdminSession {
                 .flatten()
                 .map(ServerId::new);
         }
+        // The schedule runs on one server: a newer sync another server applied (and audited,
+        // having changed something) is the cluster's last one.
+        let synced = shared::api::AuditFilter {
+            action: Some("directory.sync".into()),
+            ..Default::default()
+        };
+        if let Ok(newest) = self
+            .server
+            .sql(self.server.store.audit_log(&synced, 1))
+            .await
+            && let Some(entry) = newest.first()
+            && status.last_sync_ms.is_none_or(|local| local < entry.at_ms)
+        {
+            status.last_sync_ms = Some(entry.at_ms);
+            status.last_counts = None;
+        }
         status.users = self
             .server
             .sql(self.server.store.user_sources())
