@@ -13,10 +13,12 @@
 //! answers `wrong_server` (its user is served elsewhere now: a failover, a fallback, a move),
 //! the request goes on to the server serving the user: a `wrong_server` answer names it, and
 //! an unreachable server is left out for a few seconds while the other known servers are
-//! asked (each answers `wrong_server` or serves the request). `server_unavailable` with a
-//! short `retry_after_ms` (a server taking the user over) is waited out. Where each token's
-//! user was last served is remembered (bounded), so later requests go there at once and a
-//! dead server is not tried again.
+//! asked (each answers `wrong_server` or serves the request). A server named by another is
+//! tried again half a second after it failed, though: it may have restarted (its users are
+//! handed back to it once it is back), and a page kept from it would miss what is sent live
+//! meanwhile. `server_unavailable` with a short `retry_after_ms` (a server taking the user
+//! over) is waited out. Where each token's user was last served is remembered (bounded), so
+//! later requests go there at once and a dead server is not tried again.
 //!
 //! Every request sent on carries `X-Forwarded-For` with the browser's address (the TCP peer
 //! of ucweb; a header the browser sent is replaced, not extended), so the UCServers throttle
@@ -153,9 +155,14 @@ impl Proxy {
     }
 
     fn is_down(&self, base: &Url) -> bool {
+        self.failed_within(base, DOWN_FOR)
+    }
+
+    /// Whether `base` could not be reached within the last `within` (at most `DOWN_FOR`).
+    fn failed_within(&self, base: &Url, within: Duration) -> bool {
         let mut down = self.down.lock().unwrap();
         down.retain(|_, at| at.elapsed() < DOWN_FOR);
-        down.contains_key(base)
+        down.get(base).is_some_and(|at| at.elapsed() < within)
     }
 
     /// A known server other than `failed` that is not down, to ask where a user is served.
@@ -187,11 +194,15 @@ impl Proxy {
             Hop::Done => false,
             Hop::Follow(id, url) => {
                 self.learn(&id, url.clone());
-                if self.is_down(&url) {
+                if self.failed_within(&url, DOWN_RETRY) {
                     // The server named is the one that just failed (its peers do not know it
                     // is dead yet): ask again in a moment.
                     tokio::time::sleep(DOWN_RETRY).await;
                 } else {
+                    // Named by a server that sees it alive, so tried even while it is left
+                    // out of `another`'s choice: it may be back already (a graceful stop and
+                    // start takes far less than `DOWN_FOR`, and its users are handed back to
+                    // it). Still dead, it refuses at once and is marked down again.
                     route.base = url;
                 }
                 true
@@ -793,4 +804,68 @@ async fn pump(browser: WebSocket, upstream: Upstream) {
     }
     let _ = u_tx.close().await;
     let _ = b_tx.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(text: &str) -> Url {
+        text.parse().expect("a test URL")
+    }
+
+    fn proxy() -> Proxy {
+        Proxy {
+            upstreams: vec![url("http://localhost:1/"), url("http://localhost:2/")],
+            servers: Default::default(),
+            down: Default::default(),
+            routes: Default::default(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `base` could not be reached `ago`.
+    fn failed(proxy: &Proxy, base: &Url, ago: Duration) {
+        let at = std::time::Instant::now()
+            .checked_sub(ago)
+            .expect("the clock runs longer than the test's past");
+        proxy.down.lock().unwrap().insert(base.clone(), at);
+    }
+
+    fn route(base: &Url) -> Route {
+        Route {
+            base: base.clone(),
+            token: Some("token".to_string()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_named_a_while_after_it_failed_is_tried_again() {
+        // s1 refused while it was stopping a second ago; it is back and s2 hands its user
+        // back to it: the request goes to s1 now, not once s1's down time has run out.
+        let proxy = proxy();
+        let (s1, s2) = (url("http://localhost:1/"), url("http://localhost:2/"));
+        failed(&proxy, &s1, Duration::from_secs(1));
+        assert!(
+            proxy.is_down(&s1),
+            "still left out of the choice of another server"
+        );
+        let mut route = route(&s2);
+        let follow = Hop::Follow("s1".to_string(), s1.clone());
+        assert!(proxy.next(&mut route, follow).await);
+        assert_eq!(route.base, s1);
+    }
+
+    #[tokio::test]
+    async fn a_server_named_just_after_it_failed_is_not_tried_yet() {
+        // s1 was just found dead; s2 has not noticed and still names it: s2 is asked again
+        // after a pause instead.
+        let proxy = proxy();
+        let (s1, s2) = (url("http://localhost:1/"), url("http://localhost:2/"));
+        proxy.mark_down(&s1);
+        let mut route = route(&s2);
+        let follow = Hop::Follow("s1".to_string(), s1.clone());
+        assert!(proxy.next(&mut route, follow).await);
+        assert_eq!(route.base, s2);
+    }
 }
