@@ -68,6 +68,67 @@ fn sender(
     (sent, task)
 }
 
+/// Messages flowing while a fault happens: alice to bob, bob (from `bob`, one of his
+/// devices' clients) to alice and, with `group`, carol to the group; `count` each, one every
+/// `every`, each retried until it is accepted.
+struct Traffic {
+    senders: Vec<(Sent, tokio::task::JoinHandle<()>)>,
+}
+
+/// What each sender of a [`Traffic`] had accepted, in order (`in_group` empty without the
+/// group).
+struct Delivered {
+    to_bob: Vec<String>,
+    from_bob: Vec<String>,
+    in_group: Vec<String>,
+}
+
+impl Traffic {
+    fn start(lab: &Lab, bob: &Client, count: usize, every: Duration, group: bool) -> Traffic {
+        let (alice_id, bob_id) = (UserId::from("alice"), UserId::from("bob"));
+        let mut senders = vec![
+            sender(lab.alice.clone(), Some(bob_id), None, "alice", count, every),
+            sender(bob.clone(), Some(alice_id), None, "bob", count, every),
+        ];
+        if group {
+            let to = Some(lab.group.clone());
+            senders.push(sender(lab.carol.clone(), None, to, "carol", count, every));
+        }
+        Traffic { senders }
+    }
+
+    /// Waits until every message was accepted.
+    async fn finish(self) -> Delivered {
+        let mut accepted = Vec::new();
+        for (sent, task) in self.senders {
+            task.await.expect("sender");
+            accepted.push(sent.lock().unwrap().clone());
+        }
+        let mut accepted = accepted.into_iter();
+        Delivered {
+            to_bob: accepted.next().unwrap_or_default(),
+            from_bob: accepted.next().unwrap_or_default(),
+            in_group: accepted.next().unwrap_or_default(),
+        }
+    }
+}
+
+/// Waits until every device stored every group message accepted, then asserts each shows
+/// them once, in order, and nothing else there.
+async fn assert_group_complete(devices: &[&Device], group: &ConversationId, sent: &[String]) {
+    for device in devices {
+        assert!(
+            device
+                .wait_for_stored(group, sent.len(), WAIT)
+                .await
+                .is_some(),
+            "{} shows all group messages",
+            device.name()
+        );
+        assert_shown_once(device, group, sent);
+    }
+}
+
 /// Asserts that `device` showed every sent body of `conversation` once, stored, in the
 /// order sent, and nothing else there.
 fn assert_shown_once(device: &Device, conversation: &ConversationId, sent: &[String]) {
@@ -223,30 +284,7 @@ async fn a_killed_servers_users_fail_over_and_fall_back_without_signing_in_or_lo
 
     // Messages both ways and in the group, before, during and after the failover.
     let every = Duration::from_millis(100);
-    let (to_bob, to_bob_task) = sender(
-        lab.alice.clone(),
-        Some(bob.clone()),
-        None,
-        "alice",
-        60,
-        every,
-    );
-    let (from_bob, from_bob_task) = sender(
-        lab.bob_desk.clone(),
-        Some(alice.clone()),
-        None,
-        "bob",
-        60,
-        every,
-    );
-    let (in_group, in_group_task) = sender(
-        lab.carol.clone(),
-        None,
-        Some(lab.group.clone()),
-        "carol",
-        60,
-        every,
-    );
+    let traffic = Traffic::start(&lab, &lab.bob_desk, 60, every, true);
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let killed = Instant::now();
@@ -301,12 +339,11 @@ async fn a_killed_servers_users_fail_over_and_fall_back_without_signing_in_or_lo
     );
     println!("bob back on s2 {:?} after it restarted", back.elapsed());
 
-    for task in [to_bob_task, from_bob_task, in_group_task] {
-        task.await.expect("sender");
-    }
-    let to_bob = to_bob.lock().unwrap().clone();
-    let from_bob = from_bob.lock().unwrap().clone();
-    let in_group = in_group.lock().unwrap().clone();
+    let Delivered {
+        to_bob,
+        from_bob,
+        in_group,
+    } = traffic.finish().await;
     assert_both_ways(
         &[&alice_device, &bob_desk, &bob_phone],
         &direct,
@@ -314,19 +351,12 @@ async fn a_killed_servers_users_fail_over_and_fall_back_without_signing_in_or_lo
         &from_bob,
     )
     .await;
-    for device in [&alice_device, &carol_device, &bob_desk, &bob_phone] {
-        assert!(
-            device
-                .wait_for_stored(&lab.group, in_group.len(), WAIT)
-                .await
-                .is_some(),
-            "{} shows all group messages",
-            device.name()
-        );
-    }
-    for device in [&alice_device, &carol_device, &bob_desk, &bob_phone] {
-        assert_shown_once(device, &lab.group, &in_group);
-    }
+    assert_group_complete(
+        &[&alice_device, &carol_device, &bob_desk, &bob_phone],
+        &lab.group,
+        &in_group,
+    )
+    .await;
     assert_eq!(seats_in_use(&lab.admin).await, 3, "seats = signed-in users");
     println!(
         "sent {} + {} direct, {} in the group; every device showed each once",
@@ -370,22 +400,7 @@ async fn a_stopped_server_hands_its_users_over_at_once_and_takes_them_back_when_
     let bob_desk = Device::start(&lab.bob_desk, "desk").await;
     let bob_phone = Device::start(&lab.bob_phone, "phone").await;
     let every = Duration::from_millis(100);
-    let (to_bob, to_bob_task) = sender(
-        lab.alice.clone(),
-        Some(bob.clone()),
-        None,
-        "alice",
-        50,
-        every,
-    );
-    let (from_bob, from_bob_task) = sender(
-        lab.bob_phone.clone(),
-        Some(alice.clone()),
-        None,
-        "bob",
-        50,
-        every,
-    );
+    let traffic = Traffic::start(&lab, &lab.bob_phone, 50, every, false);
     tokio::time::sleep(Duration::from_millis(1000)).await;
 
     // SIGTERM: s2 tells bob's devices where to go before it exits; nobody waits out the
@@ -419,11 +434,9 @@ async fn a_stopped_server_hands_its_users_over_at_once_and_takes_them_back_when_
         .await,
         "bob returns to s2 after the fallback delay"
     );
-    for task in [to_bob_task, from_bob_task] {
-        task.await.expect("sender");
-    }
-    let to_bob = to_bob.lock().unwrap().clone();
-    let from_bob = from_bob.lock().unwrap().clone();
+    let Delivered {
+        to_bob, from_bob, ..
+    } = traffic.finish().await;
     assert_both_ways(
         &[&alice_device, &bob_desk, &bob_phone],
         &direct,
@@ -444,30 +457,7 @@ async fn two_servers_killed_at_once_leave_their_users_with_the_survivor_and_lose
     let bob_desk = Device::start(&lab.bob_desk, "desk").await;
     let bob_phone = Device::start(&lab.bob_phone, "phone").await;
     let every = Duration::from_millis(100);
-    let (to_bob, to_bob_task) = sender(
-        lab.alice.clone(),
-        Some(bob.clone()),
-        None,
-        "alice",
-        60,
-        every,
-    );
-    let (from_bob, from_bob_task) = sender(
-        lab.bob_desk.clone(),
-        Some(alice.clone()),
-        None,
-        "bob",
-        60,
-        every,
-    );
-    let (in_group, in_group_task) = sender(
-        lab.carol.clone(),
-        None,
-        Some(lab.group.clone()),
-        "carol",
-        60,
-        every,
-    );
+    let traffic = Traffic::start(&lab, &lab.bob_desk, 60, every, true);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let killed = Instant::now();
     lab.servers[1].kill9();
@@ -485,12 +475,11 @@ async fn two_servers_killed_at_once_leave_their_users_with_the_survivor_and_lose
         "two servers killed at once: every device on s1 after {:?}",
         killed.elapsed()
     );
-    for task in [to_bob_task, from_bob_task, in_group_task] {
-        task.await.expect("sender");
-    }
-    let to_bob = to_bob.lock().unwrap().clone();
-    let from_bob = from_bob.lock().unwrap().clone();
-    let in_group = in_group.lock().unwrap().clone();
+    let Delivered {
+        to_bob,
+        from_bob,
+        in_group,
+    } = traffic.finish().await;
     assert_both_ways(
         &[&alice_device, &bob_desk, &bob_phone],
         &direct,
@@ -498,17 +487,12 @@ async fn two_servers_killed_at_once_leave_their_users_with_the_survivor_and_lose
         &from_bob,
     )
     .await;
-    for device in [&alice_device, &carol_device, &bob_desk, &bob_phone] {
-        assert!(
-            device
-                .wait_for_stored(&lab.group, in_group.len(), WAIT)
-                .await
-                .is_some(),
-            "{} shows all group messages",
-            device.name()
-        );
-        assert_shown_once(device, &lab.group, &in_group);
-    }
+    assert_group_complete(
+        &[&alice_device, &carol_device, &bob_desk, &bob_phone],
+        &lab.group,
+        &in_group,
+    )
+    .await;
     assert_eq!(seats_in_use(&lab.admin).await, 3, "every seat moved, once");
 }
 
@@ -599,22 +583,7 @@ async fn drain_undrain_and_a_move_carry_a_user_along_without_signing_in_or_losin
     let alice_device = Device::start(&lab.alice, "desk").await;
     let bob_desk = Device::start(&lab.bob_desk, "desk").await;
     let bob_phone = Device::start(&lab.bob_phone, "phone").await;
-    let (to_bob, to_bob_task) = sender(
-        lab.alice.clone(),
-        Some(bob.clone()),
-        None,
-        "alice",
-        80,
-        Duration::from_millis(100),
-    );
-    let (from_bob, from_bob_task) = sender(
-        lab.bob_desk.clone(),
-        Some(alice.clone()),
-        None,
-        "bob",
-        80,
-        Duration::from_millis(100),
-    );
+    let traffic = Traffic::start(&lab, &lab.bob_desk, 80, Duration::from_millis(100), false);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Drain s2: bob moves to a backup at once, told where by a `reconnect` event.
@@ -682,11 +651,9 @@ async fn drain_undrain_and_a_move_carry_a_user_along_without_signing_in_or_losin
     );
     assert_eq!(seats_in_use(&lab.admin).await, 3, "seats = signed-in users");
 
-    for task in [to_bob_task, from_bob_task] {
-        task.await.expect("sender");
-    }
-    let to_bob = to_bob.lock().unwrap().clone();
-    let from_bob = from_bob.lock().unwrap().clone();
+    let Delivered {
+        to_bob, from_bob, ..
+    } = traffic.finish().await;
     assert_both_ways(
         &[&alice_device, &bob_desk, &bob_phone],
         &direct,
@@ -783,30 +750,7 @@ async fn a_rolling_restart_under_load_loses_nothing_and_signs_no_one_out() {
         Device::start(&lab.bob_phone, "phone").await,
     ];
     let every = Duration::from_millis(150);
-    let (to_bob, to_bob_task) = sender(
-        lab.alice.clone(),
-        Some(bob.clone()),
-        None,
-        "alice",
-        150,
-        every,
-    );
-    let (from_bob, from_bob_task) = sender(
-        lab.bob_phone.clone(),
-        Some(alice.clone()),
-        None,
-        "bob",
-        150,
-        every,
-    );
-    let (in_group, in_group_task) = sender(
-        lab.carol.clone(),
-        None,
-        Some(lab.group.clone()),
-        "carol",
-        150,
-        every,
-    );
+    let traffic = Traffic::start(&lab, &lab.bob_phone, 150, every, true);
     // Each server in turn: drained (its users move to backups), stopped, started, undrained.
     for index in 0..3 {
         let id = ServerId::new(format!("s{}", index + 1));
@@ -833,12 +777,11 @@ async fn a_rolling_restart_under_load_loses_nothing_and_signs_no_one_out() {
             started.elapsed()
         );
     }
-    for task in [to_bob_task, from_bob_task, in_group_task] {
-        task.await.expect("sender");
-    }
-    let to_bob = to_bob.lock().unwrap().clone();
-    let from_bob = from_bob.lock().unwrap().clone();
-    let in_group = in_group.lock().unwrap().clone();
+    let Delivered {
+        to_bob,
+        from_bob,
+        in_group,
+    } = traffic.finish().await;
     let [alice_device, carol_device, bob_desk, bob_phone] = &devices;
     assert_both_ways(
         &[alice_device, bob_desk, bob_phone],
@@ -847,15 +790,12 @@ async fn a_rolling_restart_under_load_loses_nothing_and_signs_no_one_out() {
         &from_bob,
     )
     .await;
-    for device in [alice_device, carol_device, bob_desk, bob_phone] {
-        assert!(
-            device
-                .wait_for_stored(&lab.group, in_group.len(), WAIT)
-                .await
-                .is_some()
-        );
-        assert_shown_once(device, &lab.group, &in_group);
-    }
+    assert_group_complete(
+        &[&alice_device, &carol_device, &bob_desk, &bob_phone],
+        &lab.group,
+        &in_group,
+    )
+    .await;
     // The same sessions all along: their tokens still work, nobody signed in again.
     for client in [&lab.alice, &lab.carol, &lab.bob_desk, &lab.bob_phone] {
         client
@@ -907,22 +847,7 @@ async fn a_drain_whose_target_dies_ends_on_a_live_server_without_loss() {
     .expect("admin login");
 
     let every = Duration::from_millis(100);
-    let (to_bob, to_bob_task) = sender(
-        lab.alice.clone(),
-        Some(bob.clone()),
-        None,
-        "alice",
-        50,
-        every,
-    );
-    let (from_bob, from_bob_task) = sender(
-        lab.bob_phone.clone(),
-        Some(alice.clone()),
-        None,
-        "bob",
-        50,
-        every,
-    );
+    let traffic = Traffic::start(&lab, &lab.bob_phone, 50, every, false);
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The drain starts and its target dies with it.
     admin
@@ -940,11 +865,9 @@ async fn a_drain_whose_target_dies_ends_on_a_live_server_without_loss() {
         "drain of s2 with its target {target} killed: bob on {third} after {:?}",
         started.elapsed()
     );
-    for task in [to_bob_task, from_bob_task] {
-        task.await.expect("sender");
-    }
-    let to_bob = to_bob.lock().unwrap().clone();
-    let from_bob = from_bob.lock().unwrap().clone();
+    let Delivered {
+        to_bob, from_bob, ..
+    } = traffic.finish().await;
     assert_both_ways(
         &[&alice_device, &bob_desk, &bob_phone],
         &direct,
@@ -1102,30 +1025,7 @@ async fn hand_over_cut_by_redis(name: &str, fault: RedisFault) {
     let bob_phone = Device::start(&lab.bob_phone, "phone").await;
     let devices = [&alice_device, &carol_device, &bob_desk, &bob_phone];
     let every = Duration::from_millis(100);
-    let (to_bob, to_bob_task) = sender(
-        lab.alice.clone(),
-        Some(bob.clone()),
-        None,
-        "alice",
-        120,
-        every,
-    );
-    let (from_bob, from_bob_task) = sender(
-        lab.bob_phone.clone(),
-        Some(alice.clone()),
-        None,
-        "bob",
-        120,
-        every,
-    );
-    let (in_group, in_group_task) = sender(
-        lab.carol.clone(),
-        None,
-        Some(lab.group.clone()),
-        "carol",
-        120,
-        every,
-    );
+    let traffic = Traffic::start(&lab, &lab.bob_phone, 120, every, true);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     lab.servers[1].terminate();
@@ -1182,12 +1082,11 @@ async fn hand_over_cut_by_redis(name: &str, fault: RedisFault) {
         assert_presence_reaches(&devices, &[user], &note).await;
     }
 
-    for task in [to_bob_task, from_bob_task, in_group_task] {
-        task.await.expect("sender");
-    }
-    let to_bob = to_bob.lock().unwrap().clone();
-    let from_bob = from_bob.lock().unwrap().clone();
-    let in_group = in_group.lock().unwrap().clone();
+    let Delivered {
+        to_bob,
+        from_bob,
+        in_group,
+    } = traffic.finish().await;
     assert_both_ways(
         &[&alice_device, &bob_desk, &bob_phone],
         &direct,
@@ -1195,17 +1094,7 @@ async fn hand_over_cut_by_redis(name: &str, fault: RedisFault) {
         &from_bob,
     )
     .await;
-    for device in devices {
-        assert!(
-            device
-                .wait_for_stored(&lab.group, in_group.len(), WAIT)
-                .await
-                .is_some(),
-            "{} shows all group messages",
-            device.name()
-        );
-        assert_shown_once(device, &lab.group, &in_group);
-    }
+    assert_group_complete(&devices, &lab.group, &in_group).await;
     assert_eq!(
         presence_of(&lab.alice, &bob).await,
         Availability::Available,
