@@ -791,7 +791,7 @@ async fn a_rolling_restart_under_load_loses_nothing_and_signs_no_one_out() {
     )
     .await;
     assert_group_complete(
-        &[&alice_device, &carol_device, &bob_desk, &bob_phone],
+        &[alice_device, carol_device, bob_desk, bob_phone],
         &lab.group,
         &in_group,
     )
