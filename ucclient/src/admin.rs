@@ -270,21 +270,7 @@ impl AdminClient {
         user: &UserId,
         delegate: &UserId,
     ) -> Result<Vec<UserId>, ClientError> {
-        self.endpoint
-            .send::<(), _>(
-                Method::PUT,
-                &[
-                    "api",
-                    "v1",
-                    "admin",
-                    "users",
-                    user.as_str(),
-                    "delegates",
-                    delegate.as_str(),
-                ],
-                None,
-            )
-            .await
+        self.change_delegate(Method::PUT, user, delegate).await
     }
 
     /// `DELETE /admin/users/{id}/delegates/{delegate}`.
@@ -293,21 +279,26 @@ impl AdminClient {
         user: &UserId,
         delegate: &UserId,
     ) -> Result<Vec<UserId>, ClientError> {
-        self.endpoint
-            .send::<(), _>(
-                Method::DELETE,
-                &[
-                    "api",
-                    "v1",
-                    "admin",
-                    "users",
-                    user.as_str(),
-                    "delegates",
-                    delegate.as_str(),
-                ],
-                None,
-            )
-            .await
+        self.change_delegate(Method::DELETE, user, delegate).await
+    }
+
+    /// One delegate of `user` added or taken away; `user`'s delegates now.
+    async fn change_delegate(
+        &self,
+        method: Method,
+        user: &UserId,
+        delegate: &UserId,
+    ) -> Result<Vec<UserId>, ClientError> {
+        let path = [
+            "api",
+            "v1",
+            "admin",
+            "users",
+            user.as_str(),
+            "delegates",
+            delegate.as_str(),
+        ];
+        self.endpoint.send::<(), _>(method, &path, None).await
     }
 
     /// `GET /admin/history`: every server's samples of the last hour.
