@@ -215,6 +215,18 @@ impl SqlStore {
         self.read.close().await;
     }
 
+    /// The user ids (column `id`) a read by one user id answers, in its order.
+    async fn user_ids(&self, sql: &'static str, user: &UserId) -> StoreResult<Vec<UserId>> {
+        let rows = sqlx::query(sql)
+            .bind(user.as_str())
+            .fetch_all(&self.read)
+            .await
+            .map_err(map_error)?;
+        rows.iter()
+            .map(|row| Ok(UserId(decode(row, "id")?)))
+            .collect()
+    }
+
     /// A transaction that will write. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so a read inside it can never need an upgrade that fails.
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Any>> {
@@ -1487,15 +1499,11 @@ impl Store for SqlStore {
     }
 
     async fn contact_owners(&self, user: &UserId) -> StoreResult<Vec<UserId>> {
-        let rows =
-            sqlx::query("SELECT owner_id FROM contacts WHERE contact_id = $1 ORDER BY owner_id")
-                .bind(user.as_str())
-                .fetch_all(&self.read)
-                .await
-                .map_err(map_error)?;
-        rows.iter()
-            .map(|row| Ok(UserId(decode(row, "owner_id")?)))
-            .collect()
+        self.user_ids(
+            "SELECT owner_id AS id FROM contacts WHERE contact_id = $1 ORDER BY owner_id",
+            user,
+        )
+        .await
     }
 
     async fn put_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<()> {
@@ -1652,29 +1660,19 @@ impl Store for SqlStore {
     }
 
     async fn delegates(&self, owner: &UserId) -> StoreResult<Vec<UserId>> {
-        let rows = sqlx::query(
+        self.user_ids(
             "SELECT delegate_id AS id FROM delegates WHERE owner_id = $1 ORDER BY delegate_id",
+            owner,
         )
-        .bind(owner.as_str())
-        .fetch_all(&self.read)
         .await
-        .map_err(map_error)?;
-        rows.iter()
-            .map(|row| Ok(UserId(decode(row, "id")?)))
-            .collect()
     }
 
     async fn delegated_by(&self, delegate: &UserId) -> StoreResult<Vec<UserId>> {
-        let rows = sqlx::query(
+        self.user_ids(
             "SELECT owner_id AS id FROM delegates WHERE delegate_id = $1 ORDER BY owner_id",
+            delegate,
         )
-        .bind(delegate.as_str())
-        .fetch_all(&self.read)
         .await
-        .map_err(map_error)?;
-        rows.iter()
-            .map(|row| Ok(UserId(decode(row, "id")?)))
-            .collect()
     }
 
     async fn is_delegate(&self, owner: &UserId, delegate: &UserId) -> StoreResult<bool> {
