@@ -43,7 +43,9 @@ function changed(event) {
   const name = currentView();
   if (event.type === 'change') {
     const { actor, action, detail } = event.entry;
-    if (actor !== api.session.current?.user) toast(`${actor}: ${action} ${detail}`);
+    // This administrator's own change: the view that made it has drawn it already.
+    if (actor === api.session.current?.user) return;
+    toast(`${actor}: ${action} ${detail}`);
     if (!CONCERNS[name].some((prefix) => action.startsWith(prefix))) return;
   } else if (event.type === 'server_down') {
     toast(`Server ${event.server} was found dead; its users are failing over`);
@@ -51,7 +53,10 @@ function changed(event) {
   }
   // A form being filled in is not redrawn under the administrator's hands: after it closes.
   const open = document.querySelector('dialog[open]');
+  const typing = document.activeElement?.matches?.('input, select, textarea') ? document.activeElement : null;
   if (open) open.addEventListener('close', redrawSoon, { once: true });
+  // Nor while a field has the focus: once it is left (its button's click has run by then).
+  else if (typing) typing.addEventListener('blur', redrawSoon, { once: true });
   else redrawSoon();
 }
 
